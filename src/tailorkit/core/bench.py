@@ -1,0 +1,88 @@
+"""The bench registry and runner: `tailorkit bench <name>` and `tailorkit reproduce`.
+
+A subsystem registers its reproduction with `@BENCHES.register("<subsystem>")` in its `bench.py`; the function takes
+`(mode, seed, device)` and returns a BenchOutcome. The runner times it (wall and CPU), adds the environment and writes
+the contract JSON atomically. Subsystem modules are imported on demand from SUBSYSTEMS so that a missing optional
+dependency in one subsystem cannot break the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tailorkit.core.progress import status
+from tailorkit.core.registry import Registry
+from tailorkit.core.results import BenchOutcome, outcome_to_document, write_json_atomic
+
+BenchFn = Callable[[str, int, torch.device], BenchOutcome]
+BENCHES: Registry[BenchFn] = Registry("bench")
+
+# Every package that may register a bench or a demo part, in report order. Only those that exist are imported.
+SUBSYSTEMS = (
+    "selfcheck",
+    "patching",
+    "films",
+    "anatomy",
+    "registration",
+    "adapters",
+    "prompts",
+    "video",
+    "active",
+    "continual",
+    "hoi",
+)
+
+
+def load_subsystems(part: str) -> list[str]:
+    """Import `tailorkit.<subsystem>.<part>` for every subsystem that has it; return the names imported."""
+    found = []
+    for name in SUBSYSTEMS:
+        module = f"tailorkit.{name}.{part}"
+        if importlib.util.find_spec(f"tailorkit.{name}") is None or importlib.util.find_spec(module) is None:
+            continue
+        importlib.import_module(module)
+        found.append(name)
+    return found
+
+
+def available_benches() -> list[str]:
+    load_subsystems("bench")
+    return [name for name in SUBSYSTEMS if name in BENCHES]
+
+
+def run_bench(
+    name: str, *, quick: bool = True, seed: int = 0, device: torch.device | None = None, out: str | Path | None = None
+) -> dict[str, Any]:
+    """Run the bench registered as `name` and return (and optionally write) its contract document."""
+    load_subsystems("bench")
+    fn = BENCHES.get(name)
+    mode = "quick" if quick else "full"
+    dev = device if device is not None else torch.device("cpu")
+    status(f"bench {name} ({mode}, seed {seed}, {dev})")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    wall, cpu = time.perf_counter(), time.process_time()
+    outcome = fn(mode, seed, dev)
+    doc = outcome_to_document(
+        outcome,
+        subsystem=name,
+        mode=mode,
+        seed=seed,
+        started=started,
+        seconds=time.perf_counter() - wall,
+        cpu_seconds=time.process_time() - cpu,
+        device=dev,
+    )
+    if out is not None:
+        write_json_atomic(out, doc)
+        status(f"wrote {out}")
+    held = sum(c["holds"] for c in doc["claims"])
+    status(f"bench {name}: {len(doc['rows'])} rows, {held}/{len(doc['claims'])} claims hold, {doc['seconds']:.1f} s")
+    return doc

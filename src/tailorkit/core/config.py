@@ -1,0 +1,226 @@
+"""Frozen dataclass configs <-> YAML / TOML files, with `--key=value` overrides.
+
+Every subsystem describes its settings as frozen dataclasses validated in `__post_init__`. This module loads them
+from a file (YAML `.yaml/.yml` or TOML `.toml`), applies command-line overrides (`key=value`, dotted keys for nested
+dataclasses: `model.width=64`), coerces strings to the declared field types, and rejects unknown keys by name,
+listing the valid ones. Any problem raises ConfigError (a ValueError), which the CLI turns into a one-line message
+and exit status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from tailorkit.core.results import write_text_atomic
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the config's dataclass."""
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML or TOML file into a dict; the suffix picks the parser."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(p.read_text()) or {}
+        elif suffix == ".toml":
+            data = tomllib.loads(p.read_text())
+        else:
+            raise ConfigError(f"config file {str(p)!r}: expected a .yaml, .yml or .toml file")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"config file {str(p)!r} could not be parsed: {err}".replace("\n", " ")) from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r}: expected a mapping of keys to values at top level")
+    return data
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
+    """Turn ["a=1", "--b.c=x"] into a nested dict {"a": "1", "b": {"c": "x"}} (values stay strings)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        text = item[2:] if item.startswith("--") else item
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value (dotted keys for nested settings)")
+        parts = key.replace("-", "_").split(".")
+        node = nested
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is set both as a value and as a section")
+            node = child
+        node[parts[-1]] = value
+    return nested
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; `update` wins."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def from_dict(cls: type[C], data: Mapping[str, Any], *, where: str = "") -> C:
+    """Build dataclass `cls` from a (nested) mapping, coercing values and rejecting unknown keys."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        valid = ", ".join(prefix + name for name in fields)
+        raise ConfigError(f"unknown config key {prefix + unknown[0]!r}; valid keys: {valid}")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(value, hints[name], key)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{where or cls.__name__}: {err}") from err
+    except ValueError as err:  # __post_init__ validation: keep its message, name the section
+        raise ConfigError(f"{where + ': ' if where else ''}{err}") from err
+
+
+def load_config(
+    cls: type[C],
+    path: str | os.PathLike[str] | None = None,
+    overrides: Iterable[str] = (),
+    base: Mapping[str, Any] | None = None,
+) -> C:
+    """The config `cls` from defaults <- `base` <- file at `path` <- `overrides` ("key=value" strings)."""
+    data: dict[str, Any] = dict(base or {})
+    if path is not None:
+        data = merge(data, read_config_file(path))
+    data = merge(data, parse_overrides(overrides))
+    return from_dict(cls, data)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain nested dict (tuples as lists, Paths as strings), suitable for YAML/TOML/JSON."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return plain(config)
+
+
+def save_config(config: Any, path: str | os.PathLike[str]) -> Path:
+    """Write `config` as YAML (atomically)."""
+    return write_text_atomic(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Convert `value` (from YAML/TOML or a command-line string) to the type `hint`, or raise ConfigError."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        is_null = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_null and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: cannot use {value!r}")
+    if origin is typing.Literal:
+        for allowed in args:
+            if value == allowed or (isinstance(value, str) and str(allowed) == value):
+                return allowed
+        raise ConfigError(f"{key}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+    if origin in (tuple, list):
+        items = value
+        if isinstance(value, str):
+            items = [v.strip() for v in value.split(",")] if value.strip() else []
+        if not isinstance(items, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in items)
+        if origin is tuple and args:
+            if len(items) != len(args):
+                raise ConfigError(f"{key}: expected {len(args)} values, got {len(items)}")
+            return tuple(_coerce(v, a, key) for v, a in zip(items, args, strict=True))
+        elem = args[0] if args else Any
+        out = [_coerce(v, elem, key) for v in items]
+        return tuple(out) if origin is tuple else out
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a section of settings, got {value!r}")
+        return from_dict(hint, value, where=key)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if hint is Path:
+        if isinstance(value, str | Path):
+            return Path(value)
+        raise ConfigError(f"{key}: expected a path, got {value!r}")
+    return value
