@@ -21,6 +21,7 @@ from tailorkit.assets.base import (
 from tailorkit.assets.corpora import (
     Synset,
     fortunes,
+    lee_background,
     lee_corpus,
     polarity,
     word_similarity,
@@ -58,6 +59,7 @@ __all__ = [
     "get_asset",
     "itk_slice",
     "itk_t1",
+    "lee_background",
     "lee_corpus",
     "lits_case117",
     "minilm_l3_onnx",

@@ -34,6 +34,12 @@ def lee_corpus() -> tuple[list[str], np.ndarray]:
     return docs, np.triu(sims) + np.triu(sims, 1).T
 
 
+def lee_background() -> list[str]:
+    """The 300 unlabelled news documents that accompany the Lee corpus (for fitting vocabularies and IDF)."""
+    text = get_asset("gensim-corpora").path("lee_background.cor").read_text(encoding="cp1252", errors="replace")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def word_similarity(name: str = "wordsim353") -> list[tuple[str, str, float]]:
     """Human-rated word pairs: 'wordsim353' (353 pairs, 0-10) or 'simlex999' (999 pairs, 0-10)."""
     files = {"wordsim353": ("wordsim353.tsv", 353), "simlex999": ("simlex999.txt", 999)}

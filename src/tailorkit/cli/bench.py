@@ -10,7 +10,7 @@ from typing import Any
 from tailorkit.core.device import DEVICE_CHOICES
 
 
-def _device(value: str) -> str:
+def device_arg(value: str) -> str:
     if value not in DEVICE_CHOICES and not value.startswith("cuda:"):
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(DEVICE_CHOICES)} or cuda:N, got {value!r}")
     return value
@@ -19,13 +19,15 @@ def _device(value: str) -> str:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="the few-minute mode (default: full)")
     parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    parser.add_argument("--device", type=_device, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
 
 
 def add_parser(sub: Any) -> None:
     bench = sub.add_parser("bench", help="run one subsystem's reproduction benchmark and write its JSON")
     bench.add_argument("subsystem", help="which bench (tailorkit bench --list shows them)", nargs="?")
     bench.add_argument("--list", action="store_true", help="list the registered benches and exit")
+    bench.add_argument("--config", type=Path, default=None, help="YAML or TOML file with the bench's settings")
+    bench.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (also --key=value)")
     bench.add_argument("--out", type=Path, default=None, help="JSON file (default reports/bench/<subsystem>.json)")
     _common(bench)
     bench.set_defaults(func=run_bench_cmd)
@@ -39,24 +41,26 @@ def add_parser(sub: Any) -> None:
 
 def run_bench_cmd(args: argparse.Namespace) -> int:
     from tailorkit.cli.main import UsageError
-    from tailorkit.core.bench import available_benches, run_bench
-    from tailorkit.core.device import resolve_device
+    from tailorkit.core.bench import available_benches, bench_config, run_bench
+    from tailorkit.cli.main import device_from
 
     if args.list:
         print("\n".join(available_benches()))
         return 0
     if not args.subsystem:
         raise UsageError(f"tailorkit bench: error: name a bench: {', '.join(available_benches())}")
-    device = resolve_device(args.device)
+    available_benches()  # imports the subsystems' benches
+    config = bench_config(args.subsystem, args.config, args.overrides)
+    device = device_from(args.device)
     out = args.out or Path("reports/bench") / f"{args.subsystem}.json"
-    doc = run_bench(args.subsystem, quick=args.quick, seed=args.seed, device=device, out=out)
+    doc = run_bench(args.subsystem, quick=args.quick, seed=args.seed, device=device, out=out, config=config)
     print(out)
     return 0 if doc["rows"] else 1
 
 
 def run_reproduce_cmd(args: argparse.Namespace) -> int:
     from tailorkit.core.bench import BENCHES, available_benches, run_bench
-    from tailorkit.core.device import resolve_device
+    from tailorkit.cli.main import device_from
     from tailorkit.core.progress import status
     from tailorkit.core.report import write_reproduce_report
 
@@ -65,7 +69,7 @@ def run_reproduce_cmd(args: argparse.Namespace) -> int:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
         for name in names:
             BENCHES.get(name)  # unknown -> RegistryError, exit 2
-    device = resolve_device(args.device)
+    device = device_from(args.device)
     docs, failures = [], {}
     for name in names:
         try:

@@ -17,7 +17,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from tailorkit import __version__
 from tailorkit.core.config import ConfigError
@@ -31,7 +31,14 @@ class UsageError(Exception):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage dump) so scripts and people see just the problem."""
+    """argparse with a one-line error (no usage dump) so scripts and people see just the problem.
+
+    Abbreviated options are off: `--se=3` must not silently mean `--seed=3` when it was meant as a settings override.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
@@ -58,7 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # `--key=value` settings overrides pass through to commands that take them; anything else is an error.
+        overrides = [a for a in extra if a.startswith("--") and "=" in a]
+        unknown = [a for a in extra if a not in overrides]
+        if unknown or (overrides and not hasattr(args, "overrides")):
+            parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
+        if overrides:
+            args.overrides = [*args.overrides, *overrides]
         result = args.func(args)
         return int(result or 0)
     except (UsageError, ConfigError, RegistryError) as err:
@@ -70,6 +84,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tailorkit: interrupted", file=sys.stderr)
         return 130
+
+
+def device_from(spec: str) -> Any:
+    """--device value -> torch.device; an unusable device (cuda without CUDA) is a usage error."""
+    from tailorkit.core.device import resolve_device
+
+    try:
+        return resolve_device(spec)
+    except ValueError as err:
+        raise UsageError(f"tailorkit: error: {err}") from None
 
 
 def _one_line(message: object) -> str:

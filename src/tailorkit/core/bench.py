@@ -1,9 +1,10 @@
 """The bench registry and runner: `tailorkit bench <name>` and `tailorkit reproduce`.
 
-A subsystem registers its reproduction with `@BENCHES.register("<subsystem>")` in its `bench.py`; the function takes
-`(mode, seed, device)` and returns a BenchOutcome. The runner times it (wall and CPU), adds the environment and writes
-the contract JSON atomically. Subsystem modules are imported on demand from SUBSYSTEMS so that a missing optional
-dependency in one subsystem cannot break the others.
+A subsystem registers its reproduction with `@register_bench("<subsystem>", config=<ConfigClass>)` in its `bench.py`;
+the function takes `(config, mode, seed, device)` and returns a BenchOutcome. The runner builds the config from
+defaults, an optional YAML/TOML file and `key=value` overrides, times the run (wall and CPU), adds the environment
+and writes the contract JSON atomically. Subsystem modules are imported on demand from SUBSYSTEMS so that a
+missing optional dependency in one subsystem cannot break the others.
 """
 
 from __future__ import annotations
@@ -11,19 +12,53 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tailorkit.core.config import ConfigError, load_config, to_dict
 from tailorkit.core.progress import status
 from tailorkit.core.registry import Registry
 from tailorkit.core.results import BenchOutcome, outcome_to_document, write_json_atomic
 
-BenchFn = Callable[[str, int, torch.device], BenchOutcome]
-BENCHES: Registry[BenchFn] = Registry("bench")
+BenchFn = Callable[[Any, str, int, torch.device], BenchOutcome]
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A registered bench: its function and the frozen dataclass of its settings (None when it has none)."""
+
+    fn: BenchFn
+    config: type | None = None
+
+
+BENCHES: Registry[Bench] = Registry("bench")
+
+
+def register_bench(name: str, config: type | None = None) -> Callable[[BenchFn], BenchFn]:
+    """Decorator: register `fn(config, mode, seed, device) -> BenchOutcome` as the bench `name`."""
+
+    def decorate(fn: BenchFn) -> BenchFn:
+        BENCHES.add(name, Bench(fn, config))
+        return fn
+
+    return decorate
+
+
+def bench_config(name: str, path: str | Path | None = None, overrides: Iterable[str] = ()) -> Any:
+    """The settings of bench `name` from defaults <- file <- overrides (ConfigError on unknown keys)."""
+    bench = BENCHES.get(name)
+    overrides = list(overrides)
+    if bench.config is None:
+        if path is not None or overrides:
+            raise ConfigError(f"bench {name!r} takes no settings, got {[*([str(path)] if path else []), *overrides]}")
+        return None
+    return load_config(bench.config, path, overrides)
+
 
 # Every package that may register a bench or a demo part, in report order. Only those that exist are imported.
 SUBSYSTEMS = (
@@ -59,17 +94,28 @@ def available_benches() -> list[str]:
 
 
 def run_bench(
-    name: str, *, quick: bool = True, seed: int = 0, device: torch.device | None = None, out: str | Path | None = None
+    name: str,
+    *,
+    quick: bool = True,
+    seed: int = 0,
+    device: torch.device | None = None,
+    out: str | Path | None = None,
+    config: Any = None,
 ) -> dict[str, Any]:
-    """Run the bench registered as `name` and return (and optionally write) its contract document."""
+    """Run the bench registered as `name` and return (and optionally write) its contract document.
+
+    `config` is the bench's settings object (default: `bench_config(name)`, i.e. the dataclass defaults).
+    """
     load_subsystems("bench")
-    fn = BENCHES.get(name)
+    bench = BENCHES.get(name)
+    if config is None:
+        config = bench_config(name)
     mode = "quick" if quick else "full"
     dev = device if device is not None else torch.device("cpu")
     status(f"bench {name} ({mode}, seed {seed}, {dev})")
     started = datetime.now(UTC).isoformat(timespec="seconds")
     wall, cpu = time.perf_counter(), time.process_time()
-    outcome = fn(mode, seed, dev)
+    outcome = bench.fn(config, mode, seed, dev)
     doc = outcome_to_document(
         outcome,
         subsystem=name,
@@ -80,6 +126,8 @@ def run_bench(
         cpu_seconds=time.process_time() - cpu,
         device=dev,
     )
+    if config is not None:
+        doc["config"] = to_dict(config)
     if out is not None:
         write_json_atomic(out, doc)
         status(f"wrote {out}")
