@@ -25,9 +25,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         for asset in assets:
             size = sum(f.size for f in asset.files) / 1e6
-            print(
-                f"{asset.name:20s} {asset.kind:12s} {asset.package}=={asset.version:28s} {size:8.1f} MB  {asset.title}"
-            )
+            package = f"{asset.package}=={asset.version}"
+            print(f"{asset.name:20s} {asset.kind:12s} {package:50s} {size:7.1f} MB  {asset.title}")
         print(f"cache folder for Debian assets: {tailorkit_home()} (TAILORKIT_HOME overrides)")
         return 0
     if args.action == "install":

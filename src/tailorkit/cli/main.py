@@ -81,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AssetError as err:
         print(f"tailorkit: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `tailorkit assets list | head`: the reader left, which is not an error
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("tailorkit: interrupted", file=sys.stderr)
         return 130
