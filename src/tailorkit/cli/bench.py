@@ -40,9 +40,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run_bench_cmd(args: argparse.Namespace) -> int:
-    from tailorkit.cli.main import UsageError
+    from tailorkit.cli.main import UsageError, device_from
     from tailorkit.core.bench import available_benches, bench_config, run_bench
-    from tailorkit.cli.main import device_from
 
     if args.list:
         print("\n".join(available_benches()))
@@ -59,8 +58,8 @@ def run_bench_cmd(args: argparse.Namespace) -> int:
 
 
 def run_reproduce_cmd(args: argparse.Namespace) -> int:
-    from tailorkit.core.bench import BENCHES, available_benches, run_bench
     from tailorkit.cli.main import device_from
+    from tailorkit.core.bench import BENCHES, available_benches, run_bench
     from tailorkit.core.progress import status
     from tailorkit.core.report import write_reproduce_report
 

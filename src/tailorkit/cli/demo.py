@@ -19,8 +19,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tailorkit.core.demo import run_demo
     from tailorkit.cli.main import device_from
+    from tailorkit.core.demo import run_demo
 
     only = [n.strip() for n in args.only.split(",") if n.strip()] or None
     index, failures = run_demo(args.out, seed=args.seed, device=device_from(args.device), only=only)
