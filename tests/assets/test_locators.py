@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.conftest import load_or_skip
 
 import tailorkit.assets as A
+from tests.conftest import load_or_skip
 
 
 def test_fashion_mnist_is_complete_and_balanced() -> None:

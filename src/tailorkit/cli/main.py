@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
         # `--key=value` settings overrides pass through to commands that take them; anything else is an error.
-        overrides = [a for a in extra if a.startswith("--") and "=" in a]
+        # argparse leaves `key=value` positionals that follow an option here too (it fills positionals only once).
+        overrides = [a for a in extra if "=" in a and (a.startswith("--") or not a.startswith("-"))]
         unknown = [a for a in extra if a not in overrides]
         if unknown or (overrides and not hasattr(args, "overrides")):
             parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
