@@ -43,6 +43,7 @@ from torch.utils.data import Dataset, IterableDataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from tailorkit.core.results import atomic_open
 from tailorkit.core.seeding import derive_seed
 
 __all__ = [
@@ -355,17 +356,8 @@ def _save_checkpoint(
         "model": {key: state[key] for key in _trainable_state_keys(model)},
         "optimizer": optimizer.state_dict(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory as the target so os.replace is an atomic rename: a crash leaves the old checkpoint or the new one.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_open(path) as handle:  # a crash leaves the old checkpoint or the new one, never half of one
+        torch.save(payload, handle)
 
 
 def _load_checkpoint(

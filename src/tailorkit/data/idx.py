@@ -23,19 +23,18 @@ corrupt header claiming petabytes fails at once instead of exhausting memory.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import math
 import os
-import secrets
 import struct
 import zlib
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+
+from tailorkit.core.results import atomic_open
 
 __all__ = ["IdxFormatError", "read_idx", "write_idx"]
 
@@ -117,7 +116,7 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray, *, compress: bool
     data = np.ascontiguousarray(arr, dtype=_DTYPES[code]).reshape(-1).view(np.uint8)
     if compress is None:
         compress = dest.endswith(".gz")
-    with _atomic_open(dest) as f:
+    with atomic_open(dest) as f:
         if compress:
             # mtime=0 keeps the bytes a function of the array alone, so rewriting identical data is reproducible.
             with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
@@ -126,28 +125,6 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray, *, compress: bool
         else:
             f.write(header)
             f.write(data.data)
-
-
-@contextlib.contextmanager
-def _atomic_open(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """Yield a binary file that replaces `path` only once the block finishes without error.
-
-    The temporary file is created with `os.open(..., 0o666)` rather than `tempfile.mkstemp` so the usual umask
-    applies: mkstemp's 0600 would leave datasets unreadable to other users after the rename.
-    """
-    dest = Path(path)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _read_stream(stream: io.BufferedIOBase, name: str, total: int) -> np.ndarray:

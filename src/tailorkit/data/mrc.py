@@ -46,7 +46,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tailorkit.data.idx import _atomic_open, _readinto_fully, _to_native_inplace
+from tailorkit.core.results import atomic_open
+from tailorkit.data.idx import _readinto_fully, _to_native_inplace
 
 __all__ = ["MrcFormatError", "MrcFormatWarning", "MrcHeader", "read_mrc", "read_mrc_header", "write_mrc"]
 
@@ -230,7 +231,7 @@ def write_mrc(
     nz, ny, nx = arr.shape
     header = _build_header(arr, mode, (nx, ny, nz), tuple(float(v) for v in sizes), origin, ispg=0 if is_image else 1)
     data = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).reshape(-1).view(np.uint8)
-    with _atomic_open(dest) as f:
+    with atomic_open(dest) as f:
         f.write(header)
         f.write(data.data)
 

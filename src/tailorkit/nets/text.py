@@ -24,9 +24,7 @@ Inferred or deliberate details:
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,8 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
+
+from tailorkit.core.results import atomic_open
 
 __all__ = [
     "MINILM_L3_CACHE_NAME",
@@ -362,18 +362,9 @@ def _read_cache(path: Path, tag: dict[str, str]) -> dict[str, torch.Tensor] | No
 
 
 def _write_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Temp file in the same folder so os.replace is a rename on one filesystem: readers see the old or the new
-    # file, never half of one, even if two processes convert at once.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # Readers see the old file or the new one, never half of one, even if two processes convert at once.
+    with atomic_open(path) as handle:
+        handle.write(save(tensors, metadata=metadata))
 
 
 def load_minilm_l3(*, device: Device | None = None, cache_dir: str | os.PathLike[str] | None = None) -> SentenceEncoder:
