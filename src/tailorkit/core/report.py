@@ -54,9 +54,13 @@ def bench_plot(doc: dict[str, Any], path: Path) -> Path | None:
     metrics = sorted({m for row in doc["rows"] for m in row["metrics"]})
     if not metrics:
         return None
-    metrics = metrics[:6]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
+    metrics = metrics[:12]
+    cols = min(4, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.ravel()[len(metrics) :]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.ravel(), metrics, strict=False):
         names = [row["method"] for row in doc["rows"] if metric in row["metrics"]]
         values = [row["metrics"][metric] for row in doc["rows"] if metric in row["metrics"]]
         ax.bar(range(len(values)), values, color="#4477aa")
