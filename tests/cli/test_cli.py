@@ -15,7 +15,7 @@ from tailorkit.cli.main import build_parser, main
 
 
 def _subcommands() -> list[str]:
-    parser = build_parser()
+    parser = build_parser([])
     action = next(a for a in parser._actions if a.dest == "command")
     return sorted(action.choices)  # type: ignore[arg-type]
 

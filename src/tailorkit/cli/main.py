@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,7 +45,18 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
 
 
-def build_parser() -> ArgumentParser:
+# Each subsystem's top-level command: name -> (package under tailorkit, one-line help). Only the package of the
+# command being run is imported (a subsystem's package may load numba, transformers, ...): `tailorkit --help` and
+# the built-in commands stay fast. A subsystem adds its line here and defines `add_parser(sub)` in its cli.py.
+SUBSYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
+    "patch": ("patching", "patch a fine-tuned model so it keeps the pretrained model's abilities (Model Tailor)"),
+    "film": ("films", "glassy polymer films: the DPLM lattice model with rejection-free kinetic Monte Carlo"),
+    "continual": ("continual", "self-supervised class-incremental learning (CPPF and baselines)"),
+}
+
+
+def build_parser(argv: Sequence[str] = ()) -> ArgumentParser:
+    """The full parser for the command named in `argv` (subsystem commands not named get a help line only)."""
     parser = ArgumentParser(
         prog="tailorkit",
         description="Ten published research systems as tested tools, each beside its baselines.",
@@ -53,10 +65,14 @@ def build_parser() -> ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser, required=True)
     for module in ("assets", "bench", "demo"):
         importlib.import_module(f"tailorkit.cli.{module}").add_parser(sub)
-    from tailorkit.core.bench import load_subsystems
-
-    for name in load_subsystems("cli"):
-        importlib.import_module(f"tailorkit.{name}.cli").add_parser(sub)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    for name, (package, help_text) in SUBSYSTEM_COMMANDS.items():
+        if importlib.util.find_spec(f"tailorkit.{package}") is None:
+            continue
+        if name == command:
+            importlib.import_module(f"tailorkit.{package}.cli").add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
@@ -64,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tailorkit.assets.base import AssetError
 
     try:
-        parser = build_parser()
+        argv = list(sys.argv[1:] if argv is None else argv)
+        parser = build_parser(argv)
         args, extra = parser.parse_known_args(argv)
         # `--key=value` settings overrides pass through to commands that take them; anything else is an error.
         # argparse leaves `key=value` positionals that follow an option here too (it fills positionals only once).

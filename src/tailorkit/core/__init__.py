@@ -1,27 +1,36 @@
-"""Shared machinery: configs, registries, seeding, devices, progress, bench results and reports, training."""
+"""Shared machinery: configs, registries, seeding, devices, progress, bench results and reports, training.
+
+The names below load on first use (PEP 562), so importing `tailorkit.core.config` for the command-line parser does
+not import torch: `tailorkit --help` stays fast.
+"""
 
 from __future__ import annotations
 
-from tailorkit.core.config import ConfigError, load_config, save_config, to_dict
-from tailorkit.core.device import resolve_device
-from tailorkit.core.registry import Registry, RegistryError
-from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row, write_json_atomic
-from tailorkit.core.seeding import derive_seed, numpy_generator, torch_generator
+import importlib
+from typing import Any
 
-__all__ = [
-    "BenchOutcome",
-    "Claim",
-    "ConfigError",
-    "DataInfo",
-    "Registry",
-    "RegistryError",
-    "Row",
-    "derive_seed",
-    "load_config",
-    "numpy_generator",
-    "resolve_device",
-    "save_config",
-    "to_dict",
-    "torch_generator",
-    "write_json_atomic",
-]
+_EXPORTS = {
+    "ConfigError": "config",
+    "load_config": "config",
+    "save_config": "config",
+    "to_dict": "config",
+    "resolve_device": "device",
+    "Registry": "registry",
+    "RegistryError": "registry",
+    "BenchOutcome": "results",
+    "Claim": "results",
+    "DataInfo": "results",
+    "Row": "results",
+    "write_json_atomic": "results",
+    "derive_seed": "seeding",
+    "numpy_generator": "seeding",
+    "torch_generator": "seeding",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"tailorkit.core.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'tailorkit.core' has no attribute {name!r}")

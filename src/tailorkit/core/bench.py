@@ -16,16 +16,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from tailorkit.core.config import ConfigError, load_config, to_dict
 from tailorkit.core.progress import status
 from tailorkit.core.registry import Registry
 from tailorkit.core.results import BenchOutcome, outcome_to_document, write_json_atomic
 
-BenchFn = Callable[[Any, str, int, torch.device], BenchOutcome]
+if TYPE_CHECKING:
+    import torch
+
+BenchFn = Callable[[Any, str, int, "torch.device"], BenchOutcome]
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ def run_bench(
     if config is None:
         config = bench_config(name)
     mode = "quick" if quick else "full"
+    import torch
+
     dev = device if device is not None else torch.device("cpu")
     status(f"bench {name} ({mode}, seed {seed}, {dev})")
     started = datetime.now(UTC).isoformat(timespec="seconds")

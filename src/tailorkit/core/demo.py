@@ -12,15 +12,17 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from tailorkit.core.bench import SUBSYSTEMS, load_subsystems
 from tailorkit.core.progress import status
 from tailorkit.core.registry import Registry
 from tailorkit.core.report import DemoSection, write_demo_report
 
-DemoFn = Callable[[Path, int, torch.device], DemoSection]
+if TYPE_CHECKING:
+    import torch
+
+DemoFn = Callable[[Path, int, "torch.device"], DemoSection]
 DEMOS: Registry[DemoFn] = Registry("demo")
 
 
@@ -34,6 +36,8 @@ def run_demo(
         DEMOS.get(name)  # unknown names raise with the valid list
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    import torch
+
     dev = device if device is not None else torch.device("cpu")
     sections, failures = [], {}
     for name in names:

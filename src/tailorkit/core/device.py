@@ -6,7 +6,10 @@ turns the user's string into a torch.device and fails clearly when CUDA is asked
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -17,6 +20,8 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     "auto" (and None) picks CUDA when available, else CPU. Asking for CUDA on a machine without it raises
     ValueError instead of failing later inside a kernel.
     """
+    import torch  # lazily: the CLI parser imports this module for DEVICE_CHOICES
+
     if isinstance(spec, torch.device):
         dev = spec
     elif spec is None or spec == "auto":
@@ -38,6 +43,8 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
 
 def describe_device(device: torch.device) -> str:
     """A short human label: "cpu" or "cuda:0 (NVIDIA H100 ...)"."""
+    import torch
+
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"

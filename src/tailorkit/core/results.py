@@ -16,9 +16,10 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 MODES = ("quick", "full")
 
@@ -124,6 +125,8 @@ class BenchOutcome:
 
 
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
+    import torch  # lazily: the CLI's parser and --help should not pay for importing torch
+
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
