@@ -83,7 +83,7 @@ class RunConfig:
 
     seed: int = 0
     t_max: float = 1e7
-    stop_fs: float = 0.05
+    stop_after_tau: float = 3.0
     budget_s: float = 3600.0
     max_events: int = 0
     q: float = math.pi / 2
@@ -98,8 +98,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.t_max <= 0:
             raise ValueError(f"run.t_max: expected > 0, got {self.t_max}")
-        if not (0 <= self.stop_fs < 1):
-            raise ValueError(f"run.stop_fs: expected in [0, 1), got {self.stop_fs}")
+        if self.stop_after_tau < 0:
+            raise ValueError(f"run.stop_after_tau: expected >= 0 (0 = run to t_max), got {self.stop_after_tau}")
         if self.budget_s <= 0:
             raise ValueError(f"run.budget_s: expected > 0 seconds, got {self.budget_s}")
         if self.max_events < 0:
