@@ -39,9 +39,28 @@ def total_energy(state: FilmState) -> float:
 def apply_event(state: FilmState, leaf: int, t: float = 0.0) -> None:
     """Perform event `leaf` through the kernel (used to step by hand)."""
     near = np.empty(64, dtype=np.int64)
-    kmc.do_event(leaf, t, state.lattice.nbr, state.lattice.dvec, state.occ, state.pos, state.vsite, state.void_at,
-                 state.disp, state.hops, state.t_relax, state.ovr_id, state.ovr_v, state.tree, state.stamp,
-                 state.counters, state.fpar, state.ipar, state.vseed, near)  # fmt: skip
+    kmc.do_event(
+        leaf,
+        t,
+        state.lattice.nbr,
+        state.lattice.dvec,
+        state.occ,
+        state.pos,
+        state.vsite,
+        state.void_at,
+        state.disp,
+        state.hops,
+        state.t_relax,
+        state.ovr_id,
+        state.ovr_v,
+        state.tree,
+        state.stamp,
+        state.counters,
+        state.fpar,
+        state.ipar,
+        state.vseed,
+        near,
+    )
 
 
 def copy_state(state: FilmState) -> FilmState:

@@ -109,10 +109,10 @@ def test_hashed_interactions() -> None:
 def test_overrides_win_over_the_hash() -> None:
     state = initial_state(small_config(lat_Lx=16, lat_h=6, mod_T=0.2, mod_phi_v=0.05))
     k = 0
-    l = int(state.ovr_id[k, 0])
-    assert l >= 0
-    assert state.bond_energy(k, l) == state.ovr_v[k, 0]
-    assert state.bond_energy(l, k) == state.ovr_v[k, 0]  # symmetric: stored on both sides
-    stranger = next(j for j in range(state.n_particles) if j != k and j not in state.ovr_id[k])
+    j = int(state.ovr_id[k, 0])
+    assert j >= 0
+    assert state.bond_energy(k, j) == state.ovr_v[k, 0]
+    assert state.bond_energy(j, k) == state.ovr_v[k, 0]  # symmetric: stored on both sides
+    stranger = next(i for i in range(state.n_particles) if i != k and i not in state.ovr_id[k])
     expected = -0.5 + hashed_u(k, stranger, state.n_particles + state.lattice.area, state.vseed)
     assert state.bond_energy(k, stranger) == pytest.approx(expected, abs=1e-15)

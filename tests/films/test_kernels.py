@@ -41,8 +41,9 @@ def test_de_brute_force_and_detailed_balance(mode: dict) -> None:
             if w_fwd == 0.0:
                 continue
             sv = int(state.vsite[v])
-            de = kmc.hop_de(sv, d, state.lattice.nbr, state.occ, state.ovr_id, state.ovr_v, state.fpar, state.ipar,
-                            state.vseed)  # fmt: skip
+            de = kmc.hop_de(
+                sv, d, state.lattice.nbr, state.occ, state.ovr_id, state.ovr_v, state.fpar, state.ipar, state.vseed
+            )
             after = copy_state(state)
             apply_event(after, leaf)
             e1 = total_energy(after)
@@ -150,8 +151,16 @@ def test_free_void_tracer_limit() -> None:
     """g = delta(0): D* = f phi_v w with f = 0.467 (2D square lattice vacancy correlation), MSD = 4 D* t."""
     msd_ratio = []
     for seed in range(3):
-        cfg = small_config(lat_geometry="bulk", lat_Lx=64, lat_h=64, mod_phi_v=0.005, mod_g="delta", mod_V0=0.0,
-                           mod_T=0.3, run_seed=seed)  # fmt: skip
+        cfg = small_config(
+            lat_geometry="bulk",
+            lat_Lx=64,
+            lat_h=64,
+            mod_phi_v=0.005,
+            mod_g="delta",
+            mod_V0=0.0,
+            mod_T=0.3,
+            run_seed=seed,
+        )
         state = initial_state(cfg)
         w = float(state.fpar[1])
         phi = state.vsite.shape[0] / (64 * 64)

@@ -11,6 +11,7 @@ relaxed by t.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -101,7 +102,7 @@ def surface_fraction(tau_z: Sequence[float], n_mobile: int) -> float:
 def crossing_temperature(T: Sequence[float], S: Sequence[float], level: float = 0.5) -> float:
     """T where S(T) crosses `level` (linear interpolation in T; nan if it does not)."""
     pairs = sorted((float(a), float(b)) for a, b in zip(T, S, strict=True) if math.isfinite(b))
-    for (t0, s0), (t1, s1) in zip(pairs, pairs[1:], strict=False):
+    for (t0, s0), (t1, s1) in itertools.pairwise(pairs):
         if (s0 - level) * (s1 - level) <= 0 and s0 != s1:
             return t0 + (level - s0) / (s1 - s0) * (t1 - t0)
     return math.nan

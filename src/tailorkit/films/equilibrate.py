@@ -95,14 +95,14 @@ def boltzmann_bonds(occ, nbr, area, n_particles, pinned, ovr_id, ovr_v, V0, V1, 
         for d in range(nbr.shape[1]):
             m = nbr[s, d]
             if m > s and occ[m] >= 0:
-                l = occ[m]
+                j = occ[m]
                 v = boltzmann_v(uniform(rng), V0, V1, T, g_mode)
-                ovr_id[k, fill[k]] = l
+                ovr_id[k, fill[k]] = j
                 ovr_v[k, fill[k]] = v
                 fill[k] += 1
-                ovr_id[l, fill[l]] = k
-                ovr_v[l, fill[l]] = v
-                fill[l] += 1
+                ovr_id[j, fill[j]] = k
+                ovr_v[j, fill[j]] = v
+                fill[j] += 1
             elif m == -2 and pinned:
                 ovr_id[k, fill[k]] = n_particles + s % area
                 ovr_v[k, fill[k]] = boltzmann_v(uniform(rng), V0, V1, T, g_mode)

@@ -37,27 +37,28 @@ def splitmix64(x: np.uint64) -> np.uint64:
 
 
 @nb.njit(cache=True, inline="always")
-def hashed_u(k: int, l: int, n_ids: int, vseed: np.uint64) -> float:
-    """A uniform [0, 1) number for the unordered pair {k, l}: symmetric by construction."""
-    a = min(k, l)
-    b = max(k, l)
+def hashed_u(k: int, j: int, n_ids: int, vseed: np.uint64) -> float:
+    """A uniform [0, 1) number for the unordered pair {k, j}: symmetric by construction."""
+    a = min(k, j)
+    b = max(k, j)
     key = np.uint64(a) * np.uint64(n_ids) + np.uint64(b)
     return float(splitmix64(key ^ vseed) >> np.uint64(11)) * _INV53
 
 
 @nb.njit(cache=True, inline="always")
-def bond_v(k: int, l: int, ovr_id: np.ndarray, ovr_v: np.ndarray, fpar: np.ndarray, ipar: np.ndarray,
-           vseed: np.uint64) -> float:  # fmt: skip
-    """V between particle k and particle (or pinned substrate particle) l: the override of k if any, else hashed."""
+def bond_v(
+    k: int, j: int, ovr_id: np.ndarray, ovr_v: np.ndarray, fpar: np.ndarray, ipar: np.ndarray, vseed: np.uint64
+) -> float:
+    """V between particle k and particle (or pinned substrate particle) j: the override of k if any, else hashed."""
     if ipar[I_CONST] != 0:
         return fpar[F_VCONST]
-    for j in range(ovr_id.shape[1]):
-        if ovr_id[k, j] == l:
-            return ovr_v[k, j]
+    for i in range(ovr_id.shape[1]):
+        if ovr_id[k, i] == j:
+            return ovr_v[k, i]
     if ipar[I_GMODE] == 1:
         return fpar[F_V0]
     n_ids = ipar[I_N] + ipar[I_AREA]
-    return fpar[F_V0] + (fpar[F_V1] - fpar[F_V0]) * hashed_u(k, l, n_ids, vseed)
+    return fpar[F_V0] + (fpar[F_V1] - fpar[F_V0]) * hashed_u(k, j, n_ids, vseed)
 
 
 def z1(config: FilmConfig) -> float:

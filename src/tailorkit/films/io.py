@@ -41,9 +41,12 @@ def provenance() -> dict[str, str]:
 
     commit = "unknown"
     with contextlib.suppress(Exception):
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        ).stdout.strip() or "unknown"
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or "unknown"
+        )
     return {
         "tailorkit": __version__,
         "numpy": np.__version__,

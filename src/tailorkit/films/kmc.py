@@ -50,9 +50,9 @@ def site_energy(k, s, skip, nbr, occ, ovr_id, ovr_v, fpar, ipar, vseed):  # type
         if m >= 0:
             if m == skip:
                 continue
-            l = occ[m]
-            if l >= 0:
-                e += bond_v(k, l, ovr_id, ovr_v, fpar, ipar, vseed)
+            j = occ[m]
+            if j >= 0:
+                e += bond_v(k, j, ovr_id, ovr_v, fpar, ipar, vseed)
         elif m == -2:
             if ipar[I_SUBMODE] == 0:
                 e += fpar[F_VSUB]
@@ -173,8 +173,28 @@ def _gather_near(c, ev, stamp, void_at, nbr, near, n_near):  # type: ignore[no-u
 
 
 @nb.njit(cache=True)
-def do_event(leaf, t, nbr, dvec, occ, pos, vsite, void_at, disp, hops, t_relax, ovr_id, ovr_v, tree, stamp,
-             counters, fpar, ipar, vseed, near):  # type: ignore[no-untyped-def]  # fmt: skip
+def do_event(
+    leaf,
+    t,
+    nbr,
+    dvec,
+    occ,
+    pos,
+    vsite,
+    void_at,
+    disp,
+    hops,
+    t_relax,
+    ovr_id,
+    ovr_v,
+    tree,
+    stamp,
+    counters,
+    fpar,
+    ipar,
+    vseed,
+    near,
+):  # type: ignore[no-untyped-def]
     """Perform event `leaf` = (void, direction) at time t and refresh the affected rates (`near`: scratch)."""
     B = ipar[I_B]
     v = leaf // B
@@ -214,8 +234,29 @@ def draw_next(clock, tree, rng):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def run_until(t_stop, max_events, nbr, dvec, occ, pos, vsite, void_at, disp, hops, t_relax, ovr_id, ovr_v, tree,
-              stamp, rng, clock, counters, fpar, ipar, vseed):  # type: ignore[no-untyped-def]  # fmt: skip
+def run_until(
+    t_stop,
+    max_events,
+    nbr,
+    dvec,
+    occ,
+    pos,
+    vsite,
+    void_at,
+    disp,
+    hops,
+    t_relax,
+    ovr_id,
+    ovr_v,
+    tree,
+    stamp,
+    rng,
+    clock,
+    counters,
+    fpar,
+    ipar,
+    vseed,
+):  # type: ignore[no-untyped-def]
     """Advance until the next event would pass t_stop (then t = t_stop) or max_events events; return the count."""
     P = ipar[I_P]
     near = np.empty(2 * (1 + nbr.shape[1] * (1 + nbr.shape[1])), dtype=np.int64)
@@ -228,8 +269,28 @@ def run_until(t_stop, max_events, nbr, dvec, occ, pos, vsite, void_at, disp, hop
         t = clock[1]
         clock[0] = t
         leaf = select_leaf(tree, P, uniform(rng) * tree[1])
-        do_event(leaf, t, nbr, dvec, occ, pos, vsite, void_at, disp, hops, t_relax, ovr_id, ovr_v, tree, stamp,
-                 counters, fpar, ipar, vseed, near)  # fmt: skip
+        do_event(
+            leaf,
+            t,
+            nbr,
+            dvec,
+            occ,
+            pos,
+            vsite,
+            void_at,
+            disp,
+            hops,
+            t_relax,
+            ovr_id,
+            ovr_v,
+            tree,
+            stamp,
+            counters,
+            fpar,
+            ipar,
+            vseed,
+            near,
+        )
         counters[1] += 1
         if counters[1] >= ipar[I_REBUILD]:
             rebuild_sums(tree, P)

@@ -45,11 +45,11 @@ def _layer_obs(disp, layer0, nb0, pos, nbr, q, n_layers, n_lateral, hops, t_rela
             relaxed[z] += 1.0
         pk = pos[k]
         for j in range(nb0.shape[1]):
-            l = nb0[k, j]
-            if l < 0:
+            other = nb0[k, j]
+            if other < 0:
                 continue
             bonds[z] += 1.0
-            pl = pos[l]
+            pl = pos[other]
             for d in range(nbr.shape[1]):
                 if nbr[pk, d] == pl:
                     kept[z] += 1.0
@@ -112,13 +112,26 @@ def measure(state: FilmState, init: dict[str, np.ndarray]) -> dict[str, np.ndarr
     """Per-layer observables now: {field: float64[n_layers]} plus the mean occupied-bond energy."""
     lat = state.lattice
     n_lateral = lat.dim - 1  # x (and y): the lateral directions of a film; bulk uses the same for comparability
-    out = _layer_obs(state.disp, init["layer0"], init["nb0"], state.pos, lat.nbr, state.config.run.q, lat.n_layers,
-                     n_lateral, state.hops, state.t_relax, state.vsite, lat.layer)  # fmt: skip
+    out = _layer_obs(
+        state.disp,
+        init["layer0"],
+        init["nb0"],
+        state.pos,
+        lat.nbr,
+        state.config.run.q,
+        lat.n_layers,
+        n_lateral,
+        state.hops,
+        state.t_relax,
+        state.vsite,
+        lat.layer,
+    )
     result = {name: out[i] for i, name in enumerate(FIELDS)}
     result["ebond"] = np.array(mean_bond_energy(state))
     return result
 
 
 def mean_bond_energy(state: FilmState) -> float:
-    return float(_mean_bond_energy(state.occ, state.lattice.nbr, state.ovr_id, state.ovr_v, state.fpar, state.ipar,
-                                   state.vseed))  # fmt: skip
+    return float(
+        _mean_bond_energy(state.occ, state.lattice.nbr, state.ovr_id, state.ovr_v, state.fpar, state.ipar, state.vseed)
+    )

@@ -119,8 +119,17 @@ def simulate(
         if path is None:
             return
         wall, cpu = elapsed()
-        write_run(path, state=state, init=init, obs=_as_arrays(rec, n_layers), status=stat, next_obs=k, wall_s=wall,
-                  cpu_s=cpu, summary=summary)  # fmt: skip
+        write_run(
+            path,
+            state=state,
+            init=init,
+            obs=_as_arrays(rec, n_layers),
+            status=stat,
+            next_obs=k,
+            wall_s=wall,
+            cpu_s=cpu,
+            summary=summary,
+        )
 
     finished = resume and run["attrs"].get("status") in ("relaxed", "t_max", "max_events")
     pbar = bar(f"film T={config.model.T:g} h={config.lattice.h}", enabled=progress)
@@ -169,8 +178,13 @@ def simulate(
     obs = _as_arrays(rec, n_layers)
     wall, cpu = elapsed()
     summary = summarize(config, obs, init, state.t_relax)
-    summary.update(events=state.events, wall_s=wall, cpu_s=cpu, events_per_cpu_s=_rate(state.events, cpu, 0),
-                   events_per_s=_rate(state.events - done_before, time.perf_counter() - wall_start, 0))  # fmt: skip
+    summary.update(
+        events=state.events,
+        wall_s=wall,
+        cpu_s=cpu,
+        events_per_cpu_s=_rate(state.events, cpu, 0),
+        events_per_s=_rate(state.events - done_before, time.perf_counter() - wall_start, 0),
+    )
     if path is not None:
         checkpoint(run_status if not finished else str(run["attrs"]["status"]), summary)
     return RunResult(config, run_status, obs, init, state.t_relax.copy(), summary, state.events, wall, cpu, path, state)
@@ -222,6 +236,7 @@ def summarize(
     summary["ebond_end"] = float(obs["ebond"][-1])
     summary["ebond_equilibrium"] = expected_bond_energy(config)
     summary["t_end"] = float(t[-1])
+    summary["t_obs"] = t.copy()
     return summary
 
 

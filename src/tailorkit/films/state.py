@@ -21,8 +21,22 @@ from tailorkit.films.lattice import Lattice, build_lattice
 from tailorkit.films.rng import rng_state
 
 # Arrays that change during the run (checkpointed); the rest follow from the config.
-DYNAMIC = ("occ", "pos", "vsite", "void_at", "disp", "hops", "t_relax", "ovr_id", "ovr_v", "tree", "stamp", "rng",
-           "clock", "counters")  # fmt: skip
+DYNAMIC = (
+    "occ",
+    "pos",
+    "vsite",
+    "void_at",
+    "disp",
+    "hops",
+    "t_relax",
+    "ovr_id",
+    "ovr_v",
+    "tree",
+    "stamp",
+    "rng",
+    "clock",
+    "counters",
+)
 
 
 @dataclass
@@ -72,23 +86,42 @@ class FilmState:
         """Advance to t_stop (or max_events events); returns the number of events done."""
         return int(
             kmc.run_until(
-                float(t_stop), int(max_events), self.lattice.nbr, self.lattice.dvec, self.occ, self.pos, self.vsite,
-                self.void_at, self.disp, self.hops, self.t_relax, self.ovr_id, self.ovr_v, self.tree, self.stamp,
-                self.rng, self.clock, self.counters, self.fpar, self.ipar, self.vseed,
-            )  # fmt: skip
+                float(t_stop),
+                int(max_events),
+                self.lattice.nbr,
+                self.lattice.dvec,
+                self.occ,
+                self.pos,
+                self.vsite,
+                self.void_at,
+                self.disp,
+                self.hops,
+                self.t_relax,
+                self.ovr_id,
+                self.ovr_v,
+                self.tree,
+                self.stamp,
+                self.rng,
+                self.clock,
+                self.counters,
+                self.fpar,
+                self.ipar,
+                self.vseed,
+            )
         )
 
     def fresh_rates(self) -> np.ndarray:
         """All leaves recomputed from scratch (tests compare them with the incrementally kept tree)."""
         tree = np.zeros_like(self.tree)
-        kmc.build_tree(self.vsite, self.lattice.nbr, self.occ, self.ovr_id, self.ovr_v, tree, self.fpar, self.ipar,
-                       self.vseed)  # fmt: skip
+        kmc.build_tree(
+            self.vsite, self.lattice.nbr, self.occ, self.ovr_id, self.ovr_v, tree, self.fpar, self.ipar, self.vseed
+        )
         return tree
 
-    def bond_energy(self, k: int, l: int) -> float:
+    def bond_energy(self, k: int, j: int) -> float:
         from tailorkit.films.interactions import bond_v
 
-        return float(bond_v(k, l, self.ovr_id, self.ovr_v, self.fpar, self.ipar, self.vseed))
+        return float(bond_v(k, j, self.ovr_id, self.ovr_v, self.fpar, self.ipar, self.vseed))
 
 
 def empty_state(config: FilmConfig, lattice: Lattice | None = None) -> FilmState:
@@ -129,8 +162,9 @@ def place(state: FilmState, occ: np.ndarray) -> None:
     state.void_at[:] = -1
     state.void_at[state.vsite] = np.arange(state.vsite.shape[0], dtype=np.int32)
     lat = state.lattice
-    kmc.build_tree(state.vsite, lat.nbr, state.occ, state.ovr_id, state.ovr_v, state.tree, state.fpar, state.ipar,
-                   state.vseed)  # fmt: skip
+    kmc.build_tree(
+        state.vsite, lat.nbr, state.occ, state.ovr_id, state.ovr_v, state.tree, state.fpar, state.ipar, state.vseed
+    )
     kmc.draw_next(state.clock, state.tree, state.rng)
 
 
@@ -142,7 +176,19 @@ def initial_state(config: FilmConfig, lattice: Lattice | None = None) -> FilmSta
     attempts = config.run.preheat_sweeps * lat.n_sites
     occ, _ = equilibrium_occupancy(lat.nbr, config.n_voids, math.log(z1(config)), attempts, init_rng)
     m = config.model
-    boltzmann_bonds(occ, lat.nbr, lat.area, state.n_particles, config.lattice.substrate == "pinned", state.ovr_id,
-                    state.ovr_v, m.V0, m.V1, m.T, 1 if m.g == "delta" else 0, init_rng)  # fmt: skip
+    boltzmann_bonds(
+        occ,
+        lat.nbr,
+        lat.area,
+        state.n_particles,
+        config.lattice.substrate == "pinned",
+        state.ovr_id,
+        state.ovr_v,
+        m.V0,
+        m.V1,
+        m.T,
+        1 if m.g == "delta" else 0,
+        init_rng,
+    )
     place(state, occ)
     return state
