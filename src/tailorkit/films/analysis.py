@@ -145,7 +145,9 @@ def facilitation_exponent(phi_v: Sequence[float], tau: Sequence[float]) -> float
     return float(-np.polyfit(x[ok], y[ok], 1)[0])
 
 
-def relaxed_fraction(times: Sequence[float], t_relax: np.ndarray, layer0: np.ndarray, n_layers: int) -> np.ndarray:
+def relaxed_fraction(
+    times: Sequence[float] | np.ndarray, t_relax: np.ndarray, layer0: np.ndarray, n_layers: int
+) -> np.ndarray:
     """[time, layer] fraction of the particles (layer at t = 0) first relaxed by each time."""
     out = np.zeros((len(times), n_layers))
     counts = np.bincount(layer0, minlength=n_layers).astype(float)

@@ -21,7 +21,7 @@ from tailorkit.films.state import FilmState
 @nb.njit(cache=True)
 def _rejection_run(
     n_attempts, w_max, nbr, dvec, occ, pos, vsite, void_at, disp, ovr_id, ovr_v, clock, rng, fpar, ipar, vseed
-):  # type: ignore[no-untyped-def]
+):
     nd = nbr.shape[1]
     n_v = vsite.shape[0]
     total = n_v * nd * w_max

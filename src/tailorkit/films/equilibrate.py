@@ -22,7 +22,7 @@ from tailorkit.films.rng import randint, uniform
 
 
 @nb.njit(cache=True)
-def shuffle(a, rng):  # type: ignore[no-untyped-def]
+def shuffle(a, rng):
     """Fisher-Yates in place with our generator."""
     for i in range(a.shape[0] - 1, 0, -1):
         j = randint(rng, i + 1)
@@ -32,7 +32,7 @@ def shuffle(a, rng):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def _bonds_at(s, skip, filled, nbr):  # type: ignore[no-untyped-def]
+def _bonds_at(s, skip, filled, nbr):
     n = 0
     for d in range(nbr.shape[1]):
         m = nbr[s, d]
@@ -45,7 +45,7 @@ def _bonds_at(s, skip, filled, nbr):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def lattice_gas_bonds(filled, nbr):  # type: ignore[no-untyped-def]
+def lattice_gas_bonds(filled, nbr):
     """Number of particle-particle bonds plus particle-substrate bonds (each counted once)."""
     n = 0
     for s in range(nbr.shape[0]):
@@ -58,7 +58,7 @@ def lattice_gas_bonds(filled, nbr):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def preheat(filled, psite, vsite, nbr, ln_z1, attempts, rng):  # type: ignore[no-untyped-def]
+def preheat(filled, psite, vsite, nbr, ln_z1, attempts, rng):
     """Non-local Kawasaki moves of the lattice gas with weight Z1^(bonds); returns the number accepted."""
     n_p = psite.shape[0]
     n_v = vsite.shape[0]
@@ -83,7 +83,7 @@ def preheat(filled, psite, vsite, nbr, ln_z1, attempts, rng):  # type: ignore[no
 
 
 @nb.njit(cache=True)
-def boltzmann_bonds(occ, nbr, area, n_particles, pinned, ovr_id, ovr_v, V0, V1, T, g_mode, rng):  # type: ignore[no-untyped-def]
+def boltzmann_bonds(occ, nbr, area, n_particles, pinned, ovr_id, ovr_v, V0, V1, T, g_mode, rng):
     """Draw V ~ g exp(-V/T)/Z1 for every occupied bond (and pinned-substrate contact); store in both particles."""
     ovr_id[:, :] = -1
     ovr_v[:, :] = 0.0

@@ -42,7 +42,7 @@ from tailorkit.films.rng import uniform, uniform_open
 
 
 @nb.njit(cache=True, inline="always")
-def site_energy(k, s, skip, nbr, occ, ovr_id, ovr_v, fpar, ipar, vseed):  # type: ignore[no-untyped-def]
+def site_energy(k, s, skip, nbr, occ, ovr_id, ovr_v, fpar, ipar, vseed):
     """Bond energy particle k would have at site s, ignoring the neighbour site `skip`."""
     e = 0.0
     for d in range(ipar[I_ND]):
@@ -62,7 +62,7 @@ def site_energy(k, s, skip, nbr, occ, ovr_id, ovr_v, fpar, ipar, vseed):  # type
 
 
 @nb.njit(cache=True, inline="always")
-def hop_de(sv, d, nbr, occ, ovr_id, ovr_v, fpar, ipar, vseed):  # type: ignore[no-untyped-def]
+def hop_de(sv, d, nbr, occ, ovr_id, ovr_v, fpar, ipar, vseed):
     """dE of the hop of the particle at nbr[sv, d] into void site sv (nan if there is no particle there)."""
     m = nbr[sv, d]
     if m < 0:
@@ -76,7 +76,7 @@ def hop_de(sv, d, nbr, occ, ovr_id, ovr_v, fpar, ipar, vseed):  # type: ignore[n
 
 
 @nb.njit(cache=True, inline="always")
-def hop_rate(sv, d, nbr, occ, ovr_id, ovr_v, fpar, ipar, vseed):  # type: ignore[no-untyped-def]
+def hop_rate(sv, d, nbr, occ, ovr_id, ovr_v, fpar, ipar, vseed):
     """w0 exp(-(E0 + dE/2)/T) for the hop into void site sv from direction d; 0 when no particle can hop."""
     de = hop_de(sv, d, nbr, occ, ovr_id, ovr_v, fpar, ipar, vseed)
     if np.isnan(de):
@@ -85,7 +85,7 @@ def hop_rate(sv, d, nbr, occ, ovr_id, ovr_v, fpar, ipar, vseed):  # type: ignore
 
 
 @nb.njit(cache=True, inline="always")
-def set_void_rates(v, vsite, nbr, occ, ovr_id, ovr_v, tree, fpar, ipar, vseed):  # type: ignore[no-untyped-def]
+def set_void_rates(v, vsite, nbr, occ, ovr_id, ovr_v, tree, fpar, ipar, vseed):
     """Recompute the nd leaves of void v and the sums above them."""
     nd = ipar[I_ND]
     B = ipar[I_B]
@@ -107,13 +107,13 @@ def set_void_rates(v, vsite, nbr, occ, ovr_id, ovr_v, tree, fpar, ipar, vseed): 
 
 
 @nb.njit(cache=True)
-def rebuild_sums(tree, P):  # type: ignore[no-untyped-def]
+def rebuild_sums(tree, P):
     for j in range(P - 1, 0, -1):
         tree[j] = tree[2 * j] + tree[2 * j + 1]
 
 
 @nb.njit(cache=True)
-def build_tree(vsite, nbr, occ, ovr_id, ovr_v, tree, fpar, ipar, vseed):  # type: ignore[no-untyped-def]
+def build_tree(vsite, nbr, occ, ovr_id, ovr_v, tree, fpar, ipar, vseed):
     """All leaves from scratch, then the sums."""
     nd = ipar[I_ND]
     B = ipar[I_B]
@@ -126,7 +126,7 @@ def build_tree(vsite, nbr, occ, ovr_id, ovr_v, tree, fpar, ipar, vseed):  # type
 
 
 @nb.njit(cache=True, inline="always")
-def select_leaf(tree, P, r):  # type: ignore[no-untyped-def]
+def select_leaf(tree, P, r):
     """The leaf i with cumsum(leaves)[i-1] <= r < cumsum(leaves)[i], for r in [0, root)."""
     i = 1
     while i < P:
@@ -143,7 +143,7 @@ def select_leaf(tree, P, r):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True, inline="always")
-def _gather_near(c, ev, stamp, void_at, nbr, near, n_near):  # type: ignore[no-untyped-def]
+def _gather_near(c, ev, stamp, void_at, nbr, near, n_near):
     """Append to `near` the voids within lattice distance 2 of site c not yet stamped with event ev."""
     nd = nbr.shape[1]
     v = void_at[c]
@@ -194,7 +194,7 @@ def do_event(
     ipar,
     vseed,
     near,
-):  # type: ignore[no-untyped-def]
+):
     """Perform event `leaf` = (void, direction) at time t and refresh the affected rates (`near`: scratch)."""
     B = ipar[I_B]
     v = leaf // B
@@ -224,7 +224,7 @@ def do_event(
 
 
 @nb.njit(cache=True, inline="always")
-def draw_next(clock, tree, rng):  # type: ignore[no-untyped-def]
+def draw_next(clock, tree, rng):
     """t_next = t + Exp(R) with R the total rate (inf when nothing can move)."""
     R = tree[1]
     if R > 0.0:
@@ -256,7 +256,7 @@ def run_until(
     fpar,
     ipar,
     vseed,
-):  # type: ignore[no-untyped-def]
+):
     """Advance until the next event would pass t_stop (then t = t_stop) or max_events events; return the count."""
     P = ipar[I_P]
     near = np.empty(2 * (1 + nbr.shape[1] * (1 + nbr.shape[1])), dtype=np.int64)

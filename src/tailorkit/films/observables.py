@@ -20,7 +20,7 @@ FIELDS = ("fs", "msd", "bond", "hops", "voids", "relaxed")
 
 
 @nb.njit(cache=True)
-def _layer_obs(disp, layer0, nb0, pos, nbr, q, n_layers, n_lateral, hops, t_relax, vsite, site_layer):  # type: ignore[no-untyped-def]
+def _layer_obs(disp, layer0, nb0, pos, nbr, q, n_layers, n_lateral, hops, t_relax, vsite, site_layer):
     n_part = disp.shape[0]
     count = np.zeros(n_layers)
     fs = np.zeros(n_layers)
@@ -71,7 +71,7 @@ def _layer_obs(disp, layer0, nb0, pos, nbr, q, n_layers, n_lateral, hops, t_rela
 
 
 @nb.njit(cache=True)
-def _mean_bond_energy(occ, nbr, ovr_id, ovr_v, fpar, ipar, vseed):  # type: ignore[no-untyped-def]
+def _mean_bond_energy(occ, nbr, ovr_id, ovr_v, fpar, ipar, vseed):
     total = 0.0
     n = 0
     for s in range(nbr.shape[0]):
@@ -87,7 +87,7 @@ def _mean_bond_energy(occ, nbr, ovr_id, ovr_v, fpar, ipar, vseed):  # type: igno
 
 
 @nb.njit(cache=True)
-def _initial_neighbours(occ, pos, nbr):  # type: ignore[no-untyped-def]
+def _initial_neighbours(occ, pos, nbr):
     nb0 = np.full((pos.shape[0], nbr.shape[1]), -1, dtype=np.int32)
     for k in range(pos.shape[0]):
         for d in range(nbr.shape[1]):
