@@ -116,3 +116,17 @@ def test_overrides_win_over_the_hash() -> None:
     stranger = next(i for i in range(state.n_particles) if i != k and i not in state.ovr_id[k])
     expected = -0.5 + hashed_u(k, stranger, state.n_particles + state.lattice.area, state.vseed)
     assert state.bond_energy(k, stranger) == pytest.approx(expected, abs=1e-15)
+
+
+def test_interior_void_matching_restores_bulk_density() -> None:
+    """Default films get extra voids for the enriched top layer, so layers below it hold ~phi_v (canonical: less)."""
+    dens = {"interior": [], "canonical": []}
+    for matching in dens:
+        for seed in range(4):
+            cfg = small_config(lat_Lx=256, lat_h=6, mod_T=0.2, mod_phi_v=0.02, mod_void_matching=matching,
+                               run_seed=seed)  # fmt: skip
+            state = initial_state(cfg)
+            layer = state.lattice.layer[state.vsite]
+            dens[matching].append((layer <= 4).sum() / (256 * 5))
+    assert np.mean(dens["interior"]) == pytest.approx(0.02, rel=0.15)
+    assert np.mean(dens["canonical"]) < 0.85 * np.mean(dens["interior"])

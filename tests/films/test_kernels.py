@@ -119,7 +119,9 @@ def test_exponential_waiting_times() -> None:
 def test_exact_boltzmann_statistics_tiny_film() -> None:
     """3 x 2 film (smooth substrate), 2 voids, 4 distinguishable particles: 360 states, enumerated exactly."""
     T = 0.5
-    state = initial_state(small_config(lat_Lx=3, lat_h=2, mod_phi_v=0.34, mod_T=T, run_seed=5))
+    state = initial_state(
+        small_config(lat_Lx=3, lat_h=2, mod_phi_v=0.34, mod_T=T, run_seed=5, mod_void_matching="canonical")
+    )
     assert state.vsite.shape[0] == 2
     n_sites, n = 6, state.n_particles
     energies = {}

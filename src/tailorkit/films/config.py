@@ -65,6 +65,7 @@ class ModelConfig:
     V1: float = 0.5
     E0: float = 1.5
     w0: float = 1e6
+    void_matching: Literal["interior", "canonical"] = "interior"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.T) and self.T > 0):
@@ -75,6 +76,15 @@ class ModelConfig:
             raise ValueError(f"model: g uniform on [V0, V1] needs V1 > V0, got V0={self.V0}, V1={self.V1}")
         if self.w0 <= 0:
             raise ValueError(f"model.w0: expected > 0, got {self.w0}")
+        if self.void_matching not in ("interior", "canonical"):
+            raise ValueError(f"model.void_matching: expected 'interior' or 'canonical', got {self.void_matching!r}")
+
+    def z1(self) -> float:
+        """Z1(T) = int g(V) exp(-V/T) dV: the Boltzmann weight of one occupied bond, averaged over g."""
+        if self.g == "delta":
+            return math.exp(-self.V0 / self.T)
+        width = self.V1 - self.V0
+        return self.T * math.exp(-self.V0 / self.T) * -math.expm1(-width / self.T) / width
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,7 @@ class FilmConfig:
 
     def __post_init__(self) -> None:
         n_sites = self.lattice.n_sites
-        n_voids = round(self.model.phi_v * n_sites)
+        n_voids = self.n_voids
         if n_voids < 1 or n_voids >= n_sites - 1:
             raise ValueError(
                 f"impossible density: phi_v={self.model.phi_v} on {n_sites} sites gives {n_voids} voids; "
@@ -129,7 +139,17 @@ class FilmConfig:
 
     @property
     def n_voids(self) -> int:
-        return round(self.model.phi_v * self.lattice.n_sites)
+        """phi_v x sites (bulk, or `void_matching = "canonical"`); for films with `"interior"` (default) the count
+        that gives the interior the void density phi_v of the bulk: each free-surface-like layer (the top, and the
+        bottom of a bare substrate) holds Z1 times the interior density in the dilute limit (a void there breaks one
+        bond fewer). [inferred, notes §4.1 "grand-canonical void insertion"; without it surface enrichment depletes
+        the interior of thin films, which with tau ~ phi_v^-nu, nu ~ 2, slows them markedly]"""
+        lat, m = self.lattice, self.model
+        if lat.geometry == "bulk" or m.void_matching == "canonical":
+            return round(m.phi_v * lat.n_sites)
+        n_free = 1 + (lat.substrate == "bare")
+        area = lat.Lx * (lat.Ly if lat.dim == 3 else 1)
+        return round(m.phi_v * area * (lat.h - n_free + n_free * m.z1()))
 
 
 def config_json(config: Any) -> str:

@@ -63,11 +63,7 @@ def bond_v(
 
 def z1(config: FilmConfig) -> float:
     """Z1(T) = int g(V) exp(-V/T) dV."""
-    m, T = config.model, config.model.T
-    if m.g == "delta":
-        return math.exp(-m.V0 / T)
-    width = m.V1 - m.V0
-    return T * math.exp(-m.V0 / T) * -math.expm1(-width / T) / width
+    return config.model.z1()
 
 
 def u_lattice_gas(config: FilmConfig) -> float:
