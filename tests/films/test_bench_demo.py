@@ -12,8 +12,17 @@ from tailorkit.films.bench import FilmsBenchConfig
 
 
 def test_tiny_bench_follows_the_contract(tmp_path: Path) -> None:
-    cfg = FilmsBenchConfig(temperatures_quick=(0.5, 0.4), thicknesses_quick=(4, 6), film_Lx=24, bulk_L_quick=12,
-                           budget_s_quick=20, baseline_events=5000, phi_v=0.04, phi_v_nu=0.08, use_dask=False)  # fmt: skip
+    cfg = FilmsBenchConfig(
+        temperatures_quick=(0.5, 0.4),
+        thicknesses_quick=(4, 6),
+        film_Lx=24,
+        bulk_L_quick=12,
+        budget_s_quick=20,
+        baseline_events=5000,
+        phi_v=0.04,
+        phi_v_nu=0.08,
+        use_dask=False,
+    )
     out = tmp_path / "films.json"
     doc = run_bench("films", quick=True, config=cfg, out=out)
     assert load_bench(out)["subsystem"] == "films"
@@ -36,3 +45,16 @@ def test_demo_part_draws_its_picture(tmp_path: Path) -> None:
     section = films_demo(tmp_path, 0, torch.device("cpu"))
     assert section.image is not None and section.image.stat().st_size > 20_000
     assert len(section.table_rows) == 4
+
+
+def test_full_mode_plan() -> None:
+    from tailorkit.films.bench import _jobs
+
+    jobs = _jobs(FilmsBenchConfig(), "full", 0)
+    films_2d = {(j.lattice.h, j.model.T) for j in jobs if j.lattice.geometry == "film" and j.lattice.dim == 2}
+    assert {h for h, _ in films_2d} == {6, 10, 16, 32} and min(T for _, T in films_2d) == 0.15
+    assert {j.run.seed for j in jobs} == {0, 1}
+    assert any(j.lattice.substrate == "pinned" for j in jobs)
+    assert any(j.lattice.dim == 3 and j.lattice.geometry == "bulk" for j in jobs)
+    quick = _jobs(FilmsBenchConfig(), "quick", 0)
+    assert len(quick) == 12 and {j.model.T for j in quick} == {0.30, 0.22, 0.18}

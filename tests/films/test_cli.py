@@ -36,8 +36,12 @@ def config_file(tmp_path: Path) -> Path:
 
 def test_run_writes_hdf5_and_refuses_to_overwrite(tmp_path: Path, config_file: Path, capsys) -> None:
     out = tmp_path / "a.h5"
-    assert main(["film", "run", str(config_file), "--set", "model.T=0.32", "run.seed=3", "--out", str(out),
-                 "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(
+            ["film", "run", str(config_file), "--set", "model.T=0.32", "run.seed=3", "--out", str(out), "--no-progress"]
+        )
+        == 0
+    )
     run = load_run(out)
     assert run["config"].model.T == 0.32 and run["config"].run.seed == 3
     assert run["attrs"]["status"] == "t_max"
@@ -94,11 +98,41 @@ def test_corrupt_and_mismatched_checkpoints_exit_2(tmp_path: Path, config_file: 
 def test_analyze_and_plot(tmp_path: Path, config_file: Path) -> None:
     runs = tmp_path / "runs"
     for T in (0.3, 0.4):
-        assert main(["film", "run", str(config_file), f"model.T={T}", "run.stop_after_tau=2", "run.t_max=100",
-                     "--out", str(runs / f"film_{T}.h5"), "--no-progress"]) == 0  # fmt: skip
-        assert main(["film", "run", str(config_file), f"model.T={T}", "lattice.geometry=bulk", "lattice.Lx=16",
-                     "lattice.h=16", "run.stop_after_tau=2", "run.t_max=100", "--out", str(runs / f"bulk_{T}.h5"),
-                     "--no-progress"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "film",
+                    "run",
+                    str(config_file),
+                    f"model.T={T}",
+                    "run.stop_after_tau=2",
+                    "run.t_max=100",
+                    "--out",
+                    str(runs / f"film_{T}.h5"),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "film",
+                    "run",
+                    str(config_file),
+                    f"model.T={T}",
+                    "lattice.geometry=bulk",
+                    "lattice.Lx=16",
+                    "lattice.h=16",
+                    "run.stop_after_tau=2",
+                    "run.t_max=100",
+                    "--out",
+                    str(runs / f"bulk_{T}.h5"),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     results = tmp_path / "results.json"
     assert main(["film", "analyze", str(runs), "--out", str(results)]) == 0
     import json

@@ -123,8 +123,9 @@ def test_interior_void_matching_restores_bulk_density() -> None:
     dens = {"interior": [], "canonical": []}
     for matching in dens:
         for seed in range(4):
-            cfg = small_config(lat_Lx=256, lat_h=6, mod_T=0.2, mod_phi_v=0.02, mod_void_matching=matching,
-                               run_seed=seed)  # fmt: skip
+            cfg = small_config(
+                lat_Lx=256, lat_h=6, mod_T=0.2, mod_phi_v=0.02, mod_void_matching=matching, run_seed=seed
+            )
             state = initial_state(cfg)
             layer = state.lattice.layer[state.vsite]
             dens[matching].append((layer <= 4).sum() / (256 * 5))

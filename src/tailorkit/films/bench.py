@@ -2,7 +2,8 @@
 
 Quick (<= 5 min on 2 cores): bulk 48x48 and films h = 6, 16 (Lx = 256) at T = 0.30, 0.22, 0.18, one seed, plus bulk
 runs at phi_v = 0.02 for the facilitation exponent nu. Full (budget ~40 min, not run here): bulk 64x64 and h = 6, 10,
-16, 32 at T = 0.30 ... 0.15, 2 seeds, a pinned-substrate set and the front from h = 32. Rows: one per (geometry, h, T)
+16, 32 at T = 0.30 ... 0.15, 2 seeds, a pinned-substrate set, the front from h = 32, and 3D (bulk 16^3, an
+h = 8 film of 24 x 24) at T >= 0.22. Rows: one per (geometry, h, T)
 with tau, tau_top_over_interior, eta_eff_over_bulk, surface_fraction, events_per_s (events per CPU second of the
 worker: the per-core rate, independent of how loaded the host is); plus the in-run speed baseline (naive rejection
 KMC against the rejection-free kernel on the same film). Claims are computed from the rows.
@@ -79,6 +80,9 @@ def _jobs(cfg: FilmsBenchConfig, mode: str, seed: int) -> list[FilmConfig]:
                 jobs.append(FilmConfig(LatticeConfig(Lx=lx, h=h), model, r))
                 if not quick and h == 16 and T in (0.20, 0.16) and s == seed:
                     jobs.append(FilmConfig(LatticeConfig(Lx=lx, h=h, substrate="pinned"), model, r))
+            if not quick and T >= 0.22 and s == seed:  # the dimension check: 3D bulk and an h = 8 film
+                jobs.append(FilmConfig(LatticeConfig(geometry="bulk", dim=3, Lx=16, Ly=16, h=16), model, r))
+                jobs.append(FilmConfig(LatticeConfig(dim=3, Lx=24, Ly=24, h=8), model, r))
     return jobs
 
 

@@ -64,8 +64,14 @@ def add_parser(sub: Any) -> None:
 
 def _overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="settings overrides, dotted keys")
-    parser.add_argument("--set", dest="set_", action="append", default=[], metavar="KEY=VALUE",
-                        help="a settings override (repeatable), e.g. --set model.T=0.2")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        dest="set_",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a settings override (repeatable), e.g. --set model.T=0.2",
+    )
 
 
 def _usage(message: str) -> Exception:

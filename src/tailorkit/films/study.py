@@ -49,7 +49,7 @@ def analyze_results(results: list[dict[str, Any]]) -> tuple[list[Row], dict[str,
         c = res["config"]
         lat, model = c["lattice"], c["model"]
         key = (
-            lat["geometry"],
+            lat["geometry"] + ("3d" if lat.get("dim", 2) == 3 else ""),
             lat["h"] if lat["geometry"] == "film" else 0,
             model["T"],
             model["phi_v"],
@@ -58,12 +58,12 @@ def analyze_results(results: list[dict[str, Any]]) -> tuple[list[Row], dict[str,
         by_key.setdefault(key, []).append(res)
     phi_main = min(k[3] for k in by_key)
     # bulk tau(T): seed-averaged in log
-    tau_bulk: dict[float, float] = {}
+    tau_bulk: dict[tuple[str, float], float] = {}  # (dimension suffix, T)
     for (geo, _h, T, phi, _sub), group in by_key.items():
-        if geo == "bulk" and phi == phi_main:
-            tau_bulk[T] = _log_mean([g["summary"].get("tau", math.nan) for g in group])
+        if geo.startswith("bulk") and phi == phi_main:
+            tau_bulk[(geo[4:], T)] = _log_mean([g["summary"].get("tau", math.nan) for g in group])
     rows: list[Row] = []
-    extra: dict[str, Any] = {"tau_bulk": {str(T): v for T, v in sorted(tau_bulk.items())}, "films": {}}
+    extra: dict[str, Any] = {"tau_bulk": {f"{T}{d}": v for (d, T), v in sorted(tau_bulk.items())}, "films": {}}
     for (geo, h, T, phi, sub), group in sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[0][2])):
         summaries = [g["summary"] for g in group]
         tau = _log_mean([s.get("tau", math.nan) for s in summaries])
@@ -82,11 +82,11 @@ def analyze_results(results: list[dict[str, Any]]) -> tuple[list[Row], dict[str,
             "L": group[0]["config"]["lattice"]["Lx"],
             "status": [g["status"] for g in group],
         }
-        if geo == "film":
+        if geo.startswith("film"):
             params.update(h=h, substrate=sub)
             tau_z = np.exp(np.nanmean(np.log([s["tau_z"] for s in summaries]), axis=0))
             top_int = _log_mean([s["tau_top"] / s["tau_interior"] for s in summaries])
-            tb = tau_bulk.get(T, math.nan)
+            tb = tau_bulk.get((geo[4:], T), math.nan)
             eta = A.tau_eff(tau_z) / tb
             n_mob = A.mobile_thickness(tau_z, tb) if math.isfinite(tb) else 0
             S = A.surface_fraction(tau_z, n_mob)
@@ -100,16 +100,16 @@ def analyze_results(results: list[dict[str, Any]]) -> tuple[list[Row], dict[str,
             )
             params["tau_z"] = [round(float(x), 6) if math.isfinite(x) else None for x in tau_z]
             params["void_profile"] = [round(float(x), 5) for x in np.mean([s["void_profile"] for s in summaries], 0)]
-            extra["films"][f"h{h}_{sub}_T{T:g}"] = {
+            extra["films"][f"h{h}_{sub}_T{T:g}{geo[4:]}"] = {
                 "t_half_relax_z": [float(x) if math.isfinite(x) else None for x in half],
                 "front_depth": summaries[0]["front_depth"],
                 "t_obs_end": summaries[0]["t_end"],
                 "t_obs": list(summaries[0].get("t_obs", [])),
             }
         rows.append(Row(f"dplm-{geo}", _finite(metrics), params, float(sum(s["wall_s"] for s in summaries))))
-    temps = sorted(T for T, v in tau_bulk.items() if math.isfinite(v))
+    temps = sorted(T for (d, T), v in tau_bulk.items() if d == "" and math.isfinite(v))
     if len(temps) >= 2:
-        taus = [tau_bulk[T] for T in temps]
+        taus = [tau_bulk[("", T)] for T in temps]
         extra["bulk_fits"] = {"arrhenius": A.fit_arrhenius(temps, taus), "vft": _clean(A.fit_vft(temps, taus))}
     extra["T_c"] = {}
     for h in sorted({r.params["h"] for r in rows if r.method == "dplm-film"}):
