@@ -170,3 +170,18 @@ def test_free_void_tracer_limit() -> None:
         msd = float((state.disp.astype(float) ** 2).sum(axis=1).mean())
         msd_ratio.append(msd / (4 * 0.467 * phi * w * state.t))
     assert np.mean(msd_ratio) == pytest.approx(1.0, abs=0.08), msd_ratio
+
+
+def test_rejection_baseline_samples_the_same_dynamics() -> None:
+    """Naive rejection KMC (the speed baseline) and the rejection-free kernel: same event rate and same MSD."""
+    from tailorkit.films.baseline import rejection_kmc
+
+    cfg = small_config(lat_Lx=32, lat_h=8, mod_phi_v=0.05, mod_T=0.6, run_seed=9)
+    fast, slow = initial_state(cfg), initial_state(cfg)
+    res = rejection_kmc(slow, 3_000_000)
+    fast.run_until(slow.t)
+    assert res["accepted"] > 50_000
+    assert res["accepted"] / slow.t == pytest.approx(fast.events / fast.t, rel=0.05)
+    msd_fast = float((fast.disp.astype(float) ** 2).sum(axis=1).mean())
+    msd_slow = float((slow.disp.astype(float) ** 2).sum(axis=1).mean())
+    assert msd_slow == pytest.approx(msd_fast, rel=0.15)
