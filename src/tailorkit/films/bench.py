@@ -37,6 +37,7 @@ class FilmsBenchConfig:
     temperatures_full: tuple[float, ...] = (0.30, 0.25, 0.22, 0.20, 0.18, 0.16, 0.15)
     thicknesses_quick: tuple[int, ...] = (6, 16)
     thicknesses_full: tuple[int, ...] = (6, 10, 16, 32)
+    seeds_quick: int = 1
     seeds_full: int = 2
     bulk_L_quick: int = 48
     bulk_L_full: int = 64
@@ -51,15 +52,15 @@ class FilmsBenchConfig:
     use_dask: bool = True
 
     def __post_init__(self) -> None:
-        if self.workers < 1 or self.baseline_events < 1000:
-            raise ValueError("workers >= 1 and baseline_events >= 1000 are required")
+        if self.workers < 1 or self.baseline_events < 1000 or self.seeds_quick < 1 or self.seeds_full < 1:
+            raise ValueError("workers >= 1, seeds_quick/seeds_full >= 1 and baseline_events >= 1000 are required")
 
 
 def _jobs(cfg: FilmsBenchConfig, mode: str, seed: int) -> list[FilmConfig]:
     quick = mode == "quick"
     temps = cfg.temperatures_quick if quick else cfg.temperatures_full
     hs = cfg.thicknesses_quick if quick else cfg.thicknesses_full
-    seeds = [seed] if quick else [seed + i for i in range(cfg.seeds_full)]
+    seeds = [seed + i for i in range(cfg.seeds_quick if quick else cfg.seeds_full)]
     bulk_L = cfg.bulk_L_quick if quick else cfg.bulk_L_full
     budget = cfg.budget_s_quick if quick else cfg.budget_s_full
     run = RunConfig(budget_s=budget, checkpoint_every_s=1e9)
