@@ -159,3 +159,36 @@ def test_dask_sweep_small() -> None:
     results = run_sweep(jobs, workers=1, processes=False, timeout_s=120)
     assert [r["config"]["model"]["T"] for r in results] == [0.3, 0.4]
     assert all(r["status"] == "t_max" for r in results)
+
+
+def test_sigterm_leaves_a_valid_checkpoint_that_resumes(tmp_path: Path, config_file: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "long.h5"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), *sys.path])}
+    cmd = [sys.executable, "-m", "tailorkit.cli.main", "film", "run", str(config_file), "run.t_max=1e9",
+           "run.chunk_events=20000", "run.checkpoint_every_s=0.5", "run.max_events=4000000", "--out", str(out),
+           "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        while not out.exists() and time.time() < deadline:  # the first checkpoint proves the run is going
+            time.sleep(0.2)
+        assert out.exists(), "no checkpoint written"
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130
+    run = load_run(out)
+    assert run["attrs"]["status"] == "interrupted"
+    events = int(run["state"]["counters"][0])
+    assert events > 0
+    assert main(["film", "resume", str(out), "--no-progress"]) == 0
+    done = load_run(out)
+    assert done["attrs"]["status"] == "max_events" and int(done["state"]["counters"][0]) == 4_000_000

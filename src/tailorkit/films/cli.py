@@ -87,12 +87,22 @@ def _load(cls: type, args: argparse.Namespace) -> Any:
 
 
 def _simulate(fn: Any, *a: Any, **kw: Any) -> Any:
+    """Call fn, turning FilmIOError into a usage error, and SIGTERM into KeyboardInterrupt (the run then writes an
+    `interrupted` checkpoint before exiting, as on Ctrl-C)."""
+    import signal
+
     from tailorkit.films.io import FilmIOError
 
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         return fn(*a, **kw)
     except FilmIOError as err:
         raise _usage(str(err)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _report(result: Any) -> None:
