@@ -131,3 +131,11 @@ def test_smoke_run_all_outputs(tmp_path: Path) -> None:
     assert s["front_depth"].max() >= 1
     assert s["void_profile"].shape == (8,)
     assert s["events_per_cpu_s"] > 0
+
+
+def test_budget_stop_keeps_the_run_and_resume_goes_on(tmp_path: Path) -> None:
+    cfg = smoke_config(run_budget_s=1e-6, run_t_max=1e6)
+    first = simulate(cfg, tmp_path / "b.h5", progress=False)
+    assert first.status == "budget" and first.events > 0
+    again = simulate(cfg, tmp_path / "b.h5", resume=True, progress=False)
+    assert again.status == "budget" and again.events > first.events  # the budget is per session

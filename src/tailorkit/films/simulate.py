@@ -152,7 +152,7 @@ def simulate(
                 pbar.set_postfix_str(f"t={state.t:.3g} ev/s={state.events / max(cpu, 1e-9):.3g}")
                 if interrupt_after_events is not None and state.events >= interrupt_after_events:
                     raise KeyboardInterrupt
-                if wall > rcfg.budget_s:
+                if now - wall_start > rcfg.budget_s:  # per session, so a resumed budget run goes on
                     break
                 if now - last_ckpt > rcfg.checkpoint_every_s:
                     checkpoint("running")
