@@ -1,0 +1,143 @@
+"""Figures a physicist would put in a paper, from `analyze` results (JSON) or single run files (HDF5).
+
+- study figure: tau(z) profiles per T (log), bulk tau(T) with Arrhenius/VFT fits, eta_eff/eta_bulk vs 1/T per h,
+  S(h, T), and the front depth d(t);
+- run figure: layer F_s(q, t; z), tau(z), void profile, and real-space snapshot panels of first-relaxation times.
+No experimental data are drawn: nothing from Yang et al. (2010) has been digitised into the project.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_study(results: dict[str, Any], out: str | Path) -> Path:
+    """Five panels from `analyze` output (rows + extra); returns the PNG path."""
+    plt = _plt()
+    rows = results["rows"]
+    extra = results.get("extra", {})
+    films = [r for r in rows if r["method"] == "dplm-film" and r["params"].get("substrate", "smooth") == "smooth"]
+    bulk = sorted((r for r in rows if r["method"] == "dplm-bulk"), key=lambda r: r["params"]["T"])
+    fig, axes = plt.subplots(1, 5, figsize=(22, 4.2))
+    ax = axes[0]
+    hmax = max((r["params"]["h"] for r in films), default=0)
+    cmap = plt.get_cmap("coolwarm")
+    temps = sorted({r["params"]["T"] for r in films})
+    for r in films:
+        if r["params"]["h"] != hmax:
+            continue
+        tau_z = np.array([np.nan if x is None else x for x in r["params"]["tau_z"]], float)
+        c = cmap(temps.index(r["params"]["T"]) / max(len(temps) - 1, 1))
+        ax.semilogy(np.arange(tau_z.size), tau_z, "o-", color=c, label=f"T={r['params']['T']:g}")
+    ax.set(xlabel="layer z (0 = substrate)", ylabel="tau(z)", title=f"relaxation profile, h={hmax}")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    phis = sorted({r["params"]["phi_v"] for r in bulk})
+    for phi in phis:
+        pts = [(r["params"]["T"], r["metrics"].get("tau", np.nan)) for r in bulk if r["params"]["phi_v"] == phi]
+        T, tau = np.array(pts).T
+        ax.semilogy(1 / T, tau, "o-", label=f"bulk phi_v={phi:g}")
+    fits = extra.get("bulk_fits", {})
+    if fits.get("arrhenius") and bulk:
+        Tg = np.linspace(min(r["params"]["T"] for r in bulk), max(r["params"]["T"] for r in bulk), 50)
+        a = fits["arrhenius"]
+        ax.semilogy(1 / Tg, np.exp(a["ln_tau0"] + a["E"] / Tg), "k--", lw=0.8, label=f"Arrhenius E={a['E']:.2f}")
+        v = fits.get("vft") or {}
+        if v.get("T0") is not None and math.isfinite(v.get("T0", math.nan)):
+            ax.semilogy(1 / Tg, np.exp(v["ln_tau0"] + v["D"] / (Tg - v["T0"])), "k:", lw=0.8, label="VFT")
+    ax.set(xlabel="1/T", ylabel="tau_bulk", title="bulk tau(T)")
+    ax.legend(fontsize=7)
+    ax = axes[2]
+    for h in sorted({r["params"]["h"] for r in films}):
+        pts = sorted(
+            (r["params"]["T"], r["metrics"].get("eta_eff_over_bulk", np.nan)) for r in films if r["params"]["h"] == h
+        )
+        T, eta = np.array(pts).T
+        ax.semilogy(1 / T, eta, "o-", label=f"h={h}")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set(xlabel="1/T", ylabel="eta_eff / eta_bulk", title="film viscosity (weighted harmonic mean)")
+    ax.legend(fontsize=7)
+    ax = axes[3]
+    for h in sorted({r["params"]["h"] for r in films}):
+        pts = sorted(
+            (r["params"]["T"], r["metrics"].get("surface_fraction", np.nan)) for r in films if r["params"]["h"] == h
+        )
+        T, S = np.array(pts).T
+        ax.plot(1 / T, S, "o-", label=f"h={h}")
+    ax.axhline(0.5, color="k", lw=0.8, ls="--")
+    ax.set(xlabel="1/T", ylabel="S(h, T)", title="surface share of film mobility", ylim=(-0.02, 1.02))
+    ax.legend(fontsize=7)
+    ax = axes[4]
+    for key, info in sorted(extra.get("films", {}).items()):
+        if info.get("t_obs") and info.get("front_depth"):
+            ax.semilogx(info["t_obs"], info["front_depth"], drawstyle="steps-post", label=key)
+    ax.set(xlabel="t", ylabel="front depth d(t) [layers]", title="mobile front from the free surface")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def plot_run(run: dict[str, Any], out: str | Path, n_snapshots: int = 4) -> Path:
+    """F_s per layer, tau(z) and first-relaxation snapshots of one run (the dict of io.load_run)."""
+    plt = _plt()
+    cfg = run["config"]
+    lat = cfg.lattice
+    t, fs = run["obs"]["t"], run["obs"]["fs"]
+    summary = run["summary"]
+    t_relax = run["state"]["t_relax"]
+    pos0 = run["init"]["pos0"]
+    fig = plt.figure(figsize=(16, 6.5))
+    grid = fig.add_gridspec(2, n_snapshots)
+    ax = fig.add_subplot(grid[0, : n_snapshots // 2])
+    cmap = plt.get_cmap("viridis")
+    for z in range(fs.shape[1]):
+        ax.semilogx(t, fs[:, z], color=cmap(z / max(fs.shape[1] - 1, 1)), lw=1)
+    ax.axhline(math.exp(-1), color="k", lw=0.6, ls="--")
+    ax.set(xlabel="t", ylabel="F_s(q, t; z)", title=f"{lat.geometry} h={lat.h} T={cfg.model.T:g}: layers (dark = 0)")
+    ax = fig.add_subplot(grid[0, n_snapshots // 2 :])
+    if "tau_z" in summary:
+        ax.semilogy(np.arange(len(summary["tau_z"])), summary["tau_z"], "o-", label="F_s tau(z)")
+        ax.semilogy(np.arange(len(summary["tau_z"])), summary["t_half_relax_z"], "s--", label="half relaxed")
+    ax.set(xlabel="layer z", ylabel="time", title="relaxation time by layer")
+    ax.legend(fontsize=8)
+    finite = t_relax[t_relax > 0]
+    if finite.size:
+        times = np.geomspace(
+            np.quantile(finite, 0.05), max(np.quantile(finite, 0.6), 1.0001 * finite.min()), n_snapshots
+        )
+    else:
+        times = np.ones(n_snapshots)
+    area = lat.Lx * (lat.Ly if lat.dim == 3 else 1)
+    x = pos0 % lat.Lx
+    z = pos0 // area
+    plane = (pos0 // lat.Lx) % max(lat.Ly, 1) == 0 if lat.dim == 3 else np.ones(pos0.size, bool)
+    for i, ts in enumerate(times):
+        img = np.full((lat.h, lat.Lx), np.nan)
+        relaxed = (t_relax >= 0) & (t_relax <= ts)
+        img[z[plane], x[plane]] = relaxed[plane].astype(float)
+        ax = fig.add_subplot(grid[1, i])
+        ax.imshow(img, origin="lower", cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        ax.set(title=f"relaxed by t={ts:.3g}", xlabel="x", ylabel="z (initial)")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
