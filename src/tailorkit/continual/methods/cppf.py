@@ -52,16 +52,14 @@ def init_prototypes(count: int, dim: int, kind: str, generator: torch.Generator)
 
 @torch.no_grad()
 def sinkhorn(scores: torch.Tensor, eps: float, iters: int) -> torch.Tensor:
-    """Balanced soft assignments (SwAV's Sinkhorn-Knopp): rows sum to 1, columns to B/K. Shapes: (B, K) -> (B, K)."""
-    q = torch.exp((scores - scores.max()) / eps).T  # K x B
-    q /= q.sum()
-    k, b = q.shape
+    """Balanced soft assignments (SwAV's Sinkhorn-Knopp, in the log domain so sharp scores cannot underflow):
+    rows sum to 1, columns to B/K. `scores` are cosine similarities. Shapes: (B, K) -> (B, K)."""
+    b, k = scores.shape
+    log_q = scores.double() / eps
     for _ in range(iters):
-        q /= q.sum(dim=1, keepdim=True)
-        q /= k
-        q /= q.sum(dim=0, keepdim=True)
-        q /= b
-    return (q * b).T
+        log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - math.log(k)  # each prototype gets 1/K mass
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(b)  # each sample gets 1/B mass
+    return (log_q.exp() * b).to(scores.dtype)
 
 
 class CPPFExtras(nn.Module):
@@ -126,8 +124,9 @@ class CPPF(Strategy):
         reserved = extras.reserved
         if s.pc and extras.current is not None:
             c = F.normalize(extras.current, dim=1)
-            scores = [z @ c.T / s.proto_temperature for z in zn]
-            q = [sinkhorn(sc.detach(), s.sinkhorn_eps, s.sinkhorn_iters) for sc in scores]
+            cosines = [z @ c.T for z in zn]
+            scores = [cos / s.proto_temperature for cos in cosines]
+            q = [sinkhorn(cos.detach(), s.sinkhorn_eps, s.sinkhorn_iters) for cos in cosines]
             swap = -0.5 * sum(
                 (qa * F.log_softmax(sb, dim=1)).sum(1).mean() for qa, sb in ((q[1], scores[0]), (q[0], scores[1]))
             )
