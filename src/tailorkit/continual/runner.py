@@ -168,6 +168,7 @@ def run_continual(
     benchmark: Benchmark | None = None,
     stop_after_phase: int | None = None,
     progress: bool = False,
+    verbose: bool = True,
 ) -> RunResult:
     """Run every phase of `config` (or up to `stop_after_phase`) and return the evaluation after each phase.
 
@@ -180,6 +181,7 @@ def run_continual(
             rendering it again when several strategies share it.
         stop_after_phase: Stop after this 0-based phase (to test resume, or to split a run).
         progress: Show `core.train`'s progress bars.
+        verbose: Print one status line per phase (seen-class accuracies) on stderr.
     """
     dev = torch.device(device)
     bench = benchmark if benchmark is not None else make_benchmark(config.data, config.seed, config.order)
@@ -212,15 +214,15 @@ def run_continual(
             _record(result, payload["metrics"])
             result.train_seconds, result.eval_seconds = payload["train_seconds"], payload["eval_seconds"]
             continue
-        began = time.perf_counter()
         if strategy.trains:
+            began = time.perf_counter()
             carry = _train_phase(config, strategy, bench, student, ssl, t, carry, base, folder, dev, progress)
-        result.train_seconds += time.perf_counter() - began
+            result.train_seconds += time.perf_counter() - began
         began = time.perf_counter()
         metrics = evaluate_phase(student, bench, t, config)
         result.eval_seconds += time.perf_counter() - began
         _record(result, metrics)
-        if is_main_process():
+        if verbose and is_main_process():
             status(
                 f"continual {strategy.name} order {config.order} phase {t + 1}/{len(bench.phases)}: "
                 f"seen-class accuracy linear {metrics['seen_linear']:.3f}, kNN {metrics['seen_knn']:.3f}"
