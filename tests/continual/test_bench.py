@@ -6,8 +6,18 @@ from tailorkit.cli.main import main
 from tailorkit.core.results import load_bench
 
 TINY = [
-    "orders=2", "workers=1", "n_classes=8", "phases=2", "train_per_class=16", "test_per_class=6",
-    "probe_per_class=10", "image_size=16", "width=4", "steps_per_phase=2", "batch_size=16", "matched_compute=1.5",
+    "orders=2",
+    "workers=1",
+    "n_classes=8",
+    "phases=2",
+    "train_per_class=16",
+    "test_per_class=6",
+    "probe_per_class=10",
+    "image_size=16",
+    "width=4",
+    "steps_per_phase=2",
+    "batch_size=16",
+    "matched_compute=1.5",
     "ablations=false",
 ]
 
@@ -20,7 +30,15 @@ def test_bench_writes_the_contract_json(tmp_path) -> None:  # type: ignore[no-un
     # ablation rows are off here to keep the test short; the bench's defaults run them
     assert methods == ["random_init", "finetune", "cassle", "cassle_matched", "pfr", "cppf", "joint"]
     for row in doc["rows"]:
-        for key in ("final_acc_linear", "aia_linear", "forgetting_linear", "final_acc_knn", "aia_knn", "forgetting_knn", "train_seconds"):
+        for key in (
+            "final_acc_linear",
+            "aia_linear",
+            "forgetting_linear",
+            "final_acc_knn",
+            "aia_knn",
+            "forgetting_knn",
+            "train_seconds",
+        ):
             assert key in row["metrics"]
         assert len(row["params"]["per_order"]) == 2
     by = {row["method"]: row for row in doc["rows"]}

@@ -8,7 +8,14 @@ import yaml
 from tailorkit.cli.main import main
 
 TINY = {
-    "data": {"n_classes": 6, "phases": 3, "train_per_class": 16, "test_per_class": 6, "image_size": 16, "probe_per_class": 10},
+    "data": {
+        "n_classes": 6,
+        "phases": 3,
+        "train_per_class": 16,
+        "test_per_class": 6,
+        "image_size": 16,
+        "probe_per_class": 10,
+    },
     "model": {"width": 4, "proj_hidden": 16, "proj_dim": 8, "pred_hidden": 16},
     "strategy": {"name": "cppf", "cppf": {"prototypes_per_phase": 2}},
     "optim": {"steps_per_phase": 3, "batch_size": 16, "warmup_steps": 1},

@@ -71,7 +71,16 @@ def test_image_folder_loader_on_a_tiny_fixture(tmp_path) -> None:  # type: ignor
     train, names = load_image_folder(tmp_path, "train", 16)
     assert names == ("apple", "bee", "cat")
     assert train.images.shape == (9, 3, 16, 16) and train.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    config = DataConfig(dataset="folder", root=str(tmp_path), n_classes=2, phases=1, train_per_class=2, test_per_class=2, image_size=16, probe_per_class=2)
+    config = DataConfig(
+        dataset="folder",
+        root=str(tmp_path),
+        n_classes=2,
+        phases=1,
+        train_per_class=2,
+        test_per_class=2,
+        image_size=16,
+        probe_per_class=2,
+    )
     bench = make_benchmark(config, seed=0)
     assert bench.channels == 3 and len(bench.train) == 4 and len(bench.test) == 4
     with pytest.raises(FileNotFoundError, match="root/val"):
@@ -88,7 +97,15 @@ def test_config_rejects_bad_splits() -> None:
 def test_fashion_mnist_benchmark() -> None:
     from tests.conftest import load_or_skip
 
-    config = DataConfig(dataset="fashion_mnist", n_classes=4, phases=2, train_per_class=10, test_per_class=5, image_size=20, probe_per_class=10)
+    config = DataConfig(
+        dataset="fashion_mnist",
+        n_classes=4,
+        phases=2,
+        train_per_class=10,
+        test_per_class=5,
+        image_size=20,
+        probe_per_class=10,
+    )
     bench = load_or_skip(make_benchmark, config, 0)
     assert bench.train.images.shape == (40, 1, 20, 20)
     assert bench.class_names[0] == "T-shirt/top" or len(bench.class_names) == 4

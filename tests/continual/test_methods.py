@@ -84,7 +84,15 @@ def test_cppf_reserving_terms_vanish_in_the_last_phase() -> None:
     from tailorkit.continual.config import CPPFConfig, StrategyConfig
 
     base = tiny_config("cppf", pc=False, mtd_past=False, mtd_present=False)
-    config = RunConfig(**{**base.__dict__, "strategy": StrategyConfig(name="cppf", cppf=CPPFConfig(prototypes_per_phase=2, pc=False, mtd_past=False, mtd_present=False, esr_pull=0.0))})
+    config = RunConfig(
+        **{
+            **base.__dict__,
+            "strategy": StrategyConfig(
+                name="cppf",
+                cppf=CPPFConfig(prototypes_per_phase=2, pc=False, mtd_past=False, mtd_present=False, esr_pull=0.0),
+            ),
+        }
+    )
     assert _setup(config, 1)[2]["esr"] > 0  # reserved prototypes exist: features have a component on them
     assert _setup(config, 2)[2]["esr"] == 0  # last phase: nothing reserved, pull weight 0
 

@@ -38,7 +38,12 @@ def test_phase_bookkeeping_and_no_label_leakage(monkeypatch: pytest.MonkeyPatch)
         assert [len(row) for row in result.linear] == [1, 2, 3] == [len(row) for row in result.knn]
         assert all(0 <= a <= 1 for a in result.seen_linear + result.seen_knn)
         assert set(result.metrics()) == {
-            "final_acc_linear", "aia_linear", "forgetting_linear", "final_acc_knn", "aia_knn", "forgetting_knn",
+            "final_acc_linear",
+            "aia_linear",
+            "forgetting_linear",
+            "final_acc_knn",
+            "aia_knn",
+            "forgetting_knn",
             "train_seconds",
         }
 

@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -44,7 +44,7 @@ from tailorkit.core.bench import register_bench
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
 
-__all__ = ["ContinualBenchConfig", "METHODS", "continual_bench"]
+__all__ = ["METHODS", "ContinualBenchConfig", "continual_bench"]
 
 # method label -> (strategy, CPPF switches turned off, step multiplier key)
 METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -109,7 +109,9 @@ class ContinualBenchConfig:
             raise ValueError(f"matched_compute: expected >= 1, got {self.matched_compute!r}")
 
 
-def run_config(config: ContinualBenchConfig, mode: str, seed: int, order: int, method: str, dataset: str = "glyphs") -> RunConfig:
+def run_config(
+    config: ContinualBenchConfig, mode: str, seed: int, order: int, method: str, dataset: str = "glyphs"
+) -> RunConfig:
     """The RunConfig of one (method, order) cell of the bench."""
     full = mode == "full"
     strategy, off = METHODS[method]
@@ -122,13 +124,20 @@ def run_config(config: ContinualBenchConfig, mode: str, seed: int, order: int, m
             phases=config.phases,
             train_per_class=config.full_train_per_class if full else config.train_per_class,
             test_per_class=config.full_test_per_class if full else config.test_per_class,
-            probe_per_class=min(config.probe_per_class, config.full_train_per_class if full else config.train_per_class),
+            probe_per_class=min(
+                config.probe_per_class, config.full_train_per_class if full else config.train_per_class
+            ),
             image_size=config.full_image_size if full else config.image_size,
         )
     else:  # Fashion-MNIST: 8 of its 10 classes in 4 phases of 2
         data = DataConfig(
-            dataset="fashion_mnist", n_classes=8, phases=4, train_per_class=500, test_per_class=200,
-            probe_per_class=300, image_size=config.full_image_size,
+            dataset="fashion_mnist",
+            n_classes=8,
+            phases=4,
+            train_per_class=500,
+            test_per_class=200,
+            probe_per_class=300,
+            image_size=config.full_image_size,
         )
     return RunConfig(
         data=data,
@@ -138,9 +147,11 @@ def run_config(config: ContinualBenchConfig, mode: str, seed: int, order: int, m
             name=strategy,
             lambda_distill=config.lambda_distill,
             lambda_pfr=config.lambda_pfr,
-            cppf=dataclasses.replace(config.cppf, **{flag: False for flag in off}),
+            cppf=dataclasses.replace(config.cppf, **cast(dict[str, Any], dict.fromkeys(off, False))),
         ),
-        optim=OptimConfig(steps_per_phase=steps, batch_size=config.batch_size, lr=config.lr, warmup_steps=min(10, steps)),
+        optim=OptimConfig(
+            steps_per_phase=steps, batch_size=config.batch_size, lr=config.lr, warmup_steps=min(10, steps)
+        ),
         eval=EvalConfig(),
         seed=seed,
         order=order,
@@ -192,7 +203,10 @@ def continual_bench(config: ContinualBenchConfig, mode: str, seed: int, device: 
     if mode == "full" and config.full_fashion:
         cells += [("fashion_mnist", m, o) for o in range(config.orders) for m in FASHION_METHODS]
     configs = [run_config(config, mode, seed, o, m, d) for d, m, o in cells]
-    status(f"continual bench: {len(cells)} runs ({len(methods)} methods x {config.orders} orders), {config.workers} workers")
+    status(
+        f"continual bench: {len(cells)} runs ({len(methods)} methods x {config.orders} orders), "
+        f"{config.workers} workers"
+    )
     outputs: list[dict[str, Any]] = [{} for _ in cells]
     if config.workers == 1:
         for i, cfg in enumerate(configs):
@@ -201,11 +215,9 @@ def continual_bench(config: ContinualBenchConfig, mode: str, seed: int, device: 
     else:
         with ProcessPoolExecutor(max_workers=config.workers, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(_run_cell, cfg): i for i, cfg in enumerate(configs)}
-            done = 0
-            for future in _as_completed(futures):
+            for done, future in enumerate(_as_completed(futures), start=1):
                 i = futures[future]
                 outputs[i] = future.result()
-                done += 1
                 _report(cells[i], outputs[i], done, len(cells))
 
     rows: list[Row] = []

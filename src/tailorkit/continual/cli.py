@@ -1,10 +1,10 @@
 """`tailorkit continual run CONFIG.yaml` and `tailorkit continual eval RUN_DIR`.
 
-    tailorkit continual run examples/continual/cppf.yaml --out runs/cppf [key=value ...]
-        trains phase by phase, evaluating after each; writes RUN_DIR/config.yaml, RUN_DIR/phase<t>.pt (per-phase
-        checkpoints; rerunning the same command resumes) and RUN_DIR/metrics.json.
-    tailorkit continual eval runs/cppf [eval.knn_k=10 ...]
-        re-evaluates every saved phase (linear probe and kNN on all seen classes) and prints the named metrics.
+tailorkit continual run examples/continual/cppf.yaml --out runs/cppf [key=value ...]
+    trains phase by phase, evaluating after each; writes RUN_DIR/config.yaml, RUN_DIR/phase<t>.pt (per-phase
+    checkpoints; rerunning the same command resumes) and RUN_DIR/metrics.json.
+tailorkit continual eval runs/cppf [eval.knn_k=10 ...]
+    re-evaluates every saved phase (linear probe and kNN on all seen classes) and prints the named metrics.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ def add_parser(sub: Any) -> None:
     ev.set_defaults(func=eval_cmd)
 
 
-def _print_metrics(strategy: str, linear: list[list[float]], knn: list[list[float]], seen: dict[str, list[float]]) -> dict[str, float]:
+def _print_metrics(
+    strategy: str, linear: list[list[float]], knn: list[list[float]], seen: dict[str, list[float]]
+) -> dict[str, float]:
     from tailorkit.continual.runner import RunResult
 
     result = RunResult(strategy, linear, knn, seen["linear"], seen["knn"])
@@ -52,7 +54,10 @@ def _print_metrics(strategy: str, linear: list[list[float]], knn: list[list[floa
             f"average incremental accuracy, AIA ({label}; mean over phases of seen-class accuracy): "
             f"{metrics[f'aia_{key}']:.4f}"
         )
-        print(f"forgetting ({label}; mean best-earlier minus final accuracy on old phases): {metrics[f'forgetting_{key}']:.4f}")
+        print(
+            f"forgetting ({label}; mean best-earlier minus final accuracy on old phases): "
+            f"{metrics[f'forgetting_{key}']:.4f}"
+        )
     return metrics
 
 
@@ -64,6 +69,7 @@ def run_cmd(args: argparse.Namespace) -> int:
     from tailorkit.continual.runner import run_continual
     from tailorkit.core.config import load_config, save_config
     from tailorkit.core.results import write_json_atomic
+    from tailorkit.core.train import is_main_process
 
     config = load_config(RunConfig, args.config, args.overrides)
     if args.stop_after_phase is not None and not 1 <= args.stop_after_phase <= config.data.phases:
@@ -72,13 +78,21 @@ def run_cmd(args: argparse.Namespace) -> int:
         torch.set_num_threads(config.threads)
     out = args.out or Path("reports/continual") / args.config.stem
     out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.yaml")
+    if is_main_process():  # under torchrun only rank 0 writes
+        save_config(config, out / "config.yaml")
     stop = None if args.stop_after_phase is None else args.stop_after_phase - 1
-    result = run_continual(config, out_dir=out, device=device_from(args.device), stop_after_phase=stop, progress=args.progress)
-    print(f"strategy {config.strategy.name}, SSL {config.ssl.loss}, {len(result.linear)}/{config.data.phases} phases, order {config.order}")
+    result = run_continual(
+        config, out_dir=out, device=device_from(args.device), stop_after_phase=stop, progress=args.progress
+    )
+    print(
+        f"strategy {config.strategy.name}, SSL {config.ssl.loss}, {len(result.linear)}/{config.data.phases} phases, "
+        f"order {config.order}"
+    )
     metrics = _print_metrics(
         config.strategy.name, result.linear, result.knn, {"linear": result.seen_linear, "knn": result.seen_knn}
     )
+    if not is_main_process():
+        return 0
     write_json_atomic(
         out / "metrics.json",
         {
@@ -115,7 +129,9 @@ def eval_cmd(args: argparse.Namespace) -> int:
     bench = make_benchmark(config.data, config.seed, config.order)
     device = device_from(args.device)
     student = Student(bench.channels, config.model).to(device)
-    linear, knn, seen = [], [], {"linear": [], "knn": []}
+    linear: list[list[float]] = []
+    knn: list[list[float]] = []
+    seen: dict[str, list[float]] = {"linear": [], "knn": []}
     for t, payload in enumerate(payloads):
         student.load_state_dict(payload["student"])
         m = evaluate_phase(student, bench, t, config)
@@ -123,6 +139,8 @@ def eval_cmd(args: argparse.Namespace) -> int:
         knn.append(m["knn"])
         seen["linear"].append(m["seen_linear"])
         seen["knn"].append(m["seen_knn"])
-    print(f"strategy {config.strategy.name}, {len(payloads)}/{config.data.phases} phases evaluated, order {config.order}")
+    print(
+        f"strategy {config.strategy.name}, {len(payloads)}/{config.data.phases} phases evaluated, order {config.order}"
+    )
     _print_metrics(config.strategy.name, linear, knn, seen)
     return 0

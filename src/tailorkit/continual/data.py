@@ -44,13 +44,16 @@ __all__ = [
 
 # Interleaved so that the first 40 mix every script. Look-alikes removed: O/0, I/1/l, Latin lower c o s u v w x z
 # (same shape as their capitals), Greek capitals that equal Latin ones, Cyrillic letters that equal Latin/Greek ones.
-GLYPHS = (
-    "AΓ2aБ&BΔ3bД@CΘ4dЖ#DΛ5eЗ%EΞ6fИ?FΠ7gЦ§GΣ8hЧ¶HΦ9kШ€JΨmЩ£KΩnЪ¥LαqЫ+MβrЬ=NγtЭ∞PδyЮQεЯRζSηTθUλVμWξXπYσZφψω"
-)
+GLYPHS = "AΓ2aБ&BΔ3bД@CΘ4dЖ#DΛ5eЗ%EΞ6fИ?FΠ7gЦ§GΣ8hЧ¶HΦ9kШ€JΨmЩ£KΩnЪ¥LαqЫ+MβrЬ=NγtЭ∞PδyЮQεЯRζSηTθUλVμWξXπYσZφψω"
 FONT_GROUPS: dict[str, tuple[str, ...]] = {
     "sans": ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf"),
     "serif": ("DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf"),
-    "mono": ("DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf", "DejaVuSansMono-BoldOblique.ttf"),
+    "mono": (
+        "DejaVuSansMono.ttf",
+        "DejaVuSansMono-Bold.ttf",
+        "DejaVuSansMono-Oblique.ttf",
+        "DejaVuSansMono-BoldOblique.ttf",
+    ),
     "stix": ("STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf"),
 }
 _CANVAS = 48  # canonical bitmap side; glyphs are rendered once per font at this size, then warped per sample
@@ -185,8 +188,11 @@ def render_glyphs(
 
 
 def _glyph_benchmark(config: DataConfig, seed: int, order: int) -> Benchmark:
-    if config.n_classes > len(GLYPHS):
-        raise ValueError(f"n_classes: glyphs has {len(GLYPHS)} classes, got {config.n_classes}")
+    if config.class_offset + config.n_classes > len(GLYPHS):
+        raise ValueError(
+            f"n_classes + class_offset: glyphs has {len(GLYPHS)} classes, got {config.class_offset + config.n_classes}"
+        )
+    chars_of = GLYPHS[config.class_offset : config.class_offset + config.n_classes]
     phases = phase_split(class_order(config.n_classes, seed, order), config.phases)
     groups = list(FONT_GROUPS.values())
     all_fonts = [f for g in groups for f in g]
@@ -198,7 +204,7 @@ def _glyph_benchmark(config: DataConfig, seed: int, order: int) -> Benchmark:
         for p, classes in enumerate(phases):
             pool = list(groups[p % len(groups)]) if config.phase_styles else all_fonts
             for c in classes:
-                chars += [GLYPHS[c]] * per_class
+                chars += [chars_of[c]] * per_class
                 fonts += [pool[i] for i in rng.integers(0, len(pool), per_class)]
                 pol += [p % 2] * per_class if config.phase_styles else list(rng.integers(0, 2, per_class))
                 labels += [c] * per_class
@@ -210,7 +216,7 @@ def _glyph_benchmark(config: DataConfig, seed: int, order: int) -> Benchmark:
         sets[0],
         sets[1],
         phases,
-        tuple(GLYPHS[: config.n_classes]),
+        tuple(chars_of),
     )
 
 
@@ -252,8 +258,8 @@ def _asset_benchmark(config: DataConfig, seed: int, order: int) -> Benchmark:
     if config.dataset == "fashion_mnist":
         x, y = fashion_mnist("train")
         xt, yt = fashion_mnist("test")
-        (x, y), = _take_per_class(x, y, config.n_classes, (config.train_per_class,), rng)
-        (xt, yt), = _take_per_class(xt, yt, config.n_classes, (config.test_per_class,), rng)
+        ((x, y),) = _take_per_class(x, y, config.n_classes, (config.train_per_class,), rng)
+        ((xt, yt),) = _take_per_class(xt, yt, config.n_classes, (config.test_per_class,), rng)
         names, source = tuple(FASHION_MNIST_CLASSES), "tailorkit asset fashion-mnist (IDX files)"
     else:
         images, labels = mnist_5k()

@@ -67,7 +67,15 @@ def continual_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSectio
     rows = []
     for name, result in results.items():
         m = result.metrics()
-        rows.append([name, f"{m['final_acc_linear']:.3f}", f"{m['aia_linear']:.3f}", f"{m['forgetting_linear']:.3f}", f"{m['final_acc_knn']:.3f}"])
+        rows.append(
+            [
+                name,
+                f"{m['final_acc_linear']:.3f}",
+                f"{m['aia_linear']:.3f}",
+                f"{m['forgetting_linear']:.3f}",
+                f"{m['final_acc_knn']:.3f}",
+            ]
+        )
     return DemoSection(
         title="continual: CPPF self-supervised class-incremental learning",
         text=(
@@ -76,6 +84,12 @@ def continual_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSectio
             "so far. One seed, tiny budget: a tour of the verb, not evidence (see `tailorkit bench continual`)."
         ),
         image=image,
-        table_header=["strategy", "final accuracy (linear)", "AIA (linear)", "forgetting (linear)", "final accuracy (kNN)"],
+        table_header=[
+            "strategy",
+            "final accuracy (linear)",
+            "AIA (linear)",
+            "forgetting (linear)",
+            "final accuracy (kNN)",
+        ],
         table_rows=rows,
     )

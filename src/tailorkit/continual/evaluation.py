@@ -40,7 +40,9 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int =
     encoder.eval()
     device = next(encoder.parameters(), torch.empty(0)).device
     try:
-        chunks = [encoder(to_float(images[i : i + batch_size]).to(device)).cpu() for i in range(0, len(images), batch_size)]
+        chunks = [
+            encoder(to_float(images[i : i + batch_size]).to(device)).cpu() for i in range(0, len(images), batch_size)
+        ]
     finally:
         encoder.train(was_training)
     return torch.cat(chunks) if chunks else torch.zeros(0)

@@ -38,12 +38,15 @@ __all__ = [
 ]
 
 
+Views = tuple[torch.Tensor, torch.Tensor]
+
+
 class SSLLoss(nn.Module):
     """An SSL objective: forward(student, views, z) -> scalar, with z = (z1, z2) the student's projections."""
 
     contrastive: bool = False
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, student: Student, views: tuple[torch.Tensor, torch.Tensor], z: tuple[torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
         raise NotImplementedError
@@ -75,7 +78,7 @@ class SimCLR(SSLLoss):
         super().__init__()
         self.temperature = temperature
 
-    def forward(self, student, views, z):  # type: ignore[no-untyped-def, override]
+    def forward(self, student: Student, views: Views, z: Views) -> torch.Tensor:
         return nt_xent(z[0], z[1], self.temperature)
 
 
@@ -84,7 +87,7 @@ class SimSiam(SSLLoss):
         super().__init__()
         self.predictor = mlp(dim, hidden, dim)
 
-    def forward(self, student, views, z):  # type: ignore[no-untyped-def, override]
+    def forward(self, student: Student, views: Views, z: Views) -> torch.Tensor:
         p1, p2 = self.predictor(z[0]), self.predictor(z[1])
         return 0.5 * (cosine_distill(p1, z[1].detach()) + cosine_distill(p2, z[0].detach()))
 
@@ -111,7 +114,7 @@ class BYOL(SSLLoss):
             if name in online:
                 buf.mul_(self.momentum).add_(online[name].detach(), alpha=1 - self.momentum)
 
-    def forward(self, student, views, z):  # type: ignore[no-untyped-def, override]
+    def forward(self, student: Student, views: Views, z: Views) -> torch.Tensor:
         if self.training:
             self._update(student)
         with torch.no_grad():
@@ -125,7 +128,7 @@ class Barlow(SSLLoss):
         super().__init__()
         self.lam = lam
 
-    def forward(self, student, views, z):  # type: ignore[no-untyped-def, override]
+    def forward(self, student: Student, views: Views, z: Views) -> torch.Tensor:
         b, d = z[0].shape
         a = (z[0] - z[0].mean(0)) / (z[0].std(0) + 1e-5)
         c = (z[1] - z[1].mean(0)) / (z[1].std(0) + 1e-5)

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tailorkit.continual.config import ModelConfig
+
+M = TypeVar("M", bound=nn.Module)
 
 __all__ = ["Encoder", "Student", "augment", "frozen_copy", "mlp", "params_to_buffers", "to_float"]
 
@@ -52,7 +55,9 @@ class Encoder(nn.Module):
 
 def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     """Linear-BN-ReLU-Linear (SimCLR projector; CaSSLe predictor)."""
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
+    )
 
 
 class Student(nn.Module):
@@ -70,11 +75,11 @@ class Student(nn.Module):
         return h, self.projector(h)
 
 
-def frozen_copy(module: nn.Module) -> nn.Module:
+def frozen_copy(module: M) -> M:
     """A deep copy in eval mode whose parameters are buffers (saved in checkpoints, never optimized)."""
     clone = copy.deepcopy(module)
     params_to_buffers(clone)
-    clone.is_frozen_teacher = True  # PhaseModel.train() keeps modules with this flag in eval mode
+    clone.__dict__["is_frozen_teacher"] = True  # PhaseModel.train() keeps modules with this flag in eval mode
     return clone.eval()
 
 

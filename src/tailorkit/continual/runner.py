@@ -286,7 +286,9 @@ def _train_phase(
 
     def pretrain(module: Student, steps: int, name: str) -> Student:
         clone = copy.deepcopy(module)
-        head = _forked(derive_seed(base, "phase", t, name, "init"), lambda: make_ssl_loss(config.ssl, config.model, clone))
+        head = _forked(
+            derive_seed(base, "phase", t, name, "init"), lambda: make_ssl_loss(config.ssl, config.model, clone)
+        )
         wrapper = PhaseModel(clone, head.to(device), Extras(), Strategy(config)).train()
         train(
             wrapper,

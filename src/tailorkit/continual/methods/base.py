@@ -47,7 +47,7 @@ class PhaseContext:
     phases: int
     config: RunConfig
     student: Student
-    previous: Student | None
+    previous: nn.Module | None
     data: torch.Tensor
     carry: dict[str, torch.Tensor]
     pretrain: Callable[[Student, int, str], Student]

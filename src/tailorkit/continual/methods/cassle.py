@@ -18,9 +18,7 @@ from tailorkit.continual.nets import mlp
 __all__ = ["CaSSLe", "predictor_distill"]
 
 
-def predictor_distill(
-    predictor: nn.Module, past: nn.Module, out: StepOutputs, temperature: float
-) -> torch.Tensor:
+def predictor_distill(predictor: nn.Module, past: nn.Module, out: StepOutputs, temperature: float) -> torch.Tensor:
     """Distil the frozen `past` model's projections through `predictor` (CaSSLe's loss, shared with CPPF)."""
     with torch.no_grad():
         old = (past(out.views[0])[1], past(out.views[1])[1])

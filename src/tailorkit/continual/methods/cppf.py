@@ -65,6 +65,10 @@ def sinkhorn(scores: torch.Tensor, eps: float, iters: int) -> torch.Tensor:
 class CPPFExtras(nn.Module):
     """Phase-t state: all prototypes (buffer), the trainable slice, and the teachers (buffers)."""
 
+    prototypes: torch.Tensor
+    reserved: torch.Tensor
+    current: nn.Parameter | None
+
     def __init__(
         self,
         phase: int,
@@ -105,7 +109,9 @@ class CPPF(Strategy):
         total = s.prototypes_per_phase * ctx.phases
         protos = ctx.carry.get("prototypes")
         if protos is None:
-            protos = init_prototypes(total, m.proj_dim, s.proto_init, torch_generator(ctx.config.seed, "cppf-prototypes"))
+            protos = init_prototypes(
+                total, m.proj_dim, s.proto_init, torch_generator(ctx.config.seed, "cppf-prototypes")
+            )
         if protos.shape != (total, m.proj_dim):
             raise ValueError(f"carried prototypes: expected ({total}, {m.proj_dim}), got {tuple(protos.shape)}")
         past = predictor = present = None
@@ -127,21 +133,23 @@ class CPPF(Strategy):
             cosines = [z @ c.T for z in zn]
             scores = [cos / s.proto_temperature for cos in cosines]
             q = [sinkhorn(cos.detach(), s.sinkhorn_eps, s.sinkhorn_iters) for cos in cosines]
-            swap = -0.5 * sum(
-                (qa * F.log_softmax(sb, dim=1)).sum(1).mean() for qa, sb in ((q[1], scores[0]), (q[0], scores[1]))
+            swap = -0.5 * (
+                (q[1] * F.log_softmax(scores[0], dim=1)).sum(1).mean()
+                + (q[0] * F.log_softmax(scores[1], dim=1)).sum(1).mean()
             )
             res = zn[0].new_zeros(())
             if reserved.shape[0]:
-                res = 0.5 * sum(torch.logsumexp(z @ reserved.T / s.proto_temperature, dim=1).mean() for z in zn)
-                res = res - math.log(reserved.shape[0])  # log-mean-exp: the scale does not grow with r
+                lse = [torch.logsumexp(z @ reserved.T / s.proto_temperature, dim=1).mean() for z in zn]
+                res = 0.5 * (lse[0] + lse[1]) - math.log(reserved.shape[0])  # log-mean-exp: scale free of r
             terms["pc"] = s.lambda_pc * (swap + res)
         if s.esr and extras.current is not None:
             c = F.normalize(extras.current, dim=1)
-            pull = 0.5 * sum((1 - (z @ c.T).max(dim=1).values).mean() for z in zn)
-            esr = s.esr_pull * pull
+            pulls = [(1 - (z @ c.T).max(dim=1).values).mean() for z in zn]
+            esr = s.esr_pull * 0.5 * (pulls[0] + pulls[1])
             if reserved.shape[0]:
                 basis, _ = torch.linalg.qr(reserved.T)  # d x r orthonormal basis of span(C_{>t})
-                esr = esr + 0.5 * sum((z @ basis).pow(2).sum(1).mean() for z in zn)
+                energy = [(z @ basis).pow(2).sum(1).mean() for z in zn]
+                esr = esr + 0.5 * (energy[0] + energy[1])
             terms["esr"] = s.lambda_res * esr
         if extras.past is not None and extras.predictor is not None:
             terms["mtd_past"] = s.lambda_past * predictor_distill(
@@ -150,7 +158,8 @@ class CPPF(Strategy):
         if extras.present is not None:
             with torch.no_grad():
                 teacher = [extras.present(v)[1] for v in out.views]
-            rel = 0.5 * sum(relation_distill(z, t, s.rel_temperature) for z, t in zip(out.z, teacher, strict=True))
+            rels = [relation_distill(z, t, s.rel_temperature) for z, t in zip(out.z, teacher, strict=True)]
+            rel = 0.5 * (rels[0] + rels[1])
             terms["mtd_present"] = s.lambda_rel * rel
         return terms
 

@@ -42,5 +42,6 @@ class PFR(Strategy):
             return {}
         with torch.no_grad():
             old = [extras.past(v)[0] for v in out.views]
-        loss = 0.5 * sum(cosine_distill(extras.projector(h), o) for h, o in zip(out.h, old, strict=True))
+        losses = [cosine_distill(extras.projector(h), o) for h, o in zip(out.h, old, strict=True)]
+        loss = 0.5 * (losses[0] + losses[1])
         return {"pfr": self.config.strategy.lambda_pfr * loss}
