@@ -172,13 +172,14 @@ def _run_cell(config: RunConfig) -> dict[str, Any]:
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     result = run_continual(config, benchmark=_benchmark(config.data, config.seed, config.order), verbose=False)
     return {
         "metrics": result.metrics(),
         "linear": result.linear,
         "knn": result.knn,
         "seconds": time.perf_counter() - began,
+        "cpu_seconds": time.process_time() - cpu,
     }
 
 
@@ -270,7 +271,10 @@ def continual_bench(config: ContinualBenchConfig, mode: str, seed: int, device: 
         first.n_classes * first.train_per_class,
         first.n_classes * first.test_per_class,
     )
-    return BenchOutcome(data, rows, claims, extra={"verdict": verdict, "valid": valid})
+    # The runner's cpu_seconds counts this process only; the work happens in the workers.
+    worker_cpu = sum(o["cpu_seconds"] for o in outputs)
+    extra = {"verdict": verdict, "valid": valid, "worker_cpu_seconds": round(worker_cpu, 1), "workers": config.workers}
+    return BenchOutcome(data, rows, claims, extra=extra)
 
 
 def _as_completed(futures: dict[Any, int]) -> Any:

@@ -44,7 +44,7 @@ def continual_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSectio
         for j, c in enumerate(classes[:5]):
             ax = fig.add_subplot(grid[p, j])
             index = int(torch.nonzero(bench.test.labels == c)[0, 0])
-            ax.imshow(bench.test.images[index, 0], cmap="gray", vmin=0, vmax=255)
+            ax.imshow(bench.test.images[index, 0].numpy(), cmap="gray", vmin=0, vmax=255)
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
