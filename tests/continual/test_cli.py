@@ -57,3 +57,15 @@ def test_usage_errors_exit_2(tmp_path, argv: list[str], capsys: pytest.CaptureFi
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("tailorkit") and "\n" not in err
+
+
+def test_example_configs_load() -> None:
+    from pathlib import Path
+
+    from tailorkit.continual.config import RunConfig
+    from tailorkit.continual.methods import STRATEGIES
+    from tailorkit.core.config import load_config
+
+    examples = sorted(Path(__file__).parents[2].joinpath("examples", "continual").glob("*.yaml"))
+    names = {load_config(RunConfig, path).strategy.name for path in examples}
+    assert names == set(STRATEGIES.names())

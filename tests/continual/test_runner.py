@@ -92,3 +92,17 @@ def test_reserved_prototypes_stay_fixed_until_their_phase(tmp_path) -> None:  # 
         assert not torch.allclose(protos[learned], init[learned]), f"phase {t}: current prototypes did not learn"
         for s in range(t):  # earlier slices frozen since their phase
             assert torch.equal(protos[s * k : (s + 1) * k], after[s][s * k : (s + 1) * k])
+
+
+def test_methods_reduce_to_fine_tuning() -> None:
+    """CPPF with every module off, and CaSSLe / PFR with weight 0, train exactly like fine-tuning."""
+    import dataclasses
+
+    ft = run_continual(tiny_config("finetune"))
+    off = run_continual(tiny_config("cppf", pc=False, esr=False, mtd_past=False, mtd_present=False))
+    assert off.linear == ft.linear and off.knn == ft.knn
+    for name, weight in (("cassle", "lambda_distill"), ("pfr", "lambda_pfr")):
+        config = tiny_config(name)
+        config = dataclasses.replace(config, strategy=dataclasses.replace(config.strategy, **{weight: 0.0}))
+        assert run_continual(config).knn == ft.knn
+    assert run_continual(tiny_config("cassle")).knn != ft.knn  # and the distillation term does change training
