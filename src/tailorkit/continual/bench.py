@@ -12,7 +12,8 @@ Claims (computed from the rows):
 - ordering: CPPF AIA > CaSSLe AIA > FT AIA and CPPF forgetting < CaSSLe < FT, each as "mean paired difference over
   orders minus twice its standard deviation > 0";
 - each ablation (-PC, -ESR, -MTD present teacher, -MTD past teacher) lowers mean AIA; CPPF AIA <= Joint AIA.
-Quick mode is sized for <= 8 minutes on 2 idle cores (two worker processes, one thread each); full mode uses a
+Quick mode aims at <= 8 minutes on 2 idle cores (two worker processes, one thread each); measured: 1123 worker
+CPU seconds, i.e. about 9.4 minutes on 2 idle cores, a fifth over (docs/continual.md). Full mode uses a
 larger encoder and image, 3x the steps, and adds a Fashion-MNIST run of the main rows (not timed here).
 """
 
