@@ -1,0 +1,17 @@
+"""Joint (cumulative) training: the upper bound. Phase t trains the SSL loss on the unlabelled images of every class
+seen so far (phases 0..t), continuing from the previous phase's weights, with the same number of steps per phase as
+the other strategies (notes 5.3 c: give Joint equal steps so it measures forgetting, not extra training)."""
+
+from __future__ import annotations
+
+from tailorkit.continual.methods.base import STRATEGIES, Strategy
+
+__all__ = ["Joint"]
+
+
+@STRATEGIES.register("joint")
+class Joint(Strategy):
+    name = "joint"
+
+    def train_classes(self, phases: tuple[tuple[int, ...], ...], phase: int) -> tuple[int, ...]:
+        return tuple(c for p in phases[: phase + 1] for c in p)

@@ -1,0 +1,14 @@
+"""Random initialisation: the floor. The encoder is never trained; the probe and kNN are run on its random
+features after every phase. FT close to this floor means the benchmark cannot tell learning from architecture."""
+
+from __future__ import annotations
+
+from tailorkit.continual.methods.base import STRATEGIES, Strategy
+
+__all__ = ["RandomInit"]
+
+
+@STRATEGIES.register("random_init")
+class RandomInit(Strategy):
+    name = "random_init"
+    trains = False
