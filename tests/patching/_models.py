@@ -23,7 +23,11 @@ def tiny_bert(seed: int = 0) -> nn.Module:
     from transformers import BertConfig, BertModel
 
     cfg = BertConfig(
-        vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        vocab_size=60,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
         max_position_embeddings=32,
     )
     with torch.random.fork_rng():
@@ -53,7 +57,9 @@ class TinyConvNet(nn.Module):
         return self.head(x.flatten(1))
 
 
-def token_batches(n: int, seed: int = 0, vocab: int = 60, length: int = 10, pad_last: int = 3) -> list[dict[str, torch.Tensor]]:
+def token_batches(
+    n: int, seed: int = 0, vocab: int = 60, length: int = 10, pad_last: int = 3
+) -> list[dict[str, torch.Tensor]]:
     gen = torch.Generator().manual_seed(seed)
     batches = []
     for _ in range(n):

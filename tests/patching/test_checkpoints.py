@@ -119,7 +119,17 @@ def test_bad_inputs_name_the_problem_and_write_nothing(folders, tmp_path: Path, 
     # mismatched architecture: a wider fine-tune
     from transformers import BertConfig, BertModel
 
-    wide = BertModel(BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=96, max_position_embeddings=32), add_pooling_layer=False)
+    wide = BertModel(
+        BertConfig(
+            vocab_size=60,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=96,
+            max_position_embeddings=32,
+        ),
+        add_pooling_layer=False,
+    )
     wide_dir = _save(wide, tmp_path / "wide", tokenizer_dir)
     with pytest.raises(PatchError, match=r"intermediate\.dense\.weight"):
         tailor_checkpoint(base_dir, wide_dir, calib, out, progress=False)
@@ -130,7 +140,7 @@ def test_bad_inputs_name_the_problem_and_write_nothing(folders, tmp_path: Path, 
     tensors.pop("encoder.layer.1.output.dense.bias")
     save_file(tensors, str(fewer / "model.safetensors"))
     (fewer / "config.json").write_text((ft_dir / "config.json").read_text())
-    with pytest.raises(PatchError, match="missing in fine-tuned: encoder.layer.1.output.dense.bias"):
+    with pytest.raises(PatchError, match=r"missing in fine-tuned: encoder\.layer\.1\.output\.dense\.bias"):
         tailor_checkpoint(base_dir, fewer, calib, out, progress=False)
     # NaN weights
     nan_dir = tmp_path / "nan"

@@ -6,10 +6,10 @@ import warnings
 
 import pytest
 import torch
-from tests.patching._models import TinyConvNet, perturb, tiny_bert, tiny_gpt2, token_batches
 
 from tailorkit.patching import PatchConfig, PatchError, apply_patch, tailor, tailor_matrix
 from tailorkit.patching.hessian import inverse_cholesky
+from tests.patching._models import TinyConvNet, perturb, tiny_bert, tiny_gpt2, token_batches
 
 
 def correlated_layer(seed: int = 0, rows: int = 64, cols: int = 256, n: int = 3000):
@@ -107,7 +107,9 @@ def test_only_changed_layers_are_tailored_and_patch_round_trips(bert_pair) -> No
     # patch fraction = tailored weights at 10 % plus the fine-tuned biases and norms, over what the fine-tune changed
     params = dict(ft.named_parameters())
     changed = [k for k in params if k.startswith("encoder.layer.1.")]
-    kept = sum(int(m.sum()) for m in result.masks.values()) + sum(params[k].numel() for k in changed if k not in result.masks)
+    kept = sum(int(m.sum()) for m in result.masks.values()) + sum(
+        params[k].numel() for k in changed if k not in result.masks
+    )
     assert sorted(result.changed_by_finetune) == sorted(changed)
     assert result.patch_fraction() == pytest.approx(kept / sum(params[k].numel() for k in changed), abs=1e-3)
 
@@ -168,7 +170,9 @@ def test_multitask_combinations_and_overlap() -> None:
     base = tiny_bert()
     fts = [perturb(base, 10, only="layer.1"), perturb(base, 11, only="layer.1")]
     calib = [token_batches(2, seed=1), token_batches(2, seed=2)]
-    results = {c: tailor(base, fts, calib, PatchConfig(combine=c), progress=False) for c in ("sum", "overlap_average", "joint")}
+    results = {
+        c: tailor(base, fts, calib, PatchConfig(combine=c), progress=False) for c in ("sum", "overlap_average", "joint")
+    }
     singles = [tailor(base, ft, c, PatchConfig(), progress=False) for ft, c in zip(fts, calib, strict=True)]
     pre = dict(base.named_parameters())
     name = "encoder.layer.1.intermediate.dense.weight"
@@ -176,7 +180,9 @@ def test_multitask_combinations_and_overlap() -> None:
     assert torch.allclose(results["sum"].state[name], pre[name] + deltas[0] + deltas[1], atol=1e-6)
     both = singles[0].masks[name] & singles[1].masks[name]
     assert both.any()
-    assert torch.allclose(results["overlap_average"].state[name][both], (pre[name] + (deltas[0] + deltas[1]) / 2)[both], atol=1e-6)
+    assert torch.allclose(
+        results["overlap_average"].state[name][both], (pre[name] + (deltas[0] + deltas[1]) / 2)[both], atol=1e-6
+    )
     overlap = results["sum"].overlap
     expected = float(both.sum()) / float((singles[0].masks[name] | singles[1].masks[name]).sum())
     assert overlap is not None and 0 < overlap < 0.5 and overlap == pytest.approx(expected, rel=0.3)
@@ -200,7 +206,9 @@ def test_cholesky_escalates_with_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         u = inverse_cholesky(dead, 0.0)
-    assert torch.allclose(u.t() @ u, torch.linalg.inv(torch.diag(torch.tensor([2.0, 1.0, 1.0], dtype=torch.float64))), rtol=1e-6)
+    assert torch.allclose(
+        u.t() @ u, torch.linalg.inv(torch.diag(torch.tensor([2.0, 1.0, 1.0], dtype=torch.float64))), rtol=1e-6
+    )
 
 
 def test_empty_calibration_and_bad_inputs(bert_pair) -> None:
@@ -221,5 +229,12 @@ def test_empty_calibration_and_bad_inputs(bert_pair) -> None:
 def _wider_bert():
     from transformers import BertConfig, BertModel
 
-    cfg = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=96, max_position_embeddings=32)
+    cfg = BertConfig(
+        vocab_size=60,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=96,
+        max_position_embeddings=32,
+    )
     return BertModel(cfg, add_pooling_layer=False)

@@ -98,7 +98,11 @@ class _Task:
         first = 6 - cfg.finetune_layers
         self.evaluator = SuffixEvaluator(
             self.encoder,
-            {"lee": (self.docs, cfg.lee_max_length), "words": (self.words, 16), "polarity": (self.texts, cfg.max_length)},
+            {
+                "lee": (self.docs, cfg.lee_max_length),
+                "words": (self.words, 16),
+                "polarity": (self.texts, cfg.max_length),
+            },
             first,
         )
         self.index = {w: i for i, w in enumerate(self.words)}
@@ -123,7 +127,9 @@ class _Task:
 def _specs(cfg: PatchingBenchConfig, mode: str) -> list[tuple[str, PatchConfig]]:
     base = PatchConfig(alpha=cfg.alpha, nsamples=cfg.calibration)
     densities = cfg.full_densities if mode == "full" else (cfg.density,)
-    specs: list[tuple[str, PatchConfig]] = [("wise_ft", replace(base, method="wise_ft", lam=cfg.wise_lambda, density=1.0))]
+    specs: list[tuple[str, PatchConfig]] = [
+        ("wise_ft", replace(base, method="wise_ft", lam=cfg.wise_lambda, density=1.0))
+    ]
     for d in densities:
         b = replace(base, density=d)
         specs += [
@@ -192,7 +198,9 @@ def patching_bench(cfg: PatchingBenchConfig, mode: str, seed: int, device: torch
     pre = task.encoder.model
     splits = cfg.full_splits if mode == "full" else cfg.quick_splits
     specs = _specs(cfg, mode)
-    settings = FinetuneSettings(cfg.finetune_layers, cfg.epochs, cfg.lr, cfg.batch_size, cfg.temperature, cfg.max_length)
+    settings = FinetuneSettings(
+        cfg.finetune_layers, cfg.epochs, cfg.lr, cfg.batch_size, cfg.temperature, cfg.max_length
+    )
     collected: dict[int, list[dict[str, float]]] = {}
     seconds: dict[int, float] = {}
     labels: list[tuple[str, dict[str, Any]]] = [("pretrained", {}), ("finetuned", {"layers": cfg.finetune_layers})]
@@ -208,14 +216,22 @@ def patching_bench(cfg: PatchingBenchConfig, mode: str, seed: int, device: torch
         seconds[0] = seconds.get(0, 0.0) + time.perf_counter() - start
         start = time.perf_counter()
         ft = finetune_last_layers(
-            task.encoder, [task.texts[i] for i in train_idx], task.labels[train_idx], task.prototypes, settings, seed * 1000 + split
+            task.encoder,
+            [task.texts[i] for i in train_idx],
+            task.labels[train_idx],
+            task.prototypes,
+            settings,
+            seed * 1000 + split,
         )
         ft_m = _metrics(task, ft, test_idx, {})
         ref = {"pre": pre_m, "ft_acc": ft_m["acc"]}
         ft_m = _metrics(task, ft, test_idx, ref) | {"patch_fraction": 1.0}
         collected.setdefault(1, []).append(ft_m)
         seconds[1] = seconds.get(1, 0.0) + time.perf_counter() - start
-        status(f"split {split}: pretrained acc {pre_m['acc']:.3f} lee {pre_m['lee']:.3f}; finetuned acc {ft_m['acc']:.3f} lee {ft_m['lee']:.3f}")
+        status(
+            f"split {split}: pretrained acc {pre_m['acc']:.3f} lee {pre_m['lee']:.3f}; "
+            f"finetuned acc {ft_m['acc']:.3f} lee {ft_m['lee']:.3f}"
+        )
         calib = _calibration(task, [task.texts[i] for i in train_idx], cfg)
         for j, (name, pc) in enumerate(specs, start=2):
             start = time.perf_counter()
@@ -228,9 +244,15 @@ def patching_bench(cfg: PatchingBenchConfig, mode: str, seed: int, device: torch
                 m["layer_error_ratio"] = float(np.mean([e["compensated"] / max(e["mask_only"], 1e-30) for e in errs]))
             collected.setdefault(j, []).append(m)
             seconds[j] = seconds.get(j, 0.0) + time.perf_counter() - start
-            status(f"split {split}: {name} {_short(labels[j][1])}: retention {m['retention']:.4f} gain {m['gain']:.3f} patch {m['patch_fraction']:.4f}")
+            status(
+                f"split {split}: {name} {_short(labels[j][1])}: retention {m['retention']:.4f} "
+                f"gain {m['gain']:.3f} patch {m['patch_fraction']:.4f}"
+            )
         fine_tunes.append((ft, train_idx, test_idx, ref))
-    rows = [Row(name, _mean(collected[j]), params | {"splits": splits}, seconds[j]) for j, (name, params) in enumerate(labels)]
+    rows = [
+        Row(name, _mean(collected[j]), params | {"splits": splits}, seconds[j])
+        for j, (name, params) in enumerate(labels)
+    ]
     extra: dict[str, Any] = {}
     if mode == "full" and cfg.multitask:
         rows += _multitask(task, cfg, seed, fine_tunes[0], settings, work, pre_state)
@@ -256,7 +278,9 @@ def _calibration(task: _Task, texts: list[str], cfg: PatchingBenchConfig) -> lis
     texts = texts[: cfg.calibration]
     batches = []
     for i in range(0, len(texts), 16):
-        enc = task.encoder.tokenizer(texts[i : i + 16], padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt")
+        enc = task.encoder.tokenizer(
+            texts[i : i + 16], padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt"
+        )
         batches.append(dict(enc))
     return batches
 
@@ -273,19 +297,46 @@ def _mean(items: list[dict[str, float]]) -> dict[str, float]:
 
 def _claims(rows: list[Row], density: float) -> list[Claim]:
     claims: list[Claim] = []
-    mt_rows = [r for r in rows if r.method in ("model_tailor", "mask_only") and r.params.get("density") == density and r.params.get("alpha", 0.8) == 0.8 and r.params.get("sensitivity") == "weight" and "purpose" not in r.params]
-    others = [r for r in rows if r.method in ("magnitude", "wise_ft") and (r.method == "wise_ft" or (r.params.get("density") == density and r.params.get("topk_scope") == "tensor"))]
+    mt_rows = [
+        r
+        for r in rows
+        if r.method in ("model_tailor", "mask_only")
+        and r.params.get("density") == density
+        and r.params.get("alpha", 0.8) == 0.8
+        and r.params.get("sensitivity") == "weight"
+        and "purpose" not in r.params
+    ]
+    others = [
+        r
+        for r in rows
+        if r.method in ("magnitude", "wise_ft")
+        and (r.method == "wise_ft" or (r.params.get("density") == density and r.params.get("topk_scope") == "tensor"))
+    ]
     for r in mt_rows:
         tag = r.method + ("" if r.method == "mask_only" else f" sign {r.params['compensation_sign']:+d}")
         ident = tag.replace(" ", "_")
         m = r.metrics
-        claims.append(Claim.at_most(f"{ident}-patch", f"{tag}: patch fraction (all changed parameters) <= 10%", m["patch_fraction"], 0.10))
-        claims.append(Claim.at_least(f"{ident}-retention", f"{tag}: retention of original abilities >= 0.99 (paper)", m["retention"], 0.99))
-        claims.append(Claim.at_least(f"{ident}-efficiency", f"{tag}: new-task efficiency acc/acc_ft >= 0.97 (paper)", m["efficiency"], 0.97))
+        claims.append(
+            Claim.at_most(
+                f"{ident}-patch", f"{tag}: patch fraction (all changed parameters) <= 10%", m["patch_fraction"], 0.10
+            )
+        )
+        claims.append(
+            Claim.at_least(
+                f"{ident}-retention", f"{tag}: retention of original abilities >= 0.99 (paper)", m["retention"], 0.99
+            )
+        )
+        claims.append(
+            Claim.at_least(
+                f"{ident}-efficiency", f"{tag}: new-task efficiency acc/acc_ft >= 0.97 (paper)", m["efficiency"], 0.97
+            )
+        )
         dominated = [
             o.method
             for o in others
-            if o.metrics["retention"] >= m["retention"] and o.metrics["gain"] >= m["gain"] and (o.metrics["retention"] > m["retention"] or o.metrics["gain"] > m["gain"])
+            if o.metrics["retention"] >= m["retention"]
+            and o.metrics["gain"] >= m["gain"]
+            and (o.metrics["retention"] > m["retention"] or o.metrics["gain"] > m["gain"])
         ]
         claims.append(
             Claim.at_least(
@@ -347,7 +398,10 @@ def _speed(task: _Task, cfg: PatchingBenchConfig, seed: int) -> list[Row]:
                 elapsed,
             )
         )
-        status(f"speed: {name} tailored in {elapsed:.1f} s ({len(result.masks)} layers), process peak RSS {_rss_mb():.0f} MB")
+        status(
+            f"speed: {name} tailored in {elapsed:.1f} s ({len(result.masks)} layers), "
+            f"process peak RSS {_rss_mb():.0f} MB"
+        )
         del base, ft, result
     return rows
 
@@ -360,7 +414,9 @@ def _mergekit_note() -> str:
     return "mergekit installed; the TIES speed ratio is not measured by this bench yet"
 
 
-def _multitask(task: _Task, cfg: PatchingBenchConfig, seed: int, first: Any, settings: Any, work: torch.nn.Module, pre_state: dict) -> list[Row]:
+def _multitask(
+    task: _Task, cfg: PatchingBenchConfig, seed: int, first: Any, settings: Any, work: torch.nn.Module, pre_state: dict
+) -> list[Row]:
     """Polarity + fortune-cookie topics: tailor both fine-tunes and combine (sum, overlap average, joint, TIES, TA)."""
     from tailorkit.assets import fortunes
     from tailorkit.patching.experiment import finetune_last_layers, prototype_accuracy
@@ -378,7 +434,9 @@ def _multitask(task: _Task, cfg: PatchingBenchConfig, seed: int, first: Any, set
     train_b = np.array([i for i in range(len(texts)) if i % 50 < 25])
     test_b = np.array([i for i in range(len(texts)) if i % 50 >= 25])
     protos = task.encoder.encode([f"a quote about {t}" for t in TOPICS])
-    ft_b = finetune_last_layers(task.encoder, [texts[i] for i in train_b], y[train_b], protos, settings, seed * 1000 + 99)
+    ft_b = finetune_last_layers(
+        task.encoder, [texts[i] for i in train_b], y[train_b], protos, settings, seed * 1000 + 99
+    )
 
     def acc_b(model: torch.nn.Module) -> float:
         emb = _encode(model, task, [texts[i] for i in test_b], cfg.max_length)
@@ -403,7 +461,11 @@ def _multitask(task: _Task, cfg: PatchingBenchConfig, seed: int, first: Any, set
         work.load_state_dict(result.state, strict=False)
         m = _metrics(task, work, test_a, ref_a) | _patch_metrics(result)
         a_b = acc_b(work)
-        m |= {"acc_topics": a_b, "efficiency_topics": a_b / acc_b_ft, "gain_topics": (a_b - acc_b_pre) / (acc_b_ft - acc_b_pre) if acc_b_ft != acc_b_pre else float("nan")}
+        m |= {
+            "acc_topics": a_b,
+            "efficiency_topics": a_b / acc_b_ft,
+            "gain_topics": (a_b - acc_b_pre) / (acc_b_ft - acc_b_pre) if acc_b_ft != acc_b_pre else float("nan"),
+        }
         if result.overlap is not None:
             m["jaccard_overlap"] = result.overlap
         params = {"purpose": "multitask", "tasks": "polarity+topics", "density": pc.density}

@@ -53,13 +53,17 @@ __all__ = [
 
 PATCH_FORMAT = "tailorkit.patch/1"
 _PICKLES = ("pytorch_model.bin", "adapter_model.bin", "*.pt", "*.pth", "*.ckpt", "*.bin")
-_COPY = re.compile(r"(config|tokenizer|vocab|merges|special_tokens|generation_config|spiece|sentencepiece).*\.(json|txt|model)$")
+_COPY = re.compile(
+    r"(config|tokenizer|vocab|merges|special_tokens|generation_config|spiece|sentencepiece).*\.(json|txt|model)$"
+)
 
 
 # --- the sparse patch on disk ---------------------------------------------------------------------------------------
 
 
-def save_patch(patch: Mapping[str, SparsePatch], folder: str | os.PathLike[str], manifest: Mapping[str, Any] = ()) -> Path:
+def save_patch(
+    patch: Mapping[str, SparsePatch], folder: str | os.PathLike[str], manifest: Mapping[str, Any] | None = None
+) -> Path:
     """Write `folder/patch.safetensors` and `folder/manifest.json` (format, shapes, dtypes, fractions, extra)."""
     out = Path(folder)
     tensors: dict[str, torch.Tensor] = {}
@@ -67,9 +71,14 @@ def save_patch(patch: Mapping[str, SparsePatch], folder: str | os.PathLike[str],
     for name, p in patch.items():
         tensors[f"{name}.indices"] = p.indices.to(torch.int64).contiguous().cpu()
         tensors[f"{name}.values"] = p.values.contiguous().cpu()
-        shapes[name] = {"shape": list(p.shape), "dtype": str(p.values.dtype).replace("torch.", ""), "entries": int(p.indices.numel()), "fraction": p.fraction}
+        shapes[name] = {
+            "shape": list(p.shape),
+            "dtype": str(p.values.dtype).replace("torch.", ""),
+            "entries": int(p.indices.numel()),
+            "fraction": p.fraction,
+        }
     write_bytes_atomic(out / "patch.safetensors", save(tensors, metadata={"format": PATCH_FORMAT}))
-    doc = {"format": PATCH_FORMAT, "tensors": shapes, **dict(manifest)}
+    doc = {"format": PATCH_FORMAT, "tensors": shapes, **dict(manifest or {})}
     write_json_atomic(out / "manifest.json", doc)
     return out
 
@@ -194,7 +203,10 @@ def lora_delta(folder: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         if ".lora_A." not in key:
             if ".lora_B." in key:
                 continue
-            raise PatchError(f"{path}: adapter tensor {key!r} is not a LoRA A/B factor (modules_to_save or embedding adapters are not supported)")
+            raise PatchError(
+                f"{path}: adapter tensor {key!r} is not a LoRA A/B factor "
+                "(modules_to_save or embedding adapters are not supported)"
+            )
         module = key.split(".lora_A.")[0]
         b_key = key.replace(".lora_A.", ".lora_B.")
         if b_key not in tensors:
@@ -204,7 +216,9 @@ def lora_delta(folder: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             raise PatchError(f"{path}: {key!r}: only Linear / Conv1D LoRA factors are supported")
         name = module[len(prefix) :] if module.startswith(prefix) else module
         rank = next((int(v) for p, v in rank_pattern.items() if re.search(rf"(^|\.){re.escape(p)}$", name)), r)
-        alpha_n = next((float(v) for p, v in alpha_pattern.items() if re.search(rf"(^|\.){re.escape(p)}$", name)), alpha)
+        alpha_n = next(
+            (float(v) for p, v in alpha_pattern.items() if re.search(rf"(^|\.){re.escape(p)}$", name)), alpha
+        )
         scale = alpha_n / math.sqrt(rank) if config.get("use_rslora") else alpha_n / rank
         delta = (b @ a) * scale
         deltas[name] = delta.t().contiguous() if config.get("fan_in_fan_out") else delta
@@ -227,11 +241,19 @@ def _model_class(folder: Path) -> Any:
 
 
 def _load_model(folder: Path) -> torch.nn.Module:
+    from transformers.utils import logging as hf_logging
+
     cls = _model_class(folder)
+    # Tensors the checkpoint lacks (an unused pooler) are initialised by transformers and never written out, since
+    # the output holds exactly the checkpoint's tensors; its load report would only alarm users.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
         model: torch.nn.Module = cls.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError) as err:
         raise PatchError(f"{folder}: could not load the model ({err})".replace("\n", " ")) from err
+    finally:
+        hf_logging.set_verbosity(verbosity)
     model.eval()
     return model
 
@@ -258,19 +280,25 @@ def load_calibration(path: str | os.PathLike[str]) -> list[str]:
     return texts
 
 
-def _calibration_batches(texts: Sequence[str], tokenizer_dir: Path, config: PatchConfig, batch_size: int = 8) -> list[dict[str, torch.Tensor]]:
+def _calibration_batches(
+    texts: Sequence[str], tokenizer_dir: Path, config: PatchConfig, batch_size: int = 8
+) -> list[dict[str, torch.Tensor]]:
     from transformers import AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
     except (OSError, ValueError) as err:
-        raise PatchError(f"{tokenizer_dir}: no usable tokenizer for the calibration texts ({err})".replace("\n", " ")) from err
+        raise PatchError(
+            f"{tokenizer_dir}: no usable tokenizer for the calibration texts ({err})".replace("\n", " ")
+        ) from err
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     texts = list(texts)[: config.nsamples]
     batches = []
     for i in range(0, len(texts), batch_size):
-        enc = tok(texts[i : i + batch_size], padding=True, truncation=True, max_length=config.max_length, return_tensors="pt")
+        enc = tok(
+            texts[i : i + batch_size], padding=True, truncation=True, max_length=config.max_length, return_tensors="pt"
+        )
         batches.append({k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
     return batches
 
@@ -356,8 +384,10 @@ def tailor_checkpoint(
                 if key is None:
                     raise PatchError(f"LoRA target {name!r} is not a module of the base model")
                 if params[key].shape != delta.shape:
-                    raise PatchError(f"LoRA delta for {key!r} has shape {tuple(delta.shape)}, weight {tuple(params[key].shape)}")
-                params[key] += delta
+                    raise PatchError(
+                        f"LoRA delta for {key!r} has shape {tuple(delta.shape)}, weight {tuple(params[key].shape)}"
+                    )
+                params[key].add_(delta)
     else:
         layout = LazyState(ft_dir)
         _check_headers(raw_base, layout)
@@ -405,7 +435,7 @@ def tailor_checkpoint(
             keys = [k for k in layout if layout.files[k] == shard]
             tensors = {}
             for k in keys:
-                dtype = _DTYPES.get(raw_base.meta(k)[1], None)
+                dtype = _DTYPES.get(raw_base.meta(k)[1])
                 pre = raw_base[k]
                 new = state[k].detach().to(dtype or pre.dtype).contiguous()
                 tensors[k] = new
@@ -418,7 +448,10 @@ def tailor_checkpoint(
                 total_entries += new.numel()
             with atomic_open(tmp / shard.name) as handle:
                 handle.write(save(tensors, metadata={"format": "pt"}))
-        for src_dir in ([base_dir, ft_dir] if lora else [ft_dir]):
+        index = layout.folder / "model.safetensors.index.json"
+        if index.is_file():
+            shutil.copy2(index, tmp / index.name)
+        for src_dir in [base_dir, ft_dir] if lora else [ft_dir]:
             for f in src_dir.iterdir():
                 if f.is_file() and _COPY.match(f.name) and f.name != "adapter_config.json":
                     shutil.copy2(f, tmp / f.name)

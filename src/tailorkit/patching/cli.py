@@ -23,11 +23,19 @@ def add_parser(sub: Any) -> None:
         description="Model Tailor (arXiv 2402.12048) and baselines on Hugging Face model folders (safetensors).",
     )
     parser.add_argument("--base", type=Path, required=True, help="pretrained model folder")
-    parser.add_argument("--finetuned", type=Path, required=True, help="fine-tuned model folder or PEFT LoRA adapter folder")
-    parser.add_argument("--calibration", type=Path, default=None, help='JSONL of new-task texts ({"text": ...} per line)')
-    parser.add_argument("--out", type=Path, required=True, help="output model folder (must not exist unless --overwrite)")
+    parser.add_argument(
+        "--finetuned", type=Path, required=True, help="fine-tuned model folder or PEFT LoRA adapter folder"
+    )
+    parser.add_argument(
+        "--calibration", type=Path, default=None, help='JSONL of new-task texts ({"text": ...} per line)'
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output model folder (must not exist unless --overwrite)"
+    )
     parser.add_argument("--density", type=float, default=None, help="patch density rho in [0, 1] (default 0.1)")
-    parser.add_argument("--method", default=None, help="model_tailor (default), mask_only, magnitude, random, dare, ties, wise_ft")
+    parser.add_argument(
+        "--method", default=None, help="model_tailor (default), mask_only, magnitude, random, dare, ties, wise_ft"
+    )
     parser.add_argument("--layers", default=None, help="regex on module names to tailor (default: all eligible)")
     parser.add_argument("--config", type=Path, default=None, help="YAML or TOML file with PatchConfig settings")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -51,11 +59,19 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(PatchConfig, args.config, overrides)  # ConfigError -> exit 2
     try:
         manifest = tailor_checkpoint(
-            args.base, args.finetuned, args.calibration, args.out, config, overwrite=args.overwrite, progress=not args.no_progress
+            args.base,
+            args.finetuned,
+            args.calibration,
+            args.out,
+            config,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
         )
     except PatchError as err:
         raise UsageError(f"tailorkit patch: error: {err}") from None
-    summary = {k: manifest[k] for k in ("method", "tailored_layers", "patch_entries", "patch_fraction_of_tailored_weights")}
+    summary = {
+        k: manifest[k] for k in ("method", "tailored_layers", "patch_entries", "patch_fraction_of_tailored_weights")
+    }
     summary["out"] = str(args.out)
     print(json.dumps(summary))
     return 0

@@ -95,7 +95,9 @@ class PatchConfig:
         except re.error as err:
             raise ValueError(f"layers: expected a regular expression, got {self.layers!r} ({err})") from None
         if self.non_linear_policy not in ("keep_finetuned", "revert"):
-            raise ValueError(f"non_linear_policy: expected 'keep_finetuned' or 'revert', got {self.non_linear_policy!r}")
+            raise ValueError(
+                f"non_linear_policy: expected 'keep_finetuned' or 'revert', got {self.non_linear_policy!r}"
+            )
         if not _number(self.alpha) or not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha: expected a number in [0, 1], got {self.alpha!r}")
         if self.sensitivity not in ("weight", "delta"):
@@ -109,7 +111,9 @@ class PatchConfig:
         if not _number(self.percdamp) or self.percdamp < 0:
             raise ValueError(f"percdamp: expected a number >= 0, got {self.percdamp!r}")
         if self.compensation_sign not in (-1, 1) or isinstance(self.compensation_sign, bool):
-            raise ValueError(f"compensation_sign: expected -1 (OBS) or 1 (released code), got {self.compensation_sign!r}")
+            raise ValueError(
+                f"compensation_sign: expected -1 (OBS) or 1 (released code), got {self.compensation_sign!r}"
+            )
         if isinstance(self.nsamples, bool) or not isinstance(self.nsamples, int) or self.nsamples < 1:
             raise ValueError(f"nsamples: expected an int >= 1, got {self.nsamples!r}")
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 2:

@@ -37,7 +37,8 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, steps: i
         xs, ys = batch
         return F.cross_entropy(m(xs), ys)
 
-    train(model, loss_fn, data, TrainConfig(steps=steps, lr=1e-3, batch_size=64, seed=seed, log_every=0), progress=False)  # type: ignore[arg-type]
+    config = TrainConfig(steps=steps, lr=1e-3, batch_size=64, seed=seed, log_every=0)
+    train(model, loss_fn, data, config, progress=False)  # type: ignore[arg-type]
 
 
 def _acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -81,7 +82,9 @@ def digits_forgetting(seed: int = 0) -> list[tuple[str, float, float, float]]:
     for label, cfg in specs:
         result = tailor(pre, ft, calib, cfg, progress=False)
         model.load_state_dict(result.state)
-        rows.append((label, _acc(model, x[te_old], y[te_old]), _acc(model, x[te_new], y[te_new]), result.patch_fraction()))
+        rows.append(
+            (label, _acc(model, x[te_old], y[te_old]), _acc(model, x[te_new], y[te_new]), result.patch_fraction())
+        )
     return rows
 
 

@@ -257,7 +257,7 @@ def tailor(
     if not models or not all(isinstance(m, nn.Module) for m in models):
         raise PatchError("finetuned: expected an nn.Module or a non-empty list of them")
     base_state = _as_state(base)
-    ft_states = [dict(m.named_parameters()) for m in models]
+    ft_states: list[Mapping[str, torch.Tensor]] = [dict(m.named_parameters()) for m in models]
     check_compatible(base_state, ft_states)
     work = models[0] if inplace else copy.deepcopy(models[0])
     if inplace:
@@ -304,7 +304,9 @@ def _calibration_per_task(calibration: Any, n_tasks: int, config: PatchConfig) -
     else:
         per_task = [list(c) for c in calibration]
         if len(per_task) != n_tasks:
-            raise PatchError(f"calibration: expected one list of batches per fine-tune ({n_tasks}), got {len(per_task)}")
+            raise PatchError(
+                f"calibration: expected one list of batches per fine-tune ({n_tasks}), got {len(per_task)}"
+            )
     return [c[: config.nsamples] for c in per_task]
 
 

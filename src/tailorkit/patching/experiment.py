@@ -15,6 +15,7 @@ model and only the upper layers run per method (`SuffixEvaluator`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ __all__ = ["FinetuneSettings", "SuffixEvaluator", "finetune_last_layers", "polar
 PROTOTYPES = ("a negative movie review", "a positive movie review")
 
 
-def polarity_split(labels: np.ndarray, seed: int, split: int, n_train_per_class: int = 50) -> tuple[np.ndarray, np.ndarray]:
+def polarity_split(
+    labels: np.ndarray, seed: int, split: int, n_train_per_class: int = 50
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded stratified split: (train indices, test indices), n_train_per_class of each label in train."""
     rng = numpy_generator(seed, "patching", "split", split)
     train, test = [], []
@@ -54,21 +57,30 @@ class FinetuneSettings:
     max_length: int = 64
 
 
-def _encode_with_grad(encoder: SentenceEncoder, model: nn.Module, texts: Sequence[str], max_length: int) -> torch.Tensor:
+def _encode_with_grad(
+    encoder: SentenceEncoder, model: nn.Module, texts: Sequence[str], max_length: int
+) -> torch.Tensor:
     batch = encoder.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch.get("token_type_ids"))
+    out = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch.get("token_type_ids")
+    )
     hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
     return F.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1)
 
 
 def finetune_last_layers(
-    encoder: SentenceEncoder, texts: Sequence[str], labels: np.ndarray, prototypes: torch.Tensor, settings: FinetuneSettings, seed: int
+    encoder: SentenceEncoder,
+    texts: Sequence[str],
+    labels: np.ndarray,
+    prototypes: torch.Tensor,
+    settings: FinetuneSettings,
+    seed: int,
 ) -> nn.Module:
     """A fine-tuned copy of encoder.model: cross-entropy of cos(emb, prototypes) / T, last `layers` layers trained."""
     from tailorkit.core.train import TrainConfig, train
 
     model = copy.deepcopy(encoder.model)
-    n_layers = len(model.encoder.layer)
+    n_layers = len(_layers(model))
     trainable = {f"encoder.layer.{i}." for i in range(n_layers - settings.layers, n_layers)}
     for name, p in model.named_parameters():
         p.requires_grad_(any(name.startswith(t) for t in trainable))
@@ -98,11 +110,13 @@ def prototype_accuracy(emb: torch.Tensor, prototypes: torch.Tensor, labels: np.n
 class SuffixEvaluator:
     """Sentence embeddings of fixed text sets, running only layers >= `first` per model (lower layers cached)."""
 
-    def __init__(self, encoder: SentenceEncoder, sets: dict[str, tuple[list[str], int]], first: int, batch_size: int = 64) -> None:
+    def __init__(
+        self, encoder: SentenceEncoder, sets: dict[str, tuple[list[str], int]], first: int, batch_size: int = 64
+    ) -> None:
         self.pre_model = encoder.model
         self.first = first
         self.cache: dict[str, list[tuple[torch.Tensor, tuple, dict[str, Any], torch.Tensor, list[int]]]] = {}
-        layer = encoder.model.encoder.layer[first]
+        layer = _layers(encoder.model)[first]
         captured: dict[str, Any] = {}
 
         def grab(_m: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -119,19 +133,31 @@ class SuffixEvaluator:
                 with torch.no_grad():
                     for s in range(0, len(order), batch_size):
                         ids = order[s : s + batch_size]
-                        batch = encoder.tokenizer([texts[i] for i in ids], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-                        try:
+                        batch = encoder.tokenizer(
+                            [texts[i] for i in ids],
+                            padding=True,
+                            truncation=True,
+                            max_length=max_length,
+                            return_tensors="pt",
+                        )
+                        with contextlib.suppress(_Stop):
                             encoder.model(**batch)
-                        except _Stop:
-                            pass
-                        chunks.append((captured["h"].clone(), captured["args"], dict(captured["kw"]), batch["attention_mask"], ids))
+                        chunks.append(
+                            (
+                                captured["h"].clone(),
+                                captured["args"],
+                                dict(captured["kw"]),
+                                batch["attention_mask"],
+                                ids,
+                            )
+                        )
             finally:
                 handle.remove()
             self.cache[key] = chunks
         self._prefix = {k: v.detach().clone() for k, v in self._prefix_params(encoder.model).items()}
 
     def _prefix_params(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        keep = ("embeddings.",) + tuple(f"encoder.layer.{i}." for i in range(self.first))
+        keep = ("embeddings.", *(f"encoder.layer.{i}." for i in range(self.first)))
         return {k: v for k, v in model.state_dict().items() if k.startswith(keep)}
 
     def embed(self, model: nn.Module, key: str) -> torch.Tensor:
@@ -140,7 +166,7 @@ class SuffixEvaluator:
             if not torch.equal(value, self._prefix[name]):
                 raise ValueError(f"SuffixEvaluator: {name} differs from the pretrained model; the cache does not apply")
         outs: dict[int, torch.Tensor] = {}
-        layers = model.encoder.layer[self.first :]
+        layers = list(_layers(model))[self.first :]
         with torch.no_grad():
             for h, args, kw, mask, ids in self.cache[key]:
                 x = h
@@ -155,3 +181,11 @@ class SuffixEvaluator:
 
 class _Stop(Exception):
     pass
+
+
+def _layers(model: nn.Module) -> nn.ModuleList:
+    """The transformer blocks of a BERT-style model (`model.encoder.layer`)."""
+    layers = model.get_submodule("encoder.layer")
+    if not isinstance(layers, nn.ModuleList):
+        raise TypeError(f"expected a BERT-style model with encoder.layer, got {type(model).__name__}")
+    return layers

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ __all__ = [
     "eligible_kind",
     "get_matrix",
     "inverse_cholesky",
+    "module_weight",
     "reconstruction_error",
     "set_matrix",
     "token_mask",
@@ -45,19 +46,31 @@ def token_mask(mask: torch.Tensor | None) -> Iterator[None]:
 
 
 def eligible_kind(module: nn.Module) -> str | None:
-    """"linear", "conv1d" (HF), "conv2d" for tailorable modules; None otherwise (grouped convs are not)."""
+    """ "linear", "conv1d" (HF), "conv2d" for tailorable modules; None otherwise (grouped convs are not)."""
     if isinstance(module, nn.Linear):
         return "linear"
-    if type(module).__name__ == "Conv1D" and hasattr(module, "nf") and isinstance(getattr(module, "weight", None), torch.Tensor):
+    if (
+        type(module).__name__ == "Conv1D"
+        and hasattr(module, "nf")
+        and isinstance(getattr(module, "weight", None), torch.Tensor)
+    ):
         return "conv1d"
     if isinstance(module, nn.Conv2d) and module.groups == 1:
         return "conv2d"
     return None
 
 
+def module_weight(module: nn.Module) -> torch.Tensor:
+    """The module's `.weight` parameter (typed)."""
+    weight = module.weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(module).__name__} has no weight tensor")
+    return weight
+
+
 def get_matrix(module: nn.Module, weight: torch.Tensor | None = None) -> torch.Tensor:
     """The layer's weight (or `weight`, a tensor shaped like it) as an (out, in) matrix (a copy for Conv1D)."""
-    w = module.weight if weight is None else weight
+    w = module_weight(module) if weight is None else weight
     kind = eligible_kind(module)
     if kind == "conv1d":
         return w.detach().t()
@@ -68,7 +81,7 @@ def get_matrix(module: nn.Module, weight: torch.Tensor | None = None) -> torch.T
 
 def set_matrix(module: nn.Module, matrix: torch.Tensor) -> None:
     """Write an (out, in) matrix back into the module's weight, in the weight's dtype and layout."""
-    w = module.weight
+    w = module_weight(module)
     kind = eligible_kind(module)
     value = matrix.t() if kind == "conv1d" else matrix.reshape(w.shape)
     with torch.no_grad():
@@ -112,7 +125,7 @@ class HessianAccumulator:
             handle.remove()
         self._handles.clear()
 
-    def _hook(self, name: str):  # type: ignore[no-untyped-def]
+    def _hook(self, name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
         def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             rows = _layer_inputs(module, args[0].detach()).to(torch.float64)
             if rows.numel() == 0:
@@ -155,7 +168,8 @@ def inverse_cholesky(h: torch.Tensor, percdamp: float, *, name: str = "", max_tr
                 return upper
         if attempt + 1 < max_tries:
             warnings.warn(
-                f"Cholesky of the Hessian of {name or 'a layer'} failed at percdamp={damp:g}; retrying with {damp * 10:g}",
+                f"Cholesky of the Hessian of {name or 'a layer'} failed at percdamp={damp:g}; "
+                f"retrying with {damp * 10:g}",
                 RuntimeWarning,
                 stacklevel=2,
             )

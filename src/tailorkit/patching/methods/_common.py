@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from tailorkit.patching.engine import PatchContext
+from tailorkit.patching.hessian import module_weight
 
 __all__ = ["global_topk_masks", "set_weight", "task_vectors", "tensor_topk_mask"]
 
@@ -19,7 +20,7 @@ def task_vectors(ctx: PatchContext, name: str) -> tuple[torch.Tensor, list[torch
 
 
 def set_weight(ctx: PatchContext, name: str, value: torch.Tensor) -> None:
-    weight = ctx.targets[name].weight
+    weight = module_weight(ctx.targets[name])
     with torch.no_grad():
         weight.copy_(value.to(weight.dtype))
 

@@ -27,8 +27,8 @@ def magnitude(ctx: PatchContext, config: PatchConfig) -> MethodInfo:
             per_task.append(global_topk_masks(taus, config.density))
         else:
             per_task.append({name: tensor_topk_mask(tau, config.density) for name, tau in taus.items()})
-    for name, (pre, taus) in vectors.items():
-        merged = pre + sum(tau * masks[name] for tau, masks in zip(taus, per_task, strict=True))
+    for name, (pre, task_taus) in vectors.items():
+        merged = pre + sum(tau * masks[name] for tau, masks in zip(task_taus, per_task, strict=True))
         set_weight(ctx, name, merged)
         info.masks[f"{name}.weight"] = torch.stack([m[name] for m in per_task]).any(0)
     info.task_masks = [{f"{n}.weight": m for n, m in masks.items()} for masks in per_task]

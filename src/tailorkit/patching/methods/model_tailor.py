@@ -50,6 +50,7 @@ from tailorkit.patching.hessian import (
     HessianAccumulator,
     get_matrix,
     inverse_cholesky,
+    module_weight,
     reconstruction_error,
     set_matrix,
 )
@@ -79,7 +80,9 @@ def _z(x: torch.Tensor, normalization: str, block_size: int) -> torch.Tensor:
     for j in range(0, x.shape[1], block_size):
         chunk = x[:, j : j + block_size]
         corr = 1 if chunk.shape[1] > 1 else 0
-        out[:, j : j + block_size] = (chunk - chunk.mean(1, keepdim=True)) / chunk.std(1, keepdim=True, correction=corr).clamp_min(1e-12)
+        out[:, j : j + block_size] = (chunk - chunk.mean(1, keepdim=True)) / chunk.std(
+            1, keepdim=True, correction=corr
+        ).clamp_min(1e-12)
     return out
 
 
@@ -263,7 +266,7 @@ def _weight_mask(mod: nn.Module, mask: torch.Tensor) -> torch.Tensor:
     """An (out, in) mask in the layout of the module's weight."""
     if type(mod).__name__ == "Conv1D":
         return mask.t().contiguous()
-    return mask.reshape(mod.weight.shape)
+    return mask.reshape(module_weight(mod).shape)
 
 
 @METHODS.register("model_tailor")

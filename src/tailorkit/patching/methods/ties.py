@@ -37,9 +37,9 @@ def ties(ctx: PatchContext, config: PatchConfig) -> MethodInfo:
             per_task.append(global_topk_masks(taus, config.density))
         else:
             per_task.append({name: tensor_topk_mask(tau, config.density) for name, tau in taus.items()})
-    for name, (pre, taus) in vectors.items():
+    for name, (pre, task_taus) in vectors.items():
         masks = [m[name] for m in per_task]
-        set_weight(ctx, name, pre + ties_merge(taus, masks, config.lam))
+        set_weight(ctx, name, pre + ties_merge(task_taus, masks, config.lam))
         info.masks[f"{name}.weight"] = torch.stack(masks).any(0)
     info.task_masks = [{f"{n}.weight": m for n, m in masks.items()} for masks in per_task]
     return info
