@@ -160,12 +160,14 @@ def inverse_cholesky(h: torch.Tensor, percdamp: float, *, name: str = "", max_tr
     damp = percdamp if percdamp > 0 else 1e-8
     eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
     for attempt in range(max_tries):
-        chol, info = torch.linalg.cholesky_ex(h + damp * mean_diag * eye)
+        # U = J L'^-1 J with L' L'^T = J H J (J reverses the order): then U is upper triangular with a positive
+        # diagonal and U^T U = H^-1, i.e. the upper Cholesky factor of H^-1 that SparseGPT obtains with
+        # cholesky(cholesky_inverse(cholesky(H)), upper=True), here with one factorisation and one triangular solve.
+        flipped, info = torch.linalg.cholesky_ex(torch.flip(h + damp * mean_diag * eye, (0, 1)))
         if int(info) == 0:
-            hinv = torch.cholesky_inverse(chol)
-            upper, info2 = torch.linalg.cholesky_ex(hinv, upper=True)
-            if int(info2) == 0:
-                return upper
+            inv = torch.linalg.solve_triangular(flipped, eye, upper=False)
+            if bool(torch.isfinite(inv).all()):
+                return torch.flip(inv, (0, 1))
         if attempt + 1 < max_tries:
             warnings.warn(
                 f"Cholesky of the Hessian of {name or 'a layer'} failed at percdamp={damp:g}; "

@@ -152,17 +152,22 @@ def tailor_matrix(
             w[:, i1:i2] = torch.where(m1, w1, wp1)
             continue
         u1 = u[i1:i2, i1:i2]
-        err1 = torch.zeros_like(w1)
+        # The sweep runs on the transposed block so that every column of W is a contiguous row and the rank-1
+        # update is one in-place addr_ (no temporaries); the arithmetic is SparseGPT's column loop.
+        w1t = w1.t().contiguous()
+        wp1t = wp1.t().contiguous()
+        m1t = m1.t().contiguous()
+        err1t = torch.empty_like(w1t)
+        zero = torch.zeros((), dtype=dtype, device=w.device)
         for i in range(i2 - i1):
-            col = w1[:, i]
-            q = torch.where(m1[:, i], col, wp1[:, i])
-            err = (col - q) / u1[i, i]
-            w1[:, i:] += sign * err.unsqueeze(1) * u1[i, i:].unsqueeze(0)
-            w1[:, i] = q
-            err1[:, i] = err
-        w[:, i1:i2] = w1
+            err = torch.where(m1t[i], zero, w1t[i] - wp1t[i]) / u1[i, i]
+            if i + 1 < i2 - i1:
+                w1t[i + 1 :].addr_(u1[i, i + 1 :], err, alpha=sign)
+            w1t[i] = torch.where(m1t[i], w1t[i], wp1t[i])
+            err1t[i] = err
+        w[:, i1:i2] = w1t.t()
         if i2 < cols:
-            w[:, i2:] += sign * (err1 @ u[i1:i2, i2:])
+            w[:, i2:].addmm_(err1t.t(), u[i1:i2, i2:], alpha=sign)
     w_hat = w.to(w_ft.dtype)
     target = w_ft.to(torch.float64)
     errors = {
