@@ -276,3 +276,18 @@ def test_inverse_cholesky_is_sparsegpts_factor() -> None:
     reference = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(damped)), upper=True)
     assert torch.allclose(u, torch.triu(u)) and bool((torch.diagonal(u) > 0).all())
     assert torch.allclose(u, reference, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("make", [tiny_bert, tiny_gpt2])
+def test_block_input_cache_gives_the_same_result(make) -> None:
+    base = make()
+    ft = perturb(base, 7, scale=0.03)
+    calib = token_batches(2)
+    if make is tiny_gpt2:
+        calib = [{"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]} for b in calib]
+    cached = tailor(base, ft, calib, PatchConfig(cache_block_inputs=True), progress=False)
+    plain = tailor(base, ft, calib, PatchConfig(cache_block_inputs=False), progress=False)
+    assert len(cached.masks) == (12 if make is tiny_bert else 8)
+    for name in cached.masks:
+        assert torch.equal(cached.masks[name], plain.masks[name]), name
+        assert torch.allclose(cached.state[name], plain.state[name], atol=1e-5), name

@@ -54,6 +54,9 @@ class PatchConfig:
         nsamples: Calibration samples used (first n); 128 released.
         sequential: Model Tailor: feed tailored blocks' outputs to the next block when accumulating Hessians
             (released), else all Hessians come from the fine-tuned model.
+        cache_block_inputs: Model Tailor, sequential: when the blocks are entries of one nn.ModuleList, cache each
+            block's inputs and run block by block (as the released code) instead of a forward from the input per
+            block; same result, O(L) instead of O(L^2) block forwards.
         max_length: Token limit when calibration is given as text.
         lam: wise_ft / task_arithmetic: theta_pre + lam * sum_t tau_t; ties: scale of the merged delta.
         dare_rescale: dare: multiply kept deltas by 1 / density.
@@ -78,6 +81,7 @@ class PatchConfig:
     compensation_sign: int = -1
     nsamples: int = 128
     sequential: bool = True
+    cache_block_inputs: bool = True
     max_length: int = 128
     lam: float = 1.0
     dare_rescale: bool = True

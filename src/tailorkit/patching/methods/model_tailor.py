@@ -53,6 +53,7 @@ from tailorkit.patching.hessian import (
     module_weight,
     reconstruction_error,
     set_matrix,
+    token_mask,
 )
 
 __all__ = ["block_groups", "importance_scores", "model_tailor", "tailor_matrix", "topk_mask"]
@@ -238,12 +239,24 @@ def _tailor_one(
     masks: dict[str, torch.Tensor] = {}
     pending: dict[str, torch.Tensor] = {}
     groups = block_groups(names) if config.sequential else {"": names}
+    plan = _BlockCache.plan(model, list(groups)) if config.sequential and config.cache_block_inputs else None
+    cache = _BlockCache(model, plan[0], plan[1][0], batches) if plan is not None else None
+    order = [f"{plan[2]}.{i}" for i in range(plan[1][0], plan[1][-1] + 1)] if plan is not None else list(groups)
     hess_s = sweep_s = 0.0
-    for key in track(list(groups), "model tailor: blocks", enabled=None if progress else False):
-        members = {n: targets[n] for n in groups[key]}
+    for key in track(order, "model tailor: blocks", enabled=None if progress else False):
         t0 = time.perf_counter()
-        stop = _submodule(model, key) if key else None
-        acc = _hessians(model, members, batches, stop)
+        if key not in groups:  # an untouched block between tailored ones: only propagate its outputs
+            assert cache is not None
+            cache.advance(model.get_submodule(key))
+            hess_s += time.perf_counter() - t0
+            continue
+        members = {n: targets[n] for n in groups[key]}
+        if cache is not None:
+            with HessianAccumulator(members) as acc:
+                cache.run(model.get_submodule(key))
+        else:
+            stop = _submodule(model, key) if key else None
+            acc = _hessians(model, members, batches, stop)
         hess_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         for name, mod in members.items():
@@ -260,11 +273,106 @@ def _tailor_one(
             else:
                 pending[name] = w_hat
         sweep_s += time.perf_counter() - t0
+        if cache is not None and key != order[-1]:
+            t0 = time.perf_counter()
+            cache.advance(model.get_submodule(key))  # the tailored block's outputs feed the next block
+            hess_s += time.perf_counter() - t0
     for name, w_hat in pending.items():
         set_matrix(targets[name], w_hat)
     info.timings["hessians"] = info.timings.get("hessians", 0.0) + hess_s
     info.timings["sweep"] = info.timings.get("sweep", 0.0) + sweep_s
     return masks
+
+
+class _StopForward(Exception):
+    pass
+
+
+class _BlockCache:
+    """The inputs of consecutive blocks of one nn.ModuleList, propagated block by block (the released code's
+    `Catcher` + `layer(inps[j])` loop): each block runs once to accumulate its Hessians and once, tailored, to
+    produce the next block's inputs, instead of a full forward from the embeddings per block. Keyword arguments
+    that are caches (past key values) are dropped so repeated calls cannot grow them.
+    """
+
+    def __init__(self, model: nn.Module, layers: nn.ModuleList, first: int, batches: list) -> None:
+        if not batches:
+            raise PatchError("Model Tailor needs calibration data (new-task inputs); got an empty calibration set")
+        self.items: list[tuple[list, dict, torch.Tensor | None]] = []
+        captured: dict = {}
+
+        def grab(_m: nn.Module, args: tuple, kwargs: dict) -> None:
+            captured["args"], captured["kwargs"] = list(args), dict(kwargs)
+            raise _StopForward
+
+        handle = layers[first].register_forward_pre_hook(grab, with_kwargs=True)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for batch in batches:
+                    captured.clear()
+                    try:
+                        if isinstance(batch, Mapping):
+                            model(**batch)
+                        elif isinstance(batch, tuple | list):
+                            model(*batch)
+                        else:
+                            model(batch)
+                    except _StopForward:
+                        pass
+                    if not captured:
+                        raise PatchError(f"calibration never reached block {first} of the model")
+                    args = [None if "Cache" in type(v).__name__ else v for v in captured["args"]]
+                    kwargs = {k: (None if "Cache" in type(v).__name__ else v) for k, v in captured["kwargs"].items()}
+                    mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
+                    self.items.append((args, kwargs, mask))
+        finally:
+            handle.remove()
+            model.train(was_training)
+
+    @staticmethod
+    def plan(model: nn.Module, keys: list[str]) -> tuple[nn.ModuleList, list[int], str] | None:
+        """(module list, block indices, its name) when every key is `<list>.<index>` of one ModuleList, else None."""
+        if not keys or any("." not in k for k in keys):
+            return None
+        parents = {k.rsplit(".", 1)[0] for k in keys}
+        if len(parents) != 1:
+            return None
+        parent = parents.pop()
+        layers = _submodule(model, parent)
+        tails = [k.rsplit(".", 1)[1] for k in keys]
+        if not isinstance(layers, nn.ModuleList) or not all(t.isdigit() for t in tails):
+            return None
+        idx = [int(t) for t in tails]
+        return (layers, idx, parent) if idx == sorted(idx) else None
+
+    def _call(self, block: nn.Module, args: list, kwargs: dict, mask: torch.Tensor | None) -> object:
+        with torch.no_grad(), token_mask(mask):
+            return block(*args, **kwargs)
+
+    def run(self, block: nn.Module) -> None:
+        was_training = block.training
+        block.eval()
+        try:
+            for args, kwargs, mask in self.items:
+                self._call(block, args, kwargs, mask)
+        finally:
+            block.train(was_training)
+
+    def advance(self, block: nn.Module) -> None:
+        was_training = block.training
+        block.eval()
+        try:
+            for args, kwargs, mask in self.items:
+                out = self._call(block, args, kwargs, mask)
+                hidden = out[0] if isinstance(out, tuple | list) else out
+                if args:
+                    args[0] = hidden
+                else:
+                    kwargs["hidden_states"] = hidden
+        finally:
+            block.train(was_training)
 
 
 def _weight_mask(mod: nn.Module, mask: torch.Tensor) -> torch.Tensor:
