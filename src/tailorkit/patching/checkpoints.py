@@ -430,7 +430,6 @@ def tailor_checkpoint(
         state = model.state_dict()
         patch: dict[str, SparsePatch] = {}
         changed_entries = total_entries = 0
-        changed_by_ft = 0
         for shard in track(layout.shards, "writing shards", enabled=progress):
             keys = [k for k in layout if layout.files[k] == shard]
             tensors = {}
@@ -443,8 +442,6 @@ def tailor_checkpoint(
                 if diff.numel():
                     patch[k] = SparsePatch(diff, new.reshape(-1)[diff].clone(), tuple(new.shape))
                     changed_entries += diff.numel()
-                if k in target_keys or not torch.equal(params[k].detach().to(pre.dtype), pre) if k in params else False:
-                    changed_by_ft += new.numel()
                 total_entries += new.numel()
             with atomic_open(tmp / shard.name) as handle:
                 handle.write(save(tensors, metadata={"format": "pt"}))
