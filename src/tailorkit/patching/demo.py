@@ -104,7 +104,7 @@ def patching_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSection
     ax.set_xticks(pos, labels, rotation=20, fontsize=8)
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.05)
-    ax.legend()
+    ax.legend(loc="upper center", ncols=2, fontsize=8)
     ax.set_title("Patching a forgetful fine-tune (sklearn digits, class-incremental, 10 % patch)")
     fig.tight_layout()
     path = out_dir / "patching.png"
