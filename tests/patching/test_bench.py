@@ -79,3 +79,13 @@ def test_quick_bench_contract(tmp_path) -> None:
     signs = {r["params"].get("compensation_sign") for r in doc["rows"] if r["method"] == "model_tailor"}
     assert {-1, 1} <= signs
     assert any(c["id"].endswith("-retention") for c in doc["claims"])
+
+
+@pytest.mark.slow
+def test_demo_digits_forgetting() -> None:
+    from tailorkit.patching.demo import digits_forgetting
+
+    rows = {label: (old, new, frac) for label, old, new, frac in digits_forgetting(0)}
+    assert rows["fine-tuned"][0] < 0.1 < 0.9 < rows["fine-tuned"][1]  # the fine-tune forgets 0-4
+    assert rows["MT mask only"][0] > 0.9 and rows["MT mask only"][2] < 0.11
+    assert rows["MT comp. -1 (OBS)"][1] > rows["MT mask only"][1] + 0.5  # compensation carries the new task
