@@ -126,4 +126,8 @@ def default_out(*parts: str) -> Path:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under `python -m tailorkit.cli.main` this file runs as __main__ and again as tailorkit.cli.main (imported by the
+    # commands): call the imported one so that UsageError is one class and is caught.
+    from tailorkit.cli.main import main as _main
+
+    sys.exit(_main())
