@@ -17,6 +17,7 @@ Shapes: z1, z2, p, targets (B, D); scalar losses.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 import torch
@@ -41,15 +42,16 @@ __all__ = [
 Views = tuple[torch.Tensor, torch.Tensor]
 
 
-class SSLLoss(nn.Module):
-    """An SSL objective: forward(student, views, z) -> scalar, with z = (z1, z2) the student's projections."""
+class SSLLoss(nn.Module, abc.ABC):
+    """An SSL objective (abstract): forward(student, views, z) -> scalar, with z = (z1, z2) the projections."""
 
     contrastive: bool = False
 
+    @abc.abstractmethod
     def forward(
         self, student: Student, views: tuple[torch.Tensor, torch.Tensor], z: tuple[torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
-        raise NotImplementedError
+        """The loss for one batch of two augmented views."""
 
 
 SSLFactory = Callable[[SSLConfig, ModelConfig, Student], SSLLoss]

@@ -39,6 +39,7 @@ from tailorkit.patching.engine import (
     PatchContext,
     PatchError,
     SparsePatch,
+    check_layout,
     eligible_modules,
 )
 
@@ -304,18 +305,7 @@ def _calibration_batches(
 
 
 def _check_headers(base: LazyState, ft: LazyState) -> None:
-    missing = [k for k in base if k not in ft]
-    extra = [k for k in ft if k not in base]
-    if missing or extra:
-        what = []
-        if missing:
-            what.append(f"missing in fine-tuned: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
-        if extra:
-            what.append(f"not in pretrained: {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}")
-        raise PatchError(f"architectures differ: {'; '.join(what)}")
-    bad = [f"{k}: pretrained {base.meta(k)} vs fine-tuned {ft.meta(k)}" for k in base if base.meta(k) != ft.meta(k)]
-    if bad:
-        raise PatchError(f"tensor shapes/dtypes differ: {'; '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}")
+    check_layout(list(base), list(ft), base.meta, ft.meta)
 
 
 def _check_finite(name: str, t: torch.Tensor, label: str) -> None:

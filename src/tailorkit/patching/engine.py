@@ -139,27 +139,41 @@ def _describe(t: torch.Tensor) -> str:
     return f"{tuple(t.shape)} {str(t.dtype).replace('torch.', '')}"
 
 
+def _first(items: Sequence[str], n: int = 3) -> str:
+    return ", ".join(items[:n]) + (" ..." if len(items) > n else "")
+
+
+def check_layout(
+    base_keys: Sequence[str], other_keys: Sequence[str], base_meta: Any, other_meta: Any, label: str = "fine-tuned"
+) -> None:
+    """PatchError naming the first tensors missing on either side, then the first shape/dtype mismatches.
+
+    `base_meta(key)` / `other_meta(key)` describe a tensor (shape and dtype); used for in-memory states and for
+    checkpoint headers read lazily alike.
+    """
+    other_set, base_set = set(other_keys), set(base_keys)
+    missing = [k for k in base_keys if k not in other_set]
+    extra = [k for k in other_keys if k not in base_set]
+    if missing or extra:
+        parts = ([f"missing in {label}: {_first(missing)}"] if missing else []) + (
+            [f"not in pretrained: {_first(extra)}"] if extra else []
+        )
+        raise PatchError(f"pretrained and {label} do not have the same tensors ({'; '.join(parts)})")
+    bad = [
+        f"{k}: pretrained {base_meta(k)} vs {label} {other_meta(k)}" for k in base_keys if base_meta(k) != other_meta(k)
+    ]
+    if bad:
+        raise PatchError(f"tensor shapes/dtypes differ: {_first(bad)}")
+
+
 def check_compatible(base: Mapping[str, torch.Tensor], others: Sequence[Mapping[str, torch.Tensor]]) -> None:
     """PatchError naming the first mismatched names, shapes or dtypes, or non-finite weights."""
     base_keys = list(base.keys())
     for t, other in enumerate(others):
         label = "fine-tuned" if len(others) == 1 else f"fine-tuned #{t}"
-        missing = [k for k in base_keys if k not in other]
-        extra = [k for k in other if k not in base]
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"missing in {label}: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
-            if extra:
-                parts.append(f"not in pretrained: {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}")
-            raise PatchError(f"pretrained and {label} do not have the same tensors ({'; '.join(parts)})")
-        bad = [
-            f"{k}: pretrained {_describe(base[k])} vs {label} {_describe(other[k])}"
-            for k in base_keys
-            if base[k].shape != other[k].shape or base[k].dtype != other[k].dtype
-        ]
-        if bad:
-            raise PatchError(f"tensor shapes/dtypes differ: {'; '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}")
+        check_layout(
+            base_keys, list(other.keys()), lambda k: _describe(base[k]), lambda k, o=other: _describe(o[k]), label
+        )
     for label, state in [("pretrained", base), *((f"fine-tuned #{i}", s) for i, s in enumerate(others))]:
         for k in base_keys:
             v = state[k]
