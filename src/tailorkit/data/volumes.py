@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +106,7 @@ def load_volume(path: str | os.PathLike[str]) -> Volume:
         import nibabel as nib
 
         try:
-            image = nib.load(str(source))
+            image: Any = nib.load(str(source))  # a SpatialImage (FileBasedImage in nibabel's stubs)
             data = np.asanyarray(image.dataobj)
         except Exception as error:  # nibabel raises several types for corrupt files
             raise VolumeError(f"{source}: cannot be read as {suffix} ({error}); expected {EXPECTED}") from error
