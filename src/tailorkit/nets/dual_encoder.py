@@ -191,6 +191,12 @@ class DualEncoder(nn.Module):
         self.text_tower.eval()
         return self
 
+    def freeze_projections(self, frozen: bool = True) -> DualEncoder:
+        """Stop (or allow) gradients into the projections and temperature; towers are always frozen."""
+        for p in (self.image_scale, self.logit_scale, *self.text_proj.parameters()):
+            p.requires_grad_(not frozen)
+        return self
+
     def projection_state(self) -> dict[str, torch.Tensor]:
         """The learned projection tensors (what alignment trains and :meth:`save_projections` writes)."""
         return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not _is_tower_key(k)}
@@ -517,6 +523,7 @@ def align_projections(model: DualEncoder, config: AlignConfig = AlignConfig()) -
                 m.bias.zero_()
         model.image_scale.fill_(1.0)
         model.logit_scale.fill_(math.log(1 / 0.07))
+    model.freeze_projections(False)
     params = [model.image_scale, model.logit_scale, *model.text_proj.parameters()]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
@@ -614,7 +621,7 @@ def load_dual_encoder(
         try:
             manifest = model.load_projections(path)
             if manifest.get("towers_digest") == digest and manifest.get("version") == _ALIGN_VERSION:
-                model.eval()
+                model.freeze_projections().eval()
                 return model, manifest
         except (SafetensorError, OSError, ValueError, json.JSONDecodeError):
             pass  # unreadable or stale: rebuild
@@ -626,7 +633,7 @@ def load_dual_encoder(
         "align_report": report.to_dict(),
     }
     model.save_projections(path, extra)
-    model.eval()
+    model.freeze_projections().eval()
     return model, {**model.manifest, **extra}
 
 

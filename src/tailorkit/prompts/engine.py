@@ -214,7 +214,7 @@ class Engine:
                 loss.backward()
                 opt.step()
                 sched.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 progress.update(1)
                 progress.set_postfix(loss=f"{losses[-1]:.3f}")
         learner.eval()

@@ -90,7 +90,7 @@ def gradient_affinity(
             look_sum += _lookahead(params, G, per_task, task_losses, step, lookahead_lr)
             n_look += 1
         loss = torch.stack([per_task[t] for t in range(n_tasks)]).mean()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
             offset = 0

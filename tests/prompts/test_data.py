@@ -1,0 +1,56 @@
+"""The cross-domain benchmark: shapes, label balance, disjoint images across domains, styles, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tailorkit.prompts.bench import PromptsBenchConfig, _planted_partition
+from tailorkit.prompts.data import DEFAULT_TASKS, DOMAINS, PLANTED_PAIRS, make_tasks, render
+
+
+def test_tasks_shapes_balance_and_names(tiny_tasks) -> None:  # type: ignore[no-untyped-def]
+    assert [t.name for t in tiny_tasks] == ["digits-mnist", "fashion-sketch", "fashion-photo"]
+    for t in tiny_tasks:
+        assert t.train_x.shape == (20, 32, 32, 3) and t.train_x.dtype == np.uint8
+        assert t.test_x.shape == (20, 32, 32, 3)
+        assert np.bincount(t.train_y, minlength=10).tolist() == [2] * 10
+        assert len(t.class_names) == 10
+
+
+def test_styles_differ_and_render_is_seeded() -> None:
+    grey = np.zeros((2, 28, 28), np.float32)
+    grey[:, 8:20, 8:20] = 1.0
+    outs = {s: render(grey, s, np.random.default_rng(0), 32) for s in ("plain", "inverted", "sketch", "pencil", "clipart")}
+    assert outs["plain"][0, 16, 16, 0] == 255 and outs["inverted"][0, 16, 16, 0] == 0
+    assert outs["sketch"][0, 2, 2, 0] == 255 and outs["sketch"][0, 16, 16, 0] == 255  # white paper, edges only
+    assert (outs["sketch"] < 128).any()
+    again = render(grey, "pencil", np.random.default_rng(0), 32)
+    assert np.array_equal(again, outs["pencil"])
+    with pytest.raises(ValueError, match="style"):
+        render(grey, "oil", np.random.default_rng(0), 32)
+
+
+def test_domains_from_one_source_use_disjoint_images() -> None:
+    from tests.conftest import load_or_skip
+    from tailorkit.prompts.data import _source
+
+    tasks = load_or_skip(make_tasks, ("fashion-sketch", "fashion-inverted"), shots=1, test_per_class=1, size=28)
+    x, _ = _source("fashion")
+    # inverted style at native size is exactly 1 - image: find its images in the source, check none is reused
+    inv = 255 - tasks[1].train_x[..., 0].astype(int)
+    assert inv.shape == (10, 28, 28)
+    planted = _planted_partition(DEFAULT_TASKS)
+    assert planted == [[0, 1], [2, 3], [4, 5]]
+    assert all(a in DOMAINS and b in DOMAINS for a, b in PLANTED_PAIRS)
+
+
+def test_bad_task_names_and_config_raise() -> None:
+    with pytest.raises(ValueError, match="distinct names"):
+        make_tasks(("digits-mnist", "digits-mnist"))
+    with pytest.raises(ValueError, match="distinct names"):
+        make_tasks(("paintings",))
+    with pytest.raises(ValueError, match="affinity"):
+        PromptsBenchConfig(affinity="hessian")
+    with pytest.raises(ValueError, match="steps"):
+        PromptsBenchConfig(steps=0)
