@@ -54,3 +54,13 @@ def test_bad_task_names_and_config_raise() -> None:
         PromptsBenchConfig(affinity="hessian")
     with pytest.raises(ValueError, match="steps"):
         PromptsBenchConfig(steps=0)
+
+
+@pytest.mark.slow
+def test_demo_part_writes_its_picture(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from tailorkit.prompts.demo import prompts_demo
+
+    section = prompts_demo(tmp_path, 0, torch.device("cpu"))
+    assert section.image is not None and section.image.is_file() and len(section.table_rows) == 3
