@@ -21,7 +21,9 @@ def test_tasks_shapes_balance_and_names(tiny_tasks) -> None:  # type: ignore[no-
 def test_styles_differ_and_render_is_seeded() -> None:
     grey = np.zeros((2, 28, 28), np.float32)
     grey[:, 8:20, 8:20] = 1.0
-    outs = {s: render(grey, s, np.random.default_rng(0), 32) for s in ("plain", "inverted", "sketch", "pencil", "clipart")}
+    outs = {
+        s: render(grey, s, np.random.default_rng(0), 32) for s in ("plain", "inverted", "sketch", "pencil", "clipart")
+    }
     assert outs["plain"][0, 16, 16, 0] == 255 and outs["inverted"][0, 16, 16, 0] == 0
     assert outs["sketch"][0, 2, 2, 0] == 255 and outs["sketch"][0, 16, 16, 0] == 255  # white paper, edges only
     assert (outs["sketch"] < 128).any()
@@ -33,15 +35,21 @@ def test_styles_differ_and_render_is_seeded() -> None:
 
 def test_domains_from_one_source_use_disjoint_images() -> None:
     from tests.conftest import load_or_skip
+
+    tasks = load_or_skip(
+        make_tasks, ("fashion-sketch", "fashion-inverted", "fashion-photo"), shots=2, test_per_class=3, size=28
+    )
+    pools = [set(t.meta["source_indices"]) for t in tasks]
+    assert all(len(p) == 50 for p in pools)
+    assert not (pools[0] & pools[1]) and not (pools[0] & pools[2]) and not (pools[1] & pools[2])
+    # the inverted style at native size is exactly 255 - the source image
     from tailorkit.prompts.data import _source
 
-    tasks = load_or_skip(make_tasks, ("fashion-sketch", "fashion-inverted"), shots=1, test_per_class=1, size=28)
-    x, _ = _source("fashion")
-    # inverted style at native size is exactly 1 - image: find its images in the source, check none is reused
-    inv = 255 - tasks[1].train_x[..., 0].astype(int)
-    assert inv.shape == (10, 28, 28)
-    planted = _planted_partition(DEFAULT_TASKS)
-    assert planted == [[0, 1], [2, 3], [4, 5]]
+    x, y = _source("fashion")
+    first = tasks[1].meta["source_indices"][0]
+    assert np.array_equal(255 - tasks[1].train_x[0, ..., 0], np.round(x[first] * 255).astype(np.uint8))
+    assert tasks[1].train_y[0] == y[first]
+    assert _planted_partition(DEFAULT_TASKS) == [[0, 1], [2, 3], [4, 5]]
     assert all(a in DOMAINS and b in DOMAINS for a, b in PLANTED_PAIRS)
 
 

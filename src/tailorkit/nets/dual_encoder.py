@@ -87,7 +87,7 @@ Device = str | torch.device
 
 # First block index of each of EfficientNet's 7 stages (B0 layout) and each stage's input channels.
 _STAGE_STARTS: tuple[int, ...] = tuple(int(x) for x in np.cumsum([0] + [s[4] for s in _STAGES])[:-1])
-_STAGE_IN_CHANNELS: tuple[int, ...] = (32,) + tuple(s[3] for s in _STAGES[:-1])
+_STAGE_IN_CHANNELS: tuple[int, ...] = (32, *(s[3] for s in _STAGES[:-1]))
 N_IMAGE_STAGES = len(_STAGES)
 
 
@@ -137,12 +137,15 @@ class DualEncoder(nn.Module):
         manifest: names of the towers and the alignment settings, saved beside the projections.
     """
 
+    image_basis: torch.Tensor
+    image_center: torch.Tensor
+
     def __init__(self, image_tower: EfficientNetLite0, text: SentenceEncoder, *, dim: int = 256, text_hidden: int = 0):
         super().__init__()
         if not 8 <= dim <= 1000:
             raise ValueError(f"dim: expected 8..1000, got {dim}")
         self.image_tower = image_tower
-        self.text_tower = text.model
+        self.text_tower: Any = text.model  # a transformers BertModel (untyped)
         self.tokenizer = text.tokenizer
         self.text_name = text.name
         self.dim = dim
@@ -318,7 +321,10 @@ class DualEncoder(nn.Module):
         if isinstance(names, str) or not names or not all(isinstance(n, str) and n.strip() for n in names):
             raise ValueError(f"expected a non-empty list of non-empty class names; got {names!r}")
         batch = self.tokenizer([template.format(n) for n in names], padding=True, return_tensors="pt")
-        return {"input_ids": batch["input_ids"].to(self.device), "attention_mask": batch["attention_mask"].to(self.device)}
+        return {
+            "input_ids": batch["input_ids"].to(self.device),
+            "attention_mask": batch["attention_mask"].to(self.device),
+        }
 
     def context_embeddings(self) -> torch.Tensor:
         """Word embeddings of the template's context tokens "a photo of a" (CoOp's initialisation).
@@ -488,7 +494,7 @@ def _sentence_features(model: DualEncoder, names: list[str], batch: int = 128) -
     return torch.cat(out)
 
 
-def align_projections(model: DualEncoder, config: AlignConfig = AlignConfig()) -> AlignReport:  # noqa: B008
+def align_projections(model: DualEncoder, config: AlignConfig = AlignConfig()) -> AlignReport:
     """Train the text projection, image scale and temperature; return the retrieval report (in place).
 
     Symmetric InfoNCE between projected sentence features and projected prototypes: sentence -> all training
@@ -587,7 +593,7 @@ def _cache_path(config: AlignConfig, folder: Path) -> Path:
 
 
 def load_dual_encoder(
-    config: AlignConfig = AlignConfig(),  # noqa: B008
+    config: AlignConfig = AlignConfig(),
     *,
     device: Device | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -671,23 +677,25 @@ class OpenCLIPDualEncoder(nn.Module):
     def __init__(self, model_name: str, pretrained: str | None = None) -> None:
         super().__init__()
         try:
-            import open_clip  # type: ignore[import-not-found]
+            import open_clip  # type: ignore[import-not-found,unused-ignore]
         except ImportError as err:  # pragma: no cover - depends on the optional extra
-            raise ImportError("OpenCLIPDualEncoder needs the optional package open_clip (pip install open_clip_torch)") from err
+            raise ImportError(
+                "OpenCLIPDualEncoder needs the optional package open_clip (pip install open_clip_torch)"
+            ) from err
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
         self.tokenizer_fn = open_clip.get_tokenizer(model_name)
         self.manifest = {"image_tower": f"open_clip {model_name}", "text_tower": f"open_clip {model_name}"}
 
     @property
     def logit_scale(self) -> torch.Tensor:
-        return self.model.logit_scale  # type: ignore[no-any-return]
+        return self.model.logit_scale  # type: ignore[no-any-return,unused-ignore]
 
     def encode_image(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        return self.model.encode_image(x, normalize=normalize)  # type: ignore[no-any-return]
+        return self.model.encode_image(x, normalize=normalize)  # type: ignore[no-any-return,unused-ignore]
 
     def encode_text(self, names: Sequence[str], normalize: bool = True) -> torch.Tensor:
         tokens = self.tokenizer_fn([TEMPLATE.format(n) for n in names]).to(self.logit_scale.device)
-        return self.model.encode_text(tokens, normalize=normalize)  # type: ignore[no-any-return]
+        return self.model.encode_text(tokens, normalize=normalize)  # type: ignore[no-any-return,unused-ignore]
 
     def logits(self, image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         return self.logit_scale.exp().clamp(max=100.0) * image_emb @ text_emb.T

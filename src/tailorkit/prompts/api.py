@@ -112,9 +112,7 @@ def discover_groups(
             batches[step] = engine.sample(gen, batch)
         return engine.task_losses(learner, batches[step])
 
-    result = gradient_affinity(
-        params, losses, engine.n_tasks, steps, optimizer=opt, lookahead_every=lookahead_every
-    )
+    result = gradient_affinity(params, losses, engine.n_tasks, steps, optimizer=opt, lookahead_every=lookahead_every)
     out = GroupingResult([], result, affinity, 0.0)
     out.groups = best_partition(out.matrix(), n_groups)
     out.seconds = time.perf_counter() - began

@@ -207,7 +207,10 @@ def prompts_bench(config: PromptsBenchConfig, mode: str, seed: int, device: torc
     for label in labels:
         per_seed = [r["results"][label] for r in runs]
         acc_keys = list(per_seed[0]["accuracy"])
-        metrics = {f"accuracy_{k}" if k != "mean" else "accuracy": statistics.fmean(p["accuracy"][k] for p in per_seed) for k in acc_keys}
+        metrics = {
+            f"accuracy_{k}" if k != "mean" else "accuracy": statistics.fmean(p["accuracy"][k] for p in per_seed)
+            for k in acc_keys
+        }
         if n_seeds > 1:
             metrics["accuracy_std"] = statistics.stdev(p["accuracy"]["mean"] for p in per_seed)
         metrics["trainable_params"] = float(per_seed[0]["trainable"])
@@ -241,8 +244,8 @@ def prompts_bench(config: PromptsBenchConfig, mode: str, seed: int, device: torc
     }
     for row in rows:
         status(
-            f"  {row.method:16s} mean accuracy {row.metrics['accuracy']:.3f}  trainable {row.metrics['trainable_params']:.0f} "
-            f"({100 * row.metrics['trainable_fraction']:.4f} %)"
+            f"  {row.method:16s} mean accuracy {row.metrics['accuracy']:.3f}  trainable "
+            f"{row.metrics['trainable_params']:.0f} ({100 * row.metrics['trainable_fraction']:.4f} %)"
         )
     return BenchOutcome(data, rows, claims, extra=extra)
 

@@ -33,7 +33,9 @@ def add_parser(sub: Any) -> None:
     align.set_defaults(func=align_cmd)
 
     run = verbs.add_parser("run", help="train one method on the cross-domain tasks and print test accuracy")
-    run.add_argument("method", help="mmap, coop, vpt, ivlp, maple, clip_adapter, bitfit, full_ft, linear_probe, zero_shot")
+    run.add_argument(
+        "method", help="mmap, coop, vpt, ivlp, maple, clip_adapter, bitfit, full_ft, linear_probe, zero_shot"
+    )
     run.add_argument("--form", default="group+task", choices=("st", "mt", "group", "group+task"))
     run.add_argument("--tasks", type=_tasks, default=None, help="comma-separated task names (default: the six)")
     run.add_argument("--shots", type=int, default=8)
@@ -108,7 +110,9 @@ def align_cmd(args: argparse.Namespace) -> int:
         zs = (model.encode_image(px) @ model.encode_text(names).T).argmax(1)
     for p, h, z in zip(photos, head.tolist(), zs.tolist(), strict=True):
         print(f"  {p:18s} ImageNet head: {names[h]:22s} zero-shot through text: {names[z]}")
-    print(f"photos where zero-shot equals the ImageNet head: {int((head == zs).sum())}/{len(photos)} (chance ~0.001 each)")
+    print(
+        f"photos where zero-shot equals the ImageNet head: {int((head == zs).sum())}/{len(photos)} (chance ~0.001 each)"
+    )
     return 0
 
 
@@ -134,7 +138,9 @@ def run_cmd(args: argparse.Namespace) -> int:
         _print_matrix(names, grouping.matrix())
         groups = grouping.groups
         print("groups:", [[names[t] for t in g] for g in groups])
-    fit = fit_method(engine, args.method, form, TrainConfig(steps=args.steps, lr=args.lr), groups=groups, seed=args.seed)
+    fit = fit_method(
+        engine, args.method, form, TrainConfig(steps=args.steps, lr=args.lr), groups=groups, seed=args.seed
+    )
     for k, v in fit.accuracy.items():
         print(f"test accuracy {k:18s} {v:.4f}")
     total = engine.encoder.parameter_count()

@@ -119,7 +119,9 @@ def _edges(g: np.ndarray) -> np.ndarray:
 
 def _dilate(m: np.ndarray) -> np.ndarray:
     p = np.pad(m, ((0, 0), (1, 1), (1, 1)))
-    return np.maximum.reduce([p[:, 1 + dy : p.shape[1] - 1 + dy, 1 + dx : p.shape[2] - 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    return np.maximum.reduce(
+        [p[:, 1 + dy : p.shape[1] - 1 + dy, 1 + dx : p.shape[2] - 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    )
 
 
 def _textures(size: int) -> list[np.ndarray]:
@@ -217,7 +219,7 @@ def make_tasks(
         raise ValueError(f"shots and test_per_class: expected >= 1, got {shots}, {test_per_class}")
     rng = np.random.default_rng(seed)
     sources: dict[str, tuple[np.ndarray, np.ndarray, dict[int, list[int]]]] = {}
-    out = []
+    out: list[TaskData] = []
     for task in tasks:
         source, style, label_set = DOMAINS[task]
         if source not in sources:
@@ -246,7 +248,7 @@ def make_tasks(
                 y[train_idx].astype(np.int64),
                 test_x,
                 y[test_idx].astype(np.int64),
-                {"source": source, "style": style},
+                {"source": source, "style": style, "source_indices": [int(i) for i in train_idx + test_idx]},
             )
         )
     return out

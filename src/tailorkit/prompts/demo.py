@@ -75,7 +75,9 @@ def prompts_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSection:
     ax.set_ylabel("test accuracy")
     ax.axhline(0.1, color="k", lw=0.8, ls=":", label="chance")
     ax.legend(fontsize=7)
-    fig.suptitle(f"MmAP on a CLIP-like dual encoder (EfficientNet-Lite0 + MiniLM-L6); groups found: {groups}", fontsize=9)
+    fig.suptitle(
+        f"MmAP on a CLIP-like dual encoder (EfficientNet-Lite0 + MiniLM-L6); groups found: {groups}", fontsize=9
+    )
     fig.tight_layout()
     image = out_dir / "prompts.png"
     fig.savefig(image, dpi=90)

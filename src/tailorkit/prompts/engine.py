@@ -151,9 +151,7 @@ class Engine:
         maps = {s: tokens_to_map(tok, *self._stage_hw(task, split, s)) for s, tok in tokens.items()}
         ov = learner.overrides(task, "image")
         if ov:
-            z = torch.func.functional_call(
-                self.encoder, ov, ("encode_image_prefix", prefix, start, maps), strict=False
-            )
+            z = torch.func.functional_call(self.encoder, ov, ("encode_image_prefix", prefix, start, maps), strict=False)
         else:
             z = self.encoder.encode_image_prefix(prefix, start, maps)
         return learner.adapt_image(z, task)
@@ -186,9 +184,7 @@ class Engine:
         return out
 
     # ---------------------------------------------------------------------------------------------- loops
-    def train(
-        self, learner: PromptLearner, config: TrainConfig, *, seed: int = 0, label: str = "train"
-    ) -> TrainResult:
+    def train(self, learner: PromptLearner, config: TrainConfig, *, seed: int = 0, label: str = "train") -> TrainResult:
         """Train the learner's parameters (the encoder stays frozen) on all tasks jointly."""
         began = time.perf_counter()
         params = [p for p in learner.parameters() if p.requires_grad]

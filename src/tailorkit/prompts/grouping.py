@@ -25,13 +25,13 @@ import torch
 
 __all__ = [
     "AffinityResult",
+    "best_partition",
     "gradient_affinity",
     "partition_exhaustive",
     "partition_greedy",
     "partition_score",
     "random_partition",
     "set_partitions",
-    "best_partition",
 ]
 
 Partition = list[list[int]]
@@ -82,7 +82,8 @@ def gradient_affinity(
         grads = []
         for t in range(n_tasks):
             g = torch.autograd.grad(per_task[t], params, retain_graph=True, allow_unused=True)
-            grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(g, params)]))
+            flat = [(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(g, params, strict=True)]
+            grads.append(torch.cat(flat))
         G = torch.stack(grads)
         Gn = G / G.norm(dim=1, keepdim=True).clamp_min(1e-12)
         cos_sum += (Gn @ Gn.T).detach().cpu().double().numpy()

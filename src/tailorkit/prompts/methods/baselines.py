@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tailorkit.nets.dual_encoder import N_IMAGE_STAGES, DualEncoder
-from tailorkit.prompts.methods.base import PromptLearner, register_method
+from tailorkit.prompts.methods.base import PromptLearner, register_method, sum_banks
 
 __all__ = ["CLIPAdapter", "DeltaFineTune", "LinearProbe", "ZeroShot"]
 
@@ -50,9 +50,9 @@ class LinearProbe(PromptLearner):
 
     def head(self, z: torch.Tensor, task: int) -> torch.Tensor:
         banks = self.assignment[task]
-        w = sum(self.weight[b] for b in banks)
-        b = sum(self.bias[b] for b in banks)
-        return z @ w.T * 10.0 + b  # type: ignore[union-attr]  # the 10x lets Adam reach confident logits quickly
+        w: torch.Tensor = sum_banks(self.weight, banks)
+        b: torch.Tensor = sum_banks(self.bias, banks)
+        return z @ w.T * 10.0 + b  # the 10x lets Adam reach confident logits quickly
 
 
 @register_method("clip_adapter")

@@ -18,6 +18,7 @@ prompts leave the model unchanged (CoOp/MaPLe replace tokens; same at layer 0, a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,7 +26,7 @@ from torch import nn
 from tailorkit.nets.dual_encoder import DualEncoder
 from tailorkit.prompts.methods.base import PromptLearner, bank_params, register_method, sum_banks
 
-__all__ = ["CoOp", "IVLP", "MaPLe", "VPT"]
+__all__ = ["IVLP", "VPT", "CoOp", "MaPLe"]
 
 
 class _TextPrompts(PromptLearner):
@@ -61,7 +62,13 @@ class VPT(PromptLearner):
     uses_image = True
 
     def __init__(
-        self, encoder: DualEncoder, assignment: Sequence[Sequence[int]], *, depth: int = 4, n_img: int = 4, seed: int = 0
+        self,
+        encoder: DualEncoder,
+        assignment: Sequence[Sequence[int]],
+        *,
+        depth: int = 4,
+        n_img: int = 4,
+        seed: int = 0,
     ) -> None:
         super().__init__(encoder, assignment, image_stages=depth, n_img=n_img)
         self.image = nn.ModuleDict(
@@ -112,7 +119,13 @@ class MaPLe(_TextPrompts):
     uses_image = True
 
     def __init__(
-        self, encoder: DualEncoder, assignment: Sequence[Sequence[int]], *, depth: int = 4, n_ctx: int = 4, seed: int = 0
+        self,
+        encoder: DualEncoder,
+        assignment: Sequence[Sequence[int]],
+        *,
+        depth: int = 4,
+        n_ctx: int = 4,
+        seed: int = 0,
     ) -> None:
         super().__init__(encoder, assignment, text_layers=depth, n_ctx=n_ctx, image_stages=depth, n_img=n_ctx)
         self._init_text()
@@ -130,9 +143,12 @@ class MaPLe(_TextPrompts):
 
     def image_tokens(self, task: int) -> dict[int, torch.Tensor]:
         banks = self.assignment[task]
-        out = {}
-        for (stage, _), layer, couple in zip(self.stage_channels.items(), self.text, self.couple, strict=True):
+        out: dict[int, torch.Tensor] = {}
+        couples: list[Any] = list(self.couple)
+        for (stage, _), layer, couple in zip(self.stage_channels.items(), self.text, couples, strict=True):
             text = sum_banks(layer, banks)  # type: ignore[arg-type]
-            tokens = sum(couple[b](text) for b in banks)  # each bank's coupling maps the combined prompt
-            out[stage] = tokens  # type: ignore[assignment]
+            tokens = couple[banks[0]](text)
+            for b in banks[1:]:  # each bank's coupling maps the combined prompt
+                tokens = tokens + couple[b](text)
+            out[stage] = tokens
         return out

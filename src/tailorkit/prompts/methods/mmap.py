@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -97,6 +98,5 @@ class MmAP(PromptLearner):
 
     def shared_parameters(self, bank: int = 0) -> list[nn.Parameter]:
         """One bank's parameters (the all-shared MmAP's, whose per-task gradients drive the grouping)."""
-        return [self.source[i][bank] for i in range(len(self.source))] + [  # type: ignore[misc]
-            p[bank] for p in (*self.a_txt, *self.a_vis)  # type: ignore[index]
-        ]
+        lists: list[Any] = [*self.source, *self.a_txt, *self.a_vis]
+        return [p[bank] for p in lists]
