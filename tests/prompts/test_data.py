@@ -72,3 +72,30 @@ def test_demo_part_writes_its_picture(tmp_path) -> None:  # type: ignore[no-unty
 
     section = prompts_demo(tmp_path, 0, torch.device("cpu"))
     assert section.image is not None and section.image.is_file() and len(section.table_rows) == 3
+
+
+def test_bench_claims_are_computed_from_rows() -> None:
+    from tailorkit.core.results import Row
+    from tailorkit.prompts.bench import _claims
+
+    acc = {"ivlp-mt": 0.3, "coop-mt": 0.5, "vpt-mt": 0.2, "maple-mt": 0.4, "mmap": 0.45, "mmap-mt": 0.4,
+           "mmap-st": 0.5, "mmap-random": 0.41, "full_ft-mt": 0.6}  # fmt: skip
+    params = {"maple-mt": 1e5, "mmap": 2e3}
+    rows = [
+        Row(k, {"accuracy": v, "trainable_params": params.get(k, 1e3), "trainable_fraction": params.get(k, 1e3) / 2e7})
+        for k, v in acc.items()
+    ]
+    runs = [{"groups": [[0, 1], [2, 3], [4, 5]]}]
+    claims = {c.id: c for c in _claims(rows, runs, PromptsBenchConfig(), 20_000_000)}
+    assert claims["mmap-ge-ivlp-mt"].holds and not claims["mmap-ge-coop-mt"].holds
+    assert claims["mmap-params-lt-maple"].holds and claims["grouping-recovers-planted-pairs"].holds
+    assert (
+        claims["mmap-fraction-about-0.1pct"].value == pytest.approx(-2.0)
+        and not claims["mmap-fraction-about-0.1pct"].holds
+    )
+    assert claims["group-task-gt-mmap-mt"].holds and not claims["group-task-gt-mmap-st"].holds
+    assert not claims["mmap-gt-full-ft-mt"].holds
+    runs = [{"groups": [[0, 2], [1, 3], [4, 5]]}]
+    assert not {c.id: c for c in _claims(rows, runs, PromptsBenchConfig(), 20_000_000)}[
+        "grouping-recovers-planted-pairs"
+    ].holds
