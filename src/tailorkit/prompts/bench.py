@@ -15,7 +15,7 @@ Claims (computed from the rows): MmAP mean accuracy >= IVLP-MT, CoOp-MT and VPT-
 than MaPLe-MT; MmAP's trainable fraction is within a factor of 3 of 0.1 %; the grouping recovers the planted pairs;
 group + task beats all-shared, task-only and random grouping; MmAP beats multi-task fine-tuning.
 
-Quick mode: 1 seed, 40 steps; measured cost in docs/prompts.md. Full mode: 3 seeds, 150 steps, 16 shots.
+Quick mode: 1 seed, 60 steps; measured cost in docs/prompts.md. Full mode: 3 seeds, 150 steps, 16 shots.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class PromptsBenchConfig:
     test_per_class: int = 20
     render_size: int = 32
     image_size: int = 64
-    steps: int = 40
+    steps: int = 60
     batch: int = 16
     lr_prompt: float = 1e-2
     lr_bitfit: float = 1e-3
@@ -213,6 +213,9 @@ def prompts_bench(config: PromptsBenchConfig, mode: str, seed: int, device: torc
         }
         if n_seeds > 1:
             metrics["accuracy_std"] = statistics.stdev(p["accuracy"]["mean"] for p in per_seed)
+        losses = [p["final_loss"] for p in per_seed if "final_loss" in p and p["final_loss"] == p["final_loss"]]
+        if losses:  # training loss at the last step: a diagnostic of under-training, never used for choices
+            metrics["final_train_loss"] = statistics.fmean(losses)
         metrics["trainable_params"] = float(per_seed[0]["trainable"])
         metrics["trainable_fraction"] = per_seed[0]["trainable"] / total
         params: dict[str, Any] = {"method": per_seed[0]["method"], "form": per_seed[0]["form"], "seeds": n_seeds}
