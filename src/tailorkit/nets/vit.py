@@ -111,6 +111,8 @@ class ViT(nn.Module):
         forward_stages: ``stages`` maps of (B, dim, image_size / patch, image_size / patch)
     """
 
+    supports_prompts = True
+
     def __init__(
         self,
         image_size: int = 64,
