@@ -109,7 +109,10 @@ def build_backbone(
     torch.manual_seed(seed)  # scoped: the global state is restored below, so callers' streams are untouched
     try:
         if name == "vit":
-            model: nn.Module = ViT(image_size=image_size, patch=vit_patch, dim=vit_dim, depth=vit_depth, heads=4)
+            stages = 3 if vit_depth % 3 == 0 else 2 if vit_depth % 2 == 0 else 1
+            model: nn.Module = ViT(
+                image_size=image_size, patch=vit_patch, dim=vit_dim, depth=vit_depth, heads=4, stages=stages
+            )
         elif name == "swin":
             from tailorkit.nets.swin import Swin
 

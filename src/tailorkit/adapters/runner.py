@@ -98,7 +98,12 @@ def build_model(config: TrainConfig, backbone: nn.Module | None = None, tasks: t
     torch.manual_seed(config.seed)  # adapter and decoder init: scoped, the caller's global stream is restored
     try:
         encoder = make_encoder(backbone, tasks or config.data.tasks, config.method)
-        n_classes = {**N_CLASSES}
+        if config.data.source == "pascal_context":
+            from tailorkit.adapters.pascal import PASCAL_CLASSES
+
+            n_classes = dict(PASCAL_CLASSES)
+        else:
+            n_classes = dict(N_CLASSES)
         return MultiTaskModel(encoder, n_classes, config.decoder_width)
     finally:
         torch.random.set_rng_state(init_state)

@@ -22,6 +22,7 @@ section 1.5), every choice a :class:`~tailorkit.adapters.config.MethodConfig` kn
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -112,11 +113,8 @@ class VMTEncoder(MultiTaskEncoder):
         slots = backbone.slots
         first = len(slots) - config.insert_last if config.insert_last else 0
         self.active = [s.index for s in slots if s.index >= first]
-        self.slot_modules = nn.ModuleDict({str(i): VMTSlot(slots[i].d_in, slots[i].d_out, len(tasks), config) for i in self.active})
         stage_ch = backbone.stage_channels
-        last_in_stage = {}
-        for s in slots:
-            last_in_stage[s.stage] = s.index
+        last_in_stage = {s.stage: s.index for s in slots}
         self.contributes = {
             s.index: s.stage
             for s in slots
@@ -124,6 +122,16 @@ class VMTEncoder(MultiTaskEncoder):
             and s.d_out == stage_ch[s.stage]
             and (config.task_feature_source == "all_blocks_in_stage" or last_in_stage[s.stage] == s.index)
         }
+        # blocks whose side outputs reach no decoder get no task modules (they would never train)
+        no_tasks = replace(config, task_module="none")
+        self.slot_modules = nn.ModuleDict(
+            {
+                str(i): VMTSlot(
+                    slots[i].d_in, slots[i].d_out, len(tasks), config if i in self.contributes else no_tasks
+                )
+                for i in self.active
+            }
+        )
 
     @property
     def stage_channels(self) -> tuple[int, ...]:
@@ -169,22 +177,16 @@ class VMTEncoder(MultiTaskEncoder):
 @METHODS.register("vmt")
 def vmt(backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> VMTEncoder:
     """VMT-Adapter (untied projections; ``share_mode`` is forced to "none")."""
-    from dataclasses import replace
-
     return VMTEncoder(backbone, tasks, replace(config, share_mode="none"))
 
 
 @METHODS.register("vmt_lite")
 def vmt_lite(backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> VMTEncoder:
     """VMT-Adapter-Lite: W_up tied to W_down^T (``share_mode="transpose"``)."""
-    from dataclasses import replace
-
     return VMTEncoder(backbone, tasks, replace(config, share_mode="transpose"))
 
 
 @METHODS.register("shared_adapter")
 def shared_adapter(backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> VMTEncoder:
     """The ablation without task modules: one parallel adapter shared by all tasks (VL-Adapter-style sharing)."""
-    from dataclasses import replace
-
     return VMTEncoder(backbone, tasks, replace(config, share_mode="none", task_module="none"))
