@@ -36,7 +36,9 @@ def test_every_method_module_registered() -> None:
 @pytest.mark.parametrize("backbone", ["vit", "efficientnet_lite0", "swin"])
 @pytest.mark.parametrize("name", PETL)
 def test_zero_init_leaves_the_frozen_features_unchanged(name: str, backbone: str) -> None:
-    build = {"vit": _vit, "efficientnet_lite0": _effnet, "swin": lambda: build_backbone("swin", image_size=32)}[backbone]
+    build = {"vit": _vit, "efficientnet_lite0": _effnet, "swin": lambda: build_backbone("swin", image_size=32)}[
+        backbone
+    ]
     frozen = build()
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

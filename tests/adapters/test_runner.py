@@ -57,7 +57,9 @@ def _fixture(root, size: int = 20) -> None:  # type: ignore[no-untyped-def]
     for folder in ("JPEGImages", "semseg/pascal-context", "human_parts", "sal_distill", "normals_distill"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     for image_id in ("2008_000001", "2008_000002"):
-        Image.fromarray(rng.integers(0, 255, (size, size + 4, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{image_id}.jpg")
+        Image.fromarray(rng.integers(0, 255, (size, size + 4, 3), dtype=np.uint8)).save(
+            root / "JPEGImages" / f"{image_id}.jpg"
+        )
         sem = np.zeros((size, size + 4), np.uint8)
         sem[:, : size // 2] = 15
         Image.fromarray(sem).save(root / "semseg/pascal-context" / f"{image_id}.png")

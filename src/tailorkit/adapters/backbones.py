@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tailorkit.nets.efficientnet_lite import EfficientNetLite0, load_efficientnet_lite0
+from tailorkit.nets.efficientnet_lite import EfficientNetLite0, _MBConv, load_efficientnet_lite0
 from tailorkit.nets.vit import SlotHook, SlotInfo, ViT
 
 __all__ = ["EfficientNetSlots", "backbone_fingerprint", "build_backbone", "count_parameters"]
@@ -50,7 +50,8 @@ class EfficientNetSlots(nn.Module):
         self.stage_strides: tuple[int, ...] = (2, 4, 8, 16, 32)
         slots = []
         stage = 0
-        for i, block in enumerate(self._blocks):
+        for i, block in enumerate(net._blocks):
+            assert isinstance(block, _MBConv)
             d_in = block._depthwise_conv.in_channels // (6 if block.has_expand else 1)
             slots.append(SlotInfo(i, stage, d_in, block._bn2.num_features))
             if i in self.stage_ends:

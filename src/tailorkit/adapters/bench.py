@@ -111,7 +111,9 @@ def adapters_bench(config: AdaptersBenchConfig, mode: str, seed: int, device: to
         torch.set_num_threads(threads)
 
 
-def _run(config: AdaptersBenchConfig, mode: str, methods: list[str], seeds: list[int], device: torch.device) -> BenchOutcome:
+def _run(
+    config: AdaptersBenchConfig, mode: str, methods: list[str], seeds: list[int], device: torch.device
+) -> BenchOutcome:
     full = mode == "full"
     base = TrainConfig(
         data=DataConfig(
@@ -182,10 +184,22 @@ def _run(config: AdaptersBenchConfig, mode: str, methods: list[str], seeds: list
         status(f"adapters bench: cost rows, {name}")
         start = time.perf_counter()
         cost[name] = cost_curve(
-            with_method(base, name), backbone, config.cost_tasks, config.image_size,
-            batch_size=config.cost_batch, steps=config.cost_steps, timing=config.cost_timing,
+            with_method(base, name),
+            backbone,
+            config.cost_tasks,
+            config.image_size,
+            batch_size=config.cost_batch,
+            steps=config.cost_steps,
+            timing=config.cost_timing,
         )
-        rows.append(Row(name, cost[name], {"kind": "cost", "tasks": list(config.cost_tasks)}, round(time.perf_counter() - start, 3)))
+        rows.append(
+            Row(
+                name,
+                cost[name],
+                {"kind": "cost", "tasks": list(config.cost_tasks)},
+                round(time.perf_counter() - start, 3),
+            )
+        )
     claims = _claims(rows, cost, config)
     data = DataInfo(
         name=f"SynthContext-{len(config.tasks)} ({config.image_size}x{config.image_size}, {config.textures} textures)",
@@ -202,30 +216,70 @@ def _claims(rows: list[Row], cost: dict[str, dict[str, float]], config: Adapters
     claims = []
     if "vmt" in acc:
         claims.append(
-            Claim.within("vmt-params-1pct", "VMT-Adapter trains about 1 % of the backbone's parameters (percent)",
-                         acc["vmt"]["trainable_fraction"], 1.0, 0.5)
+            Claim.within(
+                "vmt-params-1pct",
+                "VMT-Adapter trains about 1 % of the backbone's parameters (percent)",
+                acc["vmt"]["trainable_fraction"],
+                1.0,
+                0.5,
+            )
         )
-        claims.append(Claim.at_least("vmt-delta-m-positive", "VMT-Adapter delta_m > 0 vs single-task full FT (%)",
-                                     acc["vmt"]["delta_m"], 1e-9))
+        claims.append(
+            Claim.at_least(
+                "vmt-delta-m-positive",
+                "VMT-Adapter delta_m > 0 vs single-task full FT (%)",
+                acc["vmt"]["delta_m"],
+                1e-9,
+            )
+        )
     if "vmt" in acc and "vmt_lite" in acc:
         claims.append(
-            Claim.at_most("lite-params-below-vmt", "VMT-Adapter-Lite trains fewer parameters than VMT (percent)",
-                          acc["vmt_lite"]["trainable_fraction"], acc["vmt"]["trainable_fraction"])
+            Claim.at_most(
+                "lite-params-below-vmt",
+                "VMT-Adapter-Lite trains fewer parameters than VMT (percent)",
+                acc["vmt_lite"]["trainable_fraction"],
+                acc["vmt"]["trainable_fraction"],
+            )
         )
     if "vmt" in cost:
-        claims.append(Claim.at_most("vmt-flops-o1", f"VMT encoder FLOPs ratio T={config.cost_tasks[-1]} / "
-                                    f"T={config.cost_tasks[0]} below 1.15", cost["vmt"]["flops_ratio"], 1.15))
+        claims.append(
+            Claim.at_most(
+                "vmt-flops-o1",
+                f"VMT encoder FLOPs ratio T={config.cost_tasks[-1]} / T={config.cost_tasks[0]} below 1.15",
+                cost["vmt"]["flops_ratio"],
+                1.15,
+            )
+        )
     expected = config.cost_tasks[-1] / config.cost_tasks[0]
     for name in ("per_task_adapter", "per_task_lora"):
         if name in cost:
-            claims.append(Claim.within(f"{name}-flops-linear", f"{name} encoder FLOPs ratio about T "
-                                       f"(= {expected:g})", cost[name]["flops_ratio"], expected, 1.0))
+            claims.append(
+                Claim.within(
+                    f"{name}-flops-linear",
+                    f"{name} encoder FLOPs ratio about T (= {expected:g})",
+                    cost[name]["flops_ratio"],
+                    expected,
+                    1.0,
+                )
+            )
     petl = [n for n in PER_TASK_PETL if n in acc]
     if "vmt" in acc and petl:
         best = max(petl, key=lambda n: acc[n]["delta_m"])
-        claims.append(Claim.at_least("vmt-above-per-task-petl", f"VMT delta_m minus the best per-task PETL "
-                                     f"baseline's ({best})", acc["vmt"]["delta_m"] - acc[best]["delta_m"], 1e-9))
+        claims.append(
+            Claim.at_least(
+                "vmt-above-per-task-petl",
+                f"VMT delta_m minus the best per-task PETL baseline's ({best})",
+                acc["vmt"]["delta_m"] - acc[best]["delta_m"],
+                1e-9,
+            )
+        )
     if "vmt" in acc and "shared_adapter" in acc:
-        claims.append(Claim.at_least("task-modules-help", "delta_m of VMT minus the shared adapter without task "
-                                     "modules (ablation)", acc["vmt"]["delta_m"] - acc["shared_adapter"]["delta_m"], 1e-9))
+        claims.append(
+            Claim.at_least(
+                "task-modules-help",
+                "delta_m of VMT minus the shared adapter without task modules (ablation)",
+                acc["vmt"]["delta_m"] - acc["shared_adapter"]["delta_m"],
+                1e-9,
+            )
+        )
     return claims

@@ -49,7 +49,7 @@ class DenseDecoder(nn.Module):
             y = proj(f)
             if y.shape[-2:] != target:
                 if y.shape[-2] > target[0]:
-                    y = F.adaptive_avg_pool2d(y, target)
+                    y = F.adaptive_avg_pool2d(y, (int(target[0]), int(target[1])))
                 else:
                     y = F.interpolate(y, size=target, mode="bilinear", align_corners=False)
             total = y if total is None else total + y

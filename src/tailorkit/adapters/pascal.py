@@ -18,9 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from tailorkit.adapters.runner import MultiTaskData
 
 __all__ = ["PASCAL_CLASSES", "read_pascal_context"]
 
@@ -35,7 +39,7 @@ _FOLDERS = {
 
 def read_pascal_context(
     root: str | Path, split: str, tasks: Sequence[str], size: int, *, limit: int | None = None
-):  # type: ignore[no-untyped-def]
+) -> MultiTaskData:
     """Read up to ``limit`` images of ``split`` ("train" or "val") as a :class:`~tailorkit.adapters.MultiTaskData`.
 
     Raises:

@@ -76,8 +76,13 @@ def make_data(config: TrainConfig, textures: Any = None) -> tuple[MultiTaskData,
         textures = load_photo_textures(data.textures, seed=config.seed)
     sets = []
     for split, n in (("train", data.n_train), ("test", data.n_test)):
-        scenes = render_scenes(n, data.image_size, config.seed * 1000 + (0 if split == "train" else 1), textures,
-                               max_objects=data.max_objects)
+        scenes = render_scenes(
+            n,
+            data.image_size,
+            config.seed * 1000 + (0 if split == "train" else 1),
+            textures,
+            max_objects=data.max_objects,
+        )
         targets = {}
         for task in data.tasks:
             arr = getattr(scenes, task)
@@ -86,13 +91,20 @@ def make_data(config: TrainConfig, textures: Any = None) -> tuple[MultiTaskData,
     return sets[0], sets[1]
 
 
-def build_model(config: TrainConfig, backbone: nn.Module | None = None, tasks: tuple[str, ...] | None = None) -> MultiTaskModel:
+def build_model(
+    config: TrainConfig, backbone: nn.Module | None = None, tasks: tuple[str, ...] | None = None
+) -> MultiTaskModel:
     """Backbone (built from config unless given; the model takes it over) + method encoder + decoders."""
     if backbone is None:
         b = config.backbone
         backbone = build_backbone(
-            b.name, pretrained=b.pretrained, image_size=config.data.image_size, seed=config.seed,
-            vit_dim=b.vit_dim, vit_depth=b.vit_depth, vit_patch=b.vit_patch,
+            b.name,
+            pretrained=b.pretrained,
+            image_size=config.data.image_size,
+            seed=config.seed,
+            vit_dim=b.vit_dim,
+            vit_depth=b.vit_depth,
+            vit_patch=b.vit_patch,
         )
     init_state = torch.random.get_rng_state()
     torch.manual_seed(config.seed)  # adapter and decoder init: scoped, the caller's global stream is restored
@@ -136,7 +148,9 @@ def _clip_groups(model: MultiTaskModel) -> list[list[nn.Parameter]]:
     return [[p for p in model.parameters() if p.requires_grad]]
 
 
-def train_step_loss(model: MultiTaskModel, x: torch.Tensor, targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+def train_step_loss(
+    model: MultiTaskModel, x: torch.Tensor, targets: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, float]]:
     preds = model(x)
     total = x.new_zeros(())
     parts = {}
@@ -191,7 +205,9 @@ def train_model(
 
 
 @torch.no_grad()
-def evaluate(model: MultiTaskModel, data: MultiTaskData, *, batch_size: int = 32, device: torch.device | None = None) -> dict[str, float]:
+def evaluate(
+    model: MultiTaskModel, data: MultiTaskData, *, batch_size: int = 32, device: torch.device | None = None
+) -> dict[str, float]:
     """Every task's metrics on ``data`` (see tailorkit.adapters.tasks)."""
     dev = device or torch.device("cpu")
     model.to(dev).eval()
@@ -208,7 +224,9 @@ def evaluate(model: MultiTaskModel, data: MultiTaskData, *, batch_size: int = 32
     return out
 
 
-def save_run(model: MultiTaskModel, config: TrainConfig, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
+def save_run(
+    model: MultiTaskModel, config: TrainConfig, out_dir: str | Path, extra: dict[str, Any] | None = None
+) -> Path:
     """Write RUN_DIR/trainable.safetensors (trainable parameters only) and RUN_DIR/manifest.json."""
     from safetensors.torch import save
 
@@ -251,7 +269,8 @@ def load_run(run_dir: str | Path, backbone: nn.Module | None = None) -> tuple[Mu
     want = manifest["backbone"]
     if config.backbone.name != want["name"] or fingerprint != want["fingerprint"]:
         raise ValueError(
-            f"{path}: backbone mismatch: the manifest names {want['name']} with fingerprint {want['fingerprint'][:12]}, "
+            f"{path}: backbone mismatch: the manifest names {want['name']} with fingerprint "
+            f"{want['fingerprint'][:12]}, "
             f"the backbone here is {config.backbone.name} with fingerprint {fingerprint[:12]}"
         )
     state = load_file(str(run / "trainable.safetensors"))

@@ -29,7 +29,7 @@ import numpy as np
 
 from tailorkit.core.seeding import numpy_generator
 
-__all__ = ["PHOTOS", "SEMSEG_CLASSES", "PART_CLASSES", "SceneSet", "load_photo_textures", "render_scenes"]
+__all__ = ["PART_CLASSES", "PHOTOS", "SEMSEG_CLASSES", "SceneSet", "load_photo_textures", "render_scenes"]
 
 SEMSEG_CLASSES = ("wall", "floor", "sphere", "box", "cylinder")
 PART_CLASSES = ("other", "top cap", "upper side", "lower side")
@@ -129,7 +129,7 @@ def render_scenes(
     d_cam = np.stack([u, v, np.full_like(u, f)], -1)
     d_cam /= np.linalg.norm(d_cam, axis=-1, keepdims=True)
     d = d_cam.reshape(-1, 3) @ rot.T  # world ray directions, camera at origin
-    out = {
+    out: dict[str, np.ndarray] = {
         "images": np.zeros((n, size, size, 3), np.uint8),
         "semseg": np.zeros((n, size, size), np.int64),
         "parts": np.zeros((n, size, size), np.int64),
@@ -235,7 +235,7 @@ def _render_one(
     gain = rng.uniform(0.8, 1.15, 3)  # colour jitter
     image = np.clip(color * shade[:, None] * gain, 0, 1)
     nearest = min(centre_dist)[1] if centre_dist else -1
-    size = int(round(np.sqrt(m)))
+    size = round(np.sqrt(m))
     inst2 = inst.reshape(size, size)
     edge = np.zeros((size, size), bool)
     edge[:, 1:] |= inst2[:, 1:] != inst2[:, :-1]

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 __all__ = [
     "IGNORE",
     "TASKS",
-    "TaskSpec",
     "TaskMeter",
+    "TaskSpec",
     "delta_m",
     "task_loss",
 ]

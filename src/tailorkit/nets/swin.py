@@ -58,7 +58,8 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         n_b, n, c = x.shape
         qkv = self.qkv(x).reshape(n_b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        bias = self.rel_bias[self.rel_index.reshape(-1)].reshape(n, n, -1).permute(2, 0, 1)  # (heads, n, n)
+        rel_index: torch.Tensor = self.rel_index  # type: ignore[assignment]
+        bias = self.rel_bias[rel_index.reshape(-1)].reshape(n, n, -1).permute(2, 0, 1)  # (heads, n, n)
         attn_mask = bias.unsqueeze(0)
         if mask is not None:
             n_w = mask.shape[0]
@@ -94,7 +95,7 @@ class SwinBlock(nn.Module):
         return torch.zeros(diff.shape, device=device).masked_fill(diff, float("-inf"))
 
     def forward(self, x: torch.Tensor, adapter: SlotHook | None, index: int) -> torch.Tensor:
-        b, h, w, c = x.shape
+        b, h, w, _ = x.shape
         y = self.norm1(x)
         if self.shift:
             y = torch.roll(y, (-self.shift, -self.shift), (1, 2))
@@ -202,7 +203,7 @@ class Swin(nn.Module):
         out = []
         index = 0
         for k, blocks in enumerate(self.stages):
-            for block in blocks:
+            for block in blocks:  # type: ignore[attr-defined]
                 h = block(h, hook, index)
                 index += 1
             out.append(self.out_norms[k](h).permute(0, 3, 1, 2))

@@ -83,7 +83,9 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, adapter: Callable[[torch.Tensor], torch.Tensor | None] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, adapter: Callable[[torch.Tensor], torch.Tensor | None] | None = None
+    ) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         tap = self.norm2(x)
         out = x + self.mlp(tap)
@@ -178,7 +180,9 @@ class ViT(nn.Module):
         return out
 
 
-def _grid_adapter(hook: SlotHook, index: int, n_prompts: int, grid: int) -> Callable[[torch.Tensor], torch.Tensor | None]:
+def _grid_adapter(
+    hook: SlotHook, index: int, n_prompts: int, grid: int
+) -> Callable[[torch.Tensor], torch.Tensor | None]:
     """Present the patch tokens of a block's MLP input as a (B, h, w, d) grid; prompt tokens get no adapter delta."""
 
     def apply(tap: torch.Tensor) -> torch.Tensor | None:

@@ -9,6 +9,7 @@ methods (per-task adapter / LoRA / BitFit / VPT-deep / Hyperformer-lite, single-
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,10 +32,12 @@ class MultiTaskEncoder(nn.Module):
     """
 
     passes_per_batch: str = "1"
+    #: the slot backbone (typed loosely: any module with the slot interface, see tailorkit.adapters.backbones)
+    backbone: Any
     #: True when the method fine-tunes the backbone itself (all its weights trainable).
     fine_tunes_backbone: bool = False
 
-    def __init__(self, backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> None:
+    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
         super().__init__()
         if not tasks:
             raise ValueError("expected at least one task")

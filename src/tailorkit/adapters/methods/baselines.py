@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,7 @@ from torch import nn
 
 from tailorkit.adapters.config import MethodConfig
 from tailorkit.adapters.methods.base import METHODS, MultiTaskEncoder, activation
+from tailorkit.nets.vit import SlotHook
 
 __all__ = [
     "BitFitEncoder",
@@ -70,11 +72,11 @@ class SingleTaskFullFT(MultiTaskEncoder):
     passes_per_batch = "T"
     fine_tunes_backbone = True
 
-    def __init__(self, backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> None:
+    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
         super().__init__(backbone, tasks, config)
         self.copies = nn.ModuleList(copy.deepcopy(backbone) for _ in tasks[1:])
 
-    def backbone_for(self, t: int) -> nn.Module:
+    def backbone_for(self, t: int) -> Any:
         return self.backbone if t == 0 else self.copies[t - 1]
 
     def task_parameters(self) -> int:
@@ -92,7 +94,7 @@ class _PerTaskSlots(MultiTaskEncoder):
     def task_parameters(self) -> int:
         return self.trainable_parameters() // len(self.tasks)
 
-    def task_hook(self, t: int):  # type: ignore[no-untyped-def]
+    def task_hook(self, t: int) -> SlotHook | None:
         return None
 
     def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
@@ -107,22 +109,24 @@ class _PerTaskSlots(MultiTaskEncoder):
 class PerTaskAdapter(_PerTaskSlots):
     """A parallel bottleneck adapter per task and block."""
 
-    def __init__(self, backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> None:
+    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
         super().__init__(backbone, tasks, config)
         self.act = activation(config.act)
         self.down = nn.ModuleDict()
         self.up = nn.ModuleDict()
         for s in backbone.slots:
             self.down[str(s.index)] = nn.ModuleList(nn.Linear(s.d_in, config.r) for _ in tasks)
-            ups = nn.ModuleList(nn.Linear(config.r, s.d_out) for _ in tasks)
+            ups = [nn.Linear(config.r, s.d_out) for _ in tasks]
             for up in ups:
                 nn.init.zeros_(up.weight)
                 nn.init.zeros_(up.bias)
-            self.up[str(s.index)] = ups
+            self.up[str(s.index)] = nn.ModuleList(ups)
 
-    def task_hook(self, t: int):  # type: ignore[no-untyped-def]
+    def task_hook(self, t: int) -> SlotHook:
         def hook(i: int, tap: torch.Tensor) -> torch.Tensor:
-            return self.config.scale * self.up[str(i)][t](self.act(self.down[str(i)][t](tap)))
+            down: Any = self.down[str(i)]
+            up: Any = self.up[str(i)]
+            return self.config.scale * up[t](self.act(down[t](tap)))
 
         return hook
 
@@ -130,7 +134,7 @@ class PerTaskAdapter(_PerTaskSlots):
 class _ModuleHooks(_PerTaskSlots):
     """Per-task methods that act through forward hooks on backbone modules (LoRA, BitFit)."""
 
-    def __init__(self, backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> None:
+    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
         super().__init__(backbone, tasks, config)
         self.active_task = 0
 
@@ -150,7 +154,7 @@ def _channel_dim(module: nn.Module) -> int:
 class PerTaskLoRA(_ModuleHooks):
     """LoRA per task on the target Linear / 1x1-conv layers: out += (alpha / rank) * B_t A_t x."""
 
-    def __init__(self, backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> None:
+    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
         super().__init__(backbone, tasks, config)
         self.lora_a = nn.ParameterDict()
         self.lora_b = nn.ParameterDict()
@@ -176,16 +180,13 @@ class PerTaskLoRA(_ModuleHooks):
         if n == 0:
             raise ValueError(f"per_task_lora: no Linear or 1x1 conv layer matches lora_targets={config.lora_targets}")
 
-    def _make_hook(self, key: str, module: nn.Module):  # type: ignore[no-untyped-def]
+    def _make_hook(self, key: str, module: nn.Module) -> Callable[..., torch.Tensor]:
         dim = _channel_dim(module)
 
         def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
             x = inputs[0]
             a, b = self.lora_a[key][self.active_task], self.lora_b[key][self.active_task]
-            if dim == 1:
-                delta = torch.einsum("oi,bihw->bohw", b @ a, x)
-            else:
-                delta = F.linear(F.linear(x, a), b)
+            delta = torch.einsum("oi,bihw->bohw", b @ a, x) if dim == 1 else F.linear(F.linear(x, a), b)
             return output + self.scaling * delta
 
         return hook
@@ -195,7 +196,7 @@ class PerTaskLoRA(_ModuleHooks):
 class BitFitEncoder(_ModuleHooks):
     """Per-task bias deltas on every biased backbone module (Linear, conv with bias, LayerNorm, BatchNorm)."""
 
-    def __init__(self, backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> None:
+    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
         super().__init__(backbone, tasks, config)
         self.bias_delta = nn.ParameterDict()
         for name, module in backbone.named_modules():
@@ -208,7 +209,7 @@ class BitFitEncoder(_ModuleHooks):
             self.bias_delta[key] = nn.Parameter(torch.zeros(len(tasks), bias.numel()))
             module.register_forward_hook(self._make_hook(key, module))
 
-    def _make_hook(self, key: str, module: nn.Module):  # type: ignore[no-untyped-def]
+    def _make_hook(self, key: str, module: nn.Module) -> Callable[..., torch.Tensor]:
         dim = _channel_dim(module)
 
         def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
@@ -224,30 +225,34 @@ class BitFitEncoder(_ModuleHooks):
 class VPTDeep(_PerTaskSlots):
     """Per-task deep prompts (transformer backbones only)."""
 
-    def __init__(self, backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> None:
+    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
         if not getattr(backbone, "supports_prompts", False):
-            raise ValueError("vpt_deep: expected a transformer backbone (vit or swin-less ViT); this one takes no prompts")
+            raise ValueError(
+                "vpt_deep: expected a transformer backbone (vit or swin-less ViT); this one takes no prompts"
+            )
         super().__init__(backbone, tasks, config)
         depth, dim = len(backbone.slots), backbone.slots[0].d_in
         bound = math.sqrt(6.0 / (3 * config.prompt_len + dim))  # VPT's xavier-uniform over the patch size
         self.prompts = nn.Parameter(torch.empty(len(tasks), depth, config.prompt_len, dim).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
-        return {task: self.backbone.forward_stages(x, prompts=list(self.prompts[t])) for t, task in enumerate(self.tasks)}
+        return {
+            task: self.backbone.forward_stages(x, prompts=list(self.prompts[t])) for t, task in enumerate(self.tasks)
+        }
 
 
 @METHODS.register("hyperformer_lite")
 class HyperformerLite(_PerTaskSlots):
     """Adapters generated per task and block by a shared hypernetwork (one per (d_in, d_out) pair)."""
 
-    def __init__(self, backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> None:
+    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
         super().__init__(backbone, tasks, config)
         e, r = config.hyper_dim, config.r
         self.act = activation(config.act)
         self.task_embed = nn.Parameter(torch.randn(len(tasks), e) * 0.1)
         self.slot_embed = nn.Parameter(torch.randn(len(backbone.slots), e) * 0.1)
         self.generators = nn.ModuleDict()
-        self.shape_of = {}
+        self.shape_of: dict[int, tuple[str, int, int]] = {}
         for s in backbone.slots:
             key = f"{s.d_in}x{s.d_out}"
             self.shape_of[s.index] = (key, s.d_in, s.d_out)
@@ -261,13 +266,14 @@ class HyperformerLite(_PerTaskSlots):
     def task_parameters(self) -> int:
         return self.task_embed.shape[1]
 
-    def task_hook(self, t: int):  # type: ignore[no-untyped-def]
+    def task_hook(self, t: int) -> SlotHook:
         r = self.config.r
 
         def hook(i: int, tap: torch.Tensor) -> torch.Tensor:
             key, d_in, d_out = self.shape_of[i]
             emb = torch.cat([self.task_embed[t], self.slot_embed[i]])
-            gen_down, gen_up = self.generators[key]
+            gens: Any = self.generators[key]
+            gen_down, gen_up = gens[0], gens[1]
             wd = gen_down(emb)
             wu = gen_up(emb)
             z = self.act(tap @ wd[: d_in * r].reshape(d_in, r) + wd[d_in * r :])

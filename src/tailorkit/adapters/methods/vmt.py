@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -76,7 +77,8 @@ class VMTSlot(nn.Module):
 
     def up_project(self, z: torch.Tensor, bias: bool = True) -> torch.Tensor:
         if self.lite:
-            out = (z @ self.down.weight)[..., self.channel_map]
+            channel_map: torch.Tensor = self.channel_map  # type: ignore[assignment]
+            out = (z @ self.down.weight)[..., channel_map]
             return out + self.up_bias if bias else out
         return self.up(z) if bias else z @ self.up.weight.T
 
@@ -108,7 +110,7 @@ class VMTEncoder(MultiTaskEncoder):
 
     passes_per_batch = "1"
 
-    def __init__(self, backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> None:
+    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
         super().__init__(backbone, tasks, config)
         slots = backbone.slots
         first = len(slots) - config.insert_last if config.insert_last else 0
@@ -140,7 +142,10 @@ class VMTEncoder(MultiTaskEncoder):
 
     def task_parameters(self) -> int:
         per_all = sum(
-            p.numel() for m in self.slot_modules.values() for n, p in m.named_parameters() if n.startswith("task_") or n in ("gamma", "beta")
+            p.numel()
+            for m in self.slot_modules.values()
+            for n, p in m.named_parameters()
+            if n.startswith("task_") or n in ("gamma", "beta")
         )
         return per_all // len(self.tasks)
 
@@ -175,18 +180,18 @@ class VMTEncoder(MultiTaskEncoder):
 
 
 @METHODS.register("vmt")
-def vmt(backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> VMTEncoder:
+def vmt(backbone: Any, tasks: Sequence[str], config: MethodConfig) -> VMTEncoder:
     """VMT-Adapter (untied projections; ``share_mode`` is forced to "none")."""
     return VMTEncoder(backbone, tasks, replace(config, share_mode="none"))
 
 
 @METHODS.register("vmt_lite")
-def vmt_lite(backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> VMTEncoder:
+def vmt_lite(backbone: Any, tasks: Sequence[str], config: MethodConfig) -> VMTEncoder:
     """VMT-Adapter-Lite: W_up tied to W_down^T (``share_mode="transpose"``)."""
     return VMTEncoder(backbone, tasks, replace(config, share_mode="transpose"))
 
 
 @METHODS.register("shared_adapter")
-def shared_adapter(backbone: nn.Module, tasks: Sequence[str], config: MethodConfig) -> VMTEncoder:
+def shared_adapter(backbone: Any, tasks: Sequence[str], config: MethodConfig) -> VMTEncoder:
     """The ablation without task modules: one parallel adapter shared by all tasks (VL-Adapter-style sharing)."""
     return VMTEncoder(backbone, tasks, replace(config, share_mode="none", task_module="none"))
