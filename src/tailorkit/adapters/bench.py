@@ -70,8 +70,8 @@ class AdaptersBenchConfig:
     steps: int = 150
     steps_full: int = 600
     batch_size: int = 16
-    lr: float = 1e-3
-    full_ft_lr: float = 2e-4
+    lr: float = 1e-2
+    full_ft_lr: float = 1e-3
     r: int = 8
     seeds_full: int = 3
     cost_tasks: tuple[int, ...] = (1, 2, 4, 8)

@@ -1,6 +1,6 @@
 """`tailorkit adapters train CONFIG.yaml` and `tailorkit adapters eval RUN_DIR`.
 
-tailorkit adapters train examples/adapters/vmt.yaml --out runs/vmt [key=value ...]
+tailorkit adapters train vmt.yaml --out runs/vmt [key=value ...]
     trains one method on the configured data and writes RUN_DIR/trainable.safetensors (the trainable parameters
     only), RUN_DIR/manifest.json (backbone name and fingerprint, method, tasks, config) and RUN_DIR/metrics.json.
 tailorkit adapters eval runs/vmt [--backbone-weights FILE]
@@ -21,7 +21,7 @@ def add_parser(sub: Any) -> None:
     parser = sub.add_parser("adapters", help="multi-task dense PETL on a frozen backbone (VMT-Adapter and baselines)")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=type(parser))
     train = verbs.add_parser("train", help="train one method; save trainable parameters + manifest")
-    train.add_argument("config", type=Path, help="YAML or TOML settings (see examples/adapters/)")
+    train.add_argument("config", type=Path, help="YAML or TOML settings (TrainConfig; see docs/adapters.md)")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default reports/adapters/<config name>)")
     train.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
