@@ -35,3 +35,23 @@ def test_bench_writes_the_contract_json(tmp_path) -> None:  # type: ignore[no-un
     gap = acc["vmt"]["metrics"]["delta_m"] - acc["shared_adapter"]["metrics"]["delta_m"]
     assert abs(claims["task-modules-help"]["value"] - gap) < 1e-9 and claims["task-modules-help"]["holds"] == (gap > 0)
     assert claims["lite-params-below-vmt"]["holds"]
+
+
+def test_cost_plot_from_a_bench_document(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from tailorkit.adapters.plots import plot_cost
+
+    doc = {
+        "mode": "quick",
+        "rows": [
+            {
+                "method": "vmt",
+                "params": {"kind": "cost", "tasks": [1, 2]},
+                "metrics": {"gflops_T1": 1.0, "gflops_T2": 1.01},
+            },
+        ],
+    }
+    assert plot_cost(doc, tmp_path / "cost.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="no cost rows"):
+        plot_cost({"mode": "quick", "rows": []}, tmp_path / "x.png")
