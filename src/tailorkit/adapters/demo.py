@@ -50,13 +50,13 @@ def adapters_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSection
             preds = model.cpu()(test.images[:3])
         counts = (1, 2, 4, 8)
         flops = {
-            name: [encoder_flops(with_method(config, name), backbone, t, 64) / 1e6 for t in counts]
+            name: [encoder_flops(with_method(config, name), backbone, t, config.data.image_size) / 1e6 for t in counts]
             for name in ("vmt", "per_task_adapter")
         }
     finally:
         torch.set_num_threads(threads)
 
-    fig = plt.figure(figsize=(13, 5.2))
+    fig = plt.figure(figsize=(14, 4.6))
     grid = fig.add_gridspec(3, 11, width_ratios=[1] * 9 + [0.2, 3.2])
     titles = ["input", "semseg GT", "semseg", "parts GT", "parts", "saliency GT", "saliency", "normals GT", "normals"]
     for i in range(3):
