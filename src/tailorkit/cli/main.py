@@ -53,6 +53,7 @@ SUBSYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
     "film": ("films", "glassy polymer films: the DPLM lattice model with rejection-free kinetic Monte Carlo"),
     "continual": ("continual", "self-supervised class-incremental learning (CPPF and baselines)"),
     "prompts": ("prompts", "multi-task prompt learning on a CLIP-like dual encoder (MmAP and baselines)"),
+    "adapters": ("adapters", "multi-task dense PETL on a frozen backbone (VMT-Adapter and baselines)"),
 }
 
 

@@ -1,0 +1,63 @@
+"""`tailorkit.adapters`: VMT-Adapter / VMT-Adapter-Lite (arXiv:2312.08733) for multi-task dense prediction on a
+frozen pretrained backbone, beside the PETL and fine-tuning baselines.
+
+Public API:
+    build_backbone(name) -> slot backbone            efficientnet_lite0 (real ImageNet weights), vit, swin
+    make_encoder(backbone, tasks, method_config)      any registered method (METHODS)
+    build_model(config) / train_model / evaluate      the shared multi-task loop
+    save_run / load_run                               trainable-only safetensors + manifest (backbone checked)
+    render_scenes, load_photo_textures                SynthContext scenes with exact labels for six tasks
+    read_pascal_context                               the ASTMT PASCAL-Context multi-task folder layout
+    delta_m, task_loss, TaskMeter                     losses, metrics and the multi-task relative improvement
+    encoder_flops, step_seconds, cost_curve           cost versus number of tasks
+"""
+
+from __future__ import annotations
+
+from tailorkit.adapters.backbones import EfficientNetSlots, backbone_fingerprint, build_backbone, count_parameters
+from tailorkit.adapters.config import BackboneConfig, DataConfig, MethodConfig, OptimConfig, TrainConfig
+from tailorkit.adapters.cost import cost_curve, encoder_flops, step_seconds
+from tailorkit.adapters.methods import METHODS, MultiTaskEncoder, make_encoder
+from tailorkit.adapters.methods.vmt import VMTEncoder, VMTSlot
+from tailorkit.adapters.model import DenseDecoder, MultiTaskModel
+from tailorkit.adapters.pascal import read_pascal_context
+from tailorkit.adapters.runner import MultiTaskData, build_model, evaluate, load_run, make_data, save_run, train_model
+from tailorkit.adapters.synth import SceneSet, load_photo_textures, render_scenes
+from tailorkit.adapters.tasks import TASKS, TaskMeter, delta_m, task_loss
+
+__all__ = [
+    "METHODS",
+    "TASKS",
+    "BackboneConfig",
+    "DataConfig",
+    "DenseDecoder",
+    "EfficientNetSlots",
+    "MethodConfig",
+    "MultiTaskData",
+    "MultiTaskEncoder",
+    "MultiTaskModel",
+    "OptimConfig",
+    "SceneSet",
+    "TaskMeter",
+    "TrainConfig",
+    "VMTEncoder",
+    "VMTSlot",
+    "backbone_fingerprint",
+    "build_backbone",
+    "build_model",
+    "cost_curve",
+    "count_parameters",
+    "delta_m",
+    "encoder_flops",
+    "evaluate",
+    "load_photo_textures",
+    "load_run",
+    "make_data",
+    "make_encoder",
+    "read_pascal_context",
+    "render_scenes",
+    "save_run",
+    "step_seconds",
+    "task_loss",
+    "train_model",
+]

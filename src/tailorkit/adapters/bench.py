@@ -1,0 +1,285 @@
+"""`tailorkit bench adapters`: VMT-Adapter beside its baselines on SynthContext with a frozen EfficientNet-Lite0.
+
+Setting (notes section 6.2, "backbone B"): the real ImageNet EfficientNet-Lite0, frozen; four tasks (semseg, parts,
+saliency, normals) on photo-textured SynthContext scenes at 64x64; every method trains in the same loop with the
+same decoders, batch and number of steps. Rows: each method's per-task metrics, ``delta_m`` (percent, versus
+single-task full fine-tuning of the same run and seed), ``trainable_fraction`` (trainable encoder parameters /
+backbone parameters, percent) and per-task parameters; cost rows (``params.kind = "cost"``) hold encoder GFLOPs
+and median training-step seconds for T in {1, 2, 4, 8} tasks for VMT, per-task adapters and per-task LoRA.
+
+Quick mode: one seed, 8 methods, 150 steps of batch 16 (about 7 CPU-minutes measured: see docs/adapters.md).
+Full mode: 3 seeds (mean and 95 % t-interval of delta_m), every method that applies to a CNN (VPT-deep needs a
+transformer), 600 steps on 2 000 scenes: about 1.5 CPU-hours on 2 cores (an estimate from the quick run's
+per-step costs, not a measurement).
+
+Claims (computed from the rows): VMT trainable fraction about 1 % (within 0.5 points) and Lite below VMT; encoder
+FLOPs ratio T=8/T=1 below 1.15 for VMT and within 1 of T for per-task adapters and LoRA; delta_m of VMT > 0; VMT
+above the best per-task PETL baseline; removing the task modules (shared adapter) lowers delta_m.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from tailorkit.adapters.backbones import build_backbone
+from tailorkit.adapters.config import DataConfig, MethodConfig, OptimConfig, TrainConfig
+from tailorkit.adapters.cost import cost_curve, with_method
+from tailorkit.adapters.runner import build_model, evaluate, make_data, train_model
+from tailorkit.adapters.synth import PHOTOS, load_photo_textures
+from tailorkit.adapters.tasks import TASKS, delta_m
+from tailorkit.core.bench import register_bench
+from tailorkit.core.progress import status
+from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
+
+QUICK_METHODS = (
+    "single_task_full_ft",
+    "decoders_only",
+    "vmt",
+    "vmt_lite",
+    "shared_adapter",
+    "per_task_adapter",
+    "per_task_lora",
+    "bitfit",
+)
+FULL_METHODS = (*QUICK_METHODS, "mtl_full_ft", "hyperformer_lite")
+PER_TASK_PETL = ("per_task_adapter", "per_task_lora", "bitfit")
+
+
+@dataclass(frozen=True)
+class AdaptersBenchConfig:
+    """Bench settings (quick values; full mode multiplies as the module docstring says).
+
+    Attributes:
+        methods: Methods to run (empty: the mode's default list). single_task_full_ft is always run (Delta_m).
+        steps, n_train: Quick-mode training steps and scenes; full mode uses steps_full and n_train_full.
+        seeds_full: Seeds in full mode.
+        cost_tasks: Task counts of the cost rows; cost_timing: also time training steps.
+    """
+
+    methods: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ("semseg", "parts", "saliency", "normals")
+    image_size: int = 64
+    n_train: int = 800
+    n_test: int = 200
+    n_train_full: int = 2000
+    steps: int = 150
+    steps_full: int = 600
+    batch_size: int = 16
+    lr: float = 1e-2
+    full_ft_lr: float = 1e-3
+    r: int = 8
+    seeds_full: int = 3
+    cost_tasks: tuple[int, ...] = (1, 2, 4, 8)
+    cost_methods: tuple[str, ...] = ("vmt", "per_task_adapter", "per_task_lora")
+    cost_timing: bool = True
+    cost_batch: int = 8
+    cost_steps: int = 3
+    threads: int = 1
+    textures: str = "photos"
+    pretrained: bool = True
+
+
+def _ci95(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    t = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}.get(len(values), 2.262)
+    return t * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def _metric_keys(tasks: tuple[str, ...]) -> dict[str, bool]:
+    return {TASKS[t].metric: TASKS[t].lower_is_better for t in tasks}
+
+
+@register_bench("adapters", config=AdaptersBenchConfig)
+def adapters_bench(config: AdaptersBenchConfig, mode: str, seed: int, device: torch.device) -> BenchOutcome:
+    full = mode == "full"
+    methods = list(config.methods or (FULL_METHODS if full else QUICK_METHODS))
+    if "single_task_full_ft" not in methods:
+        methods.insert(0, "single_task_full_ft")
+    seeds = [seed + k for k in range(config.seeds_full if full else 1)]
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _run(config, mode, methods, seeds, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(
+    config: AdaptersBenchConfig, mode: str, methods: list[str], seeds: list[int], device: torch.device
+) -> BenchOutcome:
+    full = mode == "full"
+    base = TrainConfig(
+        data=DataConfig(
+            tasks=config.tasks,
+            image_size=config.image_size,
+            n_train=config.n_train_full if full else config.n_train,
+            n_test=config.n_test,
+            textures=config.textures,  # type: ignore[arg-type]
+        ),
+        method=MethodConfig(r=config.r),
+        optim=OptimConfig(
+            steps=config.steps_full if full else config.steps,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            full_ft_lr=config.full_ft_lr,
+        ),
+    )
+    backbone = build_backbone("efficientnet_lite0", pretrained=config.pretrained)
+    textures = load_photo_textures(config.textures, seed=0)  # type: ignore[arg-type]
+    keys = _metric_keys(config.tasks)
+    per_seed: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
+    info: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {m: 0.0 for m in methods}
+    import copy
+    import time
+
+    for s in seeds:
+        run_cfg = replace(base, seed=s)
+        train, test = make_data(run_cfg, textures)
+        for name in methods:
+            status(f"adapters bench: seed {s}, {name}")
+            cfg = with_method(run_cfg, name)
+            model = build_model(cfg, copy.deepcopy(backbone))
+            start = time.perf_counter()
+            train_model(model, train, cfg, device=device, label=name)
+            seconds[name] += time.perf_counter() - start
+            metrics = evaluate(model, test, device=device)
+            per_seed[name].append(metrics)
+            enc = model.encoder
+            info[name] = {
+                "trainable_fraction": 100.0 * enc.trainable_parameters() / enc.backbone_parameters(),
+                "trainable_params": float(enc.trainable_parameters()),
+                "task_params": float(enc.task_parameters()),
+                "backbone_passes": enc.passes_per_batch,
+            }
+    rows = []
+    dms: dict[str, list[float]] = {}
+    for name in methods:
+        dms[name] = [
+            delta_m({k: m[k] for k in keys}, {k: st[k] for k in keys}, keys)
+            for m, st in zip(per_seed[name], per_seed["single_task_full_ft"], strict=True)
+        ]
+        mean_metrics = {k: statistics.fmean(m[k] for m in per_seed[name]) for k in per_seed[name][0]}
+        metrics = {
+            **mean_metrics,
+            "delta_m": statistics.fmean(dms[name]),
+            "trainable_fraction": info[name]["trainable_fraction"],
+            "trainable_params": info[name]["trainable_params"],
+            "task_params": info[name]["task_params"],
+        }
+        params: dict[str, Any] = {"kind": "accuracy", "seeds": seeds, "backbone_passes": info[name]["backbone_passes"]}
+        if len(seeds) > 1:
+            metrics["delta_m_ci95"] = _ci95(dms[name])
+            params["delta_m_per_seed"] = dms[name]
+        rows.append(Row(name, metrics, params, round(seconds[name], 3)))
+    cost: dict[str, dict[str, float]] = {}
+    for name in config.cost_methods:
+        status(f"adapters bench: cost rows, {name}")
+        start = time.perf_counter()
+        cost[name] = cost_curve(
+            with_method(base, name),
+            backbone,
+            config.cost_tasks,
+            config.image_size,
+            batch_size=config.cost_batch,
+            steps=config.cost_steps,
+            timing=config.cost_timing,
+        )
+        rows.append(
+            Row(
+                name,
+                cost[name],
+                {"kind": "cost", "tasks": list(config.cost_tasks)},
+                round(time.perf_counter() - start, 3),
+            )
+        )
+    claims = _claims(rows, cost, config)
+    data = DataInfo(
+        name=f"SynthContext-{len(config.tasks)} ({config.image_size}x{config.image_size}, {config.textures} textures)",
+        source="tailorkit.adapters.synth (procedural, exact labels); textures: OpenCV sample photos "
+        f"({', '.join(PHOTOS[:3])}, ...) from the opencv-photos asset; backbone: efficientnet-lite0 ImageNet weights",
+        n_train=base.data.n_train,
+        n_test=base.data.n_test,
+    )
+    return BenchOutcome(data, rows, claims, extra={"methods": methods, "seeds": seeds})
+
+
+def _claims(rows: list[Row], cost: dict[str, dict[str, float]], config: AdaptersBenchConfig) -> list[Claim]:
+    acc = {r.method: r.metrics for r in rows if r.params.get("kind") == "accuracy"}
+    claims = []
+    if "vmt" in acc:
+        claims.append(
+            Claim.within(
+                "vmt-params-1pct",
+                "VMT-Adapter trains about 1 % of the backbone's parameters (percent)",
+                acc["vmt"]["trainable_fraction"],
+                1.0,
+                0.5,
+            )
+        )
+        claims.append(
+            Claim.at_least(
+                "vmt-delta-m-positive",
+                "VMT-Adapter delta_m > 0 vs single-task full FT (%)",
+                acc["vmt"]["delta_m"],
+                1e-9,
+            )
+        )
+    if "vmt" in acc and "vmt_lite" in acc:
+        claims.append(
+            Claim.at_most(
+                "lite-params-below-vmt",
+                "VMT-Adapter-Lite trains fewer parameters than VMT (percent)",
+                acc["vmt_lite"]["trainable_fraction"],
+                acc["vmt"]["trainable_fraction"],
+            )
+        )
+    if "vmt" in cost:
+        claims.append(
+            Claim.at_most(
+                "vmt-flops-o1",
+                f"VMT encoder FLOPs ratio T={config.cost_tasks[-1]} / T={config.cost_tasks[0]} below 1.15",
+                cost["vmt"]["flops_ratio"],
+                1.15,
+            )
+        )
+    expected = config.cost_tasks[-1] / config.cost_tasks[0]
+    for name in ("per_task_adapter", "per_task_lora"):
+        if name in cost:
+            claims.append(
+                Claim.within(
+                    f"{name}-flops-linear",
+                    f"{name} encoder FLOPs ratio about T (= {expected:g})",
+                    cost[name]["flops_ratio"],
+                    expected,
+                    1.0,
+                )
+            )
+    petl = [n for n in PER_TASK_PETL if n in acc]
+    if "vmt" in acc and petl:
+        best = max(petl, key=lambda n: acc[n]["delta_m"])
+        claims.append(
+            Claim.at_least(
+                "vmt-above-per-task-petl",
+                f"VMT delta_m minus the best per-task PETL baseline's ({best})",
+                acc["vmt"]["delta_m"] - acc[best]["delta_m"],
+                1e-9,
+            )
+        )
+    if "vmt" in acc and "shared_adapter" in acc:
+        claims.append(
+            Claim.at_least(
+                "task-modules-help",
+                "delta_m of VMT minus the shared adapter without task modules (ablation)",
+                acc["vmt"]["delta_m"] - acc["shared_adapter"]["delta_m"],
+                1e-9,
+            )
+        )
+    return claims
