@@ -16,7 +16,8 @@ All matchers take the atlas `Embedding`, the target `Embedding` and (N, 3) atlas
   last forward pair is used].
 - `match_cycle` (SAME++ stable matching, notes 5.1): forward then backward matching for up to `cycle_rounds`
   rounds, moving the query to its backward match until the backward match falls in the query's own fine voxel;
-  answer = forward match + (p - p_final) [inferred offset transfer]; `consistent` marks points that converged.
+  answer = forward match + (p - p_final) [inferred offset transfer]; `consistent` marks the points whose first
+  backward match already lands in their own fine voxel (SAME++'s stability test on the query itself).
 
 Only torch; everything runs on the embeddings' device.
 """
@@ -250,6 +251,7 @@ def match_cycle(atlas: Embedding, target: Embedding, points: torch.Tensor, confi
     k_world = torch.zeros_like(query_world)
     k_score = torch.zeros(len(points), device=points.device)
     k_index = torch.zeros(len(points), dtype=torch.long, device=points.device)
+    first: torch.Tensor | None = None
     for _ in range(config.cycle_rounds):
         kw, ks, ki = best_match(query, target, heads, config.batch, config.subvoxel)
         todo = ~consistent
@@ -264,10 +266,13 @@ def match_cycle(atlas: Embedding, target: Embedding, points: torch.Tensor, confi
             atlas.fine_shape,
         )
         now = todo & (back == own)
+        if first is None:
+            first = now.clone()
         consistent |= now
         move = todo & ~now
         if not bool(move.any()):
             break
         query_world[move] = back_world[move]
         query[move] = a_keys[back[move]]
-    return MatchResult(k_world + (points.float() - query_world), k_score, consistent)
+    assert first is not None
+    return MatchResult(k_world + (points.float() - query_world), k_score, first)
