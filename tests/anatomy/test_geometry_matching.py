@@ -29,7 +29,9 @@ def test_matchers_recover_a_known_integer_shift_exactly(method):
     big = F.normalize(torch.randn(16, 14, 15, 16, generator=g), dim=0)
     shift = (2, -1, 3)  # fine voxels along (d, h, w)
     atlas_f = big[:, 3:11, 3:12, 3:13].contiguous()
-    target_f = big[:, 3 + shift[0] : 11 + shift[0], 3 + shift[1] : 12 + shift[1], 3 + shift[2] : 13 + shift[2]].contiguous()
+    target_f = big[
+        :, 3 + shift[0] : 11 + shift[0], 3 + shift[1] : 12 + shift[1], 3 + shift[2] : 13 + shift[2]
+    ].contiguous()
     atlas, target = _embedding(atlas_f), _embedding(target_f)
     idx = torch.tensor([[3, 4, 5], [2, 3, 4], [4, 5, 4], [3, 6, 3]], dtype=torch.float32)
     aff = torch.as_tensor(atlas.fine_affine, dtype=torch.float32)

@@ -64,12 +64,16 @@ def test_info_nce_low_for_identical_views_high_for_permuted_positives():
 def test_sam_fine_loss_identical_vs_permuted_views():
     n = 400
     f = _unit(n, 32, 3)
-    world = torch.stack(torch.meshgrid(*[torch.arange(k, dtype=torch.float32) * 6 for k in (4, 10, 10)], indexing="ij"), -1).reshape(-1, 3)
+    world = torch.stack(
+        torch.meshgrid(*[torch.arange(k, dtype=torch.float32) * 6 for k in (4, 10, 10)], indexing="ij"), -1
+    ).reshape(-1, 3)
     pos = torch.arange(n)
     kw = dict(n_queries=50, ignore_mm=1.0, pre_select=100, after_select=50, temperature=0.1)
     same = sam_fine_loss(f, world, f, f, world, f, pos, generator=torch.Generator().manual_seed(0), **kw)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(1))
-    shuffled = sam_fine_loss(f, world, f, f[perm], world, f[perm], pos, generator=torch.Generator().manual_seed(0), **kw)
+    shuffled = sam_fine_loss(
+        f, world, f, f[perm], world, f[perm], pos, generator=torch.Generator().manual_seed(0), **kw
+    )
     assert same < 0.5 < 2.0 < shuffled
 
 
@@ -83,7 +87,9 @@ def test_nearest_positive_on_a_shifted_grid():
 def test_prototype_loss_low_for_clustered_features():
     labels = torch.arange(6).repeat_interleave(50)
     protos = _unit(6, 16, 4)
-    clustered = F.normalize(protos[labels] + 0.01 * torch.randn(300, 16, generator=torch.Generator().manual_seed(5)), dim=1)
+    clustered = F.normalize(
+        protos[labels] + 0.01 * torch.randn(300, 16, generator=torch.Generator().manual_seed(5)), dim=1
+    )
     random = _unit(300, 16, 6)
     # Softmax over all 300 voxels per prototype: the 50 members share the mass, so the optimum is log(50).
     assert float(prototype_loss(clustered, labels, 0.1)) == pytest.approx(np.log(50), abs=0.05)

@@ -70,7 +70,7 @@ def make_queries(atlas: Atlas, config: BenchConfig, n_per_tier: int, seed: int) 
         for i in range(n_per_tier):
             rng = numpy_generator(seed, "anatomy-bench-query", tier, i)
             deform = random_deformation(
-                atlas.t1.shape,  # type: ignore[arg-type]
+                atlas.t1.shape,
                 atlas.affine,
                 rng,
                 rotate_deg=getattr(config, f"{level}_rotate_deg"),
@@ -157,7 +157,9 @@ def run_anatomy_bench(
                 flags = [r[3] for r in runs if r[3] is not None]
                 if method == "cycle" and flags:
                     ok = np.concatenate(flags)
-                    err = np.linalg.norm(np.concatenate([r[0] for r in runs]) - np.concatenate([r[1] for r in runs]), axis=1)
+                    err = np.linalg.norm(
+                        np.concatenate([r[0] for r in runs]) - np.concatenate([r[1] for r in runs]), axis=1
+                    )
                     metrics["consistent_share"] = float(ok.mean())
                     metrics["mre_consistent_mm"] = float(err[ok].mean()) if ok.any() else float("nan")
                     if not ok.any():
@@ -181,7 +183,7 @@ def run_anatomy_bench(
         "train_final_loss": {k: float(np.mean(m.losses[-10:])) if m.losses else None for k, m in models.items()},
         "embed_seconds_per_query": float(np.mean(embed_seconds)) if embed_seconds else 0.0,
         "spacing_mm": spacing,
-        "landmarks": int(len(atlas.landmarks)),
+        "landmarks": len(atlas.landmarks),
     }
     data = DataInfo(
         name="MNI152 ICBM2009a T1 atlas + 116 AAL centroids; known affine+SVF deformation queries (easy/hard/cross)",

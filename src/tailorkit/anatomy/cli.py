@@ -94,7 +94,10 @@ def embed_cmd(args: argparse.Namespace) -> int:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
     write_bytes_atomic(out, buffer.getvalue())
-    print(f"fine {tuple(emb.fine.shape)}, coarse {tuple(emb.coarse.shape)}" + (", semantic" if emb.semantic is not None else ""))
+    print(
+        f"fine {tuple(emb.fine.shape)}, coarse {tuple(emb.coarse.shape)}"
+        + (", semantic" if emb.semantic is not None else "")
+    )
     print(out)
     return 0
 

@@ -22,8 +22,8 @@ from scipy import ndimage
 from tailorkit.data.volumes import Volume, VolumeError
 
 __all__ = [
-    "Atlas",
     "T2_LIKE",
+    "Atlas",
     "asset_volume",
     "bench_atlas",
     "resample_isotropic",
@@ -124,7 +124,17 @@ def bench_atlas(spacing: float = 3.0, margin: int = 8, cache: bool = True) -> At
     if cache and path.exists():
         z = np.load(path)
         names = tuple(str(n) for n in z["names"])
-        return Atlas(*(z[k] for k in ("t1", "gm", "wm", "brain", "labels", "affine", "landmarks", "landmark_ids")), names)  # type: ignore[arg-type]
+        return Atlas(
+            t1=z["t1"],
+            gm=z["gm"],
+            wm=z["wm"],
+            brain=z["brain"],
+            labels=z["labels"],
+            affine=z["affine"],
+            landmarks=z["landmarks"],
+            landmark_ids=z["landmark_ids"],
+            names=names,
+        )
     mni = mni152()
     aal, table = aal_atlas("AAL")
     t1 = np.asarray(mni.t1.get_fdata(), dtype=np.float32)
@@ -200,5 +210,5 @@ def asset_volume(name: str) -> Volume:
         return Volume(ct.astype(np.float32), np.eye(4))  # voxel size is not stored in the MRC asset [inferred 1 mm]
     else:
         raise VolumeError(f"asset volume: expected one of mni_t1, pydeface_head, itk_t1, lits_ct, got {name!r}")
-    canon = nib.as_closest_canonical(image)  # type: ignore[arg-type]
+    canon = nib.as_closest_canonical(image)
     return Volume(np.asarray(canon.get_fdata(), dtype=np.float32), np.asarray(canon.affine, dtype=np.float64))

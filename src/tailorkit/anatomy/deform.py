@@ -103,7 +103,9 @@ def random_deformation(
     matrix[:3, :3] = lin
     matrix[:3, 3] = centre - lin @ centre + rng.uniform(-translate_mm, translate_mm, 3)
     ctrl = rng.standard_normal((3, control, control, control))
-    vel = np.stack([ndimage.zoom(c, [n / control for n in dhw], order=3) for c in ctrl])[:, : dhw[0], : dhw[1], : dhw[2]]
+    vel = np.stack([ndimage.zoom(c, [n / control for n in dhw], order=3) for c in ctrl])[
+        :, : dhw[0], : dhw[1], : dhw[2]
+    ]
     peak = float(np.linalg.norm(vel, axis=0).max())
     vel = vel * (max_disp_mm / peak if peak > 0 else 0.0)
     v = torch.as_tensor(vel, dtype=torch.float32)

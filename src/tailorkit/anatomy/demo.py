@@ -41,7 +41,7 @@ def anatomy_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSection:
         config = SAMTrainConfig(steps=DEMO_STEPS, warmup_steps=5, net=NetConfig(width=16), seed=seed)
         model = train_sam(config, device=device, progress=False)
         deform = random_deformation(
-            atlas.t1.shape,  # type: ignore[arg-type]
+            atlas.t1.shape,
             atlas.affine,
             numpy_generator(seed, "anatomy-demo-query"),
             rotate_deg=12.0,
@@ -69,7 +69,10 @@ def anatomy_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSection:
         return (w[:, :2] - atlas.affine[:2, 3]) / np.diag(atlas.affine)[:2]
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
-    for ax, image, title in ((axes[0], atlas.t1, "atlas (MNI152) + AAL centroids"), (axes[1], moving, "deformed query")):
+    for ax, image, title in (
+        (axes[0], atlas.t1, "atlas (MNI152) + AAL centroids"),
+        (axes[1], moving, "deformed query"),
+    ):
         ax.imshow(image[:, :, k].T, cmap="gray", origin="lower")
         ax.set_title(title, fontsize=10)
         ax.set_xticks([])
@@ -82,10 +85,12 @@ def anatomy_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSection:
     axes[1].scatter(pt[:, 0], pt[:, 1], s=14, c="lime", label="true")
     axes[1].scatter(pf[:, 0], pf[:, 1], s=14, c="red", label="found (fixed point)")
     axes[1].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"One-shot landmarks with a {DEMO_STEPS}-step SAM (3 mm, width 16), landmarks within 6 mm of the slice")
+    fig.suptitle(
+        f"One-shot landmarks with a {DEMO_STEPS}-step SAM (3 mm, width 16), landmarks within 6 mm of the slice"
+    )
     fig.tight_layout()
-    image = out_dir / "anatomy.png"
-    fig.savefig(image, dpi=90)
+    picture = out_dir / "anatomy.png"
+    fig.savefig(picture, dpi=90)
     plt.close(fig)
     rows = [
         [name, f"{m['mre_mm']:.2f}", f"{m['median_mm']:.2f}", f"{m['within_5mm']:.2f}", f"{m['within_10mm']:.2f}"]
@@ -98,7 +103,7 @@ def anatomy_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSection:
             "locates the 116 AAL centroids of the atlas in a copy moved by a known random affine + smooth "
             "deformation. A tour of the verb with a tiny budget, not evidence (see `tailorkit bench anatomy`)."
         ),
-        image=image,
+        image=picture,
         table_header=["method", "mean radial error (mm)", "median (mm)", "within 5 mm", "within 10 mm"],
         table_rows=rows,
     )

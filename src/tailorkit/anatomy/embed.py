@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from tailorkit.anatomy.config import EmbedConfig
-from tailorkit.anatomy.data import rescale_intensity, resample_isotropic
+from tailorkit.anatomy.data import resample_isotropic, rescale_intensity
 from tailorkit.anatomy.geometry import grid_world, map_affine, sample_world, tensor_affine, to_tensor_order
 from tailorkit.anatomy.network import COARSE_STRIDE, FINE_STRIDE, SAMNet
 from tailorkit.data.volumes import Volume, VolumeError
 
-__all__ = ["Embedding", "FINE_OFFSET", "COARSE_OFFSET", "embed", "embed_tensor", "prepare_volume"]
+__all__ = ["COARSE_OFFSET", "FINE_OFFSET", "Embedding", "embed", "embed_tensor", "prepare_volume"]
 
 FINE_OFFSET = (0.5, 0.0, 0.0)
 COARSE_OFFSET = (0.5, 0.0, 0.0)
@@ -101,7 +101,9 @@ class Embedding:
 def prepare_volume(volume: Volume, config: EmbedConfig) -> tuple[np.ndarray, np.ndarray]:
     """Resample and rescale a scan for the network: the (D, H, W) input array and its tensor-index affine."""
     if not isinstance(volume, Volume):
-        raise VolumeError(f"embed: expected a tailorkit.data.volumes.Volume (see load_volume), got {type(volume).__name__}")
+        raise VolumeError(
+            f"embed: expected a tailorkit.data.volumes.Volume (see load_volume), got {type(volume).__name__}"
+        )
     if volume.array.ndim != 3 or min(volume.array.shape) < 1:
         raise VolumeError(f"embed: expected a 3D volume, got an array of shape {volume.array.shape}")
     res = resample_isotropic(volume, config.spacing_mm)

@@ -47,7 +47,9 @@ def map_affine(
     return np.asarray(input_affine, dtype=np.float64) @ scale
 
 
-def grid_world(shape: tuple[int, ...], affine: np.ndarray | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+def grid_world(
+    shape: tuple[int, ...], affine: np.ndarray | torch.Tensor, device: torch.device | None = None
+) -> torch.Tensor:
     """World coordinates of every voxel of a (D, H, W) grid, flattened in C order.
 
     Shapes:

@@ -33,7 +33,7 @@ from torch import nn
 
 from tailorkit.anatomy.config import NetConfig
 
-__all__ = ["FINE_STRIDE", "COARSE_STRIDE", "SAMNet", "SAMOutput", "output_shape"]
+__all__ = ["COARSE_STRIDE", "FINE_STRIDE", "SAMNet", "SAMOutput", "output_shape"]
 
 # Stride of each head relative to the input, in (D, H, W) order, and the input multiples that make them exact.
 FINE_STRIDE = (2, 2, 2)
@@ -137,9 +137,7 @@ class SAMNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> SAMOutput:
         if x.ndim != 5 or x.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"SAMNet input: expected (B, {self.config.in_channels}, D, H, W), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"SAMNet input: expected (B, {self.config.in_channels}, D, H, W), got {tuple(x.shape)}")
         size = tuple(int(n) for n in x.shape[2:])
         pad = [(-n) % m for n, m in zip(size, PAD_MULTIPLE, strict=True)]
         if any(pad):

@@ -34,7 +34,7 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 
 from tailorkit.anatomy.config import EmbedConfig, NetConfig, SAMTrainConfig
-from tailorkit.anatomy.data import bench_atlas, rescale_intensity, resample_isotropic
+from tailorkit.anatomy.data import bench_atlas, resample_isotropic, rescale_intensity
 from tailorkit.anatomy.deform import rotation_matrix
 from tailorkit.anatomy.embed import COARSE_OFFSET, FINE_OFFSET
 from tailorkit.anatomy.geometry import grid_world, map_affine, sample_world, tensor_affine, to_tensor_order
@@ -91,12 +91,12 @@ def make_sources(config: SAMTrainConfig) -> list[TrainSource]:
     spacing = config.embed.spacing_mm
     if not config.volumes:
         atlas = bench_atlas(spacing)
-        labels = atlas.labels if config.semantic_labels == "aal" else atlas.tissue_labels()
+        atlas_labels = atlas.labels if config.semantic_labels == "aal" else atlas.tissue_labels()
         return [
             TrainSource(
                 to_tensor_order(_unit(atlas.t1, config.embed)),
                 tensor_affine(atlas.affine),
-                to_tensor_order(labels.astype(np.int64)),
+                to_tensor_order(atlas_labels.astype(np.int64)),
                 to_tensor_order(atlas.gm),
                 to_tensor_order(atlas.wm),
                 to_tensor_order(atlas.brain),
@@ -107,7 +107,7 @@ def make_sources(config: SAMTrainConfig) -> list[TrainSource]:
     sources = []
     for i, path in enumerate(config.volumes):
         vol = resample_isotropic(load_volume(path), spacing)
-        labels = None
+        labels: np.ndarray | None = None
         if config.labels:
             lab = load_volume(config.labels[i])
             lab = resample_isotropic(lab, spacing, order=0)
@@ -202,23 +202,26 @@ def sample_inter(source: TrainSource, config: SAMTrainConfig, rng: np.random.Gen
         s = spacing * rng.uniform(*config.scale_range)
         rot = rotation_matrix(rng.uniform(-config.inter_rotate_deg, config.inter_rotate_deg, 3))
         centre = centre0 + rng.uniform(-10, 10, 3)
-        aff = _view_affine(source, centre, size, s, rot)  # type: ignore[arg-type]
-        disp = _random_field(size, config.inter_max_disp_mm, rng)  # type: ignore[arg-type]
-        img, world = _render(source, aff, size, disp)  # type: ignore[arg-type]
-        if source.gm is not None and source.wm is not None and source.brain is not None:
-            if rng.random() < config.contrast_prob:
-                maps = np.stack([source.gm, source.wm, source.brain]).astype(np.float32)
-                gm, wm, brain = sample_world(torch.as_tensor(maps), source.affine, world, padding="zeros").T.numpy()
-                csf = np.clip(1 - gm - wm, 0, 1) * (brain > 0.5)
-                w = rng.uniform(0, 1, 3)
-                img = (w[0] * csf + w[1] * gm + w[2] * wm).reshape(size).astype(np.float32)
+        aff = _view_affine(source, centre, size, s, rot)
+        disp = _random_field(size, config.inter_max_disp_mm, rng)
+        img, world = _render(source, aff, size, disp)
+        tissue = source.gm is not None and source.wm is not None and source.brain is not None
+        if tissue and rng.random() < config.contrast_prob:
+            maps = np.stack([source.gm, source.wm, source.brain]).astype(np.float32)  # type: ignore[list-item]
+            gm, wm, brain = sample_world(torch.as_tensor(maps), source.affine, world, padding="zeros").T.numpy()
+            csf = np.clip(1 - gm - wm, 0, 1) * (brain > 0.5)
+            w = rng.uniform(0, 1, 3)
+            img = (w[0] * csf + w[1] * gm + w[2] * wm).reshape(size).astype(np.float32)
         # Labels on the fine grid of this view (nearest), at the deformed positions.
         fine_aff = map_affine(aff, FINE_STRIDE, FINE_OFFSET)
-        fshape = output_shape(size, FINE_STRIDE)  # type: ignore[arg-type]
+        fshape = output_shape(size, FINE_STRIDE)
         fworld = grid_world(fshape, fine_aff)
         fdisp = sample_world(torch.as_tensor(disp.T.reshape(3, *size), dtype=torch.float32), aff, fworld)
         lab = sample_world(
-            torch.as_tensor(source.labels[None], dtype=torch.float32), source.affine, fworld + fdisp, mode="nearest",
+            torch.as_tensor(source.labels[None], dtype=torch.float32),
+            source.affine,
+            fworld + fdisp,
+            mode="nearest",
             padding="zeros",
         )[:, 0]
         images.append(_augment(img, s, rng, config))
@@ -242,7 +245,9 @@ class _StepDataset(Dataset[dict[str, Any]]):
         src = self.sources[int(rng.integers(len(self.sources)))]
         if c.net.semantic and src.labels is not None and rng.random() < c.semantic_prob:
             return sample_inter(src, c, rng)
-        pairs = [sample_pair(self.sources[int(rng.integers(len(self.sources)))], c, rng) for _ in range(c.pairs_per_step)]
+        pairs = [
+            sample_pair(self.sources[int(rng.integers(len(self.sources)))], c, rng) for _ in range(c.pairs_per_step)
+        ]
         return {
             "kind": "intra",
             "images": np.concatenate([p["images"] for p in pairs]),
