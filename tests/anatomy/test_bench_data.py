@@ -73,3 +73,13 @@ def test_demo_runs(tmp_path):
     section = anatomy_demo(tmp_path, 0, torch.device("cpu"))
     assert section.image is not None and section.image.exists()
     assert len(section.table_rows) == 3
+
+
+def test_asset_training_sources_carry_lits_labels():
+    from tailorkit.anatomy import EmbedConfig, SAMTrainConfig
+    from tailorkit.anatomy.train import make_sources
+
+    config = SAMTrainConfig(volumes=("asset:lits_ct",), embed=EmbedConfig(spacing_mm=6.0, intensity="ct"))
+    (source,) = load_or_skip(make_sources, config)
+    assert source.labels is not None and set(np.unique(source.labels)) <= {0, 1, 2} and source.labels.max() >= 1
+    assert 0.0 <= source.image.min() and source.image.max() <= 1.0

@@ -75,7 +75,8 @@ class EmbedConfig:
 class SAMTrainConfig:
     """Self-supervised SAM / SAMv2 training (notes 2.3 and 3.1).
 
-    `volumes` lists the training scans (NIfTI, DICOM directory, ...); empty = the MNI152 T1 (offline asset), whose
+    `volumes` lists the training scans (NIfTI, DICOM directory, ..., or an offline asset as "asset:mni_t1",
+    "asset:pydeface_head", "asset:itk_t1", "asset:lits_ct" (with its liver/tumour labels)); empty = the MNI152 T1, whose
     AAL labels (or tissue classes) feed the SAMv2 prototype loss. `labels` optionally lists one label map per volume
     for the prototype loss of user scans.
     """

@@ -34,7 +34,7 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 
 from tailorkit.anatomy.config import EmbedConfig, NetConfig, SAMTrainConfig
-from tailorkit.anatomy.data import bench_atlas, resample_isotropic, rescale_intensity
+from tailorkit.anatomy.data import asset_volume, bench_atlas, resample_isotropic, rescale_intensity
 from tailorkit.anatomy.deform import rotation_matrix
 from tailorkit.anatomy.embed import COARSE_OFFSET, FINE_OFFSET
 from tailorkit.anatomy.geometry import grid_world, map_affine, sample_world, tensor_affine, to_tensor_order
@@ -43,6 +43,7 @@ from tailorkit.anatomy.network import COARSE_STRIDE, FINE_STRIDE, SAMNet, output
 from tailorkit.core.config import from_dict, to_dict
 from tailorkit.core.results import atomic_open
 from tailorkit.core.seeding import numpy_generator
+from tailorkit.data.volumes import Volume
 
 __all__ = [
     "TrainSource",
@@ -106,8 +107,16 @@ def make_sources(config: SAMTrainConfig) -> list[TrainSource]:
 
     sources = []
     for i, path in enumerate(config.volumes):
-        vol = resample_isotropic(load_volume(path), spacing)
         labels: np.ndarray | None = None
+        if str(path).startswith("asset:"):  # an offline scan: asset:mni_t1, asset:pydeface_head, asset:itk_t1, ...
+            vol = resample_isotropic(asset_volume(str(path)[6:]), spacing)
+            if str(path) == "asset:lits_ct" and not config.labels:  # LiTS ships liver (1) / tumour (2) labels
+                from tailorkit.assets.medical import lits_case117
+
+                lab = Volume(lits_case117()[1].astype(np.float32), np.eye(4))
+                labels = to_tensor_order(np.rint(resample_isotropic(lab, spacing, order=0).array).astype(np.int64))
+        else:
+            vol = resample_isotropic(load_volume(path), spacing)
         if config.labels:
             lab = load_volume(config.labels[i])
             lab = resample_isotropic(lab, spacing, order=0)
