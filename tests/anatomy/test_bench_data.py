@@ -82,4 +82,4 @@ def test_asset_training_sources_carry_lits_labels():
     config = SAMTrainConfig(volumes=("asset:lits_ct",), embed=EmbedConfig(spacing_mm=6.0, intensity="ct"))
     (source,) = load_or_skip(make_sources, config)
     assert source.labels is not None and set(np.unique(source.labels)) <= {0, 1, 2} and source.labels.max() >= 1
-    assert 0.0 <= source.image.min() and source.image.max() <= 1.0
+    assert source.image.min() >= 0.0 and source.image.max() <= 1.0

@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> None:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=type(parser))
 
     tr = verbs.add_parser("train", help="self-supervised training (checkpoint + resume)")
-    tr.add_argument("config", type=Path, help="YAML or TOML training settings (fields of SAMTrainConfig; see docs/anatomy.md)")
+    tr.add_argument("config", type=Path, help="YAML or TOML settings (SAMTrainConfig; docs/anatomy.md)")
     tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     tr.add_argument("--out", type=Path, default=None, help="run folder (default reports/anatomy/<config name>)")
     tr.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
