@@ -151,6 +151,10 @@ def test_cli_train_embed_locate(tmp_path, capsys):
     lines = (out / "points.csv").read_text().splitlines()
     assert lines[0] == "name,x,y,z,confidence,consistent" and len(lines) == 3
     assert (out / "centre.png").stat().st_size > 1000
+    cross = ["anatomy", "cross", "--model", str(run / "model.pt"), "--fixed", str(tmp_path / "atlas.nii.gz")]
+    cross += ["--moving", str(tmp_path / "atlas.nii.gz"), "--steps", "1", "--out", str(tmp_path / "cross")]
+    assert main(cross) == 0
+    assert (tmp_path / "cross" / "model.pt").exists() and (tmp_path / "cross" / "affine.txt").exists()
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     bad = args.copy()
     bad[bad.index(str(tmp_path / "points.csv"))] = str(tmp_path / "bad.csv")

@@ -6,6 +6,9 @@ tailorkit anatomy train CONFIG.yaml [key=value ...] --out RUN_DIR
 tailorkit anatomy embed SCAN --model RUN_DIR/model.pt --out EMB.npz
     per-voxel embeddings of a scan (NIfTI, DICOM series directory, MetaImage, NRRD): fine / coarse (/ semantic)
     maps in (C, z, y, x) order with their index -> world RAS+ mm affines.
+tailorkit anatomy cross --model M --fixed A --moving B --steps N --out DIR
+    one round of UAE-M's cross-modality iteration (reduced): match, affine registration, retraining with
+    inter-modality pairs; writes DIR/model.pt and DIR/affine.txt (moving -> fixed world).
 tailorkit anatomy locate --model M --atlas ATLAS --points POINTS.csv --target SCAN --out DIR [--method fixed_point]
     finds each atlas point (CSV: name,x,y,z in world RAS+ mm) in the target; writes DIR/points.csv (name, x, y, z,
     confidence, consistent) and DIR/<name>.png (three orthogonal target slices through the found point).
@@ -39,6 +42,16 @@ def add_parser(sub: Any) -> None:
     em.add_argument("--out", type=Path, default=None, help="output .npz (default SCAN name + _emb.npz)")
     em.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     em.set_defaults(func=embed_cmd)
+
+    cr = verbs.add_parser("cross", help="cross-modality round: match, register, retrain with inter-modality pairs")
+    cr.add_argument("--model", type=Path, required=True, help="model.pt written by `anatomy train`")
+    cr.add_argument("--fixed", type=Path, required=True, help="scan in the first modality")
+    cr.add_argument("--moving", type=Path, required=True, help="scan of the same anatomy in the second modality")
+    cr.add_argument("--steps", type=int, default=100, help="training steps of this round (default 100)")
+    cr.add_argument("--out", type=Path, required=True, help="output folder (model.pt, cross_state.pt, affine.txt)")
+    cr.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    cr.add_argument("--progress", action="store_true", help="show a progress bar")
+    cr.set_defaults(func=cross_cmd)
 
     lo = verbs.add_parser("locate", help="find atlas landmarks in a target scan (one-shot)")
     lo.add_argument("--model", type=Path, required=True, help="model.pt written by `anatomy train`")
@@ -99,6 +112,33 @@ def embed_cmd(args: argparse.Namespace) -> int:
         + (", semantic" if emb.semantic is not None else "")
     )
     print(out)
+    return 0
+
+
+def cross_cmd(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from tailorkit.anatomy.config import SAMTrainConfig
+    from tailorkit.anatomy.crossmodal import train_cross_modality
+    from tailorkit.anatomy.train import load_model, source_from_volume
+    from tailorkit.cli.main import UsageError, device_from
+    from tailorkit.core.results import write_text_atomic
+    from tailorkit.data.volumes import load_volume
+
+    if args.steps < 1:
+        raise UsageError(f"tailorkit anatomy cross: error: --steps: expected an integer >= 1, got {args.steps}")
+    model = load_model(args.model, device_from(args.device))
+    config = SAMTrainConfig(net=model.net.config, embed=model.embed, steps=args.steps, warmup_steps=0)
+    fixed = source_from_volume(load_volume(args.fixed), model.embed)
+    moving = source_from_volume(load_volume(args.moving), model.embed)
+    _, affine = train_cross_modality(
+        model, fixed, moving, config, steps=args.steps, out_dir=args.out, device=device_from(args.device),
+        progress=args.progress,
+    )  # fmt: skip
+    write_text_atomic(args.out / "affine.txt", np.array2string(affine, precision=4) + "\n")
+    print("moving -> fixed world affine (from embedding matches):")
+    print(np.array2string(affine, precision=3))
+    print(args.out / "model.pt")
     return 0
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "make_sources",
     "sample_pair",
     "save_model",
+    "source_from_volume",
     "train_sam",
 ]
 
@@ -125,6 +126,12 @@ def make_sources(config: SAMTrainConfig) -> list[TrainSource]:
             labels = to_tensor_order(np.rint(lab.array).astype(np.int64))
         sources.append(TrainSource(to_tensor_order(_unit(vol.array, config.embed)), tensor_affine(vol.affine), labels))
     return sources
+
+
+def source_from_volume(volume: Volume, embed: EmbedConfig, labels: np.ndarray | None = None) -> TrainSource:
+    """A `TrainSource` from a scan: resampled to the working spacing, intensities mapped to [0, 1]."""
+    vol = resample_isotropic(volume, embed.spacing_mm)
+    return TrainSource(to_tensor_order(_unit(vol.array, embed)), tensor_affine(vol.affine), labels)
 
 
 def _remap(x: np.ndarray, rng: np.random.Generator, config: SAMTrainConfig) -> np.ndarray:
