@@ -369,10 +369,7 @@ def train_sam(
     """
     from tailorkit.core.train import TrainConfig, train
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
     sources = sources if sources is not None else make_sources(config)
-    net = SAMNet(config.net)
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(config.seed)  # weight init only; the caller's global RNG state is restored below
     net = SAMNet(config.net)
@@ -394,16 +391,22 @@ def train_sam(
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         ckpt = Path(out_dir) / "train_state.pt"
-    result = train(
-        net,
-        make_loss(config),
-        _StepDataset(sources, config),
-        core,
-        device=device,
-        checkpoint=ckpt,
-        progress=progress,
-        collate_fn=_identity,
-    )
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        result = train(
+            net,
+            make_loss(config),
+            _StepDataset(sources, config),
+            core,
+            device=device,
+            checkpoint=ckpt,
+            progress=progress,
+            collate_fn=_identity,
+        )
+    finally:
+        torch.set_num_threads(threads)
     model = TrainedModel(net.eval(), config.embed, result.losses, result.seconds)
     if out_dir is not None:
         save_model(model, Path(out_dir) / "model.pt")
