@@ -54,6 +54,7 @@ SUBSYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
     "continual": ("continual", "self-supervised class-incremental learning (CPPF and baselines)"),
     "prompts": ("prompts", "multi-task prompt learning on a CLIP-like dual encoder (MmAP and baselines)"),
     "adapters": ("adapters", "multi-task dense PETL on a frozen backbone (VMT-Adapter and baselines)"),
+    "anatomy": ("anatomy", "SAM / SAMv2 anatomical embeddings: train, embed, locate landmarks"),
 }
 
 
