@@ -96,7 +96,7 @@ def tune(
             optim.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[union-attr]
             optim.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))  # type: ignore[union-attr]
             progress_bar.update(1)
     model.eval()
     return losses
