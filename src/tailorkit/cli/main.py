@@ -52,6 +52,7 @@ SUBSYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
     "patch": ("patching", "patch a fine-tuned model so it keeps the pretrained model's abilities (Model Tailor)"),
     "film": ("films", "glassy polymer films: the DPLM lattice model with rejection-free kinetic Monte Carlo"),
     "continual": ("continual", "self-supervised class-incremental learning (CPPF and baselines)"),
+    "active": ("active", "selective labelling (TESLA) + prompt tuning of a frozen segmenter (SLPT)"),
 }
 
 
