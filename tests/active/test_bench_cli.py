@@ -31,7 +31,9 @@ def test_bench_writes_the_contract_with_claims_from_rows(tmp_path: Path, monkeyp
 
     monkeypatch.setenv("TAILORKIT_HOME", str(tmp_path))  # the tiny backbone's cache goes here
     outcome = active_bench(TINY, "quick", 0, torch.device("cpu"))
-    doc = outcome_to_document(outcome, subsystem="active", mode="quick", seed=0, started="now", seconds=1.0, cpu_seconds=1.0)
+    doc = outcome_to_document(
+        outcome, subsystem="active", mode="quick", seed=0, started="now", seconds=1.0, cpu_seconds=1.0
+    )
     methods = {r["method"] for r in doc["rows"]}
     assert {"synthliver/tesla/slpt", "synthliver/random/full_ft", "synthliver/random/head_only"} <= methods
     assert {"synthliver/full_pool/slpt", "synthliver/full_pool/full_ft"} <= methods
@@ -68,7 +70,6 @@ def test_bench_config_rejects_unknown_names() -> None:
 
 
 def test_cli_tune_eval_and_propose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    import nibabel as nib
 
     from tailorkit.cli.main import main
 
@@ -92,7 +93,6 @@ def test_cli_tune_eval_and_propose(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "expected config.yaml and model.safetensors" in capsys.readouterr().err
 
 
-
 def test_cli_propose_rounds_on_a_nifti_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     import nibabel as nib
 
@@ -107,10 +107,21 @@ def test_cli_propose_rounds_on_a_nifti_folder(tmp_path: Path, monkeypatch: pytes
     pool.mkdir()
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
-        nib.save(nib.Nifti1Image(rng.normal(50, 30, (16, 16, 6)).astype(np.float32), np.eye(4)), pool / f"{name}.nii.gz")
+        nib.save(
+            nib.Nifti1Image(rng.normal(50, 30, (16, 16, 6)).astype(np.float32), np.eye(4)), pool / f"{name}.nii.gz"
+        )
     state = tmp_path / "state.json"
-    common = ["--pool", str(pool), "--state", str(state), "data.patch=16", "backbone.channels=4,8,16",
-              "backbone.steps=3", "tune.steps=2", "tune.prompt_sets=2"]
+    common = [
+        "--pool",
+        str(pool),
+        "--state",
+        str(state),
+        "data.patch=16",
+        "backbone.channels=4,8,16",
+        "backbone.steps=3",
+        "tune.steps=2",
+        "tune.prompt_sets=2",
+    ]
     assert main(["active", "propose", "--budget", "3", *common]) == 0
     first = capsys.readouterr().out.splitlines()[1:]
     assert len(first) == 3 and all(i.split(":")[0] in ("a", "b") for i in first)

@@ -35,7 +35,10 @@ def test_two_rounds_return_exact_unique_new_ids(tiny_backbone, toy, strategy: st
 
 def test_paired_warm_starts_and_tesla_stage_one_is_deterministic(tiny_backbone, toy) -> None:
     pool = _pool(toy)
-    firsts = {s: ActiveLearner(pool, tiny_backbone, SelectConfig(strategy=s), TUNE, seed=3).propose(5) for s in ("random", "entropy", "coreset")}
+    firsts = {
+        s: ActiveLearner(pool, tiny_backbone, SelectConfig(strategy=s), TUNE, seed=3).propose(5)
+        for s in ("random", "entropy", "coreset")
+    }
     assert firsts["random"] == firsts["entropy"] == firsts["coreset"]
     a = ActiveLearner(pool, tiny_backbone, SelectConfig(strategy="tesla"), TUNE, seed=3).propose(5)
     b = ActiveLearner(pool, tiny_backbone, SelectConfig(strategy="tesla"), TUNE, seed=3).propose(5)

@@ -52,7 +52,9 @@ def _build(config: BackboneConfig) -> UNet:
         return UNet(1, 1, config.channels, spatial_dims=2, dropout=config.dropout)
 
 
-def pretrained_backbone(upstream: SegSet, config: BackboneConfig, cache: bool = True, progress: bool | None = None) -> UNet:
+def pretrained_backbone(
+    upstream: SegSet, config: BackboneConfig, cache: bool = True, progress: bool | None = None
+) -> UNet:
     """The U-Net trained on `upstream` (organ masks), loaded from the cache when present; returned in eval mode."""
     from safetensors.torch import load_file, save
 

@@ -31,12 +31,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
-from tailorkit.active.config import BackboneConfig, DataConfig, SelectConfig, TuneConfig, budget_count
+from tailorkit.active.config import BackboneConfig, DataConfig, DatasetName, SelectConfig, TuneConfig, budget_count
 from tailorkit.core.bench import register_bench
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
@@ -57,7 +57,8 @@ class ActiveBenchConfig:
         datasets: "lits" and/or "synthliver".
         seeds: Paired seeds (3 quick; `full_seeds` in full mode).
         budgets: Label budgets as pool fractions (quick: 5 %; `full_budgets` in full mode).
-        arms: Selection strategies compared.
+        arms: Selection strategies compared (every mode).
+        full_arms: Strategies added in full mode (MC-dropout BALD and USL k-means; left out of quick mode for time).
         tuners: Final tuners trained on every arm's selection.
         extra_tuners: Tuning baselines trained on the random arm's selection only.
         full_pool_steps: Step multiplier of the full-pool reference (more data, more steps).
@@ -67,7 +68,8 @@ class ActiveBenchConfig:
     datasets: tuple[str, ...] = ("lits", "synthliver")
     seeds: int = 3
     budgets: tuple[float, ...] = (0.05,)
-    arms: tuple[str, ...] = ("random", "entropy", "coreset", "bald", "usl", "tesla")
+    arms: tuple[str, ...] = ("random", "entropy", "coreset", "tesla")
+    full_arms: tuple[str, ...] = ("bald", "usl")
     tuners: tuple[str, ...] = ("slpt", "full_ft")
     extra_tuners: tuple[str, ...] = ("prompt", "head_only", "scratch")
     full_pool_steps: float = 2.0
@@ -92,7 +94,7 @@ class ActiveBenchConfig:
             raise ValueError(f"budgets: expected fractions in (0, 1], got {self.budgets}, {self.full_budgets}")
         from tailorkit.active.methods import STRATEGIES, TUNERS
 
-        for arm in self.arms:
+        for arm in (*self.arms, *self.full_arms):
             STRATEGIES.get(arm)
         for tuner in (*self.tuners, *self.extra_tuners):
             TUNERS.get(tuner)
@@ -105,6 +107,12 @@ def _dataset(data: DataConfig, backbone: BackboneConfig) -> tuple[Any, Any]:
 
     split = load_split(data)
     return split, pretrained_backbone(split.upstream, backbone, progress=False)
+
+
+def _for(config: ActiveBenchConfig, dataset: str) -> tuple[Any, Any]:
+    """The split and pretrained backbone of `dataset` under the bench's data and backbone settings."""
+    data = dataclasses.replace(config.data, dataset=cast(DatasetName, dataset))
+    return _dataset(data, config.backbone)
 
 
 def _evaluate(model: Any, test: Any) -> dict[str, float]:
@@ -136,20 +144,20 @@ def run_cell(
 
     torch.set_num_threads(1)
     began, cpu = time.perf_counter(), time.process_time()
-    split, backbone = _dataset(dataclasses.replace(config.data, dataset=dataset), config.backbone)  # type: ignore[arg-type]
+    split, backbone = _for(config, dataset)
     tune = dataclasses.replace(config.tune, steps=steps)
     results: dict[str, Any] = {}
     if group == ("full_pool",):
         idx = np.arange(len(split.pool))
         full = dataclasses.replace(tune, steps=round(steps * config.full_pool_steps))
-        results["full_pool"] = {t: _train_eval(split, backbone, idx, dataclasses.replace(full, method=t), seed) for t in config.tuners}
+        results["full_pool"] = {
+            t: _train_eval(split, backbone, idx, dataclasses.replace(full, method=t), seed) for t in config.tuners
+        }
         return {"results": results, "seconds": time.perf_counter() - began, "cpu_seconds": time.process_time() - cpu}
     n = budget_count(budget, len(split.pool))
     n1 = max(1, round(config.select.stage1_fraction * n)) if n > 1 else n
     cache: dict[Any, Any] = {}
     for arm in group:
-        if arm not in config.arms:
-            continue
         sel_began = time.process_time()
         learner = ActiveLearner(
             split.pool,
@@ -194,16 +202,20 @@ def active_bench(config: ActiveBenchConfig, mode: str, seed: int, device: torch.
     seeds = [seed + s for s in range(config.full_seeds if full else config.seeds)]
     budgets = config.full_budgets if full else config.budgets
     steps = round(config.tune.steps * (config.full_steps_multiplier if full else 1.0))
+    arms = tuple(config.arms) + (tuple(a for a in config.full_arms if a not in config.arms) if full else ())
     for dataset in config.datasets:  # pretrain (or load) each backbone once, before the workers need it
-        _dataset(dataclasses.replace(config.data, dataset=dataset), config.backbone)  # type: ignore[arg-type]
-    cells = []
+        _for(config, dataset)
+    cells: list[tuple[str, int, float, tuple[str, ...]]] = []
     for dataset in config.datasets:
         for s in seeds:
             for group in GROUPS:
-                if group == ("full_pool",) or any(a in config.arms for a in group):
-                    for b in budgets if group != ("full_pool",) else (budgets[0],):
-                        cells.append((dataset, s, b, group))
-    status(f"active bench: {len(cells)} cells ({len(config.datasets)} datasets x {len(seeds)} seeds), {config.workers} workers")
+                kept = group if group == ("full_pool",) else tuple(a for a in group if a in arms)
+                if kept:
+                    for b in budgets if kept != ("full_pool",) else (budgets[0],):
+                        cells.append((dataset, s, b, kept))
+    status(
+        f"active bench: {len(cells)} cells ({len(config.datasets)} datasets x {len(seeds)} seeds), {config.workers} workers"
+    )
     outputs: list[dict[str, Any]] = [{} for _ in cells]
     if config.workers == 1:
         for i, cell in enumerate(cells):
@@ -216,13 +228,13 @@ def active_bench(config: ActiveBenchConfig, mode: str, seed: int, device: torch.
                 i = futures[future]
                 outputs[i] = future.result()
                 _report(cells[i], outputs[i], done, len(cells))
-    rows, claims, per_seed = _rows_and_claims(config, cells, outputs, seeds, budgets)
-    split0, _ = _dataset(dataclasses.replace(config.data, dataset=config.datasets[0]), config.backbone)  # type: ignore[arg-type]
+    rows, claims, per_seed = _rows_and_claims(config, arms, cells, outputs, seeds, budgets)
+    splits = [_for(config, d)[0] for d in config.datasets]
     data = DataInfo(
-        " + ".join(_dataset(dataclasses.replace(config.data, dataset=d), config.backbone)[0].name for d in config.datasets),  # type: ignore[arg-type]
-        "; ".join(_dataset(dataclasses.replace(config.data, dataset=d), config.backbone)[0].source for d in config.datasets),  # type: ignore[arg-type]
-        len(split0.pool),
-        len(split0.test),
+        " + ".join(s.name for s in splits),
+        "; ".join(s.source for s in splits),
+        sum(len(s.pool) for s in splits),
+        sum(len(s.test) for s in splits),
     )
     worker_cpu = sum(o["cpu_seconds"] for o in outputs)
     extra = {
@@ -248,11 +260,16 @@ def _report(cell: tuple[str, int, float, tuple[str, ...]], output: dict[str, Any
         for tuner, m in by_tuner.items():
             if tuner != "ids":
                 parts.append(f"{arm}/{tuner} {m['dice_global']:.3f}")
-    status(f"[{done}/{total}] {dataset} seed {s} budget {b:g}: global Dice " + ", ".join(parts) + f" ({output['seconds']:.0f} s)")
+    status(
+        f"[{done}/{total}] {dataset} seed {s} budget {b:g}: global Dice "
+        + ", ".join(parts)
+        + f" ({output['seconds']:.0f} s)"
+    )
 
 
 def _rows_and_claims(
     config: ActiveBenchConfig,
+    arms: tuple[str, ...],
     cells: list[tuple[str, int, float, tuple[str, ...]]],
     outputs: list[dict[str, Any]],
     seeds: list[int],
@@ -301,7 +318,7 @@ def _rows_and_claims(
 
     b5 = budgets[0]
     for dataset in config.datasets:
-        if "tesla" in config.arms and {"slpt", "full_ft"} <= set(config.tuners):
+        if "tesla" in arms and {"slpt", "full_ft"} <= set(config.tuners):
             m, sd = paired(dataset, ("tesla", "slpt"), ("tesla", "full_ft"), b5)
             frac = statistics.fmean(v["tunable_fraction"] for v in table[(dataset, b5, "tesla", "slpt")].values())
             claims.append(
@@ -322,9 +339,9 @@ def _rows_and_claims(
                     0.04,
                 )
             )
-        if "tesla" in config.arms and "slpt" in config.tuners:
+        if "tesla" in arms and "slpt" in config.tuners:
             for other in ("random", "entropy", "coreset"):
-                if other not in config.arms:
+                if other not in arms:
                     continue
                 m, sd = paired(dataset, ("tesla", "slpt"), (other, "slpt"), b5)
                 value = m - sd
@@ -349,5 +366,7 @@ def _rows_and_claims(
                     PAPER_FRACTION_OF_FULL,
                 )
             )
-    per_seed = {f"{d}/{a}/{t}/b{b:g}": {str(s): v for s, v in by_seed.items()} for (d, b, a, t), by_seed in table.items()}
+    per_seed = {
+        f"{d}/{a}/{t}/b{b:g}": {str(s): v for s, v in by_seed.items()} for (d, b, a, t), by_seed in table.items()
+    }
     return rows, claims, per_seed

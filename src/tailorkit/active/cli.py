@@ -108,7 +108,9 @@ def tune_cmd(args: argparse.Namespace) -> int:
 
     config = _config(args.config, args.overrides)
     if config.data.dataset == "folder":
-        raise UsageError("tailorkit active tune: error: data.dataset: expected 'lits' or 'synthliver' (simulated labels)")
+        raise UsageError(
+            "tailorkit active tune: error: data.dataset: expected 'lits' or 'synthliver' (simulated labels)"
+        )
     if config.threads:
         torch.set_num_threads(config.threads)
     out = args.out or Path("reports/active") / args.config.stem
@@ -117,22 +119,32 @@ def tune_cmd(args: argparse.Namespace) -> int:
     split = load_split(config.data)
     device = device_from(args.device)
     backbone = pretrained_backbone(split.upstream, config.backbone, progress=args.progress).to(device)
-    learner = ActiveLearner(split.pool, backbone, config.select, config.tune, seed=config.seed, state=out / "state.json")
+    learner = ActiveLearner(
+        split.pool, backbone, config.select, config.tune, seed=config.seed, state=out / "state.json"
+    )
     n = budget_count(config.budget, len(split.pool))
     n1 = max(1, round(config.select.stage1_fraction * n)) if n > 1 else n
     for size in (n,) if n1 >= n else (n1, n - n1):
         ids = learner.propose(size)
         learner.update({i: split.pool.masks[learner.index[i]] for i in ids})
     model = learner.fit()
-    metrics = {**_evaluate(model, split.test), "tunable_fraction": model.tunable_fraction(), "labels": len(learner.labels)}
+    metrics = {
+        **_evaluate(model, split.test),
+        "tunable_fraction": model.tunable_fraction(),
+        "labels": len(learner.labels),
+    }
     from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     write_bytes_atomic(out / "model.safetensors", save(state))
     write_json_atomic(out / "metrics.json", metrics)
-    print(f"{config.tune.method} on {len(learner.labels)} {config.select.strategy}-selected labels of {len(split.pool)}:")
-    print(f"  global Dice {metrics['dice_global']:.4f}, per-case Dice {metrics['dice_per_case']:.4f}, "
-          f"tunable fraction {metrics['tunable_fraction']:.3f}")
+    print(
+        f"{config.tune.method} on {len(learner.labels)} {config.select.strategy}-selected labels of {len(split.pool)}:"
+    )
+    print(
+        f"  global Dice {metrics['dice_global']:.4f}, per-case Dice {metrics['dice_per_case']:.4f}, "
+        f"tunable fraction {metrics['tunable_fraction']:.3f}"
+    )
     print(out / "metrics.json")
     return 0
 
@@ -148,8 +160,10 @@ def eval_cmd(args: argparse.Namespace) -> int:
 
     weights, cfg = args.run_dir / "model.safetensors", args.run_dir / "config.yaml"
     if not weights.exists() or not cfg.exists():
-        raise UsageError(f"tailorkit active eval: error: {args.run_dir}: expected config.yaml and model.safetensors "
-                         "(run `tailorkit active tune` first)")
+        raise UsageError(
+            f"tailorkit active eval: error: {args.run_dir}: expected config.yaml and model.safetensors "
+            "(run `tailorkit active tune` first)"
+        )
     config = _config(cfg, [])
     split = load_split(config.data)
     device = device_from(args.device)

@@ -66,7 +66,10 @@ class DataConfig:
         _check(self.patch % 8 == 0, f"patch: expected a multiple of 8, got {self.patch}")
         _int_at_least("pool_slices", self.pool_slices, 1)
         _check(self.pool_slices <= self.test_from <= 127, "test_from: expected pool_slices <= test_from <= 127")
-        _check(len(self.window) == 2 and self.window[0] < self.window[1], f"window: expected (low, high), got {self.window}")
+        _check(
+            len(self.window) == 2 and self.window[0] < self.window[1],
+            f"window: expected (low, high), got {self.window}",
+        )
         for name in ("synth_pool", "synth_test", "synth_upstream"):
             _int_at_least(name, getattr(self, name), 4)
 
@@ -118,6 +121,8 @@ class TuneConfig:
         lr_full: Learning rate for full / decoder / head fine-tuning and scratch.
         augment: Random 90-degree rotations, flips and intensity jitter; each prompt set draws its own view.
         pos_weight: Weight of the lesion pixels in the BCE term (soft Dice is added unweighted).
+        schedule: "cosine" decays the learning rate to 0 over the steps (after a 5 % linear warm-up), "constant"
+            keeps it.
     """
 
     method: str = "slpt"
@@ -134,8 +139,10 @@ class TuneConfig:
     lr_full: float = 2e-3
     augment: bool = True
     pos_weight: float = 1.0
+    schedule: Literal["cosine", "constant"] = "cosine"
 
     def __post_init__(self) -> None:
+        _check(self.schedule in ("cosine", "constant"), f"schedule: expected 'cosine' or 'constant', got {self.schedule!r}")
         _int_at_least("prompt_sets", self.prompt_sets, 1)
         _int_at_least("prompt_size", self.prompt_size, 1)
         _int_at_least("prompt_channels", self.prompt_channels, 1)

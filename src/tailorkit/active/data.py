@@ -32,7 +32,7 @@ from scipy import ndimage
 
 from tailorkit.active.config import DataConfig
 
-__all__ = ["SUBTYPES", "SegSet", "Split", "load_folder", "load_split", "lits_split", "synthliver", "window"]
+__all__ = ["SUBTYPES", "SegSet", "Split", "lits_split", "load_folder", "load_split", "synthliver", "window"]
 
 SUBTYPES = ("large", "small", "rim")
 SUBTYPE_PROBS = (0.7, 0.2, 0.1)
@@ -51,7 +51,9 @@ class SegSet:
         if self.images.ndim != 4 or self.images.shape[1] != 1:
             raise ValueError(f"SegSet.images: expected (N, 1, S, S), got {self.images.shape}")
         if self.masks.shape != (self.images.shape[0], *self.images.shape[2:]):
-            raise ValueError(f"SegSet.masks: expected {(self.images.shape[0], *self.images.shape[2:])}, got {self.masks.shape}")
+            raise ValueError(
+                f"SegSet.masks: expected {(self.images.shape[0], *self.images.shape[2:])}, got {self.masks.shape}"
+            )
         if len(self.ids) != len(self.images) or len(set(self.ids)) != len(self.ids):
             raise ValueError(f"SegSet.ids: expected {len(self.images)} unique ids, got {len(self.ids)}")
 

@@ -186,7 +186,8 @@ class ActiveLearner:
         if self.state_path is None:
             return
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **{f"m{i}": self.labels[k] for i, k in enumerate(self.labels)})
+        arrays: dict[str, Any] = {f"m{i}": self.labels[k] for i, k in enumerate(self.labels)}
+        np.savez_compressed(buffer, **arrays)
         write_bytes_atomic(self._labels_path(self.state_path), buffer.getvalue())
         write_json_atomic(self.state_path, self.state_dict())
 
@@ -207,9 +208,13 @@ class ActiveLearner:
         need = ("version", "seed", "select", "tune", "labelled", "pending", "history", "image_shape")
         missing = [k for k in need if not isinstance(doc, dict) or k not in doc]
         if missing or doc.get("version") != STATE_VERSION:
-            raise LoopStateError(f"{path}: expected an ActiveLearner state (version {STATE_VERSION}); missing {missing}")
+            raise LoopStateError(
+                f"{path}: expected an ActiveLearner state (version {STATE_VERSION}); missing {missing}"
+            )
         if list(doc["image_shape"]) != list(pool.images.shape[2:]):
-            raise LoopStateError(f"{path}: state images {doc['image_shape']}, pool images {list(pool.images.shape[2:])}")
+            raise LoopStateError(
+                f"{path}: state images {doc['image_shape']}, pool images {list(pool.images.shape[2:])}"
+            )
         unknown = [i for i in doc["labelled"] + doc["pending"] if i not in set(pool.ids)]
         if unknown:
             raise LoopStateError(f"{path}: ids {unknown[:3]} are not in the pool (expected the same pool as before)")

@@ -12,6 +12,8 @@ Shapes:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,7 +25,9 @@ from tailorkit.core.progress import bar
 __all__ = ["dice_global", "dice_per_case", "enable_dropout", "predict", "segmentation_loss", "tune"]
 
 
-def _augment(x: torch.Tensor, y: torch.Tensor, g: torch.Generator, geometric: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _augment(
+    x: torch.Tensor, y: torch.Tensor, g: torch.Generator, geometric: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     if geometric:
         k = int(torch.randint(0, 4, (1,), generator=g))
         x, y = torch.rot90(x, k, (-2, -1)), torch.rot90(y, k, (-2, -1))
@@ -65,6 +69,16 @@ def tune(
     y_all = torch.as_tensor(masks, dtype=torch.float32)
     lr = config.lr if model.prompt_based else config.lr_full
     optim = torch.optim.Adam(params, lr=lr)
+    warmup = max(1, config.steps // 20)
+
+    def factor(step: int) -> float:
+        if config.schedule == "constant":
+            return 1.0
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, config.steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optim, factor)
     k_sets = model.n_sets
     shared = config.discrepancy > 0 and k_sets > 1
     batch = min(config.batch_size, len(images))
@@ -96,6 +110,7 @@ def tune(
             optim.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[union-attr]
             optim.step()
+            scheduler.step()
             losses.append(float(loss.detach()))  # type: ignore[union-attr]
             progress_bar.update(1)
     model.eval()

@@ -37,7 +37,9 @@ def foreground_region(mean_prob: np.ndarray, threshold: float, dilation: int) ->
     return region.numpy() > 0
 
 
-def _aggregate(pixel_scores: np.ndarray, mean_prob: np.ndarray, region: str, threshold: float, dilation: int) -> np.ndarray:
+def _aggregate(
+    pixel_scores: np.ndarray, mean_prob: np.ndarray, region: str, threshold: float, dilation: int
+) -> np.ndarray:
     if region not in ("all", "foreground"):
         raise ValueError(f"region: expected 'all' or 'foreground', got {region!r}")
     if region == "foreground":

@@ -56,13 +56,14 @@ class SegModel(nn.Module):
         return sum(p.numel() for p in self.tunable_parameters()) / max(total, 1)
 
 
-def init_head(head: nn.Module, backbone: UNet, how: str, generator: torch.Generator) -> None:
+def init_head(head: nn.Conv2d | nn.Conv3d, backbone: UNet, how: str, generator: torch.Generator) -> None:
     """Copy the upstream head (how="pretrained") or draw a fresh one (Kaiming-uniform like torch's default)."""
-    weight, bias = head.weight, head.bias  # type: ignore[union-attr]
+    weight, bias = head.weight, head.bias
+    assert bias is not None
     with torch.no_grad():
         if how == "pretrained":
             weight.copy_(backbone.head.weight)
-            bias.copy_(backbone.head.bias)  # type: ignore[union-attr]
+            bias.copy_(backbone.head.bias)  # type: ignore[arg-type]
         else:
             bound = 1 / max(weight[0].numel(), 1) ** 0.5
             weight.copy_(torch.empty_like(weight).uniform_(-bound, bound, generator=generator))

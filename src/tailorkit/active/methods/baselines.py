@@ -21,7 +21,7 @@ from tailorkit.active.selection import k_center_greedy, kmeans_representatives
 from tailorkit.active.tuning import predict
 from tailorkit.active.uncertainty import bald_score, binary_entropy, foreground_region
 
-__all__ = ["BALD", "CoreSet", "Entropy", "RandomSelection", "USL", "top_scores"]
+__all__ = ["BALD", "USL", "CoreSet", "Entropy", "RandomSelection", "top_scores"]
 
 
 def top_scores(candidates: np.ndarray, scores: np.ndarray, n: int) -> list[int]:

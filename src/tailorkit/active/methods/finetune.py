@@ -9,6 +9,7 @@ decoder/head-only variants follow the notes' list [inferred].
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 from torch import nn
@@ -79,11 +80,4 @@ def scratch(backbone: UNet, config: TuneConfig, generator: torch.Generator) -> S
             backbone.spatial_dims,
             dropout=backbone.drop.p if backbone.drop is not None else 0.0,
         )
-    model = FineTuned(net, "all", TuneConfig(**{**_fields(config), "head_init": "random"}), generator)
-    return model
-
-
-def _fields(config: TuneConfig) -> dict[str, object]:
-    from dataclasses import asdict
-
-    return asdict(config)
+    return FineTuned(net, "all", dataclasses.replace(config, head_init="random"), generator)

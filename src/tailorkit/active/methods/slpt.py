@@ -123,9 +123,10 @@ class PromptedUNet(SegModel):
                 )
             self.adapters.append(nn.ModuleDict(modules))
         conv = nn.Conv2d if dims == 2 else nn.Conv3d
-        self.heads = nn.ModuleList(conv(backbone.channels[0], 1, 1) for _ in range(self.n_sets))
-        for head in self.heads:
+        heads = [conv(backbone.channels[0], 1, 1) for _ in range(self.n_sets)]
+        for head in heads:
             init_head(head, backbone, config.head_init, generator)
+        self.heads = nn.ModuleList(heads)
 
     def frozen_modules(self) -> list[nn.Module]:
         return [self.backbone]
@@ -135,11 +136,13 @@ class PromptedUNet(SegModel):
         if k != self.n_sets:
             raise ValueError(f"forward_views: expected {self.n_sets} views (one per prompt set), got {k}")
 
+        adapters: list[nn.ModuleDict] = list(self.adapters)  # type: ignore[arg-type]
+
         def hook(name: str, h: torch.Tensor) -> torch.Tensor:
-            if name not in self.adapters[0]:
+            if name not in adapters[0]:
                 return h
             chunks = h.split(b)
-            return torch.cat([self.adapters[i][name](c) for i, c in enumerate(chunks)])
+            return torch.cat([adapters[i][name](c) for i, c in enumerate(chunks)])
 
         feats = self.backbone.decode_features(views.reshape(k * b, *views.shape[2:]), hook).split(b)
         return torch.stack([self.heads[i](f)[:, 0] for i, f in enumerate(feats)])
