@@ -61,7 +61,8 @@ class ActiveBenchConfig:
         full_arms: Strategies added in full mode (MC-dropout BALD and USL k-means; left out of quick mode for time).
         tuners: Final tuners trained on every arm's selection.
         extra_tuners: Tuning baselines trained on the random arm's selection only.
-        full_pool_steps: Step multiplier of the full-pool reference (more data, more steps).
+        full_pool_steps: Step multiplier of the full-pool reference.
+        selection_steps: Step multiplier of the selection model (SLPT trained on round-one labels to rank the pool).
         workers: Worker processes (one torch thread each).
     """
 
@@ -71,8 +72,9 @@ class ActiveBenchConfig:
     arms: tuple[str, ...] = ("random", "entropy", "coreset", "tesla")
     full_arms: tuple[str, ...] = ("bald", "usl")
     tuners: tuple[str, ...] = ("slpt", "full_ft")
-    extra_tuners: tuple[str, ...] = ("prompt", "head_only", "scratch")
-    full_pool_steps: float = 2.0
+    extra_tuners: tuple[str, ...] = ("head_only", "scratch")
+    full_pool_steps: float = 1.0
+    selection_steps: float = 0.5
     workers: int = 2
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -163,7 +165,7 @@ def run_cell(
             split.pool,
             backbone,
             dataclasses.replace(config.select, strategy=arm),
-            dataclasses.replace(tune, method="slpt"),
+            dataclasses.replace(tune, method="slpt", steps=max(1, round(steps * config.selection_steps))),
             seed=seed,
             model_cache=cache,
         )
