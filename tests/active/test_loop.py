@@ -81,7 +81,7 @@ def test_bad_updates_and_states_are_refused(tiny_backbone, toy, tmp_path: Path) 
     with pytest.raises(KeyError, match="not a pool id"):
         learner.update({"nope": np.zeros((16, 16))})
     fresh = ActiveLearner(pool, tiny_backbone, SelectConfig(strategy="random"), TUNE, seed=0)
-    with pytest.raises(ValueError, match="budget: expected an int in 1..30"):
+    with pytest.raises(ValueError, match=r"budget: expected an int in 1\.\.30"):
         fresh.propose(0)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -82,7 +82,7 @@ def test_folder_reader_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(VolumeError, match="expected a folder"):
         load_folder(tmp_path / "missing", 16, (0.0, 1.0))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(VolumeError, match="no \\*.nii"):
+    with pytest.raises(VolumeError, match=r"no \*\.nii"):
         load_folder(tmp_path / "empty", 16, (0.0, 1.0))
 
 

@@ -37,7 +37,7 @@ def test_k_center_greedy_known_answer() -> None:
     # points on a line 0, 1, 2, 10: from center 0 the farthest is 10, then 2 (distance 2 > 1 from 10? no: 2 is 2 from 0)
     features = np.array([[0.0], [1.0], [2.0], [10.0]])
     assert k_center_greedy(features, 2, [0]) == [3, 2]
-    with pytest.raises(ValueError, match="expected 0..3"):
+    with pytest.raises(ValueError, match=r"expected 0\.\.3"):
         k_center_greedy(features, 4, [0])
 
 

@@ -216,7 +216,8 @@ def active_bench(config: ActiveBenchConfig, mode: str, seed: int, device: torch.
                     for b in budgets if kept != ("full_pool",) else (budgets[0],):
                         cells.append((dataset, s, b, kept))
     status(
-        f"active bench: {len(cells)} cells ({len(config.datasets)} datasets x {len(seeds)} seeds), {config.workers} workers"
+        f"active bench: {len(cells)} cells ({len(config.datasets)} datasets x {len(seeds)} seeds), "
+        f"{config.workers} workers"
     )
     outputs: list[dict[str, Any]] = [{} for _ in cells]
     if config.workers == 1:
@@ -256,7 +257,7 @@ def active_bench(config: ActiveBenchConfig, mode: str, seed: int, device: torch.
 
 
 def _report(cell: tuple[str, int, float, tuple[str, ...]], output: dict[str, Any], done: int, total: int) -> None:
-    dataset, s, b, group = cell
+    dataset, s, b, _ = cell
     parts = []
     for arm, by_tuner in output["results"].items():
         for tuner, m in by_tuner.items():
@@ -286,7 +287,7 @@ def _rows_and_claims(
                     continue
                 key = (dataset, b if arm != "full_pool" else 1.0, arm, tuner)
                 table.setdefault(key, {})[s] = dict(m)
-    for (dataset, b, arm, tuner), by_seed in table.items():
+    for (dataset, _, arm, tuner), by_seed in table.items():
         if arm == "full_pool":
             continue
         ref = table.get((dataset, 1.0, "full_pool", tuner), {})

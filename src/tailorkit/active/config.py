@@ -143,7 +143,9 @@ class TuneConfig:
     schedule: Literal["cosine", "constant"] = "constant"
 
     def __post_init__(self) -> None:
-        _check(self.schedule in ("cosine", "constant"), f"schedule: expected 'cosine' or 'constant', got {self.schedule!r}")
+        _check(
+            self.schedule in ("cosine", "constant"), f"schedule: expected 'cosine' or 'constant', got {self.schedule!r}"
+        )
         _int_at_least("prompt_sets", self.prompt_sets, 1)
         _int_at_least("prompt_size", self.prompt_size, 1)
         _int_at_least("prompt_channels", self.prompt_channels, 1)
