@@ -55,6 +55,7 @@ SUBSYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
     "prompts": ("prompts", "multi-task prompt learning on a CLIP-like dual encoder (MmAP and baselines)"),
     "adapters": ("adapters", "multi-task dense PETL on a frozen backbone (VMT-Adapter and baselines)"),
     "anatomy": ("anatomy", "SAM / SAMv2 anatomical embeddings: train, embed, locate landmarks"),
+    "active": ("active", "selective labelling (TESLA) + prompt tuning of a frozen segmenter (SLPT)"),
 }
 
 

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tailorkit.active.bench import ActiveBenchConfig, active_bench
+from tailorkit.active.config import BackboneConfig, DataConfig, TuneConfig
+from tailorkit.core.results import outcome_to_document
+
+TINY = ActiveBenchConfig(
+    datasets=("synthliver",),
+    seeds=2,
+    budgets=(0.1,),
+    arms=("random", "coreset", "tesla"),
+    tuners=("slpt", "full_ft"),
+    extra_tuners=("head_only",),
+    full_pool_steps=1.0,
+    workers=1,
+    data=DataConfig(patch=16, synth_pool=40, synth_test=12, synth_upstream=16),
+    backbone=BackboneConfig(channels=(4, 8, 16), steps=10, batch_size=8),
+    tune=TuneConfig(steps=3, batch_size=4, prompt_sets=2),
+)
+
+
+def test_bench_writes_the_contract_with_claims_from_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setenv("TAILORKIT_HOME", str(tmp_path))  # the tiny backbone's cache goes here
+    outcome = active_bench(TINY, "quick", 0, torch.device("cpu"))
+    doc = outcome_to_document(
+        outcome, subsystem="active", mode="quick", seed=0, started="now", seconds=1.0, cpu_seconds=1.0
+    )
+    methods = {r["method"] for r in doc["rows"]}
+    assert {"synthliver/tesla/slpt", "synthliver/random/full_ft", "synthliver/random/head_only"} <= methods
+    assert {"synthliver/full_pool/slpt", "synthliver/full_pool/full_ft"} <= methods
+    row = next(r for r in doc["rows"] if r["method"] == "synthliver/tesla/slpt")
+    assert 0 <= row["metrics"]["dice_global"] <= 1 and row["params"]["seeds"] == [0, 1]
+    per_seed = doc["extra"]["per_seed"]["synthliver/tesla/slpt/b0.1"]
+    full = doc["extra"]["per_seed"]["synthliver/full_pool/slpt/b1"]
+    fractions = [per_seed[s]["dice_global"] / full[s]["dice_global"] for s in ("0", "1") if full[s]["dice_global"] > 0]
+    if fractions:
+        assert row["metrics"]["fraction_of_full"] == pytest.approx(float(np.mean(fractions)))
+    ids = {c["id"]: c for c in doc["claims"]}
+    assert set(ids) == {
+        "synthliver-prompt-ge-full-ft",
+        "synthliver-tunable-fraction",
+        "synthliver-tesla-gt-random",
+        "synthliver-tesla-gt-coreset",
+        "synthliver-tesla-fraction-of-full",
+    }
+    tesla = [per_seed[s]["dice_global"] for s in ("0", "1")]
+    rand = [doc["extra"]["per_seed"]["synthliver/random/slpt/b0.1"][s]["dice_global"] for s in ("0", "1")]
+    diffs = np.subtract(tesla, rand)
+    expected = diffs.mean() - diffs.std(ddof=1)
+    assert ids["synthliver-tesla-gt-random"]["value"] == pytest.approx(expected)
+    assert ids["synthliver-tesla-gt-random"]["holds"] == bool(expected > 0)
+    n = round(0.1 * 40)
+    assert all(len(v) == n for v in doc["extra"]["selected_ids"].values())
+
+
+def test_bench_config_rejects_unknown_names() -> None:
+    with pytest.raises(KeyError, match="unknown selection strategy"):
+        dataclasses.replace(TINY, arms=("tesla", "oracle"))
+    with pytest.raises(ValueError, match="datasets"):
+        dataclasses.replace(TINY, datasets=("brats",))
+
+
+def test_cli_tune_eval_and_propose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+
+    from tailorkit.cli.main import main
+
+    monkeypatch.setenv("TAILORKIT_HOME", str(tmp_path / "home"))
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "data: {dataset: synthliver, patch: 16, synth_pool: 30, synth_test: 8, synth_upstream: 16}\n"
+        "backbone: {channels: [4, 8, 16], steps: 5, batch_size: 8}\n"
+        "tune: {steps: 2, batch_size: 4, prompt_sets: 2}\n"
+        "budget: 6\n"
+    )
+    out = tmp_path / "run"
+    assert main(["active", "tune", str(config), "--out", str(out), "select.strategy=tesla"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["labels"] == 6 and 0 <= metrics["dice_global"] <= 1
+    assert len(json.loads((out / "state.json").read_text())["history"]) == 2
+    assert main(["active", "eval", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"global Dice {metrics['dice_global']:.4f}" in printed
+    assert main(["active", "eval", str(tmp_path)]) == 2  # no run there: a usage error, exit 2
+    assert "expected config.yaml and model.safetensors" in capsys.readouterr().err
+
+
+def test_cli_propose_rounds_on_a_nifti_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import nibabel as nib
+
+    import tailorkit.active.backbone as backbone_module
+    from tailorkit.active.data import lits_split
+    from tailorkit.cli.main import main
+    from tests.conftest import load_or_skip
+
+    load_or_skip(lits_split, DataConfig(patch=16))  # the default backbone is pretrained on the LiTS liver task
+    monkeypatch.setattr(backbone_module, "backbone_cache_path", lambda upstream, config: tmp_path / "bb.safetensors")
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        nib.save(
+            nib.Nifti1Image(rng.normal(50, 30, (16, 16, 6)).astype(np.float32), np.eye(4)), pool / f"{name}.nii.gz"
+        )
+    state = tmp_path / "state.json"
+    common = [
+        "--pool",
+        str(pool),
+        "--state",
+        str(state),
+        "data.patch=16",
+        "backbone.channels=4,8,16",
+        "backbone.steps=3",
+        "tune.steps=2",
+        "tune.prompt_sets=2",
+    ]
+    assert main(["active", "propose", "--budget", "3", *common]) == 0
+    first = capsys.readouterr().out.splitlines()[1:]
+    assert len(first) == 3 and all(i.split(":")[0] in ("a", "b") for i in first)
+    assert main(["active", "propose", "--budget", "2", *common]) == 2  # not labelled yet
+    assert "not labelled yet" in capsys.readouterr().err
+    (pool / "labels").mkdir()
+    for name in ("a", "b"):
+        mask = np.zeros((16, 16, 6), np.uint8)
+        mask[4:9, 4:9, :] = 1
+        nib.save(nib.Nifti1Image(mask, np.eye(4)), pool / "labels" / f"{name}.nii.gz")
+    assert main(["active", "propose", "--budget", "2", *common]) == 0
+    second = capsys.readouterr().out.splitlines()[1:]
+    assert len(second) == 2 and not set(second) & set(first)
+    doc = json.loads(state.read_text())
+    assert doc["labelled"] == first and doc["pending"] == second
