@@ -20,7 +20,7 @@ Claims: (1) fixed-point matching beats nearest-neighbour matching (SAMv2 embeddi
 (3) in the cross-modality tier SAMv2 beats the appearance-only SAM (fixed-point MRE).
 
 Budget: quick mode trains each embedding for `quick_steps` (200) steps with 2 queries per tier and a 3^3 fixed-point
-neighbourhood, one torch thread: measured 675 CPU-s (1870 s wall under heavy load) on the shared 2-core machine
+neighbourhood, one torch thread: measured 627 CPU-s (1257 s wall under load) on the shared 2-core machine
 (docs/anatomy.md); full mode trains `full_steps` (1500) steps each with `pairs_per_tier` (3) queries per tier and
 the official 5^3 neighbourhood: roughly 1.5 CPU-hours.
 """
