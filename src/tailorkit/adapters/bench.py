@@ -208,7 +208,9 @@ def _run(
         n_train=base.data.n_train,
         n_test=base.data.n_test,
     )
-    return BenchOutcome(data, rows, claims, extra={"methods": methods, "seeds": seeds})
+    # environment.threads is read after the bench restores the caller's setting; this is what training used
+    extra = {"methods": methods, "seeds": seeds, "train_threads": config.threads or torch.get_num_threads()}
+    return BenchOutcome(data, rows, claims, extra=extra)
 
 
 def _claims(rows: list[Row], cost: dict[str, dict[str, float]], config: AdaptersBenchConfig) -> list[Claim]:

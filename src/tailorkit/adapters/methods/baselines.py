@@ -186,7 +186,11 @@ class PerTaskLoRA(_ModuleHooks):
         def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
             x = inputs[0]
             a, b = self.lora_a[key][self.active_task], self.lora_b[key][self.active_task]
-            delta = torch.einsum("oi,bihw->bohw", b @ a, x) if dim == 1 else F.linear(F.linear(x, a), b)
+            # low rank all the way (A then B): r * (in + out) multiply-adds per position, never the merged B A
+            if dim == 1:
+                delta = torch.einsum("or,brhw->bohw", b, torch.einsum("ri,bihw->brhw", a, x))
+            else:
+                delta = F.linear(F.linear(x, a), b)
             return output + self.scaling * delta
 
         return hook
