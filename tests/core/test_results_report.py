@@ -97,3 +97,41 @@ def test_run_bench_and_report(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert results["benches"][name]["rows"][0]["method"] == "ours"
     assert os.path.getsize(index) > 0
+
+
+def test_bench_threads_setting_is_applied_recorded_and_restored() -> None:
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Settings:
+        threads: int = 1
+
+    seen: list[int] = []
+
+    def fn(config: Settings, mode: str, seed: int, device: torch.device) -> BenchOutcome:
+        seen.append(torch.get_num_threads())
+        return _outcome()
+
+    name = "test-threads-bench"
+    if name not in BENCHES:
+        register_bench(name, config=Settings)(fn)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        doc = run_bench(name, config=Settings(threads=1))
+        assert seen[-1] == 1 and doc["environment"]["threads"] == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_running_one_bench_imports_only_its_subsystem() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from tailorkit.core.bench import import_bench_module; import_bench_module('selfcheck'); "
+        "print(sorted(m for m in sys.modules if m.startswith('tailorkit.') and m.endswith('.bench')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['tailorkit.core.bench', 'tailorkit.selfcheck.bench']"

@@ -41,14 +41,14 @@ def add_parser(sub: Any) -> None:
 
 def run_bench_cmd(args: argparse.Namespace) -> int:
     from tailorkit.cli.main import UsageError, device_from
-    from tailorkit.core.bench import available_benches, bench_config, run_bench
+    from tailorkit.core.bench import available_benches, bench_config, import_bench_module, run_bench
 
     if args.list:
         print("\n".join(available_benches()))
         return 0
     if not args.subsystem:
         raise UsageError(f"tailorkit bench: error: name a bench: {', '.join(available_benches())}")
-    available_benches()  # imports the subsystems' benches
+    import_bench_module(args.subsystem)
     config = bench_config(args.subsystem, args.config, args.overrides)
     device = device_from(args.device)
     out = args.out or Path("reports/bench") / f"{args.subsystem}.json"

@@ -78,10 +78,10 @@ SUBSYSTEMS = (
 )
 
 
-def load_subsystems(part: str) -> list[str]:
-    """Import `tailorkit.<subsystem>.<part>` for every subsystem that has it; return the names imported."""
+def load_subsystems(part: str, only: Iterable[str] | None = None) -> list[str]:
+    """Import `tailorkit.<subsystem>.<part>` for every subsystem (of `only`, if given) that has it; return the names."""
     found = []
-    for name in SUBSYSTEMS:
+    for name in SUBSYSTEMS if only is None else [n for n in SUBSYSTEMS if n in set(only)]:
         module = f"tailorkit.{name}.{part}"
         if importlib.util.find_spec(f"tailorkit.{name}") is None or importlib.util.find_spec(module) is None:
             continue
@@ -101,6 +101,12 @@ def available_benches() -> list[str]:
     return [name for name in SUBSYSTEMS if name in BENCHES]
 
 
+def import_bench_module(name: str) -> None:
+    """Import the bench module of subsystem `name` only (every one when `name` is not a subsystem, so that the
+    registry's unknown-name error can list the valid names). Importing all ten would cost seconds per call."""
+    load_subsystems("bench", only=[name] if name in SUBSYSTEMS else None)
+
+
 def run_bench(
     name: str,
     *,
@@ -114,7 +120,7 @@ def run_bench(
 
     `config` is the bench's settings object (default: `bench_config(name)`, i.e. the dataclass defaults).
     """
-    load_subsystems("bench")
+    import_bench_module(name)
     bench = BENCHES.get(name)
     if config is None:
         config = bench_config(name)
@@ -124,8 +130,18 @@ def run_bench(
     dev = device if device is not None else torch.device("cpu")
     status(f"bench {name} ({mode}, seed {seed}, {dev})")
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    # A bench whose settings have an int `threads` (> 0) runs with that many torch threads, recorded as such in
+    # the document's environment (read after the bench, the caller's restored setting would be reported instead).
+    threads = getattr(config, "threads", None)
+    caller_threads = torch.get_num_threads()
+    if isinstance(threads, int) and threads > 0:
+        torch.set_num_threads(threads)
     wall, cpu = time.perf_counter(), _cpu_seconds()
-    outcome = bench.fn(config, mode, seed, dev)
+    try:
+        bench_threads = torch.get_num_threads()
+        outcome = bench.fn(config, mode, seed, dev)
+    finally:
+        torch.set_num_threads(caller_threads)
     doc = outcome_to_document(
         outcome,
         subsystem=name,
@@ -136,6 +152,7 @@ def run_bench(
         cpu_seconds=_cpu_seconds() - cpu,
         device=dev,
     )
+    doc["environment"]["threads"] = bench_threads
     if config is not None:
         doc["config"] = to_dict(config)
     if out is not None:
