@@ -51,11 +51,11 @@ class ArgumentParser(argparse.ArgumentParser):
 SUBSYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
     "patch": ("patching", "patch a fine-tuned model so it keeps the pretrained model's abilities (Model Tailor)"),
     "film": ("films", "glassy polymer films: the DPLM lattice model with rejection-free kinetic Monte Carlo"),
-    "continual": ("continual", "self-supervised class-incremental learning (CPPF and baselines)"),
-    "prompts": ("prompts", "multi-task prompt learning on a CLIP-like dual encoder (MmAP and baselines)"),
-    "adapters": ("adapters", "multi-task dense PETL on a frozen backbone (VMT-Adapter and baselines)"),
     "anatomy": ("anatomy", "SAM / SAMv2 anatomical embeddings: train, embed, locate landmarks"),
+    "adapters": ("adapters", "multi-task dense PETL on a frozen backbone (VMT-Adapter and baselines)"),
+    "prompts": ("prompts", "multi-task prompt learning on a CLIP-like dual encoder (MmAP and baselines)"),
     "active": ("active", "selective labelling (TESLA) + prompt tuning of a frozen segmenter (SLPT)"),
+    "continual": ("continual", "self-supervised class-incremental learning (CPPF and baselines)"),
 }
 
 
