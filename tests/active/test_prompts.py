@@ -90,3 +90,19 @@ def test_tuning_reduces_the_loss_and_stage_names_are_validated(tiny_backbone, to
     assert [n for n, _ in select_stages(tiny_backbone, "enc2, dec0")] == ["enc2", "dec0"]
     with pytest.raises(KeyError, match="unknown tuner"):
         make_tuner(tiny_backbone, TuneConfig(method="nope"), 0)
+
+
+def test_prompt_tuning_works_on_a_3d_unet() -> None:
+    from tailorkit.nets.unet import UNet
+
+    torch.manual_seed(0)
+    net = UNet(1, 1, (2, 4), spatial_dims=3).eval()
+    model = make_tuner(net, TuneConfig(method="slpt", prompt_sets=2, prompt_size=2), seed=0).eval()
+    x = torch.rand(1, 1, 8, 8, 8)
+    out = model(x)
+    assert out.shape == (1, 2, 8, 8, 8)
+    torch.testing.assert_close(out[:, 0], net(x)[:, 0], rtol=0, atol=1e-6)
+    config = TuneConfig(method="slpt", prompt_sets=2, prompt_size=2, steps=2, batch_size=2, augment=False)
+    images = np.random.default_rng(0).random((3, 1, 8, 8, 8)).astype(np.float32)
+    tune(model, images, (images[:, 0] > 0.7).astype(np.uint8), config, seed=0)
+    assert not torch.allclose(model(x)[:, 0], net(x)[:, 0])
