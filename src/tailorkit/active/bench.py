@@ -293,7 +293,8 @@ def _rows_and_claims(
         ref = table.get((dataset, 1.0, "full_pool", tuner), {})
         for s, m in by_seed.items():
             full = ref.get(s, {}).get("dice_global", math.nan)
-            m["fraction_of_full"] = m["dice_global"] / full if full and math.isfinite(full) and full > 0 else math.nan
+            if math.isfinite(full) and full > 0:  # tuners without a full-pool reference get no fraction
+                m["fraction_of_full"] = m["dice_global"] / full
     rows = []
     for (dataset, b, arm, tuner), by_seed in table.items():
         metrics: dict[str, float] = {}
@@ -369,7 +370,10 @@ def _rows_and_claims(
                     PAPER_FRACTION_OF_FULL,
                 )
             )
-    per_seed = {
-        f"{d}/{a}/{t}/b{b:g}": {str(s): v for s, v in by_seed.items()} for (d, b, a, t), by_seed in table.items()
+    per_seed = {  # JSON has no NaN: undefined values (per-case Dice without lesions) become null
+        f"{d}/{a}/{t}/b{b:g}": {
+            str(s): {k: x if math.isfinite(x) else None for k, x in v.items()} for s, v in by_seed.items()
+        }
+        for (d, b, a, t), by_seed in table.items()
     }
     return rows, claims, per_seed
