@@ -106,3 +106,18 @@ def test_prompt_tuning_works_on_a_3d_unet() -> None:
     images = np.random.default_rng(0).random((3, 1, 8, 8, 8)).astype(np.float32)
     tune(model, images, (images[:, 0] > 0.7).astype(np.uint8), config, seed=0)
     assert not torch.allclose(model(x)[:, 0], net(x)[:, 0])
+
+
+def test_fine_tuning_with_dropout_is_reproducible_and_leaves_global_rng_alone(tiny_backbone, toy) -> None:
+    images, masks = toy(8, seed=2)
+    config = TuneConfig(method="full_ft", steps=4, batch_size=4)
+    states = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = make_tuner(tiny_backbone, config, seed=0)
+        tune(model, images, masks, config, seed=9)
+        after = torch.rand(1)
+        states.append((_state(model), after))
+    assert all(torch.equal(states[0][0][k], states[1][0][k]) for k in states[0][0])
+    torch.manual_seed(123)
+    assert torch.equal(states[0][1], torch.rand(1))  # tune() did not consume the caller's global stream
