@@ -298,9 +298,9 @@ def _rows_and_claims(
     rows = []
     for (dataset, b, arm, tuner), by_seed in table.items():
         metrics: dict[str, float] = {}
-        keys = [k for k in next(iter(by_seed.values())) if k != "cpu_seconds"]
+        keys = sorted({k for m in by_seed.values() for k in m if k != "cpu_seconds"})
         for k in keys:
-            mean, sd = _mean_sd([by_seed[s][k] for s in sorted(by_seed)])
+            mean, sd = _mean_sd([by_seed[s].get(k, math.nan) for s in sorted(by_seed)])
             if math.isfinite(mean):
                 metrics[k] = mean
                 metrics[f"{k}_std"] = sd
