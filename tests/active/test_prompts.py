@@ -90,3 +90,34 @@ def test_tuning_reduces_the_loss_and_stage_names_are_validated(tiny_backbone, to
     assert [n for n, _ in select_stages(tiny_backbone, "enc2, dec0")] == ["enc2", "dec0"]
     with pytest.raises(KeyError, match="unknown tuner"):
         make_tuner(tiny_backbone, TuneConfig(method="nope"), 0)
+
+
+def test_prompt_tuning_works_on_a_3d_unet() -> None:
+    from tailorkit.nets.unet import UNet
+
+    torch.manual_seed(0)
+    net = UNet(1, 1, (2, 4), spatial_dims=3).eval()
+    model = make_tuner(net, TuneConfig(method="slpt", prompt_sets=2, prompt_size=2), seed=0).eval()
+    x = torch.rand(1, 1, 8, 8, 8)
+    out = model(x)
+    assert out.shape == (1, 2, 8, 8, 8)
+    torch.testing.assert_close(out[:, 0], net(x)[:, 0], rtol=0, atol=1e-6)
+    config = TuneConfig(method="slpt", prompt_sets=2, prompt_size=2, steps=2, batch_size=2, augment=False)
+    images = np.random.default_rng(0).random((3, 1, 8, 8, 8)).astype(np.float32)
+    tune(model, images, (images[:, 0] > 0.7).astype(np.uint8), config, seed=0)
+    assert not torch.allclose(model(x)[:, 0], net(x)[:, 0])
+
+
+def test_fine_tuning_with_dropout_is_reproducible_and_leaves_global_rng_alone(tiny_backbone, toy) -> None:
+    images, masks = toy(8, seed=2)
+    config = TuneConfig(method="full_ft", steps=4, batch_size=4)
+    states = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = make_tuner(tiny_backbone, config, seed=0)
+        tune(model, images, masks, config, seed=9)
+        after = torch.rand(1)
+        states.append((_state(model), after))
+    assert all(torch.equal(states[0][0][k], states[1][0][k]) for k in states[0][0])
+    torch.manual_seed(123)
+    assert torch.equal(states[0][1], torch.rand(1))  # tune() did not consume the caller's global stream

@@ -293,13 +293,14 @@ def _rows_and_claims(
         ref = table.get((dataset, 1.0, "full_pool", tuner), {})
         for s, m in by_seed.items():
             full = ref.get(s, {}).get("dice_global", math.nan)
-            m["fraction_of_full"] = m["dice_global"] / full if full and math.isfinite(full) and full > 0 else math.nan
+            if math.isfinite(full) and full > 0:  # tuners without a full-pool reference get no fraction
+                m["fraction_of_full"] = m["dice_global"] / full
     rows = []
     for (dataset, b, arm, tuner), by_seed in table.items():
         metrics: dict[str, float] = {}
-        keys = [k for k in next(iter(by_seed.values())) if k != "cpu_seconds"]
+        keys = sorted({k for m in by_seed.values() for k in m if k != "cpu_seconds"})
         for k in keys:
-            mean, sd = _mean_sd([by_seed[s][k] for s in sorted(by_seed)])
+            mean, sd = _mean_sd([by_seed[s].get(k, math.nan) for s in sorted(by_seed)])
             if math.isfinite(mean):
                 metrics[k] = mean
                 metrics[f"{k}_std"] = sd
@@ -369,7 +370,10 @@ def _rows_and_claims(
                     PAPER_FRACTION_OF_FULL,
                 )
             )
-    per_seed = {
-        f"{d}/{a}/{t}/b{b:g}": {str(s): v for s, v in by_seed.items()} for (d, b, a, t), by_seed in table.items()
+    per_seed = {  # JSON has no NaN: undefined values (per-case Dice without lesions) become null
+        f"{d}/{a}/{t}/b{b:g}": {
+            str(s): {k: x if math.isfinite(x) else None for k, x in v.items()} for s, v in by_seed.items()
+        }
+        for (d, b, a, t), by_seed in table.items()
     }
     return rows, claims, per_seed

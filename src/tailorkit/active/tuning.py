@@ -82,15 +82,40 @@ def tune(
     k_sets = model.n_sets
     shared = config.discrepancy > 0 and k_sets > 1
     batch = min(config.batch_size, len(images))
-    losses = []
+    losses: list[float] = []
+    # Dropout in trainable (fine-tuned) networks draws from torch's global stream: fork it and seed it, so runs are
+    # reproducible without changing the caller's random state.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        _loop(model, x_all, y_all, config, g, optim, scheduler, k_sets, shared, batch, device, losses, progress)
+    model.eval()
+    return losses
+
+
+def _loop(
+    model: SegModel,
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    config: TuneConfig,
+    g: torch.Generator,
+    optim: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    k_sets: int,
+    shared: bool,
+    batch: int,
+    device: torch.device,
+    losses: list[float],
+    progress: bool | None,
+) -> None:
+    n = len(x_all)
     model.train()
     with bar("tune", total=config.steps, enabled=progress) as progress_bar:
         for _ in range(config.steps):
             xs, ys = [], []
-            common = torch.randint(0, len(images), (batch,), generator=g)
+            common = torch.randint(0, n, (batch,), generator=g)
             geo_seed = int(torch.randint(0, 2**62, (1,), generator=g))
             for _k in range(k_sets):
-                idx = common if shared else torch.randint(0, len(images), (batch,), generator=g)
+                idx = common if shared else torch.randint(0, n, (batch,), generator=g)
                 x, y = x_all[idx], y_all[idx]
                 if config.augment:
                     if shared:  # same geometric transform for every set, own intensity jitter
@@ -113,8 +138,6 @@ def tune(
             scheduler.step()
             losses.append(float(loss.detach()))  # type: ignore[union-attr]
             progress_bar.update(1)
-    model.eval()
-    return losses
 
 
 def enable_dropout(model: torch.nn.Module) -> None:
