@@ -83,3 +83,25 @@ def test_asset_training_sources_carry_lits_labels():
     (source,) = load_or_skip(make_sources, config)
     assert source.labels is not None and set(np.unique(source.labels)) <= {0, 1, 2} and source.labels.max() >= 1
     assert source.image.min() >= 0.0 and source.image.max() <= 1.0
+
+
+def test_training_in_a_worker_process_equals_training_here(atlas):
+    """The bench trains SAM and SAMv2 in two spawned processes; seeded, the networks equal in-process training."""
+    import dataclasses
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from tailorkit.anatomy.bench import _train_job
+
+    base = BenchConfig().train
+    config = BenchConfig(train=dataclasses.replace(base, net=dataclasses.replace(base.net, width=4, emb_dim=16)))
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        remote, _ = pool.submit(_train_job, config, 2, True, 0).result()
+    threads = torch.get_num_threads()
+    try:
+        local, _ = _train_job(config, 2, True, 0)
+    finally:
+        torch.set_num_threads(threads)
+    assert remote.losses == local.losses and len(local.losses) == 2
+    for (name, a), b in zip(remote.net.state_dict().items(), local.net.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

@@ -230,6 +230,7 @@ class BenchConfig:
     hard_translate_mm: float = 12.0
     hard_max_disp_mm: float = 12.0
     threads: int = 1  # one torch thread: two threads spin-wait on a busy 2-core machine (measured 2x CPU)
+    workers: int = 2  # processes training SAM and SAMv2 side by side on CPU (1: one after the other)
 
     def __post_init__(self) -> None:
         _int_at_least("quick_steps", self.quick_steps, 1)
@@ -238,3 +239,4 @@ class BenchConfig:
         _int_at_least("quick_pairs_per_tier", self.quick_pairs_per_tier, 1)
         _int_at_least("quick_fp_margin", self.quick_fp_margin, 0)
         _int_at_least("threads", self.threads, 0)
+        _int_at_least("workers", self.workers, 1)
