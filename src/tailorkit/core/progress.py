@@ -19,12 +19,14 @@ T = TypeVar("T")
 
 
 def progress_enabled(explicit: bool | None = None) -> bool:
-    if explicit is not None:
-        return explicit
+    """False if the caller says False; otherwise TAILORKIT_PROGRESS decides when set (so =0 silences bars that a
+    library call asked for, e.g. in worker processes of a bench); otherwise the caller's True or a terminal."""
+    if explicit is False:
+        return False
     env = os.environ.get("TAILORKIT_PROGRESS")
     if env is not None:
         return env not in ("0", "false", "no", "")
-    return sys.stderr.isatty()
+    return True if explicit else sys.stderr.isatty()
 
 
 def track(
