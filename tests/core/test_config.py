@@ -89,3 +89,16 @@ def test_parse_overrides_nesting_conflict() -> None:
     assert parse_overrides(["a.b=1", "a.c=2", "d=x=y"]) == {"a": {"b": "1", "c": "2"}, "d": "x=y"}
     with pytest.raises(ConfigError, match="both as a value and as a section"):
         parse_overrides(["a=1", "a.b=2"])
+
+
+def test_shared_validators_name_the_setting_and_the_expected_form() -> None:
+    from tailorkit.core.config import check_int_at_least, check_number_at_least
+
+    check_int_at_least("steps", 3, 1)
+    check_number_at_least("lr", 0.0)
+    for bad in (0, True, 2.0, "3"):
+        with pytest.raises(ValueError, match=r"steps: expected an int >= 1, got"):
+            check_int_at_least("steps", bad, 1)
+    for bad in (-1e-9, float("nan"), float("inf"), False, "1"):
+        with pytest.raises(ValueError, match=r"lr: expected a finite number >= 0, got"):
+            check_number_at_least("lr", bad)

@@ -11,23 +11,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tailorkit.core.config import check, check_int_at_least
+
 DatasetName = Literal["lits", "synthliver", "folder"]
 Region = Literal["all", "foreground"]
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
-
-
-def _int_at_least(name: str, value: object, low: int) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
-    _check(ok, f"{name}: expected an int >= {low}, got {value!r}")
-
-
 def _number_in(name: str, value: object, low: float, high: float) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    _check(ok and low <= float(value) <= high, f"{name}: expected a number in [{low}, {high}], got {value!r}")  # type: ignore[arg-type]
+    check(ok and low <= float(value) <= high, f"{name}: expected a number in [{low}, {high}], got {value!r}")  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -60,18 +52,18 @@ class DataConfig:
     synth_seed: int = 1234
 
     def __post_init__(self) -> None:
-        _check(self.dataset in ("lits", "synthliver", "folder"), f"dataset: got {self.dataset!r}")
-        _check(self.dataset != "folder" or bool(self.root), "root: expected a folder when dataset='folder', got ''")
-        _int_at_least("patch", self.patch, 16)
-        _check(self.patch % 8 == 0, f"patch: expected a multiple of 8, got {self.patch}")
-        _int_at_least("pool_slices", self.pool_slices, 1)
-        _check(self.pool_slices <= self.test_from <= 127, "test_from: expected pool_slices <= test_from <= 127")
-        _check(
+        check(self.dataset in ("lits", "synthliver", "folder"), f"dataset: got {self.dataset!r}")
+        check(self.dataset != "folder" or bool(self.root), "root: expected a folder when dataset='folder', got ''")
+        check_int_at_least("patch", self.patch, 16)
+        check(self.patch % 8 == 0, f"patch: expected a multiple of 8, got {self.patch}")
+        check_int_at_least("pool_slices", self.pool_slices, 1)
+        check(self.pool_slices <= self.test_from <= 127, "test_from: expected pool_slices <= test_from <= 127")
+        check(
             len(self.window) == 2 and self.window[0] < self.window[1],
             f"window: expected (low, high), got {self.window}",
         )
         for name in ("synth_pool", "synth_test", "synth_upstream"):
-            _int_at_least(name, getattr(self, name), 4)
+            check_int_at_least(name, getattr(self, name), 4)
 
 
 @dataclass(frozen=True)
@@ -93,10 +85,10 @@ class BackboneConfig:
     lr: float = 3e-3
 
     def __post_init__(self) -> None:
-        _check(len(self.channels) >= 2 and all(c >= 1 for c in self.channels), f"channels: got {self.channels}")
+        check(len(self.channels) >= 2 and all(c >= 1 for c in self.channels), f"channels: got {self.channels}")
         _number_in("dropout", self.dropout, 0.0, 0.9)
-        _int_at_least("steps", self.steps, 1)
-        _int_at_least("batch_size", self.batch_size, 1)
+        check_int_at_least("steps", self.steps, 1)
+        check_int_at_least("batch_size", self.batch_size, 1)
         _number_in("lr", self.lr, 1e-7, 1.0)
 
 
@@ -143,21 +135,21 @@ class TuneConfig:
     schedule: Literal["cosine", "constant"] = "constant"
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             self.schedule in ("cosine", "constant"), f"schedule: expected 'cosine' or 'constant', got {self.schedule!r}"
         )
-        _int_at_least("prompt_sets", self.prompt_sets, 1)
-        _int_at_least("prompt_size", self.prompt_size, 1)
-        _int_at_least("prompt_channels", self.prompt_channels, 1)
-        _int_at_least("updater_width", self.updater_width, 1)
+        check_int_at_least("prompt_sets", self.prompt_sets, 1)
+        check_int_at_least("prompt_size", self.prompt_size, 1)
+        check_int_at_least("prompt_channels", self.prompt_channels, 1)
+        check_int_at_least("updater_width", self.updater_width, 1)
         _number_in("discrepancy", self.discrepancy, 0.0, 10.0)
-        _check(self.head_init in ("pretrained", "random"), f"head_init: got {self.head_init!r}")
-        _int_at_least("steps", self.steps, 1)
-        _int_at_least("batch_size", self.batch_size, 1)
+        check(self.head_init in ("pretrained", "random"), f"head_init: got {self.head_init!r}")
+        check_int_at_least("steps", self.steps, 1)
+        check_int_at_least("batch_size", self.batch_size, 1)
         _number_in("lr", self.lr, 1e-7, 1.0)
         _number_in("lr_full", self.lr_full, 1e-7, 1.0)
         _number_in("pos_weight", self.pos_weight, 0.0, 1e3)
-        _check(bool(self.stages.strip()), "stages: expected 'all' or a comma list of stage names, got ''")
+        check(bool(self.stages.strip()), "stages: expected 'all' or a comma list of stage names, got ''")
 
 
 @dataclass(frozen=True)
@@ -189,10 +181,10 @@ class SelectConfig:
     def __post_init__(self) -> None:
         _number_in("stage1_fraction", self.stage1_fraction, 0.0, 1.0)
         _number_in("alpha", self.alpha, 0.0, 1e3)
-        _check(self.region in ("all", "foreground"), f"region: expected 'all' or 'foreground', got {self.region!r}")
+        check(self.region in ("all", "foreground"), f"region: expected 'all' or 'foreground', got {self.region!r}")
         _number_in("threshold", self.threshold, 0.0, 1.0)
-        _int_at_least("dilation", self.dilation, 0)
-        _int_at_least("mc_samples", self.mc_samples, 2)
+        check_int_at_least("dilation", self.dilation, 0)
+        check_int_at_least("mc_samples", self.mc_samples, 2)
 
 
 @dataclass(frozen=True)
@@ -209,8 +201,8 @@ class ActiveConfig:
 
     def __post_init__(self) -> None:
         ok = isinstance(self.budget, int | float) and not isinstance(self.budget, bool) and self.budget > 0
-        _check(ok, f"budget: expected a fraction in (0, 1] or a count >= 1, got {self.budget!r}")
-        _int_at_least("threads", self.threads, 0)
+        check(ok, f"budget: expected a fraction in (0, 1] or a count >= 1, got {self.budget!r}")
+        check_int_at_least("threads", self.threads, 0)
 
 
 def budget_count(budget: float, pool_size: int) -> int:

@@ -7,28 +7,19 @@ reconstruction.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from tailorkit.adapters.tasks import TASKS
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
+from tailorkit.core.config import check, check_int_at_least, check_number_at_least
 
 
 def _positive_int(name: str, value: object) -> None:
-    _check(
-        isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-        f"{name}: expected an int >= 1, got {value!r}",
-    )
+    check_int_at_least(name, value, 1)
 
 
 def _nonneg(name: str, value: object) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-    _check(ok, f"{name}: expected a finite number >= 0, got {value!r}")
+    check_number_at_least(name, value, 0.0)
 
 
 @dataclass(frozen=True)
@@ -55,12 +46,12 @@ class DataConfig:
     max_objects: int = 4
 
     def __post_init__(self) -> None:
-        _check(len(self.tasks) >= 1, "tasks: expected at least one task")
+        check(len(self.tasks) >= 1, "tasks: expected at least one task")
         for task in self.tasks:
-            _check(task in TASKS, f"tasks: expected names from {', '.join(TASKS)}, got {task!r}")
-        _check(len(set(self.tasks)) == len(self.tasks), f"tasks: expected distinct names, got {self.tasks}")
-        _check(self.source != "pascal_context" or bool(self.root), "root: expected a folder for pascal_context")
-        _check(
+            check(task in TASKS, f"tasks: expected names from {', '.join(TASKS)}, got {task!r}")
+        check(len(set(self.tasks)) == len(self.tasks), f"tasks: expected distinct names, got {self.tasks}")
+        check(self.source != "pascal_context" or bool(self.root), "root: expected a folder for pascal_context")
+        check(
             isinstance(self.image_size, int) and self.image_size >= 32 and self.image_size % 32 == 0,
             f"image_size: expected a multiple of 32 (>= 32), got {self.image_size!r}",
         )
@@ -138,7 +129,7 @@ class MethodConfig:
         _nonneg("scale", self.scale)
         _nonneg("task_scale", self.task_scale)
         _nonneg("lora_alpha", self.lora_alpha)
-        _check(isinstance(self.insert_last, int) and self.insert_last >= 0, "insert_last: expected an int >= 0")
+        check(isinstance(self.insert_last, int) and self.insert_last >= 0, "insert_last: expected an int >= 0")
 
 
 @dataclass(frozen=True)
@@ -186,4 +177,4 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _positive_int("decoder_width", self.decoder_width)
-        _check(isinstance(self.threads, int) and self.threads >= 0, "threads: expected an int >= 0")
+        check(isinstance(self.threads, int) and self.threads >= 0, "threads: expected an int >= 0")

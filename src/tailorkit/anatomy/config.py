@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from tailorkit.core.config import check_int_at_least
+
 __all__ = ["BenchConfig", "EmbedConfig", "MatchConfig", "NetConfig", "SAMTrainConfig"]
 
 
@@ -21,11 +23,6 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     if not ok or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name}: expected a finite number {bound}, got {value!r}")
-
-
-def _int_at_least(name: str, value: int, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
 
 
 def _probability(name: str, value: float) -> None:
@@ -43,9 +40,9 @@ class NetConfig:
     in_channels: int = 1
 
     def __post_init__(self) -> None:
-        _int_at_least("width", self.width, 1)
-        _int_at_least("emb_dim", self.emb_dim, 1)
-        _int_at_least("in_channels", self.in_channels, 1)
+        check_int_at_least("width", self.width, 1)
+        check_int_at_least("emb_dim", self.emb_dim, 1)
+        check_int_at_least("in_channels", self.in_channels, 1)
         if not isinstance(self.semantic, bool):
             raise ValueError(f"semantic: expected true or false, got {self.semantic!r}")
 
@@ -126,13 +123,13 @@ class SAMTrainConfig:
     threads: int = 0  # torch threads; 0 = leave as is
 
     def __post_init__(self) -> None:
-        _int_at_least("steps", self.steps, 1)
+        check_int_at_least("steps", self.steps, 1)
         _positive("lr", self.lr)
         _positive("weight_decay", self.weight_decay, allow_zero=True)
-        _int_at_least("warmup_steps", self.warmup_steps, 0)
+        check_int_at_least("warmup_steps", self.warmup_steps, 0)
         if self.warmup_steps > self.steps:
             raise ValueError(f"warmup_steps: expected <= steps ({self.steps}), got {self.warmup_steps}")
-        _int_at_least("pairs_per_step", self.pairs_per_step, 1)
+        check_int_at_least("pairs_per_step", self.pairs_per_step, 1)
         for name in ("patch_size", "inter_crop"):
             size = getattr(self, name)
             if len(size) != 3 or any(not isinstance(n, int) or n < 4 for n in size):
@@ -162,15 +159,15 @@ class SAMTrainConfig:
             "coarse_pre_select_neg",
             "coarse_after_select_neg",
         ):
-            _int_at_least(name, getattr(self, name), 1)
+            check_int_at_least(name, getattr(self, name), 1)
         if self.positive_mode not in ("nearest", "interpolate"):
             raise ValueError(f"positive_mode: expected 'nearest' or 'interpolate', got {self.positive_mode!r}")
         if self.semantic_labels not in ("aal", "tissue"):
             raise ValueError(f"semantic_labels: expected 'aal' or 'tissue', got {self.semantic_labels!r}")
         if self.labels and len(self.labels) != len(self.volumes):
             raise ValueError(f"labels: expected one label map per volume ({len(self.volumes)}), got {len(self.labels)}")
-        _int_at_least("checkpoint_every", self.checkpoint_every, 0)
-        _int_at_least("threads", self.threads, 0)
+        check_int_at_least("checkpoint_every", self.checkpoint_every, 0)
+        check_int_at_least("threads", self.threads, 0)
 
 
 @dataclass(frozen=True)
@@ -200,12 +197,12 @@ class MatchConfig:
             raise ValueError(f"heads: expected a non-empty subset of fine, coarse, semantic, got {self.heads!r}")
         if self.subvoxel not in ("none", "parabolic"):
             raise ValueError(f"subvoxel: expected 'none' or 'parabolic', got {self.subvoxel!r}")
-        _int_at_least("fp_margin", self.fp_margin, 0)
-        _int_at_least("fp_iterations", self.fp_iterations, 1)
-        _int_at_least("fp_min_points", self.fp_min_points, 1)
-        _int_at_least("irls_iterations", self.irls_iterations, 1)
-        _int_at_least("cycle_rounds", self.cycle_rounds, 1)
-        _int_at_least("batch", self.batch, 1)
+        check_int_at_least("fp_margin", self.fp_margin, 0)
+        check_int_at_least("fp_iterations", self.fp_iterations, 1)
+        check_int_at_least("fp_min_points", self.fp_min_points, 1)
+        check_int_at_least("irls_iterations", self.irls_iterations, 1)
+        check_int_at_least("cycle_rounds", self.cycle_rounds, 1)
+        check_int_at_least("batch", self.batch, 1)
         _positive("huber_c", self.huber_c)
         _positive("fp_back_distance_mm", self.fp_back_distance_mm)
 
@@ -233,10 +230,10 @@ class BenchConfig:
     workers: int = 2  # processes training SAM and SAMv2 side by side on CPU (1: one after the other)
 
     def __post_init__(self) -> None:
-        _int_at_least("quick_steps", self.quick_steps, 1)
-        _int_at_least("full_steps", self.full_steps, 1)
-        _int_at_least("pairs_per_tier", self.pairs_per_tier, 1)
-        _int_at_least("quick_pairs_per_tier", self.quick_pairs_per_tier, 1)
-        _int_at_least("quick_fp_margin", self.quick_fp_margin, 0)
-        _int_at_least("threads", self.threads, 0)
-        _int_at_least("workers", self.workers, 1)
+        check_int_at_least("quick_steps", self.quick_steps, 1)
+        check_int_at_least("full_steps", self.full_steps, 1)
+        check_int_at_least("pairs_per_tier", self.pairs_per_tier, 1)
+        check_int_at_least("quick_pairs_per_tier", self.quick_pairs_per_tier, 1)
+        check_int_at_least("quick_fp_margin", self.quick_fp_margin, 0)
+        check_int_at_least("threads", self.threads, 0)
+        check_int_at_least("workers", self.workers, 1)

@@ -7,28 +7,20 @@ full text was not available; see docs/continual.md for which parts are inferred.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
+
+from tailorkit.core.config import check, check_int_at_least, check_number_at_least
 
 DatasetName = Literal["glyphs", "fashion_mnist", "mnist_5k", "folder"]
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
-
-
 def _positive_int(name: str, value: object) -> None:
-    _check(
-        isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-        f"{name}: expected an int >= 1, got {value!r}",
-    )
+    check_int_at_least(name, value, 1)
 
 
 def _nonneg(name: str, value: object) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-    _check(ok, f"{name}: expected a finite number >= 0, got {value!r}")
+    check_number_at_least(name, value, 0.0)
 
 
 @dataclass(frozen=True)
@@ -64,22 +56,22 @@ class DataConfig:
     class_offset: int = 0
 
     def __post_init__(self) -> None:
-        _check(self.dataset in ("glyphs", "fashion_mnist", "mnist_5k", "folder"), f"dataset: got {self.dataset!r}")
-        _check(self.dataset != "folder" or bool(self.root), "root: expected a folder when dataset='folder', got ''")
+        check(self.dataset in ("glyphs", "fashion_mnist", "mnist_5k", "folder"), f"dataset: got {self.dataset!r}")
+        check(self.dataset != "folder" or bool(self.root), "root: expected a folder when dataset='folder', got ''")
         for name in ("n_classes", "phases", "train_per_class", "test_per_class", "probe_per_class"):
             _positive_int(name, getattr(self, name))
-        _check(
+        check(
             self.n_classes % self.phases == 0,
             f"n_classes: expected a multiple of phases={self.phases}, got {self.n_classes}",
         )
-        _check(self.n_classes >= 2 * self.phases, f"n_classes: expected >= 2 per phase, got {self.n_classes}")
-        _check(
+        check(self.n_classes >= 2 * self.phases, f"n_classes: expected >= 2 per phase, got {self.n_classes}")
+        check(
             isinstance(self.image_size, int) and 12 <= self.image_size <= 64,
             f"image_size: expected 12..64, got {self.image_size!r}",
         )
-        _check(self.probe_per_class <= self.train_per_class, "probe_per_class: expected <= train_per_class")
+        check(self.probe_per_class <= self.train_per_class, "probe_per_class: expected <= train_per_class")
         ok = isinstance(self.class_offset, int) and self.class_offset >= 0
-        _check(ok, f"class_offset: expected an int >= 0, got {self.class_offset!r}")
+        check(ok, f"class_offset: expected an int >= 0, got {self.class_offset!r}")
 
 
 @dataclass(frozen=True)
@@ -120,8 +112,8 @@ class SSLConfig:
     barlow_lambda: float = 5e-3
 
     def __post_init__(self) -> None:
-        _check(self.temperature > 0, f"temperature: expected > 0, got {self.temperature!r}")
-        _check(0 <= self.byol_momentum < 1, f"byol_momentum: expected [0, 1), got {self.byol_momentum!r}")
+        check(self.temperature > 0, f"temperature: expected > 0, got {self.temperature!r}")
+        check(0 <= self.byol_momentum < 1, f"byol_momentum: expected [0, 1), got {self.byol_momentum!r}")
         _nonneg("barlow_lambda", self.barlow_lambda)
 
 
@@ -170,9 +162,9 @@ class CPPFConfig:
         for name in ("lambda_pc", "lambda_res", "lambda_past", "lambda_rel", "esr_pull"):
             _nonneg(name, getattr(self, name))
         for name in ("proto_temperature", "sinkhorn_eps", "rel_temperature"):
-            _check(getattr(self, name) > 0, f"{name}: expected > 0, got {getattr(self, name)!r}")
-        _check(0 < self.present_fraction <= 2, f"present_fraction: expected (0, 2], got {self.present_fraction!r}")
-        _check(self.proto_init in ("orthogonal", "random"), f"proto_init: got {self.proto_init!r}")
+            check(getattr(self, name) > 0, f"{name}: expected > 0, got {getattr(self, name)!r}")
+        check(0 < self.present_fraction <= 2, f"present_fraction: expected (0, 2], got {self.present_fraction!r}")
+        check(self.proto_init in ("orthogonal", "random"), f"proto_init: got {self.proto_init!r}")
 
 
 @dataclass(frozen=True)
@@ -216,9 +208,9 @@ class OptimConfig:
     def __post_init__(self) -> None:
         _positive_int("steps_per_phase", self.steps_per_phase)
         _positive_int("batch_size", self.batch_size)
-        _check(self.lr > 0, f"lr: expected > 0, got {self.lr!r}")
+        check(self.lr > 0, f"lr: expected > 0, got {self.lr!r}")
         _nonneg("weight_decay", self.weight_decay)
-        _check(0 <= self.warmup_steps <= self.steps_per_phase, "warmup_steps: expected 0..steps_per_phase")
+        check(0 <= self.warmup_steps <= self.steps_per_phase, "warmup_steps: expected 0..steps_per_phase")
 
 
 @dataclass(frozen=True)
@@ -240,7 +232,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         _positive_int("knn_k", self.knn_k)
         _positive_int("probe_iters", self.probe_iters)
-        _check(self.knn_temperature > 0, "knn_temperature: expected > 0")
+        check(self.knn_temperature > 0, "knn_temperature: expected > 0")
         _nonneg("probe_l2", self.probe_l2)
 
 
@@ -266,8 +258,8 @@ class RunConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.seed, int) and self.seed >= 0, f"seed: expected an int >= 0, got {self.seed!r}")
-        _check(isinstance(self.order, int) and self.order >= 0, f"order: expected an int >= 0, got {self.order!r}")
-        _check(
+        check(isinstance(self.seed, int) and self.seed >= 0, f"seed: expected an int >= 0, got {self.seed!r}")
+        check(isinstance(self.order, int) and self.order >= 0, f"order: expected an int >= 0, got {self.order!r}")
+        check(
             isinstance(self.threads, int) and self.threads >= 0, f"threads: expected an int >= 0, got {self.threads!r}"
         )

@@ -10,6 +10,7 @@ and exit status 2.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -224,3 +225,25 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return Path(value)
         raise ConfigError(f"{key}: expected a path, got {value!r}")
     return value
+
+
+# Validators for settings dataclasses' __post_init__: one place, so every subsystem words its errors the same way
+# ("<name>: expected <form>, got <value>").
+
+
+def check(ok: bool, message: str) -> None:
+    """Raise ValueError(message) unless `ok`."""
+    if not ok:
+        raise ValueError(message)
+
+
+def check_int_at_least(name: str, value: object, low: int) -> None:
+    """`value` is an int (not a bool) >= low."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    check(ok, f"{name}: expected an int >= {low}, got {value!r}")
+
+
+def check_number_at_least(name: str, value: object, low: float = 0.0) -> None:
+    """`value` is a finite int or float (not a bool) >= low."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= low
+    check(ok, f"{name}: expected a finite number >= {low:g}, got {value!r}")
