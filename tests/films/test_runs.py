@@ -139,3 +139,14 @@ def test_budget_stop_keeps_the_run_and_resume_goes_on(tmp_path: Path) -> None:
     assert first.status == "budget" and first.events > 0
     again = simulate(cfg, tmp_path / "b.h5", resume=True, progress=False)
     assert again.status == "budget" and again.events > first.events  # the budget is per session
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_budget_clock_stops_the_run(tmp_path: Path, clock: str) -> None:
+    cfg = smoke_config(run_budget_s=1e-6, run_budget_clock=clock, run_t_max=1e6)
+    assert simulate(cfg, None, progress=False).status == "budget"
+
+
+def test_unknown_budget_clock_is_refused() -> None:
+    with pytest.raises(ValueError, match="budget_clock"):
+        smoke_config(run_budget_clock="sundial")

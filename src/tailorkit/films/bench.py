@@ -63,7 +63,8 @@ def _jobs(cfg: FilmsBenchConfig, mode: str, seed: int) -> list[FilmConfig]:
     seeds = [seed + i for i in range(cfg.seeds_quick if quick else cfg.seeds_full)]
     bulk_L = cfg.bulk_L_quick if quick else cfg.bulk_L_full
     budget = cfg.budget_s_quick if quick else cfg.budget_s_full
-    run = RunConfig(budget_s=budget, checkpoint_every_s=1e9)
+    # CPU-time budgets: a loaded machine must not shorten the runs and change the rows
+    run = RunConfig(budget_s=budget, budget_clock="cpu", checkpoint_every_s=1e9)
     jobs = []
     for s in seeds:
         for T in temps:

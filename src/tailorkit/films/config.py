@@ -95,6 +95,7 @@ class RunConfig:
     t_max: float = 1e7
     stop_after_tau: float = 3.0
     budget_s: float = 3600.0
+    budget_clock: str = "wall"
     max_events: int = 0
     q: float = math.pi / 2
     t_first_hops: float = 0.5
@@ -112,6 +113,8 @@ class RunConfig:
             raise ValueError(f"run.stop_after_tau: expected >= 0 (0 = run to t_max), got {self.stop_after_tau}")
         if self.budget_s <= 0:
             raise ValueError(f"run.budget_s: expected > 0 seconds, got {self.budget_s}")
+        if self.budget_clock not in ("wall", "cpu"):
+            raise ValueError(f"run.budget_clock: expected 'wall' or 'cpu', got {self.budget_clock!r}")
         if self.max_events < 0:
             raise ValueError(f"run.max_events: expected >= 0 (0 = no limit), got {self.max_events}")
         if self.per_decade < 1 or self.t_first_hops <= 0:

@@ -2,7 +2,8 @@
 
 Observation times t_k = t_first * 10^(k / per_decade), t_first = t_first_hops / (w0 exp(-E0/T)). Stops (status):
 `relaxed` once every layer's F_s has fallen below 1/e and t >= stop_after_tau x the latest such
-crossing time (adaptive), `t_max`, `max_events`, `budget` (wall seconds; the run is
+crossing time (adaptive), `t_max`, `max_events`, `budget` (budget_s seconds of wall time, or with
+budget_clock = "cpu" of the trajectory thread's CPU time, so that a loaded machine does not shorten the run; the run is
 kept and its tau are lower bounds or nan). Checkpoints every checkpoint_every_s wall seconds and on Ctrl-C
 (status `interrupted`); `resume` continues bit for bit because the pending event time is part of the state.
 """
@@ -109,6 +110,8 @@ def simulate(
     n_layers = state.lattice.n_layers
     wall_start, cpu_start = time.perf_counter(), time.process_time()
     last_ckpt = wall_start
+    budget_clock = time.thread_time if config.run.budget_clock == "cpu" else time.perf_counter
+    budget_start = budget_clock()
     run_status = "running"
     done_before = state.events
 
@@ -152,7 +155,7 @@ def simulate(
                 pbar.set_postfix_str(f"t={state.t:.3g} ev/s={state.events / max(cpu, 1e-9):.3g}")
                 if interrupt_after_events is not None and state.events >= interrupt_after_events:
                     raise KeyboardInterrupt
-                if now - wall_start > rcfg.budget_s:  # per session, so a resumed budget run goes on
+                if budget_clock() - budget_start > rcfg.budget_s:  # per session: a resumed budget run goes on
                     break
                 if now - last_ckpt > rcfg.checkpoint_every_s:
                     checkpoint("running")
