@@ -35,6 +35,19 @@ def test_bench_writes_the_contract_json(tmp_path) -> None:  # type: ignore[no-un
     gap = acc["vmt"]["metrics"]["delta_m"] - acc["shared_adapter"]["metrics"]["delta_m"]
     assert abs(claims["task-modules-help"]["value"] - gap) < 1e-9 and claims["task-modules-help"]["holds"] == (gap > 0)
     assert claims["lite-params-below-vmt"]["holds"]
+    assert doc["extra"]["workers"] == 2 and set(doc["extra"]["worker_cpu_seconds"]) == set(acc)
+
+
+def test_worker_processes_give_the_rows_of_the_serial_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    docs = []
+    for workers in (1, 2):
+        out = tmp_path / f"adapters-{workers}.json"
+        args = [a for a in TINY if not a.startswith(("methods", "cost_"))]
+        args += ["methods=single_task_full_ft,vmt,per_task_lora", "cost_methods=", f"workers={workers}"]
+        assert main(["bench", "adapters", "--quick", "--out", str(out), *args]) == 0
+        docs.append({r["method"]: r["metrics"] for r in load_bench(out)["rows"]})
+    assert list(docs[0]) == ["single_task_full_ft", "vmt", "per_task_lora"]
+    assert docs[0] == docs[1]
 
 
 def test_cost_plot_from_a_bench_document(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -97,21 +97,22 @@ def build_backbone(
     vit_patch: int = 8,
 ) -> nn.Module:
     """A slot backbone by name: ``efficientnet_lite0`` (real ImageNet weights unless ``pretrained=False``), ``vit``
-    or ``swin`` (small, seeded random init: no pretrained ViT/Swin installs offline, notes section 5).
+    or ``swin`` (small, seeded random init: no pretrained ViT/Swin installs offline, notes section 5). Random
+    initialisations are seeded by ``seed``, so that every process builds the same network.
 
     Raises:
         ValueError: Unknown name (the message lists the valid ones).
         tailorkit.assets.AssetMissing: EfficientNet weights requested but not installed.
     """
-    if name == "efficientnet_lite0":
-        net = load_efficientnet_lite0() if pretrained else EfficientNetLite0()
-        return EfficientNetSlots(net).eval()
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)  # scoped: the global state is restored below, so callers' streams are untouched
     try:
-        if name == "vit":
+        if name == "efficientnet_lite0":
+            net = load_efficientnet_lite0() if pretrained else EfficientNetLite0()
+            model: nn.Module = EfficientNetSlots(net)
+        elif name == "vit":
             stages = 3 if vit_depth % 3 == 0 else 2 if vit_depth % 2 == 0 else 1
-            model: nn.Module = ViT(
+            model = ViT(
                 image_size=image_size, patch=vit_patch, dim=vit_dim, depth=vit_depth, heads=4, stages=stages
             )
         elif name == "swin":

@@ -19,8 +19,10 @@ above the best per-task PETL baseline; removing the task modules (shared adapter
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,8 +35,10 @@ from tailorkit.adapters.runner import build_model, evaluate, make_data, train_mo
 from tailorkit.adapters.synth import PHOTOS, load_photo_textures
 from tailorkit.adapters.tasks import TASKS, delta_m
 from tailorkit.core.bench import register_bench
+from tailorkit.core.config import check_int_at_least
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
+from tailorkit.core.workers import timed, worker_pool
 
 QUICK_METHODS = (
     "single_task_full_ft",
@@ -59,6 +63,7 @@ class AdaptersBenchConfig:
         steps, n_train: Quick-mode training steps and scenes; full mode uses steps_full and n_train_full.
         seeds_full: Seeds in full mode.
         cost_tasks: Task counts of the cost rows; cost_timing: also time training steps.
+        threads: torch threads per fit; workers: processes fitting methods side by side on CPU (1: in this one).
     """
 
     methods: tuple[str, ...] = ()
@@ -80,8 +85,49 @@ class AdaptersBenchConfig:
     cost_batch: int = 8
     cost_steps: int = 3
     threads: int = 1
+    workers: int = 2
     textures: str = "photos"
     pretrained: bool = True
+
+    def __post_init__(self) -> None:
+        check_int_at_least("workers", self.workers, 1)
+
+
+# Relative training cost of each method in the quick run (train seconds, docs/adapters.md): the submission order.
+FIT_COST = {
+    "single_task_full_ft": 190,
+    "per_task_lora": 101,
+    "per_task_adapter": 68,
+    "bitfit": 61,
+    "vmt_lite": 33,
+    "vmt": 32,
+    "shared_adapter": 23,
+    "decoders_only": 21,
+}
+
+_FIT_INPUTS: dict[str, Any] = {}
+
+
+def _keep_fit_inputs(backbone: torch.nn.Module, train: Any, test: Any) -> None:
+    """Worker initializer (and the serial path): the frozen backbone and the data every fit of a seed shares."""
+    _FIT_INPUTS.update(backbone=backbone, train=train, test=test)
+
+
+def _fit(cfg: TrainConfig, name: str, device: torch.device) -> tuple[dict[str, float], dict[str, Any], float]:
+    """Train and evaluate one method (top level so that it pickles): metrics, parameter counts, train seconds."""
+    model = build_model(cfg, copy.deepcopy(_FIT_INPUTS["backbone"]))
+    start = time.perf_counter()
+    train_model(model, _FIT_INPUTS["train"], cfg, device=device, label=name)
+    train_s = time.perf_counter() - start
+    metrics = evaluate(model, _FIT_INPUTS["test"], device=device)
+    enc = model.encoder
+    fit_info = {
+        "trainable_fraction": 100.0 * enc.trainable_parameters() / enc.backbone_parameters(),
+        "trainable_params": float(enc.trainable_parameters()),
+        "task_params": float(enc.task_parameters()),
+        "backbone_passes": enc.passes_per_batch,
+    }
+    return metrics, fit_info, train_s
 
 
 def _ci95(values: list[float]) -> float:
@@ -137,28 +183,32 @@ def _run(
     per_seed: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
     info: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {m: 0.0 for m in methods}
-    import copy
-    import time
-
+    worker_cpu: dict[str, float] = {m: 0.0 for m in methods}
+    # Longest fits first, so that two workers finish together (the order does not change any result).
+    order = sorted(methods, key=lambda m: FIT_COST.get(m, 1), reverse=True)
+    workers = config.workers if device.type == "cpu" else 1
     for s in seeds:
         run_cfg = replace(base, seed=s)
         train, test = make_data(run_cfg, textures)
+        jobs = {name: with_method(run_cfg, name) for name in order}
+        status(f"adapters bench: seed {s}, {len(jobs)} methods on {workers} worker(s)")
+        if workers == 1:
+            _keep_fit_inputs(backbone, train, test)
+            done = ((name, timed(_fit, cfg, name, device)) for name, cfg in jobs.items())
+            outputs = dict(done)
+        else:
+            # Every fit is seeded on its own, so worker processes give the rows of the serial run.
+            with worker_pool(
+                workers, threads=config.threads or 1, initializer=_keep_fit_inputs, initargs=(backbone, train, test)
+            ) as pool:
+                futures = {name: pool.submit(timed, _fit, cfg, name, device) for name, cfg in jobs.items()}
+                outputs = {name: future.result() for name, future in futures.items()}
         for name in methods:
-            status(f"adapters bench: seed {s}, {name}")
-            cfg = with_method(run_cfg, name)
-            model = build_model(cfg, copy.deepcopy(backbone))
-            start = time.perf_counter()
-            train_model(model, train, cfg, device=device, label=name)
-            seconds[name] += time.perf_counter() - start
-            metrics = evaluate(model, test, device=device)
+            (metrics, fit_info, train_s), _, cpu_s = outputs[name]
             per_seed[name].append(metrics)
-            enc = model.encoder
-            info[name] = {
-                "trainable_fraction": 100.0 * enc.trainable_parameters() / enc.backbone_parameters(),
-                "trainable_params": float(enc.trainable_parameters()),
-                "task_params": float(enc.task_parameters()),
-                "backbone_passes": enc.passes_per_batch,
-            }
+            info[name] = fit_info
+            seconds[name] += train_s
+            worker_cpu[name] += cpu_s
     rows = []
     dms: dict[str, list[float]] = {}
     for name in methods:
@@ -209,7 +259,14 @@ def _run(
         n_test=base.data.n_test,
     )
     # environment.threads is read after the bench restores the caller's setting; this is what training used
-    extra = {"methods": methods, "seeds": seeds, "train_threads": config.threads or torch.get_num_threads()}
+    extra = {
+        "methods": methods,
+        "seeds": seeds,
+        "train_threads": config.threads or torch.get_num_threads(),
+        "workers": workers,
+        # The runner's cpu_seconds counts this process only; with workers the fits run elsewhere.
+        "worker_cpu_seconds": {m: round(v, 1) for m, v in worker_cpu.items()},
+    }
     return BenchOutcome(data, rows, claims, extra=extra)
 
 

@@ -180,7 +180,10 @@ def train_model(
     gen = torch_generator(config.seed, "batches")
     history: list[float] = []
     step_seconds: list[float] = []
-    with bar(label, total=opt_cfg.steps, enabled=progress) as pbar:
+    # Random ops in the forward pass (dropout, drop-connect) draw from torch's global stream: seed it for this fit,
+    # so that a fit does not depend on what ran before it in the process (the caller's stream is restored).
+    with torch.random.fork_rng(devices=[]), bar(label, total=opt_cfg.steps, enabled=progress) as pbar:
+        torch.manual_seed(config.seed)
         for step in range(opt_cfg.steps):
             warm = min(1.0, (step + 1) / max(1, opt_cfg.warmup_steps)) if opt_cfg.warmup_steps else 1.0
             cosine = 0.5 * (1 + math.cos(math.pi * step / max(1, opt_cfg.steps)))
