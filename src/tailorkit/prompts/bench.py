@@ -32,6 +32,7 @@ import torch
 from tailorkit.core.bench import register_bench
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
+from tailorkit.core.workers import worker_pool
 from tailorkit.prompts.data import DEFAULT_TASKS, PLANTED_PAIRS, make_tasks
 
 __all__ = ["PromptsBenchConfig", "prompts_bench"]
@@ -53,7 +54,8 @@ class PromptsBenchConfig:
         group_steps: Warm-up steps of the all-shared MmAP whose per-task gradients define the affinity.
         affinity: "cosine" (default) or "lookahead" (TAG); n_groups: 0 = free number of groups.
         random_partitions: Random groupings (same group sizes) averaged for the random-grouping row.
-        threads: torch threads (1: the small ops gain nothing from 2, and spin-waiting costs CPU on a busy host).
+        threads: torch threads per process (1: the small ops gain nothing from 2, and spin-waiting costs CPU).
+        workers: processes running independent fits side by side on CPU (1: all in this process).
         seeds: Seeds (offsets from --seed) averaged in full mode; quick mode uses one.
     """
 
@@ -73,13 +75,23 @@ class PromptsBenchConfig:
     n_groups: int = 0
     random_partitions: int = 3
     threads: int = 1
+    workers: int = 2
     full_seeds: int = 3
     full_steps: int = 150
     full_shots: int = 16
     full_test_per_class: int = 50
 
     def __post_init__(self) -> None:
-        for name in ("shots", "test_per_class", "steps", "batch", "depth", "group_steps", "random_partitions"):
+        for name in (
+            "shots",
+            "test_per_class",
+            "steps",
+            "batch",
+            "depth",
+            "group_steps",
+            "random_partitions",
+            "workers",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
@@ -105,72 +117,162 @@ def _planted_partition(tasks: tuple[str, ...]) -> list[list[int]] | None:
     return sorted(groups) if covered == list(range(len(tasks))) else None
 
 
-def _one_seed(config: PromptsBenchConfig, mode: str, seed: int, device: torch.device) -> dict[str, Any]:
+# Relative cost of each fit in the quick run (CPU seconds, docs/prompts.md): the submission order.
+FIT_COST = {
+    "mmap-st": 69,
+    "vpt-mt": 56,
+    "bitfit-mt": 46,
+    "ivlp-mt": 44,
+    "mmap-mt": 41,
+    "maple-mt": 40,
+    "full_ft-mt": 21,
+}
+
+_ENGINE: dict[str, Any] = {}
+
+
+def _engine(config: PromptsBenchConfig, mode: str, seed: int, device: torch.device) -> dict[str, Any]:
+    """The dual encoder, the tasks and their Engine for one seed, built once per process (worker or this one)."""
     from tailorkit.nets.dual_encoder import load_dual_encoder
-    from tailorkit.prompts.api import discover_groups, fit_method
-    from tailorkit.prompts.engine import Engine, TrainConfig
+    from tailorkit.prompts.engine import Engine
+
+    key = (config, mode, seed, str(device))
+    if _ENGINE.get("key") != key:
+        _ENGINE.clear()
+        full = mode == "full"
+        encoder, manifest = load_dual_encoder(device=device)
+        tasks = make_tasks(
+            config.tasks,
+            shots=config.full_shots if full else config.shots,
+            test_per_class=config.full_test_per_class if full else config.test_per_class,
+            size=config.render_size,
+            seed=seed,
+        )
+        _ENGINE.update(key=key, engine=Engine(encoder, tasks, config.image_size), manifest=manifest, tasks=tasks)
+    return _ENGINE
+
+
+def _fit_job(
+    config: PromptsBenchConfig,
+    mode: str,
+    seed: int,
+    device: torch.device,
+    method: str,
+    form: str,
+    groups: list[list[int]] | None = None,
+    s: int = 0,
+) -> dict[str, Any]:
+    """One method fit (top level so that it pickles); seeded on its own, so any process gives the same result."""
+    from tailorkit.prompts.api import fit_method
+    from tailorkit.prompts.engine import TrainConfig
+
+    engine = _engine(config, mode, seed, device)["engine"]
+    train = TrainConfig(
+        steps=config.full_steps if mode == "full" else config.steps, batch=config.batch, lr=_lr(config, method)
+    )
+    began = time.process_time()
+    with torch.random.fork_rng(devices=[]):  # any random op in a forward pass draws from a stream seeded here
+        torch.manual_seed(seed + s)
+        fit = fit_method(engine, method, form, train, groups=groups, seed=seed + s, options=_options(config, method))
+    return {
+        "accuracy": fit.accuracy,
+        "trainable": fit.trainable,
+        "seconds": fit.seconds,
+        "cpu_seconds": time.process_time() - began,
+        "final_loss": fit.losses[-1] if fit.losses else float("nan"),
+        "form": form,
+        "method": method,
+    }
+
+
+def _grouping_job(config: PromptsBenchConfig, mode: str, seed: int, device: torch.device) -> dict[str, Any]:
+    """MmAP's task grouping (warm-up of an all-shared MmAP) and the facts of the seed's encoder and data."""
+    from tailorkit.prompts.api import discover_groups
+
+    built = _engine(config, mode, seed, device)
+    began = time.process_time()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        grouping = discover_groups(
+            built["engine"],
+            steps=config.group_steps,
+            batch=config.batch,
+            lr=config.lr_prompt,
+            affinity=config.affinity,
+            n_groups=config.n_groups,
+            seed=seed,
+            options={"depth": config.depth},
+        )
+    return {
+        "groups": grouping.groups,
+        "affinity_cosine": grouping.affinity.cosine.tolist(),
+        "affinity_lookahead": None if grouping.affinity.lookahead is None else grouping.affinity.lookahead.tolist(),
+        "grouping_seconds": grouping.seconds,
+        "grouping_cpu_seconds": time.process_time() - began,
+        "total_params": built["engine"].encoder.parameter_count(),
+        "align_report": {k: v for k, v in built["manifest"].get("align_report", {}).items() if k != "heldout_classes"},
+        "n_train": sum(len(t.train_y) for t in built["tasks"]),
+        "n_test": sum(len(t.test_y) for t in built["tasks"]),
+    }
+
+
+def _one_seed(config: PromptsBenchConfig, mode: str, seed: int, device: torch.device) -> dict[str, Any]:
+    """Every row's fit for one seed: independent fits and the grouping first, then the fits that use the groups.
+
+    With ``workers`` > 1 (CPU only) the fits run in spawned worker processes, longest first; every fit is seeded
+    on its own, so the rows are those of the serial run.
+    """
     from tailorkit.prompts.grouping import random_partition
 
-    full = mode == "full"
-    encoder, manifest = load_dual_encoder(device=device)
-    tasks = make_tasks(
-        config.tasks,
-        shots=config.full_shots if full else config.shots,
-        test_per_class=config.full_test_per_class if full else config.test_per_class,
-        size=config.render_size,
-        seed=seed,
-    )
-    engine = Engine(encoder, tasks, config.image_size)
-    steps = config.full_steps if full else config.steps
-    results: dict[str, dict[str, Any]] = {}
+    forms = ("mt", "st") if mode == "full" else ("mt",)
+    independent: dict[str, tuple[str, str]] = {
+        "zero_shot": ("zero_shot", "mt"),
+        "linear_probe-st": ("linear_probe", "st"),
+    }
+    independent.update({f"{m}-{f}": (m, f) for m in BASELINES for f in forms})
+    independent.update({"mmap-st": ("mmap", "st"), "mmap-mt": ("mmap", "mt")})
+    order = sorted(independent, key=lambda label: FIT_COST.get(label, 1), reverse=True)
+    workers = config.workers if device.type == "cpu" else 1
 
-    def run(label: str, method: str, form: str, groups: list[list[int]] | None = None, s: int = 0) -> dict[str, Any]:
-        train = TrainConfig(steps=steps, batch=config.batch, lr=_lr(config, method))
-        began = time.process_time()
-        fit = fit_method(engine, method, form, train, groups=groups, seed=seed + s, options=_options(config, method))
-        out = {
-            "accuracy": fit.accuracy,
-            "trainable": fit.trainable,
-            "seconds": fit.seconds,
-            "cpu_seconds": time.process_time() - began,
-            "final_loss": fit.losses[-1] if fit.losses else float("nan"),
-            "form": form,
-            "method": method,
+    def grouped(groups: list[list[int]]) -> dict[str, tuple[str, str, list[list[int]]]]:
+        rng = np.random.default_rng([seed, 7])
+        sizes = [len(g) for g in groups]
+        jobs = {
+            f"mmap-random {r}": ("mmap", "group+task", random_partition(sizes, rng))
+            for r in range(config.random_partitions)
         }
-        status(f"prompts bench seed {seed}: {label:22s} mean accuracy {fit.accuracy['mean']:.3f} ({fit.seconds:.0f} s)")
-        return out
+        return {"mmap": ("mmap", "group+task", groups), "mmap-group": ("mmap", "group", groups), **jobs}
 
-    results["zero_shot"] = run("zero_shot", "zero_shot", "mt")
-    results["linear_probe-st"] = run("linear_probe-st", "linear_probe", "st")
-    forms = ("mt", "st") if full else ("mt",)
-    for method in BASELINES:
-        for form in forms:
-            results[f"{method}-{form}"] = run(f"{method}-{form}", method, form)
-    grouping = discover_groups(
-        engine,
-        steps=config.group_steps,
-        batch=config.batch,
-        lr=config.lr_prompt,
-        affinity=config.affinity,
-        n_groups=config.n_groups,
-        seed=seed,
-        options={"depth": config.depth},
-    )
-    groups = grouping.groups
-    status(f"prompts bench seed {seed}: grouping {[[config.tasks[t] for t in g] for g in groups]}")
-    results["mmap-st"] = run("mmap-st (task-only)", "mmap", "st")
-    results["mmap-mt"] = run("mmap-mt (all-shared)", "mmap", "mt")
-    results["mmap-group"] = run("mmap-group (group-only)", "mmap", "group", groups)
-    results["mmap"] = run("mmap (group + task)", "mmap", "group+task", groups)
-    rng = np.random.default_rng([seed, 7])
-    sizes = [len(g) for g in groups]
+    results: dict[str, dict[str, Any]] = {}
+    if workers == 1:
+        facts = _grouping_job(config, mode, seed, device)
+        for label in order:
+            results[label] = _fit_job(config, mode, seed, device, *independent[label])
+        for label, (method, form, groups) in grouped(facts["groups"]).items():
+            results[label] = _fit_job(config, mode, seed, device, method, form, groups)
+        _ENGINE.clear()
+    else:
+        with worker_pool(workers, threads=config.threads) as pool:
+            group_future = pool.submit(_grouping_job, config, mode, seed, device)
+            futures = {label: pool.submit(_fit_job, config, mode, seed, device, *independent[label]) for label in order}
+            facts = group_future.result()
+            for label, (method, form, groups) in grouped(facts["groups"]).items():
+                futures[label] = pool.submit(_fit_job, config, mode, seed, device, method, form, groups)
+            results = {label: future.result() for label, future in futures.items()}
+    status(f"prompts bench seed {seed}: grouping {[[config.tasks[t] for t in g] for g in facts['groups']]}")
+    labels = [*independent, "mmap-group", "mmap"]
+    ordered = {label: results[label] for label in labels}
+    for label, res in ordered.items():
+        status(
+            f"prompts bench seed {seed}: {label:16s} mean accuracy {res['accuracy']['mean']:.3f} "
+            f"({res['cpu_seconds']:.0f} CPU s)"
+        )
     randoms = []
     for r in range(config.random_partitions):
-        part = random_partition(sizes, rng)
-        res = run(f"mmap-random {r}", "mmap", "group+task", part, s=0)
-        res["groups"] = part
+        res = results[f"mmap-random {r}"]
+        res["groups"] = grouped(facts["groups"])[f"mmap-random {r}"][2]
         randoms.append(res)
-    results["mmap-random"] = {
+    ordered["mmap-random"] = {
         "accuracy": {k: statistics.fmean(r["accuracy"][k] for r in randoms) for k in randoms[0]["accuracy"]},
         "trainable": randoms[0]["trainable"],
         "seconds": sum(r["seconds"] for r in randoms),
@@ -180,17 +282,8 @@ def _one_seed(config: PromptsBenchConfig, mode: str, seed: int, device: torch.de
         "partitions": [r["groups"] for r in randoms],
         "per_partition_mean": [r["accuracy"]["mean"] for r in randoms],
     }
-    return {
-        "results": results,
-        "groups": groups,
-        "affinity_cosine": grouping.affinity.cosine.tolist(),
-        "affinity_lookahead": None if grouping.affinity.lookahead is None else grouping.affinity.lookahead.tolist(),
-        "grouping_seconds": grouping.seconds,
-        "total_params": encoder.parameter_count(),
-        "align_report": {k: v for k, v in manifest.get("align_report", {}).items() if k != "heldout_classes"},
-        "n_train": sum(len(t.train_y) for t in tasks),
-        "n_test": sum(len(t.test_y) for t in tasks),
-    }
+    worker_cpu = facts["grouping_cpu_seconds"] + sum(r["cpu_seconds"] for r in results.values())
+    return {"results": ordered, "worker_cpu_seconds": worker_cpu, "workers": workers, **facts}
 
 
 @register_bench("prompts", config=PromptsBenchConfig)
@@ -244,6 +337,9 @@ def prompts_bench(config: PromptsBenchConfig, mode: str, seed: int, device: torc
         "affinity_lookahead": [r["affinity_lookahead"] for r in runs],
         "grouping_seconds": [r["grouping_seconds"] for r in runs],
         "dual_encoder_params": total,
+        "workers": runs[0]["workers"],
+        # The runner's cpu_seconds counts this process only; with workers the fits run elsewhere.
+        "worker_cpu_seconds": round(sum(r["worker_cpu_seconds"] for r in runs), 1),
         "alignment": first["align_report"],
     }
     for row in rows:
