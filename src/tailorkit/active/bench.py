@@ -28,9 +28,8 @@ import functools
 import math
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from typing import Any, cast
 
 import numpy as np
@@ -40,6 +39,7 @@ from tailorkit.active.config import BackboneConfig, DataConfig, DatasetName, Sel
 from tailorkit.core.bench import register_bench
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
+from tailorkit.core.workers import worker_pool
 
 __all__ = ["ActiveBenchConfig", "active_bench", "run_cell"]
 
@@ -228,7 +228,7 @@ def active_bench(config: ActiveBenchConfig, mode: str, seed: int, device: torch.
             outputs[i] = run_cell(config, cell[0], cell[1], cell[2], cell[3], steps)
             _report(cell, outputs[i], i + 1, len(cells))
     else:
-        with ProcessPoolExecutor(max_workers=config.workers, mp_context=get_context("spawn")) as pool:
+        with worker_pool(config.workers) as pool:
             futures = {pool.submit(run_cell, config, c[0], c[1], c[2], c[3], steps): i for i, c in enumerate(cells)}
             for done, future in enumerate(as_completed(futures), start=1):
                 i = futures[future]

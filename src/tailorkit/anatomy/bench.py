@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
@@ -46,6 +44,7 @@ from tailorkit.core.bench import register_bench
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
 from tailorkit.core.seeding import derive_seed, numpy_generator
+from tailorkit.core.workers import worker_pool
 from tailorkit.data.volumes import Volume
 
 __all__ = ["Query", "landmark_metrics", "make_queries", "run_anatomy_bench"]
@@ -134,7 +133,7 @@ def run_anatomy_bench(
         status(f"anatomy bench: training sam and samv2 ({steps} steps, width {config.train.net.width}, {spacing:g} mm)")
         if config.workers > 1 and device.type == "cpu":
             # The two trainings are independent and seeded: two processes give the same networks in half the wall time.
-            with ProcessPoolExecutor(max_workers=min(config.workers, 2), mp_context=get_context("spawn")) as pool:
+            with worker_pool(min(config.workers, 2)) as pool:
                 futures = {name: pool.submit(_train_job, config, steps, sem, seed) for name, sem in jobs.items()}
                 for name, future in futures.items():
                     models[name], train_seconds[name] = future.result()

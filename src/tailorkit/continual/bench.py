@@ -24,9 +24,7 @@ import functools
 import math
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from typing import Any, cast
 
 import torch
@@ -44,6 +42,7 @@ from tailorkit.continual.config import (
 from tailorkit.core.bench import register_bench
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
+from tailorkit.core.workers import worker_pool
 
 __all__ = ["METHODS", "ContinualBenchConfig", "continual_bench"]
 
@@ -215,7 +214,7 @@ def continual_bench(config: ContinualBenchConfig, mode: str, seed: int, device: 
             outputs[i] = _run_cell(cfg)
             _report(cells[i], outputs[i], i + 1, len(cells))
     else:
-        with ProcessPoolExecutor(max_workers=config.workers, mp_context=get_context("spawn")) as pool:
+        with worker_pool(config.workers) as pool:
             futures = {pool.submit(_run_cell, cfg): i for i, cfg in enumerate(configs)}
             for done, future in enumerate(_as_completed(futures), start=1):
                 i = futures[future]
