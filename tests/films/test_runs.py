@@ -150,3 +150,23 @@ def test_budget_clock_stops_the_run(tmp_path: Path, clock: str) -> None:
 def test_unknown_budget_clock_is_refused() -> None:
     with pytest.raises(ValueError, match="budget_clock"):
         smoke_config(run_budget_clock="sundial")
+
+
+def test_a_sweep_with_reuse_reads_finished_runs_back_and_resumes_interrupted_ones(tmp_path: Path) -> None:
+    from tailorkit.films.sweep import job_name, run_serial
+
+    configs = [smoke_config(), smoke_config(run_seed=1)]
+    first = run_serial(configs, tmp_path, reuse=True)
+    assert not any(r.get("reused") for r in first)
+    again = run_serial(configs, tmp_path, reuse=True)
+    assert all(r["reused"] for r in again) and [r["summary"] for r in again] == [r["summary"] for r in first]
+    # An interrupted run file is resumed (bit for bit, so the summary is the uninterrupted one).
+    path = tmp_path / f"{job_name(configs[1])}.h5"
+    with pytest.raises(KeyboardInterrupt):
+        simulate(
+            configs[1], path, force=True, progress=False, interrupt_after_events=first[1]["summary"]["events"] // 2
+        )
+    resumed = run_serial(configs, tmp_path, reuse=True)
+    assert resumed[0]["reused"] and not resumed[1].get("reused")
+    assert resumed[1]["summary"]["tau"] == first[1]["summary"]["tau"]
+    assert resumed[1]["summary"]["events"] == first[1]["summary"]["events"]

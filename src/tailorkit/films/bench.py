@@ -15,6 +15,7 @@ import itertools
 import math
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,7 @@ class FilmsBenchConfig:
     workers: int = 2
     baseline_events: int = 2_000_000
     use_dask: bool = True
+    runs_dir: str = ""  # keep every run's HDF5 here; a rerun reuses finished runs and resumes interrupted ones
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.baseline_events < 1000 or self.seeds_quick < 1 or self.seeds_full < 1:
@@ -100,7 +102,14 @@ def films_bench(config: FilmsBenchConfig, mode: str, seed: int, device: torch.de
     jobs = _jobs(config, mode, seed)
     status(f"films bench: {len(jobs)} runs on {config.workers} worker(s)")
     start = time.perf_counter()
-    results = run_sweep(jobs, workers=config.workers) if config.use_dask else run_serial(jobs)
+    runs_dir = Path(config.runs_dir).expanduser() if config.runs_dir else None
+    if runs_dir is not None:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        status(f"films bench: run files in {runs_dir} (finished runs there are reused, interrupted ones resumed)")
+    if config.use_dask:
+        results = run_sweep(jobs, runs_dir, workers=config.workers, reuse=True)
+    else:
+        results = run_serial(jobs, runs_dir, reuse=True)
     sweep_s = time.perf_counter() - start
     rows, extra = analyze_results(results)
     rows += _speed_rows(config)

@@ -62,13 +62,40 @@ def expand(sweep: SweepConfig) -> list[FilmConfig]:
     return jobs
 
 
-def run_job(config_dict: dict[str, Any], out: str | None) -> dict[str, Any]:
-    """One job (module-level so Dask can ship it): simulate and return config + JSON-able summary."""
+UNFINISHED = ("running", "interrupted")
+
+
+def run_job(config_dict: dict[str, Any], out: str | None, reuse: bool = False) -> dict[str, Any]:
+    """One job (module-level so Dask can ship it): simulate and return config + JSON-able summary.
+
+    With `reuse`, a run file already at `out` for the same config is used: a finished one (any final status,
+    `budget` included) is read back without simulating, an interrupted one is resumed bit for bit. A file for
+    another config is overwritten.
+    """
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    from tailorkit.films.io import FilmIOError, load_run, read_config
     from tailorkit.films.simulate import simulate
 
     config = from_dict(FilmConfig, config_dict)
-    result = simulate(config, out, force=True, progress=False)
+    resume = False
+    if reuse and out is not None and Path(out).is_file():
+        try:
+            same = read_config(out) == config
+            run = load_run(out) if same else None
+        except FilmIOError:
+            run = None  # unreadable (e.g. killed while first written): simulate again
+        if run is not None and run["attrs"].get("status") not in UNFINISHED and "tau" in run["summary"]:
+            summary = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in run["summary"].items()}
+            return {
+                "config": config_dict,
+                "status": run["attrs"]["status"],
+                "summary": summary,
+                "path": out,
+                "t_relax": None,
+                "reused": True,
+            }
+        resume = run is not None
+    result = simulate(config, out, resume=resume, force=not resume, progress=False)
     summary = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in result.summary.items()}
     return {"config": config_dict, "status": result.status, "summary": summary, "path": out, "t_relax": None}
 
@@ -82,10 +109,12 @@ def run_sweep(
     processes: bool = True,
     timeout_s: float | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    reuse: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every config on Dask (LocalCluster unless `scheduler` names one); results in the order of `configs`.
 
-    The cluster this function starts is always shut down, also on error or Ctrl-C.
+    The cluster this function starts is always shut down, also on error or Ctrl-C. With `reuse` (and `out_dir`)
+    an interrupted sweep goes on where it stopped: see `run_job`.
     """
     from distributed import Client, LocalCluster, as_completed
 
@@ -99,7 +128,7 @@ def run_sweep(
         )
         client = Client(cluster)
     try:
-        futures = [client.submit(run_job, to_dict(c), o, pure=False) for c, o in zip(configs, outs, strict=True)]
+        futures = [client.submit(run_job, to_dict(c), o, reuse, pure=False) for c, o in zip(configs, outs, strict=True)]
         index = {f.key: i for i, f in enumerate(futures)}
         results: list[dict[str, Any] | None] = [None] * len(futures)
         for done, future in enumerate(as_completed(futures, timeout=timeout_s), 1):
@@ -115,9 +144,12 @@ def run_sweep(
             cluster.close()
 
 
-def run_serial(configs: Iterable[FilmConfig], out_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+def run_serial(
+    configs: Iterable[FilmConfig], out_dir: str | os.PathLike[str] | None = None, reuse: bool = False
+) -> list[dict[str, Any]]:
     """The same jobs in this process (no Dask), e.g. for tiny sweeps and tests."""
-    return [run_job(to_dict(c), None if out_dir is None else str(Path(out_dir) / f"{job_name(c)}.h5")) for c in configs]
+    outs = [(c, None if out_dir is None else str(Path(out_dir) / f"{job_name(c)}.h5")) for c in configs]
+    return [run_job(to_dict(c), out, reuse) for c, out in outs]
 
 
 __all__ = [
