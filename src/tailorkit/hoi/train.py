@@ -99,8 +99,8 @@ def train(
         features: Cached backbone features of `data.images` (frozen backbone only); else images are used.
         seed: Initialisation and batch-order seed (default cfg.seed).
     """
-    if data.images is None:
-        raise ValueError("train: expected a dataset with images in memory")
+    if data.images is None and features is None:
+        raise ValueError("train: expected a dataset with images in memory or cached features")
     seed = cfg.seed if seed is None else seed
     device = device or torch.device("cpu")
     # nn.Module initialisers read the global RNG: seed it inside a fork so the caller's state is left untouched.
@@ -113,7 +113,7 @@ def train(
     drop_at = int(round(cfg.optim.lr_drop_at * cfg.optim.steps))
     targets = [to_targets(a, len(data.verb_names)) for a in data.annotations]
     targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-    images = None if features is not None else as_tensor_images(data.images)
+    images = None if features is not None or data.images is None else as_tensor_images(data.images)
     gen = torch_generator(seed, "hoi-batches")
     n = len(data.annotations)
     order = torch.randperm(n, generator=gen)
