@@ -114,14 +114,24 @@ def _read_rgb(path: Path) -> Any:
         raise UsageError(f"tailorkit hoi: error: {path}: expected a readable image file ({err})") from None
 
 
+def _load(path: Path, device: Any = None) -> Any:
+    from tailorkit.cli.main import UsageError
+    from tailorkit.hoi.train import load_checkpoint
+
+    try:
+        return load_checkpoint(path, device)
+    except ValueError as err:
+        raise UsageError(f"tailorkit hoi: error: {err}") from None
+
+
 def eval_cmd(args: argparse.Namespace) -> int:
     import numpy as np
 
     from tailorkit.cli.main import UsageError, device_from
     from tailorkit.hoi.data import HOIDataset, make_synth, read_hico_det, read_vcoco
-    from tailorkit.hoi.train import evaluate, load_checkpoint
+    from tailorkit.hoi.train import evaluate
 
-    cfg, model, objects, verbs = load_checkpoint(args.model, device_from(args.device))
+    cfg, model, objects, verbs = _load(args.model, device_from(args.device))
     if args.annotations is None:
         data = make_synth(cfg.data, cfg.seed, "test")
     else:
@@ -144,9 +154,9 @@ def eval_cmd(args: argparse.Namespace) -> int:
 
 def predict_cmd(args: argparse.Namespace) -> int:
     from tailorkit.hoi.draw import draw_triplets
-    from tailorkit.hoi.train import load_checkpoint, predict
+    from tailorkit.hoi.train import predict
 
-    _, model, objects, verbs = load_checkpoint(args.model)
+    _, model, objects, verbs = _load(args.model)
     image = _read_rgb(args.image)
     det = predict(model, image, top_k=max(args.top, 1))
     for t in range(min(args.top, len(det.scores))):

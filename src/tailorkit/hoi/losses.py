@@ -69,7 +69,9 @@ class SetCriterion:
         src_idx = torch.cat([src for src, _ in indices])
         target_classes = torch.full(logits.shape[:2], self.num_obj_classes, dtype=torch.long, device=device)
         matched_labels = torch.cat([t["obj_labels"][j] for t, (_, j) in zip(targets, indices, strict=True)])
-        target_classes[batch_idx, src_idx] = matched_labels.clamp(max=self.num_obj_classes)
+        # a pair without an object (label -1, V-COCO agent-only roles) is trained towards the "no object" class
+        no_obj = (matched_labels < 0) | (matched_labels > self.num_obj_classes)
+        target_classes[batch_idx, src_idx] = torch.where(no_obj, self.num_obj_classes, matched_labels)
         empty = torch.ones(self.num_obj_classes + 1, device=device, dtype=logits.dtype)
         empty[-1] = self.weights.eos_coef
         loss_ce = F.cross_entropy(logits.transpose(1, 2), target_classes, weight=empty)

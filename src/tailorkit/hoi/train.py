@@ -54,6 +54,8 @@ class TrainResult:
 
 def as_tensor_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [0, 1]."""
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = images.copy()  # arrays from PIL are read-only; torch wants writable memory
     t = torch.as_tensor(images)
     if t.ndim != 4 or t.shape[-1] != 3 or t.dtype != torch.uint8:
         raise ValueError(f"expected uint8 images of shape (N, H, W, 3), got {t.dtype} {tuple(t.shape)}")

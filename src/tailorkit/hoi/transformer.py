@@ -12,6 +12,8 @@ frozen by default so its features can be computed once and cached).
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from collections.abc import Sequence
 
@@ -149,6 +151,14 @@ class TinyBackbone(nn.Module):
         return self.net(images * 2 - 1)
 
 
+@functools.lru_cache(maxsize=1)
+def _pretrained_lite0() -> nn.Module:
+    """The ImageNet EfficientNet-Lite0, loaded once per process (every detector copies it)."""
+    from tailorkit.nets.efficientnet_lite import load_efficientnet_lite0
+
+    return load_efficientnet_lite0()
+
+
 class EfficientNetStage(nn.Module):
     """EfficientNet-Lite0 (real ImageNet weights) cut after one stage; stage 3 has stride 16 and 112 channels."""
 
@@ -156,12 +166,10 @@ class EfficientNetStage(nn.Module):
 
     def __init__(self, stage: int = 3) -> None:
         super().__init__()
-        from tailorkit.nets.efficientnet_lite import load_efficientnet_lite0
-
         if stage not in range(5):
             raise ValueError(f"backbone_stage: expected 0..4, got {stage}")
         self.stage = stage
-        self.net = load_efficientnet_lite0()
+        self.net = copy.deepcopy(_pretrained_lite0())
         self.out_channels = self.CHANNELS[stage]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
