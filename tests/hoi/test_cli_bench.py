@@ -51,7 +51,9 @@ def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_bench_writes_the_contract_document(tmp_path: Path) -> None:
     import_bench_module("hoi")
-    cfg = bench_config("hoi", None, ["seeds=2", "workers=1", "n_train=8", "n_test=4", "steps=1", "image_size=48", "batch_size=4"])
+    cfg = bench_config(
+        "hoi", None, ["seeds=2", "workers=1", "n_train=8", "n_test=4", "steps=1", "image_size=48", "batch_size=4"]
+    )
     doc = run_bench("hoi", quick=True, out=tmp_path / "hoi.json", config=cfg)
     validate_bench(json.loads((tmp_path / "hoi.json").read_text()))
     assert [r["method"] for r in doc["rows"]] == [

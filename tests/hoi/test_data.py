@@ -66,7 +66,11 @@ def test_labels_follow_the_geometry() -> None:
 
 def test_to_targets_merges_verbs_per_pair() -> None:
     ann = HOIAnnotation(
-        np.array([[0, 0, 10, 20], [10, 10, 20, 20]], np.float32), np.array([0, 2]), np.array([[0, 1, 0], [0, 1, 2], [0, -1, 1]]), 20, 20
+        np.array([[0, 0, 10, 20], [10, 10, 20, 20]], np.float32),
+        np.array([0, 2]),
+        np.array([[0, 1, 0], [0, 1, 2], [0, -1, 1]]),
+        20,
+        20,
     )
     t = to_targets(ann, 4)
     assert t["verb_labels"].tolist() == [[1, 0, 1, 0], [0, 1, 0, 0]]
@@ -84,7 +88,10 @@ GOOD = [
     {
         "file_name": "a.jpg",
         "annotations": [{"bbox": [1, 2, 30, 60], "category_id": 1}, {"bbox": [20, 20, 40, 40], "category_id": 37}],
-        "hoi_annotation": [{"subject_id": 0, "object_id": 1, "category_id": 88}, {"subject_id": 0, "object_id": 1, "category_id": 1}],
+        "hoi_annotation": [
+            {"subject_id": 0, "object_id": 1, "category_id": 88},
+            {"subject_id": 0, "object_id": 1, "category_id": 1},
+        ],
     }
 ]
 
@@ -103,7 +110,10 @@ def test_hico_reader_on_a_fixture(tmp_path: Path) -> None:
         (lambda d: [{**d[0], "annotations": [{"bbox": [5, 5, 1, 1], "category_id": 1}]}], r"\[x1, y1, x2, y2\]"),
         (lambda d: [{**d[0], "annotations": [{"bbox": [0, 0, 1, 1], "category_id": 12}]}], "object ids"),
         (lambda d: [{**d[0], "hoi_annotation": [{"subject_id": 1, "object_id": 0, "category_id": 1}]}], "person box"),
-        (lambda d: [{**d[0], "hoi_annotation": [{"subject_id": 0, "object_id": -1, "category_id": 1}]}], "instance index"),
+        (
+            lambda d: [{**d[0], "hoi_annotation": [{"subject_id": 0, "object_id": -1, "category_id": 1}]}],
+            "instance index",
+        ),
         (lambda d: [{**d[0], "hoi_annotation": [{"subject_id": 0, "object_id": 1, "category_id": 118}]}], "verb ids"),
         (lambda d: [{**d[0], "hoi_annotation": [{"subject_id": "0"}]}], "integer subject_id"),
     ],

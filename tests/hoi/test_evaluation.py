@@ -17,13 +17,17 @@ from tailorkit.hoi.evaluation import (
 )
 
 H = [10.0, 10.0, 50.0, 90.0]
-O = [60.0, 40.0, 80.0, 60.0]
+OB = [60.0, 40.0, 80.0, 60.0]
 OFF = [0.0, 0.0, 5.0, 5.0]  # IoU 0 with both
 
 
 def _ann(verb: int = 1, obj_label: int = 2, with_object: bool = True) -> HOIAnnotation:
     return HOIAnnotation(
-        np.array([H, O], np.float32), np.array([0, obj_label]), np.array([[0, 1 if with_object else -1, verb]]), 100, 100
+        np.array([H, OB], np.float32),
+        np.array([0, obj_label]),
+        np.array([[0, 1 if with_object else -1, verb]]),
+        100,
+        100,
     )
 
 
@@ -41,15 +45,15 @@ def test_average_precision_known_values() -> None:
 
 def test_triplet_map_perfect_empty_duplicate_wrong_verb() -> None:
     anns = [_ann(), _ann()]
-    perfect = [Detections.from_rows([(H, O, 2, 1, 0.9)]) for _ in anns]
+    perfect = [Detections.from_rows([(H, OB, 2, 1, 0.9)]) for _ in anns]
     assert triplet_map(perfect, anns)["full"] == 1.0
     empty = [Detections.from_rows([]) for _ in anns]
     assert triplet_map(empty, anns)["full"] == 0.0
     # the duplicate in image 0 outranks image 1's true positive: tp [1, 0, 1] -> AP 5/6
-    dup = [Detections.from_rows([(H, O, 2, 1, 0.9), (H, O, 2, 1, 0.8)]), Detections.from_rows([(H, O, 2, 1, 0.7)])]
+    dup = [Detections.from_rows([(H, OB, 2, 1, 0.9), (H, OB, 2, 1, 0.8)]), Detections.from_rows([(H, OB, 2, 1, 0.7)])]
     assert triplet_map(dup, anns)["full"] == pytest.approx(5 / 6)
     # right boxes, wrong verb: the annotated category gets nothing; the wrong one has no ground truth (ignored)
-    wrong = [Detections.from_rows([(H, O, 2, 0, 0.9)]) for _ in anns]
+    wrong = [Detections.from_rows([(H, OB, 2, 0, 0.9)]) for _ in anns]
     result = triplet_map(wrong, anns)
     assert result["full"] == 0.0 and set(result["per_category"]) == {(1, 2)}  # type: ignore[arg-type]
     # right verb, object box off: min(IoU_h, IoU_o) = 0
@@ -59,7 +63,7 @@ def test_triplet_map_perfect_empty_duplicate_wrong_verb() -> None:
 
 def test_triplet_map_rare_split() -> None:
     anns = [_ann(verb=1), _ann(verb=0)]
-    dets = [Detections.from_rows([(H, O, 2, 1, 0.9)]), Detections.from_rows([])]
+    dets = [Detections.from_rows([(H, OB, 2, 1, 0.9)]), Detections.from_rows([])]
     result = triplet_map(dets, anns, rare={(0, 2)})
     assert result["full"] == 0.5 and result["rare"] == 0.0 and result["non_rare"] == 1.0
     assert math.isnan(triplet_map(dets, anns)["rare"])  # type: ignore[arg-type]
@@ -67,7 +71,7 @@ def test_triplet_map_rare_split() -> None:
 
 def test_vcoco_role_ap_scenarios() -> None:
     anns = [_ann(with_object=False)]
-    with_box = [Detections.from_rows([(H, O, 2, 1, 0.9)])]
+    with_box = [Detections.from_rows([(H, OB, 2, 1, 0.9)])]
     no_box = [Detections.from_rows([(H, [0, 0, 0, 0], -1, 1, 0.9)])]
     assert role_ap_vcoco(with_box, anns, scenario=1)["role_map"] == 0.0
     assert role_ap_vcoco(with_box, anns, scenario=2)["role_map"] == 1.0
@@ -81,10 +85,10 @@ def test_vcoco_role_ap_scenarios() -> None:
 def test_instance_aps_merge_repeated_boxes() -> None:
     anns = [_ann()]
     # one query's boxes repeated over two verbs count once; a second, wrong human box is a false positive below it
-    dets = [Detections.from_rows([(H, O, 2, 1, 0.9), (H, O, 2, 0, 0.5), (OFF, O, 2, 1, 0.3)])]
+    dets = [Detections.from_rows([(H, OB, 2, 1, 0.9), (H, OB, 2, 0, 0.5), (OFF, OB, 2, 1, 0.3)])]
     r = instance_aps(dets, anns)
     assert r["human_ap"] == 1.0 and r["object_map"] == 1.0
-    dets = [Detections.from_rows([(OFF, O, 3, 1, 0.9)])]  # object found with the wrong class
+    dets = [Detections.from_rows([(OFF, OB, 3, 1, 0.9)])]  # object found with the wrong class
     r = instance_aps(dets, anns)
     assert r["human_ap"] == 0.0 and r["object_map"] == 0.0
 

@@ -52,7 +52,7 @@ def _targets() -> dict[str, torch.Tensor]:
 def test_matcher_recovers_the_permutation() -> None:
     t = _targets()
     out = _perfect_outputs(t, [3, 0], q=5, c=3)
-    (rows, cols), = HungarianMatcher()(out, [t])
+    ((rows, cols),) = HungarianMatcher()(out, [t])
     assert dict(zip(cols.tolist(), rows.tolist(), strict=True)) == {0: 3, 1: 0}
 
 

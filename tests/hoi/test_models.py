@@ -76,13 +76,15 @@ def test_human_guided_linking_feeds_human_features_as_query_positions() -> None:
         assert isinstance(model, HODN)
         captured: dict[str, torch.Tensor] = {}
 
-        def grab(mod: torch.nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor, key: str) -> None:
-            captured[key] = out
+        def hook(key: str, index: int | None, store: dict[str, torch.Tensor] = captured) -> object:
+            def grab(mod: torch.nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+                store[key] = out if index is None else args[index]
 
-        model.human_decoder.register_forward_hook(lambda m, a, o: grab(m, a, o, "human"))
-        model.object_decoder.register_forward_hook(lambda m, a, o: grab(m, a, o, "object"))
-        layer = model.inter_decoder.layers[0]
-        layer.register_forward_hook(lambda m, a, o: captured.__setitem__("query_pos", a[3]))
+            return grab
+
+        model.human_decoder.register_forward_hook(hook("human", None))  # type: ignore[arg-type]
+        model.object_decoder.register_forward_hook(hook("object", None))  # type: ignore[arg-type]
+        model.inter_decoder.layers[0].register_forward_hook(hook("query_pos", 3))  # type: ignore[arg-type]
         model(images=torch.rand(1, 3, 48, 48))
         expected = {
             "human": captured["human"][-1],

@@ -18,7 +18,6 @@ early-training signal, stated in the JSON (`extra.mode_note`).
 
 from __future__ import annotations
 
-
 import dataclasses
 import os
 import statistics
@@ -133,6 +132,10 @@ def _job(args: tuple[TrainConfig, HOIDataset, HOIDataset, int, str, str]) -> dic
     }
 
 
+def _progress_line(i: int, n: int, res: dict[str, Any]) -> str:
+    return f"hoi bench: {i + 1}/{n} {res['row']} seed {res['seed']}: role mAP {res['metrics']['role_map']:.3f}"
+
+
 def _paired(a: list[float], b: list[float]) -> tuple[float, float]:
     diffs = [x - y for x, y in zip(a, b, strict=True)]
     return statistics.fmean(diffs), statistics.stdev(diffs) if len(diffs) > 1 else float("inf")
@@ -157,7 +160,9 @@ def hoi_bench(config: HOIBenchConfig, mode: str, seed: int, device: torch.device
     feature_seconds = time.perf_counter() - wall
     bare_train = dataclasses.replace(train_data, images=None)
     bare_test = dataclasses.replace(test_data, images=None)
-    jobs = [(train_config(config, mode, row), bare_train, bare_test, s, row) for s in range(config.seeds) for row in ROWS]
+    jobs = [
+        (train_config(config, mode, row), bare_train, bare_test, s, row) for s in range(config.seeds) for row in ROWS
+    ]
     with tempfile.TemporaryDirectory(prefix="tailorkit-hoi-") as tmp:
         cache = str(Path(tmp) / "features.pt")
         torch.save({k: v.cpu() for k, v in feats.items()}, cache)
@@ -167,13 +172,15 @@ def hoi_bench(config: HOIBenchConfig, mode: str, seed: int, device: torch.device
             with ProcessPoolExecutor(config.workers, mp_context=get_context("spawn")) as pool:
                 for i, res in enumerate(pool.map(_job, args)):
                     results.append(res)
-                    status(f"hoi bench: {i + 1}/{len(args)} {res['row']} seed {res['seed']}: role mAP {res['metrics']['role_map']:.3f}")
+                    status(_progress_line(i, len(args), res))
         else:
             for i, a in enumerate(args):
                 results.append(_job(a))
                 res = results[-1]
-                status(f"hoi bench: {i + 1}/{len(args)} {res['row']} seed {res['seed']}: role mAP {res['metrics']['role_map']:.3f}")
-    per: dict[str, list[dict[str, Any]]] = {row: sorted((r for r in results if r["row"] == row), key=lambda r: r["seed"]) for row in ROWS}
+                status(_progress_line(i, len(args), res))
+    per: dict[str, list[dict[str, Any]]] = {
+        row: sorted((r for r in results if r["row"] == row), key=lambda r: r["seed"]) for row in ROWS
+    }
     rows = []
     for row, cells in per.items():
         metrics = {m: statistics.fmean(c["metrics"][m] for c in cells) for m in METRICS}
@@ -234,7 +241,13 @@ def make_claims(per: dict[str, list[dict[str, Any]]], tolerance: float) -> list[
         )
     mean, _ = _paired(values("hodn", "role_map"), values("hodn_link_object", "role_map"))
     claims.append(
-        Claim("link_human_beats_object", "link=human role mAP - link=object role mAP > 0 (mean over seeds)", mean, 0.0, mean > 0)
+        Claim(
+            "link_human_beats_object",
+            "link=human role mAP - link=object role mAP > 0 (mean over seeds)",
+            mean,
+            0.0,
+            mean > 0,
+        )
     )
     for metric in ("object_map", "role_map"):
         mean, _ = _paired(values("hodn", metric), values("hodn_no_sg_obj", metric))
@@ -260,6 +273,3 @@ def make_claims(per: dict[str, list[dict[str, Any]]], tolerance: float) -> list[
         )
     )
     return claims
-
-
-

@@ -82,10 +82,14 @@ def train_cmd(args: argparse.Namespace) -> int:
     test_data = make_synth(cfg.data, cfg.seed, "test")
     feats = None
     if cfg.model.freeze_backbone:
+        assert train_data.images is not None and test_data.images is not None
         from tailorkit.hoi.methods import build_model
 
         probe = build_model(cfg.model, len(train_data.object_names), len(train_data.verb_names)).to(device)
-        feats = (backbone_features(probe, train_data.images, progress=args.progress), backbone_features(probe, test_data.images))  # type: ignore[arg-type]
+        feats = (
+            backbone_features(probe, train_data.images, progress=args.progress),
+            backbone_features(probe, test_data.images),
+        )
     result = train(cfg, train_data, features=None if feats is None else feats[0], device=device, progress=args.progress)
     metrics = evaluate(
         result.model, test_data, cfg.eval, features=None if feats is None else feats[1],
@@ -93,7 +97,12 @@ def train_cmd(args: argparse.Namespace) -> int:
     )  # fmt: skip
     save_checkpoint(out / "model.pt", cfg, result.model, (train_data.object_names, train_data.verb_names))
     finite = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}  # JSON has no NaN: null = undefined
-    doc = {"variant": cfg.model.variant, "metrics": finite, "train_cpu_seconds": result.cpu_seconds, "losses": result.losses}
+    doc = {
+        "variant": cfg.model.variant,
+        "metrics": finite,
+        "train_cpu_seconds": result.cpu_seconds,
+        "losses": result.losses,
+    }
     write_json_atomic(out / "metrics.json", doc)
     print(f"variant {cfg.model.variant}: {cfg.optim.steps} steps, final loss {result.losses[-1]:.3f}")
     _print(metrics)
@@ -166,7 +175,9 @@ def predict_cmd(args: argparse.Namespace) -> int:
     from tailorkit.core.results import atomic_open
 
     with atomic_open(out) as handle:
-        draw_triplets(image, det, objects, verbs, top=args.top, scale=max(1, 384 // max(image.shape[:2]))).save(handle, format="PNG")
+        draw_triplets(image, det, objects, verbs, top=args.top, scale=max(1, 384 // max(image.shape[:2]))).save(
+            handle, format="PNG"
+        )
     print(out)
     return 0
 
@@ -178,6 +189,9 @@ def bench_cmd(args: argparse.Namespace) -> int:
     config = bench_config("hoi", None, args.overrides)
     doc = run_bench("hoi", quick=args.quick, seed=args.seed, out=args.out, config=config)
     for claim in doc["claims"]:
-        print(f"{'holds' if claim['holds'] else 'FAILS'}  {claim['id']}: value {claim['value']:.4f} (target {claim['target']})")
+        print(
+            f"{'holds' if claim['holds'] else 'FAILS'}  {claim['id']}: value {claim['value']:.4f} "
+            f"(target {claim['target']})"
+        )
     print(args.out)
     return 0

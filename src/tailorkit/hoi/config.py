@@ -41,7 +41,10 @@ class SynthConfig:
     look_distance: float = 0.6
 
     def __post_init__(self) -> None:
-        check(isinstance(self.image_size, int) and 48 <= self.image_size <= 512, f"image_size: expected 48..512, got {self.image_size!r}")
+        check(
+            isinstance(self.image_size, int) and 48 <= self.image_size <= 512,
+            f"image_size: expected 48..512, got {self.image_size!r}",
+        )
         check_int_at_least("n_train", self.n_train, 1)
         check_int_at_least("n_test", self.n_test, 1)
         check(self.max_humans in (1, 2), f"max_humans: expected 1 or 2, got {self.max_humans!r}")
@@ -105,12 +108,29 @@ class ModelConfig:
     def __post_init__(self) -> None:
         check(self.variant in VARIANTS, f"variant: expected one of {VARIANTS}, got {self.variant!r}")
         check(self.link in LINKS, f"link: expected one of {LINKS}, got {self.link!r}")
-        check(self.backbone in ("efficientnet_lite0", "tiny"), f"backbone: expected 'efficientnet_lite0' or 'tiny', got {self.backbone!r}")
+        check(
+            self.backbone in ("efficientnet_lite0", "tiny"),
+            f"backbone: expected 'efficientnet_lite0' or 'tiny', got {self.backbone!r}",
+        )
         check(self.verb_head in ("linear", "mlp"), f"verb_head: expected 'linear' or 'mlp', got {self.verb_head!r}")
-        for name in ("d_model", "heads", "ffn", "num_queries", "dec_layers", "pair_layers", "inter_layers", "human_layers", "object_layers", "tiny_width"):
+        for name in (
+            "d_model",
+            "heads",
+            "ffn",
+            "num_queries",
+            "dec_layers",
+            "pair_layers",
+            "inter_layers",
+            "human_layers",
+            "object_layers",
+            "tiny_width",
+        ):
             check_int_at_least(name, getattr(self, name), 1)
         check_int_at_least("enc_layers", self.enc_layers, 0)
-        check(self.d_model % 4 == 0 and self.d_model % self.heads == 0, f"d_model: expected a multiple of 4 and of heads={self.heads}, got {self.d_model}")
+        check(
+            self.d_model % 4 == 0 and self.d_model % self.heads == 0,
+            f"d_model: expected a multiple of 4 and of heads={self.heads}, got {self.d_model}",
+        )
         check(0 <= self.dropout < 1, f"dropout: expected [0, 1), got {self.dropout!r}")
         check(
             not self.layerwise_link or self.inter_layers == self.human_layers,

@@ -32,8 +32,8 @@ from tailorkit.hoi.config import SynthConfig
 __all__ = [
     "HICO_OBJECT_IDS",
     "SYNTH_OBJECTS",
-    "SYNTH_VERBS",
     "SYNTH_VALID",
+    "SYNTH_VERBS",
     "HOIAnnotation",
     "HOIDataset",
     "make_synth",
@@ -135,7 +135,7 @@ def _photos() -> tuple[np.ndarray, ...]:
 def _texture(rng: np.random.Generator, w: int, h: int, kind: str) -> Image.Image:
     if kind == "flat":
         colour = tuple(int(c) for c in rng.integers(40, 230, 3))
-        return Image.new("RGB", (w, h), colour)  # type: ignore[arg-type]
+        return Image.new("RGB", (w, h), colour)
     photos = _photos()
     photo = photos[int(rng.integers(len(photos)))]
     ph, pw = photo.shape[:2]
@@ -223,12 +223,14 @@ def _figure(x: float, ground: float, u: float, facing: int, intent: str, rng: np
 
 def _draw_figure(img: Image.Image, fig: _Figure, colour: tuple[int, int, int]) -> None:
     d = ImageDraw.Draw(img)
-    j, w = fig.joints, int(round(fig.width))
+    j, w = fig.joints, round(fig.width)
     d.line([j["shoulder"], j["hip"]], fill=colour, width=w)
     for hand in ("hand0", "hand1"):
         d.line([j["shoulder"], j[hand]], fill=colour, width=w)
     for foot in ("foot0", "foot1"):
-        d.line([j["hip"], j.get("knee", j["hip"]), j[foot]] if "knee" in j else [j["hip"], j[foot]], fill=colour, width=w)
+        d.line(
+            [j["hip"], j.get("knee", j["hip"]), j[foot]] if "knee" in j else [j["hip"], j[foot]], fill=colour, width=w
+        )
     hx, hy = j["head"]
     r = fig.head_r
     d.ellipse([hx - r, hy - r, hx + r, hy + r], fill=colour)
@@ -241,7 +243,9 @@ def _inside(point: tuple[float, float], box: np.ndarray, margin: float = 1.0) ->
     return bool(box[0] - margin <= point[0] <= box[2] + margin and box[1] - margin <= point[1] <= box[3] + margin)
 
 
-def _labels(figs: list[_Figure], obj_boxes: list[np.ndarray], obj_classes: list[str], look: float) -> list[tuple[int, int, str]]:
+def _labels(
+    figs: list[_Figure], obj_boxes: list[np.ndarray], obj_classes: list[str], look: float
+) -> list[tuple[int, int, str]]:
     """Verb labels from the final geometry: (figure index, object index, verb)."""
     out = []
     for h, fig in enumerate(figs):
@@ -401,7 +405,7 @@ def read_qpic_annotations(
         for j, inst in enumerate(insts):
             bbox = inst.get("bbox") if isinstance(inst, dict) else None
             ok = isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)
-            if not ok or bbox[2] < bbox[0] or bbox[3] < bbox[1]:
+            if not ok or bbox is None or bbox[2] < bbox[0] or bbox[3] < bbox[1]:
                 raise _fail(p, f"{where} annotations[{j}].bbox", "[x1, y1, x2, y2] with x2 >= x1, y2 >= y1", bbox)
             cat = inst.get("category_id")
             if cat not in obj_index:
@@ -410,11 +414,15 @@ def read_qpic_annotations(
             labels.append(obj_index[cat])
         rows = []
         for j, hoi in enumerate(hois):
-            if not isinstance(hoi, dict) or not all(isinstance(hoi.get(k), int) for k in ("subject_id", "object_id", "category_id")):
+            if not isinstance(hoi, dict) or not all(
+                isinstance(hoi.get(k), int) for k in ("subject_id", "object_id", "category_id")
+            ):
                 raise _fail(p, f"{where} hoi_annotation[{j}]", "integer subject_id, object_id, category_id", hoi)
             s, o, v = hoi["subject_id"], hoi["object_id"], hoi["category_id"]
             if not 0 <= s < len(boxes) or labels[s] != 0:
-                raise _fail(p, f"{where} hoi_annotation[{j}].subject_id", f"the index of a person box in 0..{len(boxes) - 1}", s)
+                raise _fail(
+                    p, f"{where} hoi_annotation[{j}].subject_id", f"the index of a person box in 0..{len(boxes) - 1}", s
+                )
             if not (0 <= o < len(boxes) or (allow_no_object and o == -1)):
                 allowed = f"0..{len(boxes) - 1}" + (" or -1 (no object)" if allow_no_object else "")
                 raise _fail(p, f"{where} hoi_annotation[{j}].object_id", f"an instance index {allowed}", o)
@@ -425,7 +433,14 @@ def read_qpic_annotations(
         width = int(entry.get("width", int(np.ceil(arr[:, 2].max())) if len(arr) else 1))
         height = int(entry.get("height", int(np.ceil(arr[:, 3].max())) if len(arr) else 1))
         out.append(
-            HOIAnnotation(arr, np.array(labels, dtype=np.int64), np.array(rows, dtype=np.int64).reshape(-1, 3), width, height, entry["file_name"])
+            HOIAnnotation(
+                arr,
+                np.array(labels, dtype=np.int64),
+                np.array(rows, dtype=np.int64).reshape(-1, 3),
+                width,
+                height,
+                entry["file_name"],
+            )
         )
     return out
 

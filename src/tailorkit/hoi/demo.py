@@ -47,7 +47,9 @@ def hoi_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSection:
     finally:
         torch.set_num_threads(threads)
     tiles = [
-        np.asarray(draw_triplets(test_data.images[i], dets[i], train_data.object_names, train_data.verb_names, top=2, scale=2))
+        np.asarray(
+            draw_triplets(test_data.images[i], dets[i], train_data.object_names, train_data.verb_names, top=2, scale=2)
+        )
         for i in range(6)
     ]
     grid = np.concatenate([np.concatenate(tiles[:3], 1), np.concatenate(tiles[3:], 1)], 0)
@@ -55,7 +57,10 @@ def hoi_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSection:
     Image.fromarray(grid).save(image)
     truth = []
     for ann in test_data.annotations[:6]:
-        truth.append(", ".join(f"{train_data.verb_names[v]} {train_data.object_names[ann.labels[o]]}" for _, o, v in ann.hois) or "none")
+        truth.append(
+            ", ".join(f"{train_data.verb_names[v]} {train_data.object_names[ann.labels[o]]}" for _, o, v in ann.hois)
+            or "none"
+        )
     return DemoSection(
         title="hoi: HODN human-object interaction detection",
         text=(

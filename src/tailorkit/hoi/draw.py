@@ -40,7 +40,11 @@ def draw_triplets(
         has_obj = det.obj_labels[t] >= 0 and np.any(det.obj_boxes[t] != 0)
         if has_obj:
             draw.rectangle(obj.tolist(), outline=colour, width=1)
-            draw.line([((sub[0] + sub[2]) / 2, (sub[1] + sub[3]) / 2), ((obj[0] + obj[2]) / 2, (obj[1] + obj[3]) / 2)], fill=colour, width=1)
+            draw.line(
+                [((sub[0] + sub[2]) / 2, (sub[1] + sub[3]) / 2), ((obj[0] + obj[2]) / 2, (obj[1] + obj[3]) / 2)],
+                fill=colour,
+                width=1,
+            )
         name = object_names[int(det.obj_labels[t])] if has_obj else "-"
         text = f"{verb_names[int(det.verbs[t])]} {name} {det.scores[t]:.2f}"
         draw.text((float(sub[0]) + 2, float(sub[1]) + 2 + 11 * rank), text, fill=colour)

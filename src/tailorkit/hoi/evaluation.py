@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +55,9 @@ class Detections:
         if not rows:
             return cls(np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0, int), np.zeros(0, int), np.zeros(0))
         sub, obj, lab, verb, score = zip(*rows, strict=True)
-        return cls(np.array(sub, float), np.array(obj, float), np.array(lab, int), np.array(verb, int), np.array(score, float))
+        return cls(
+            np.array(sub, float), np.array(obj, float), np.array(lab, int), np.array(verb, int), np.array(score, float)
+        )
 
 
 def average_precision(tp: np.ndarray, n_gt: int, method: str = "voc") -> float:
@@ -70,7 +73,9 @@ def average_precision(tp: np.ndarray, n_gt: int, method: str = "voc") -> float:
     recall = ctp / n_gt
     precision = ctp / np.arange(1, tp.size + 1)
     if method == "11point":
-        return float(np.mean([precision[recall >= t].max() if (recall >= t).any() else 0.0 for t in np.linspace(0, 1, 11)]))
+        return float(
+            np.mean([precision[recall >= t].max() if (recall >= t).any() else 0.0 for t in np.linspace(0, 1, 11)])
+        )
     mrec = np.concatenate([[0.0], recall, [1.0]])
     mpre = np.concatenate([[0.0], precision, [0.0]])
     mpre = np.maximum.accumulate(mpre[::-1])[::-1]
@@ -139,7 +144,9 @@ def triplet_map(
         {"full", "rare", "non_rare": float, "per_category": {(verb, obj): AP}, "ap": method}
     """
     if len(detections) != len(annotations):
-        raise ValueError(f"triplet_map: expected one Detections per annotation, got {len(detections)} vs {len(annotations)}")
+        raise ValueError(
+            f"triplet_map: expected one Detections per annotation, got {len(detections)} vs {len(annotations)}"
+        )
     gts: dict[object, dict[int, list[np.ndarray]]] = {}
     for i, ann in enumerate(annotations):
         for s, o, v in ann.hois:
@@ -151,7 +158,9 @@ def triplet_map(
     for i, det in enumerate(detections):
         for t in range(len(det.scores)):
             key = (int(det.verbs[t]), int(det.obj_labels[t]))
-            dets.setdefault(key, []).append((float(det.scores[t]), i, np.concatenate([det.sub_boxes[t], det.obj_boxes[t]])))
+            dets.setdefault(key, []).append(
+                (float(det.scores[t]), i, np.concatenate([det.sub_boxes[t], det.obj_boxes[t]]))
+            )
     per = _ap_by_category(dets, gts, _pair_overlap, iou, ap)
     rare = rare or set()
 
@@ -227,6 +236,7 @@ def instance_aps(
             gts.setdefault(int(ann.labels[o]), {}).setdefault(i, []).append(ann.boxes[o])
     for i, det in enumerate(detections):
         best: dict[tuple[object, tuple[float, ...]], float] = {}
+        box: Any
         for t in range(len(det.scores)):
             items: list[tuple[object, np.ndarray]] = [("human", det.sub_boxes[t])]
             if det.obj_labels[t] >= 0:
@@ -247,7 +257,7 @@ def instance_aps(
 
 
 @torch.no_grad()
-def postprocess(outputs: dict[str, object], sizes: Sequence[tuple[int, int]], top_k: int = 30) -> list[Detections]:
+def postprocess(outputs: dict[str, Any], sizes: Sequence[tuple[int, int]], top_k: int = 30) -> list[Detections]:
     """QPIC's PostProcessHOI: object score = max non-"no pair" class probability; each (query, verb) is a triplet
     scored sigmoid(verb) x object score; the `top_k` best per image are kept. `sizes` are (width, height).
 
@@ -257,12 +267,12 @@ def postprocess(outputs: dict[str, object], sizes: Sequence[tuple[int, int]], to
     logits = outputs["pred_obj_logits"]
     assert isinstance(logits, torch.Tensor)
     obj_scores, obj_labels = logits.softmax(-1)[..., :-1].max(-1)
-    verb_scores = outputs["pred_verb_logits"].sigmoid() * obj_scores[..., None]  # type: ignore[union-attr]
+    verb_scores = outputs["pred_verb_logits"].sigmoid() * obj_scores[..., None]
     out = []
     for b, (w, h) in enumerate(sizes):
         scale = torch.tensor([w, h, w, h], dtype=logits.dtype, device=logits.device)
-        sub = cxcywh_to_xyxy(outputs["pred_sub_boxes"][b]) * scale  # type: ignore[index]
-        obj = cxcywh_to_xyxy(outputs["pred_obj_boxes"][b]) * scale  # type: ignore[index]
+        sub = cxcywh_to_xyxy(outputs["pred_sub_boxes"][b]) * scale
+        obj = cxcywh_to_xyxy(outputs["pred_obj_boxes"][b]) * scale
         scores = verb_scores[b].flatten()
         k = min(top_k, scores.numel())
         top, idx = scores.topk(k)
@@ -270,7 +280,11 @@ def postprocess(outputs: dict[str, object], sizes: Sequence[tuple[int, int]], to
         q, v = idx // num_verbs, idx % num_verbs
         out.append(
             Detections(
-                sub[q].cpu().numpy(), obj[q].cpu().numpy(), obj_labels[b, q].cpu().numpy(), v.cpu().numpy(), top.cpu().numpy()
+                sub[q].cpu().numpy(),
+                obj[q].cpu().numpy(),
+                obj_labels[b, q].cpu().numpy(),
+                v.cpu().numpy(),
+                top.cpu().numpy(),
             )
         )
     return out

@@ -12,6 +12,7 @@ returns the verb (interaction) loss on its own, which the stop-gradient tests ba
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +90,10 @@ class SetCriterion:
         has_obj = (obj_t != 0).any(-1).to(obj_p.dtype)
         zero = logits.sum() * 0
         if src_idx.numel():
-            l1 = F.l1_loss(sub_p, sub_t, reduction="sum") + (F.l1_loss(obj_p, obj_t, reduction="none").sum(-1) * has_obj).sum()
+            l1 = (
+                F.l1_loss(sub_p, sub_t, reduction="sum")
+                + (F.l1_loss(obj_p, obj_t, reduction="none").sum(-1) * has_obj).sum()
+            )
             g_sub = torch.diag(generalized_box_iou(cxcywh_to_xyxy(sub_p), cxcywh_to_xyxy(sub_t)))
             g_obj = torch.diag(generalized_box_iou(cxcywh_to_xyxy(obj_p), cxcywh_to_xyxy(obj_t)))
             giou = (1 - g_sub).sum() + ((1 - g_obj) * has_obj).sum()
@@ -97,17 +101,17 @@ class SetCriterion:
             l1, giou = zero, zero
         return {"obj_ce": loss_ce, "verb": loss_verb, "bbox": l1 / n, "giou": giou / n}
 
-    def loss_terms(self, outputs: dict[str, object], targets: list[Target]) -> dict[str, torch.Tensor]:
+    def loss_terms(self, outputs: dict[str, Any], targets: list[Target]) -> dict[str, torch.Tensor]:
         """Unweighted terms summed over the final and auxiliary layers (keys obj_ce, verb, bbox, giou)."""
-        layers = [outputs, *outputs.get("aux_outputs", [])]  # type: ignore[list-item]
+        layers = [outputs, *outputs.get("aux_outputs", [])]
         total: dict[str, torch.Tensor] = {}
         for layer in layers:
-            tensors = {k: v for k, v in layer.items() if isinstance(v, torch.Tensor)}  # type: ignore[union-attr]
+            tensors = {k: v for k, v in layer.items() if isinstance(v, torch.Tensor)}
             for key, value in self.single(tensors, targets).items():
                 total[key] = total[key] + value if key in total else value
         return total
 
-    def __call__(self, outputs: dict[str, object], targets: list[Target]) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(self, outputs: dict[str, Any], targets: list[Target]) -> tuple[torch.Tensor, dict[str, float]]:
         """The weighted total loss and its terms as floats (for logging)."""
         terms = self.loss_terms(outputs, targets)
         w = self.weights

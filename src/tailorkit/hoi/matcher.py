@@ -57,7 +57,9 @@ class HungarianMatcher:
     cost_giou: float = 1.0
 
     @torch.no_grad()
-    def __call__(self, outputs: dict[str, torch.Tensor], targets: list[Target]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def __call__(
+        self, outputs: dict[str, torch.Tensor], targets: list[Target]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """One (query indices, target indices) pair of long tensors per image.
 
         Shapes:
@@ -67,7 +69,9 @@ class HungarianMatcher:
         # DETR's batching: one cost matrix of all queries against all targets, then a block per image.
         b, q = outputs["pred_obj_logits"].shape[:2]
         flat = {k: v.flatten(0, 1) for k, v in outputs.items() if isinstance(v, torch.Tensor)}
-        joined = {k: torch.cat([t[k] for t in targets]) for k in ("obj_labels", "verb_labels", "sub_boxes", "obj_boxes")}
+        joined = {
+            k: torch.cat([t[k] for t in targets]) for k in ("obj_labels", "verb_labels", "sub_boxes", "obj_boxes")
+        }
         cost = pair_cost(flat, joined, self).view(b, q, -1).cpu()
         device = outputs["pred_obj_logits"].device
         out = []

@@ -30,10 +30,9 @@ from tailorkit.hoi.methods import HOIModel, build_model
 
 __all__ = [
     "TrainResult",
-    "detect",
-    "with_model",
     "as_tensor_images",
     "backbone_features",
+    "detect",
     "evaluate",
     "load_checkpoint",
     "make_criterion",
@@ -41,6 +40,7 @@ __all__ = [
     "rare_categories",
     "save_checkpoint",
     "train",
+    "with_model",
 ]
 
 
@@ -63,7 +63,9 @@ def as_tensor_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def backbone_features(model: HOIModel, images: np.ndarray, batch: int = 64, progress: bool | None = None) -> torch.Tensor:
+def backbone_features(
+    model: HOIModel, images: np.ndarray, batch: int = 64, progress: bool | None = None
+) -> torch.Tensor:
     """The frozen backbone's feature maps of every image (B, C, h, w), on the model's device."""
     if not model.backbone.frozen:
         raise ValueError("backbone_features: expected a frozen backbone (model.freeze_backbone=true)")
@@ -112,7 +114,7 @@ def train(
     criterion = make_criterion(cfg, len(data.object_names))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    drop_at = int(round(cfg.optim.lr_drop_at * cfg.optim.steps))
+    drop_at = round(cfg.optim.lr_drop_at * cfg.optim.steps)
     targets = [to_targets(a, len(data.verb_names)) for a in data.annotations]
     targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
     images = None if features is not None or data.images is None else as_tensor_images(data.images)
@@ -214,7 +216,9 @@ def predict(model: HOIModel, image: np.ndarray, top_k: int = 10) -> Detections:
     return postprocess(model(images=x), [(image.shape[1], image.shape[0])], top_k)[0]
 
 
-def save_checkpoint(path: str | Path, cfg: TrainConfig, model: HOIModel, names: tuple[Sequence[str], Sequence[str]]) -> Path:
+def save_checkpoint(
+    path: str | Path, cfg: TrainConfig, model: HOIModel, names: tuple[Sequence[str], Sequence[str]]
+) -> Path:
     """Model weights (a frozen EfficientNet backbone is not stored: it reloads from its asset), config and the
     object / verb names, written atomically; loads with weights_only=True."""
     state = model.state_dict()
@@ -226,7 +230,9 @@ def save_checkpoint(path: str | Path, cfg: TrainConfig, model: HOIModel, names: 
     return Path(path)
 
 
-def load_checkpoint(path: str | Path, device: torch.device | None = None) -> tuple[TrainConfig, HOIModel, list[str], list[str]]:
+def load_checkpoint(
+    path: str | Path, device: torch.device | None = None
+) -> tuple[TrainConfig, HOIModel, list[str], list[str]]:
     """(config, model in eval mode, object names, verb names) from `save_checkpoint`'s file."""
     p = Path(path)
     if not p.is_file():
@@ -247,4 +253,3 @@ def load_checkpoint(path: str | Path, device: torch.device | None = None) -> tup
 def with_model(cfg: TrainConfig, **changes: Any) -> TrainConfig:
     """`cfg` with model settings changed (a convenience for benches and tests)."""
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **changes))
-

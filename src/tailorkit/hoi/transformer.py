@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,7 +50,7 @@ class MLP(nn.Module):
     def __init__(self, d_in: int, d_hidden: int, d_out: int, layers: int) -> None:
         super().__init__()
         dims = [d_in] + [d_hidden] * (layers - 1) + [d_out]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
@@ -142,7 +144,7 @@ class TinyBackbone(nn.Module):
         super().__init__()
         chans = [3, width, 2 * width, 2 * width]
         layers: list[nn.Module] = []
-        for a, b in zip(chans[:-1], chans[1:], strict=True):
+        for a, b in itertools.pairwise(chans):
             layers += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.GroupNorm(4, b), nn.ReLU()]
         self.net = nn.Sequential(*layers)
         self.out_channels = chans[-1]
@@ -169,7 +171,7 @@ class EfficientNetStage(nn.Module):
         if stage not in range(5):
             raise ValueError(f"backbone_stage: expected 0..4, got {stage}")
         self.stage = stage
-        self.net = copy.deepcopy(_pretrained_lite0())
+        self.net: Any = copy.deepcopy(_pretrained_lite0())
         self.out_channels = self.CHANNELS[stage]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -200,7 +202,7 @@ class FeatureBackbone(nn.Module):
             self.body = EfficientNetStage(stage)
         else:
             raise ValueError(f"backbone: expected 'tiny' or 'efficientnet_lite0', got {name!r}")
-        self.out_channels: int = self.body.out_channels  # type: ignore[assignment]
+        self.out_channels: int = int(self.body.out_channels)
         if frozen:
             self.body.requires_grad_(False)
 
@@ -217,4 +219,5 @@ class FeatureBackbone(nn.Module):
             with torch.no_grad():
                 out: torch.Tensor = self.body(images)
             return out
-        return self.body(images)  # type: ignore[no-any-return]
+        result: torch.Tensor = self.body(images)
+        return result

@@ -72,7 +72,9 @@ class HOIModel(nn.Module):
         self.query_embed = nn.Embedding(cfg.num_queries, d)
         self.heads = HOIHeads(d, num_obj_classes, num_verbs, cfg.verb_head)
 
-    def encode(self, images: torch.Tensor | None = None, features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, images: torch.Tensor | None = None, features: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Memory and positions (B, N, d) from images or cached backbone features."""
         if (images is None) == (features is None):
             raise ValueError("HOIModel: expected exactly one of images=(B, 3, H, W) or features=(B, C, h, w)")
@@ -81,7 +83,8 @@ class HOIModel(nn.Module):
             features = self.backbone(images)
         if features.ndim != 4 or features.shape[1] != self.backbone.out_channels:
             raise ValueError(
-                f"HOIModel: expected features of shape (B, {self.backbone.out_channels}, h, w), got {tuple(features.shape)}"
+                f"HOIModel: expected features of shape (B, {self.backbone.out_channels}, h, w), "
+                f"got {tuple(features.shape)}"
             )
         src = self.input_proj(features)
         b, d, h, w = src.shape
