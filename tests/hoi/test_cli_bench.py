@@ -38,6 +38,16 @@ def test_train_eval_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["hoi", "predict", str(image), "--model", str(run / "model.pt"), "--out", str(out), "--top", "2"]) == 0
     with Image.open(out) as drawn:
         assert drawn.size == (384, 384)
+    # real-format annotations need a model trained on their vocabulary: a clear error, not a shape crash
+    ann = tmp_path / "test_hico.json"
+    entry = {
+        "file_name": "scene.png",
+        "annotations": [{"bbox": [1, 1, 20, 40], "category_id": 1}],
+        "hoi_annotation": [],
+    }
+    ann.write_text(json.dumps([entry]))
+    code = main(["hoi", "eval", str(run / "model.pt"), "--annotations", str(ann), "--images", str(tmp_path)])
+    assert code == 2 and "the model knows 5 objects and 4 verbs" in capsys.readouterr().err
 
 
 def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
