@@ -97,7 +97,8 @@ def train(
     progress: bool | None = None,
     seed: int | None = None,
 ) -> TrainResult:
-    """Train `cfg.model` on `data` for `cfg.optim.steps` AdamW steps (batches without replacement, reshuffled every epoch).
+    """Train `cfg.model` on `data` for `cfg.optim.steps` AdamW steps (batches without replacement, reshuffled
+    every epoch).
 
     Args:
         features: Cached backbone features of `data.images` (frozen backbone only); else images are used.
