@@ -117,8 +117,9 @@ def test_tiny_end_to_end_run_lowers_the_loss(variant: str) -> None:
     assert last < 0.8 * first, (first, last)
 
 
-def test_training_is_deterministic_and_checkpoints_round_trip(tmp_path: Path) -> None:
-    cfg = tiny_config("hodn", steps=2)
+@pytest.mark.parametrize("variant", ["single", "cascade", "hodn"])
+def test_training_is_deterministic_and_checkpoints_round_trip(tmp_path: Path, variant: str) -> None:
+    cfg = tiny_config(variant, steps=2)
     data = make_synth(cfg.data, 0, "train", n=8)
     a, b = train(cfg, data, seed=3), train(cfg, data, seed=3)
     assert a.losses == b.losses
