@@ -56,6 +56,7 @@ SUBSYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
     "prompts": ("prompts", "multi-task prompt learning on a CLIP-like dual encoder (MmAP and baselines)"),
     "active": ("active", "selective labelling (TESLA) + prompt tuning of a frozen segmenter (SLPT)"),
     "continual": ("continual", "self-supervised class-incremental learning (CPPF and baselines)"),
+    "hoi": ("hoi", "human-object interaction detection (HODN and its QPIC / CDN baselines)"),
 }
 
 

@@ -1,0 +1,208 @@
+"""Settings of an HOI detection run, as frozen dataclasses (YAML/TOML + key=value overrides).
+
+Every detail the HODN abstract (arXiv:2308.10158) leaves open is a setting, with the default the notes
+(../shared/notes/continual-cppf-and-hoi-hodn.md section 2.5 / 5.2) propose; see docs/hoi.md for what is inferred.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tailorkit.core.config import check, check_int_at_least, check_number_at_least
+
+Variant = Literal["single", "cascade", "hodn"]
+Link = Literal["human", "object", "pair", "none"]
+
+VARIANTS = ("single", "cascade", "hodn")
+LINKS = ("human", "object", "pair", "none")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """The procedural SynthHOI scenes (data.py).
+
+    Attributes:
+        image_size: Side of the square RGB image.
+        n_train / n_test: Scenes per split.
+        max_humans: 1 or 2 stick figures per scene.
+        max_objects: 1..3 objects per scene.
+        texture: "photo" fills objects with crops of real photos (OpenCV samples); "flat" with one random colour.
+        look_distance: A human looks at the nearest object in its facing half-plane within this fraction of the
+            image side.
+    """
+
+    image_size: int = 128
+    n_train: int = 600
+    n_test: int = 200
+    max_humans: int = 1
+    max_objects: int = 2
+    texture: Literal["photo", "flat"] = "photo"
+    look_distance: float = 0.6
+
+    def __post_init__(self) -> None:
+        check(
+            isinstance(self.image_size, int) and 48 <= self.image_size <= 512,
+            f"image_size: expected 48..512, got {self.image_size!r}",
+        )
+        check_int_at_least("n_train", self.n_train, 1)
+        check_int_at_least("n_test", self.n_test, 1)
+        check(self.max_humans in (1, 2), f"max_humans: expected 1 or 2, got {self.max_humans!r}")
+        check(self.max_objects in (1, 2, 3), f"max_objects: expected 1..3, got {self.max_objects!r}")
+        check(self.texture in ("photo", "flat"), f"texture: expected 'photo' or 'flat', got {self.texture!r}")
+        check(0 < self.look_distance <= 2, f"look_distance: expected (0, 2], got {self.look_distance!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The detector.
+
+    Attributes:
+        variant: "single" (QPIC-like: one decoder), "cascade" (CDN-like: pair decoder -> interaction decoder),
+            "hodn" (human decoder + object decoder -> interaction decoder).
+        backbone: "efficientnet_lite0" (real ImageNet weights) or "tiny" (a small CNN, for tests).
+        backbone_stage: EfficientNet stage whose map feeds the encoder (3: stride 16, 112 channels).
+        freeze_backbone: Keep the backbone fixed (its features can then be cached, as the bench does).
+        tiny_width: Width of the tiny backbone.
+        d_model / heads / ffn / dropout: Transformer sizes.
+        enc_layers: Encoder layers.
+        num_queries: Queries (triplet slots) per image.
+        dec_layers: Layers of the single decoder (variant single).
+        pair_layers / inter_layers: Cascade: pair decoder and interaction decoder layers (hodn uses inter_layers).
+        human_layers / object_layers: HODN's two instance decoders. [inferred: 2 + 2 + 2 at CPU scale]
+        link: HODN's interaction query positions: "human" (Human-Guide Linking), "object", "pair" (human +
+            object) or "none" (the learned queries). [inferred reading of the abstract]
+        layerwise_link: Layer i of the interaction decoder takes layer i's human features (GEN-VLKT-style) instead
+            of the last layer's for every layer. [inferred option; default off]
+        sg_obj: Stop-gradient on object features entering the interaction decoder (the paper's choice).
+        sg_hum: Stop-gradient on human features entering it (negative control; off in HODN).
+        obj_as_tgt: Feed the (stop-gradient) object features as the interaction decoder's content input; else
+            zeros (CDN's choice). [inferred; default on]
+        verb_head: "linear" (QPIC/CDN) or "mlp" (a 2-layer head): the head registry makes "HODN + another head"
+            a setting.
+    """
+
+    variant: Variant = "hodn"
+    backbone: Literal["efficientnet_lite0", "tiny"] = "efficientnet_lite0"
+    backbone_stage: int = 3
+    freeze_backbone: bool = True
+    tiny_width: int = 32
+    d_model: int = 64
+    heads: int = 4
+    ffn: int = 128
+    dropout: float = 0.0
+    enc_layers: int = 2
+    num_queries: int = 8
+    dec_layers: int = 3
+    pair_layers: int = 2
+    inter_layers: int = 2
+    human_layers: int = 2
+    object_layers: int = 2
+    link: Link = "human"
+    layerwise_link: bool = False
+    sg_obj: bool = True
+    sg_hum: bool = False
+    obj_as_tgt: bool = True
+    verb_head: Literal["linear", "mlp"] = "linear"
+
+    def __post_init__(self) -> None:
+        check(self.variant in VARIANTS, f"variant: expected one of {VARIANTS}, got {self.variant!r}")
+        check(self.link in LINKS, f"link: expected one of {LINKS}, got {self.link!r}")
+        check(
+            self.backbone in ("efficientnet_lite0", "tiny"),
+            f"backbone: expected 'efficientnet_lite0' or 'tiny', got {self.backbone!r}",
+        )
+        check(self.verb_head in ("linear", "mlp"), f"verb_head: expected 'linear' or 'mlp', got {self.verb_head!r}")
+        for name in (
+            "d_model",
+            "heads",
+            "ffn",
+            "num_queries",
+            "dec_layers",
+            "pair_layers",
+            "inter_layers",
+            "human_layers",
+            "object_layers",
+            "tiny_width",
+        ):
+            check_int_at_least(name, getattr(self, name), 1)
+        check_int_at_least("enc_layers", self.enc_layers, 0)
+        check(
+            self.d_model % 4 == 0 and self.d_model % self.heads == 0,
+            f"d_model: expected a multiple of 4 and of heads={self.heads}, got {self.d_model}",
+        )
+        check(0 <= self.dropout < 1, f"dropout: expected [0, 1), got {self.dropout!r}")
+        check(
+            not self.layerwise_link or self.inter_layers == self.human_layers,
+            "layerwise_link: expected inter_layers == human_layers",
+        )
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with one step decay (notes 5.2: lr 1e-3, wd 1e-4, clip 0.1, x0.1 at 80 %)."""
+
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    clip: float = 0.1
+    lr_drop_at: float = 0.8
+
+    def __post_init__(self) -> None:
+        check_int_at_least("steps", self.steps, 1)
+        check_int_at_least("batch_size", self.batch_size, 1)
+        check_number_at_least("lr", self.lr, 0.0)
+        check_number_at_least("weight_decay", self.weight_decay, 0.0)
+        check_number_at_least("clip", self.clip, 0.0)
+        check(0 < self.lr_drop_at <= 1, f"lr_drop_at: expected (0, 1], got {self.lr_drop_at!r}")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """QPIC/CDN loss and matching weights."""
+
+    obj_ce: float = 1.0
+    verb: float = 1.0
+    bbox: float = 2.5
+    giou: float = 1.0
+    eos_coef: float = 0.1
+    aux: bool = True
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation: triplets kept per image, IoU threshold, AP flavour and the rare split.
+
+    Attributes:
+        top_k: Highest-scoring triplets kept per image (QPIC/CDN keep 100 on HICO-DET; 30 suits a few pairs).
+        iou: Both boxes must reach this IoU.
+        ap: "voc" (all-point interpolated, VOC 2010+) or "11point" (the QPIC/CDN Python evaluator's).
+        rare_threshold: A triplet category with fewer training instances is "rare" (HICO-DET uses 10).
+    """
+
+    top_k: int = 30
+    iou: float = 0.5
+    ap: Literal["voc", "11point"] = "voc"
+    rare_threshold: int = 10
+
+    def __post_init__(self) -> None:
+        check_int_at_least("top_k", self.top_k, 1)
+        check(0 < self.iou < 1, f"iou: expected (0, 1), got {self.iou!r}")
+        check(self.ap in ("voc", "11point"), f"ap: expected 'voc' or '11point', got {self.ap!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run (`tailorkit hoi train CONFIG.yaml`)."""
+
+    data: SynthConfig = field(default_factory=SynthConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        check_int_at_least("threads", self.threads, 0)

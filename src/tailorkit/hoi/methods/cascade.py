@@ -1,0 +1,39 @@
+"""`cascade`: the CDN-like baseline, a pair decoder followed by an interaction decoder.
+
+CDN: Zhang et al., "Mining the Benefits of Two-stage and One-stage HOI Detection", NeurIPS 2021 (`YueLiao/CDN`).
+The human-object pair decoder (HOPD) predicts both boxes and the object class; its last layer's output becomes the
+positional query of the interaction decoder (tgt = 0), which predicts the verbs. Auxiliary outputs pair the layers
+of the two decoders from the end (CDN pairs layer i with layer i; with unequal depths we align the last layers).
+Deviation: CPU scale (2 + 2 layers, d = 64); CDN's dynamic re-weighting and decoupled fine-tuning are left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from tailorkit.hoi.config import ModelConfig
+from tailorkit.hoi.methods.base import MODELS, HOIModel, layer_outputs
+from tailorkit.hoi.transformer import Decoder
+
+
+class CascadeDecoder(HOIModel):
+    def __init__(self, cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> None:
+        super().__init__(cfg, num_obj_classes, num_verbs)
+        self.pair_decoder = Decoder(cfg.d_model, cfg.heads, cfg.ffn, cfg.pair_layers, cfg.dropout)
+        self.inter_decoder = Decoder(cfg.d_model, cfg.heads, cfg.ffn, cfg.inter_layers, cfg.dropout)
+
+    def decode(self, memory: torch.Tensor, pos: torch.Tensor) -> dict[str, Any]:
+        q = self.queries(memory.shape[0])
+        pair = self.pair_decoder(torch.zeros_like(q), memory, pos, q)
+        inter = self.inter_decoder(torch.zeros_like(q), memory, pos, pair[-1])
+        n = min(len(pair), len(inter))
+        pair, inter = pair[-n:], inter[-n:]
+        sub, obj = self.predict_boxes(pair)
+        return layer_outputs(self.heads.obj_class(pair), self.heads.verb(inter), sub, obj)
+
+
+@MODELS.register("cascade")
+def build_cascade(cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> HOIModel:
+    return CascadeDecoder(cfg, num_obj_classes, num_verbs)
