@@ -23,9 +23,7 @@ import os
 import statistics
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ import torch
 from tailorkit.core.bench import register_bench
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
+from tailorkit.core.workers import worker_pool
 from tailorkit.hoi.config import EvalConfig, ModelConfig, OptimConfig, SynthConfig, TrainConfig
 from tailorkit.hoi.data import HOIDataset
 
@@ -169,7 +168,7 @@ def hoi_bench(config: HOIBenchConfig, mode: str, seed: int, device: torch.device
         args = [(*job, cache) for job in jobs]
         results: list[dict[str, Any]] = []
         if config.workers > 1:
-            with ProcessPoolExecutor(config.workers, mp_context=get_context("spawn")) as pool:
+            with worker_pool(config.workers) as pool:
                 for i, res in enumerate(pool.map(_job, args)):
                     results.append(res)
                     status(_progress_line(i, len(args), res))
