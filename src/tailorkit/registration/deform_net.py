@@ -67,7 +67,8 @@ def lncc_loss(a: torch.Tensor, b: torch.Tensor, window: int) -> torch.Tensor:
     cross = box(x * y) - mx * my
     vx = (box(x * x) - mx * mx).clamp(min=0)
     vy = (box(y * y) - my * my).clamp(min=0)
-    return 1 - (cross * cross / (vx * vy + 1e-5)).mean()
+    eps = 1e-5 / float(window**n) ** 2  # VoxelMorph's 1e-5 on window sums, expressed for window means
+    return 1 - (cross * cross / (vx * vy + eps)).mean()
 
 
 class DeformNet(nn.Module):
@@ -177,7 +178,7 @@ def train_deform(
             loss = _loss(net, pair)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             pbar.update(1)
             pbar.set_postfix(loss=f"{losses[-1]:.4f}")
     return net.eval(), losses

@@ -105,8 +105,10 @@ def prepare(
     moving_affine: np.ndarray,
     config: RegistrationConfig,
     model: Any = None,
+    fixed_features: FeatureMap | None = None,
 ) -> Prepared:
-    """Resample the fixed image to the working grid and compute both feature maps.
+    """Resample the fixed image to the working grid and compute both feature maps (`fixed_features` reuses the
+    fixed image's map, e.g. an atlas registered to many scans).
 
     Shapes:
         fixed: (*f_shape), moving: (*m_shape), 2D or 3D, tensor index order with matching affines.
@@ -129,9 +131,13 @@ def prepare(
             raise ValueError("features.kind=sam: expected a trained SAM model (anatomy model.pt), got none")
         if n != 3:
             raise ValueError("features.kind=sam: SAM embeddings are 3D; use features.kind=mind for 2D images")
-        ff, mf = sam_features(_to_volume(fixed, fixed_affine), model), sam_features(_to_volume(moving, moving_affine), model)
+        ff = fixed_features or sam_features(_to_volume(fixed, fixed_affine), model)
+        mf = sam_features(_to_volume(moving, moving_affine), model)
     else:
-        ff, mf = mind_features(fwork, waff, config.features), mind_features(mwork, maff, config.features)
+        ff = fixed_features or mind_features(fwork, waff, config.features)
+        mf = mind_features(mwork, maff, config.features)
+    if ff.kind != kind:
+        raise ValueError(f"fixed_features: expected {kind} features, got {ff.kind}")
     thr = float(torch.quantile(fwork.reshape(-1)[:: max(1, fwork.numel() // 200000)], config.affine.mask_percentile / 100))
     fg = (fwork > thr).float()
     mask = sample(fg[None], waff, grid_points(ff.shape, ff.affine), mode="nearest")[0] > 0.5
@@ -192,7 +198,7 @@ def _register(
         notes.append("no trained SAM embedding: the matching steps used MIND-like intensity features")
     seconds: dict[str, float] = {"prepare": prep.seconds}
     stages: dict[str, torch.Tensor] = {}
-    current = torch.zeros(n, *shape)
+    current = torch.zeros(n, *shape, device=prep.fixed.device)
     matrix = np.eye(n + 1)
     aff_res: AffineResult | None = None
     acfg = config.affine
@@ -227,7 +233,7 @@ def _register(
         else resample_displacement(v, prep.work_affine, tuple(fixed.shape), fixed_affine)
         for k, v in stages.items()
     }
-    final = next(reversed(out_stages.values())) if out_stages else torch.zeros(n, *fixed.shape)
+    final = next(reversed(out_stages.values())) if out_stages else torch.zeros(n, *fixed.shape, device=fixed.device)
     return RegistrationResult(final, out_stages, matrix, seconds, prep.fixed_features.kind, notes, info)
 
 
