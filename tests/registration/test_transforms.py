@@ -12,7 +12,11 @@ from tailorkit.registration import transforms as T
 def _grid(n: int) -> tuple[tuple[int, ...], np.ndarray]:
     shape = (12, 14, 10)[:n]
     aff = np.eye(n + 1)
-    aff[:n, :n] = np.diag([2.0, 1.5, 3.0][:n]) @ np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]])[:n, :n] if n == 3 else np.diag([2.0, 1.5])
+    aff[:n, :n] = (
+        np.diag([2.0, 1.5, 3.0][:n]) @ np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]])[:n, :n]
+        if n == 3
+        else np.diag([2.0, 1.5])
+    )
     aff[:n, n] = [-10.0, 4.0, 7.0][:n]
     return shape, aff
 
@@ -21,7 +25,9 @@ def _smooth_velocity(shape: tuple[int, ...], scale: float, seed: int = 0) -> tor
     g = torch.Generator().manual_seed(seed)
     n = len(shape)
     ctrl = torch.randn(1, n, *([3] * n), generator=g)
-    v = torch.nn.functional.interpolate(ctrl, size=shape, mode="bilinear" if n == 2 else "trilinear", align_corners=True)[0]
+    v = torch.nn.functional.interpolate(
+        ctrl, size=shape, mode="bilinear" if n == 2 else "trilinear", align_corners=True
+    )[0]
     return v / v.norm(dim=0).max() * scale
 
 

@@ -74,7 +74,9 @@ def make_pairs(atlas: Atlas, config: BenchConfig, n_per_tier: int, seed: int) ->
     pairs = []
     for tier in TIERS:
         for i in range(n_per_tier):
-            d = _deformation(atlas, config.hard if tier == "hard" else config.easy, numpy_generator(seed, "reg-bench-pair", tier, i))
+            d = _deformation(
+                atlas, config.hard if tier == "hard" else config.easy, numpy_generator(seed, "reg-bench-pair", tier, i)
+            )
             source = t2 if tier == "cross" else atlas.t1
             pairs.append(
                 BenchPair(
@@ -120,7 +122,9 @@ def _sam_config(config: BenchConfig, mode: str, seed: int) -> Any:
     )
 
 
-def _train_deform_net(atlas: Atlas, config: BenchConfig, reg: RegistrationConfig, model: Any, seed: int, fixed_features: Any) -> tuple[Any, list[float]]:
+def _train_deform_net(
+    atlas: Atlas, config: BenchConfig, reg: RegistrationConfig, model: Any, seed: int, fixed_features: Any
+) -> tuple[Any, list[float]]:
     from tailorkit.registration.deform_net import train_deform
     from tailorkit.registration.pipeline import _pair, prepare
     from tailorkit.registration.same import sam_affine, sam_coarse
@@ -151,15 +155,23 @@ def _same_job(config: BenchConfig, mode: str, seed: int, spacing: float, pairs: 
     aff = tensor_affine(atlas.affine)
     fixed = torch.as_tensor(to_tensor_order(atlas.t1))
     reg = dataclasses.replace(config.registration, spacing_mm=spacing, threads=0)
+    if mode == "quick":
+        reg = dataclasses.replace(
+            reg,
+            deform=dataclasses.replace(
+                reg.deform, steps=config.quick_deform_steps, train_pairs=config.quick_deform_pairs
+            ),
+        )
     sam_cfg = _sam_config(config, mode, seed)
     status(f"registration bench: SAM embedding ({sam_cfg.steps} steps)")
     model, sam_source, sam_seconds = cached_sam(sam_cfg, use_cache=config.use_cache)
     fixed_sam = sam_features(_to_volume(fixed, aff), model)
-    deform_path = cache_dir() / f"deform_{config_key(sam_cfg, reg.deform, reg.affine, reg.coarse, spacing, config.easy, config.hard, seed)}.pt"
+    key = config_key(sam_cfg, reg.deform, reg.affine, reg.coarse, spacing, config.easy, config.hard, seed)
+    deform_path = cache_dir() / f"deform_{key}.pt"
     start = time.perf_counter()
     if config.use_cache and deform_path.is_file():
         net, _ = load_deform_net(deform_path)
-        deform_source, losses = "cache", []
+        deform_source, losses = "cache", list[float]()
     else:
         status(f"registration bench: deformation network ({reg.deform.steps} steps)")
         net, losses = _train_deform_net(atlas, config, reg, model, seed, fixed_sam)
@@ -176,7 +188,9 @@ def _same_job(config: BenchConfig, mode: str, seed: int, spacing: float, pairs: 
             ("same", fixed_sam, net, SAME_STAGES),
             ("mind", fixed_mind, None, ("affine", "coarse", "io")),
         ):
-            cfg = dataclasses.replace(reg, steps=steps, features=dataclasses.replace(reg.features, kind="sam" if kind == "same" else "mind"))
+            cfg = dataclasses.replace(
+                reg, steps=steps, features=dataclasses.replace(reg.features, kind="sam" if kind == "same" else "mind")
+            )
             c0 = time.process_time()
             prep = prepare(fixed, aff, moving, aff, cfg, model if kind == "same" else None, fixed_features=feats)
             res = register_arrays(fixed, aff, moving, aff, cfg, model=model, net=net_used, prepared=prep)
@@ -195,11 +209,12 @@ def _same_job(config: BenchConfig, mode: str, seed: int, spacing: float, pairs: 
         "trained_parts": {"sam": sam_source, "deform": deform_source},
         "train_seconds": {"sam": sam_seconds, "deform": deform_seconds},
         "sam_final_loss": float(np.mean(model.losses[-10:])) if getattr(model, "losses", ()) else None,
+        "deform_steps": {"steps": reg.deform.steps, "train_pairs": reg.deform.train_pairs},
         "deform_final_loss": float(np.mean(losses[-10:])) if losses else None,
     }
 
 
-def _peers_job(config: BenchConfig, spacing: float, pairs: list[BenchPair]) -> dict[str, Any]:
+def _peers_job(config: BenchConfig, mode: str, spacing: float, pairs: list[BenchPair]) -> dict[str, Any]:
     """Worker: every available peer on every pair."""
     from tailorkit.registration.peers import PEERS, peer_missing, run_peer
 
@@ -222,9 +237,12 @@ def _peers_job(config: BenchConfig, spacing: float, pairs: list[BenchPair]) -> d
                 continue
             status(f"registration bench: {name} pair {i + 1}/{len(pairs)} ({pair.tier})")
             c0, w0 = time.process_time(), time.perf_counter()
-            disp = run_peer(name, fixed, aff, pair.moving, aff, max(1, config.threads), multimodal)
+            options = {"iterations": config.quick_elastix_iterations} if (name == "elastix" and mode == "quick") else {}
+            disp = run_peer(name, fixed, aff, pair.moving, aff, max(1, config.threads), multimodal, **options)
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-            results.append({"method": name, "tier": pair.tier, "metrics": evaluate(disp, atlas, pair), "seconds": wall, "cpu": cpu})
+            results.append(
+                {"method": name, "tier": pair.tier, "metrics": evaluate(disp, atlas, pair), "seconds": wall, "cpu": cpu}
+            )
     return {"rows": results, "skipped": skipped, "cpu_seconds": time.process_time() - cpu0}
 
 
@@ -238,11 +256,11 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
     if config.workers > 1:
         with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
             same_f = pool.submit(_same_job, config, mode, seed, spacing, pairs)
-            peers_f = pool.submit(_peers_job, config, spacing, pairs)
+            peers_f = pool.submit(_peers_job, config, mode, spacing, pairs)
             same, peers = same_f.result(), peers_f.result()
     else:
         same = _same_job(config, mode, seed, spacing, pairs)
-        peers = _peers_job(config, spacing, pairs)
+        peers = _peers_job(config, mode, spacing, pairs)
     raw = same["rows"] + peers["rows"]
     rows: list[Row] = []
     for tier in TIERS:
@@ -259,6 +277,8 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
             if cpus:
                 metrics["cpu_seconds"] = float(np.mean(cpus))
             params: dict[str, Any] = {"tier": tier, "pairs": len(runs), "threads": config.threads}
+            if name == "elastix" and quick:
+                params["iterations"] = config.quick_elastix_iterations
             if name.startswith(("same_", "mind_")):
                 params["features"] = "sam" if name.startswith("same_") else "mind"
                 params["stages"] = "+".join(SAME_STAGES[: SAME_STAGES.index(name.split("_")[1]) + 1])
@@ -269,6 +289,7 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
         "train_seconds": same["train_seconds"],
         "sam_final_loss": same["sam_final_loss"],
         "deform_final_loss": same["deform_final_loss"],
+        "deform_steps": same["deform_steps"],
         "worker_cpu_seconds": {"same": same["cpu_seconds"], "peers": peers["cpu_seconds"]},
         "skipped": peers["skipped"],
         "threads_per_worker": config.threads,

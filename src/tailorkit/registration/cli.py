@@ -28,14 +28,20 @@ def add_parser(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("inputs", nargs="+", metavar="ARG", help="FIXED MOVING [KEY=VALUE ...] or train CONFIG.yaml [KEY=VALUE ...]")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="ARG", help="FIXED MOVING [KEY=VALUE ...] or train CONFIG.yaml [KEY=VALUE ...]"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--labels", type=Path, default=None, help="label map of the moving image (warped without blending)")
+    parser.add_argument(
+        "--labels", type=Path, default=None, help="label map of the moving image (warped without blending)"
+    )
     parser.add_argument("--fixed-labels", type=Path, default=None, help="label map of the fixed image (for Dice)")
     parser.add_argument("--steps", default=None, help="comma-separated subset of affine,coarse,deform,io (default all)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: leave as is)")
     parser.add_argument("--model", type=Path, default=None, help="SAM model.pt (`tailorkit anatomy train`)")
-    parser.add_argument("--deform-net", type=Path, default=None, help="deformation network (`tailorkit register train`)")
+    parser.add_argument(
+        "--deform-net", type=Path, default=None, help="deformation network (`tailorkit register train`)"
+    )
     parser.add_argument("--config", type=Path, default=None, help="YAML/TOML RegistrationConfig settings")
     parser.add_argument("--progress", action="store_true", help="show a progress bar (train)")
     parser.set_defaults(func=run_cmd)
@@ -77,10 +83,14 @@ def register_cmd(fixed_path: Path, moving_path: Path, overrides: list[str], args
     fixed, moving = load_volume(fixed_path), load_volume(moving_path)
     labels = load_volume(args.labels) if args.labels else None
     if labels is not None and labels.shape != moving.shape:
-        raise VolumeError(f"{args.labels}: expected a label map of the moving image's shape {moving.shape}, got {labels.shape}")
+        raise VolumeError(
+            f"{args.labels}: expected a label map of the moving image's shape {moving.shape}, got {labels.shape}"
+        )
     fixed_labels = load_volume(args.fixed_labels) if args.fixed_labels else None
     if fixed_labels is not None and fixed_labels.shape != fixed.shape:
-        raise VolumeError(f"{args.fixed_labels}: expected the fixed image's shape {fixed.shape}, got {fixed_labels.shape}")
+        raise VolumeError(
+            f"{args.fixed_labels}: expected the fixed image's shape {fixed.shape}, got {fixed_labels.shape}"
+        )
     model = net = None
     if args.model:
         from tailorkit.anatomy.train import load_model
@@ -102,7 +112,9 @@ def register_cmd(fixed_path: Path, moving_path: Path, overrides: list[str], args
     save_volume(out / "warped.nii.gz", np.ascontiguousarray(warped_np), fixed.affine)
     save_displacement(out / "displacement.nii.gz", disp, fixed.affine)
     det = T.jacobian_determinant(disp, faff)
-    fg = torch.as_tensor(to_tensor_order(fixed.array)) > float(np.percentile(fixed.array, config.affine.mask_percentile))
+    fg = torch.as_tensor(to_tensor_order(fixed.array)) > float(
+        np.percentile(fixed.array, config.affine.mask_percentile)
+    )
     metrics: dict[str, Any] = {
         "fixed": str(fixed_path),
         "moving": str(moving_path),

@@ -127,9 +127,11 @@ class IOConfig:
     lr: float = 0.05  # Adam, [-1, 1] units, eps 1e-4
     smooth_pools: int = 3  # 3x3x3 average pools of the parameter every iteration (and after upsampling)
     diffusion: float = 1000.0  # weight of the mean squared forward differences ([-1, 1] units)
+    pca_channels: int = 32  # project wider descriptors (SAM: 256) to this many channels first; 0 = off [CPU]
 
     def __post_init__(self) -> None:
         check_int_at_least("iterations", self.iterations, 0)
+        check_int_at_least("pca_channels", self.pca_channels, 0)
         _pos("lr", self.lr)
         check_int_at_least("smooth_pools", self.smooth_pools, 0)
         check_number_at_least("diffusion", self.diffusion, 0.0)
@@ -153,7 +155,9 @@ class RegistrationConfig:
         bad = [s for s in self.steps if s not in STEPS]
         check(not bad and len(self.steps) > 0, f"steps: expected a subset of {', '.join(STEPS)}, got {self.steps!r}")
         _pos("spacing_mm", self.spacing_mm)
-        check(self.label_mode in ("nearest", "onehot"), f"label_mode: expected nearest or onehot, got {self.label_mode!r}")
+        check(
+            self.label_mode in ("nearest", "onehot"), f"label_mode: expected nearest or onehot, got {self.label_mode!r}"
+        )
         check_int_at_least("threads", self.threads, 0)
 
 
@@ -192,6 +196,9 @@ class BenchConfig:
     easy: tuple[float, float, float, float] = (8.0, 0.08, 6.0, 6.0)  # rotate deg, scale, translate mm, SVF mm
     hard: tuple[float, float, float, float] = (15.0, 0.10, 12.0, 12.0)
     peers: tuple[str, ...] = ("ants_affine", "ants_syn", "sitk_demons", "elastix", "convexadam")
+    quick_deform_steps: int = 60  # quick mode: deformation-network steps and training pairs [CPU]
+    quick_deform_pairs: int = 4
+    quick_elastix_iterations: int = 64  # quick mode only (elastix default 256 per resolution; ~90 CPU-s per pair)
     workers: int = 2  # SAME++ in one process, the peers in another
     threads: int = 1
     use_cache: bool = True  # load the SAM embedding / deformation network from $TAILORKIT_HOME/registration/

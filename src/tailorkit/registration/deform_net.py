@@ -36,7 +36,7 @@ from tailorkit.registration.config import DeformNetConfig
 from tailorkit.registration.features import FeatureMap
 from tailorkit.registration.transforms import compose, exp_svf, grid_points, index_to_displacement, sample
 
-__all__ = ["DeformPair", "DeformNet", "correlation", "deform_step", "lncc_loss", "train_deform"]
+__all__ = ["DeformNet", "DeformPair", "correlation", "deform_step", "lncc_loss", "train_deform"]
 
 
 def correlation(fixed: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:

@@ -76,7 +76,9 @@ def load_deform_net(path: str | os.PathLike[str]) -> tuple[DeformNet, dict[str, 
     """Read a `save_deform_net` file; returns the network (eval mode) and its extra information."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"deformation network {p}: not found (expected a file written by `tailorkit register train`)")
+        raise FileNotFoundError(
+            f"deformation network {p}: not found (expected a file written by `tailorkit register train`)"
+        )
     payload = torch.load(p, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != DEFORM_FORMAT:
         raise ValueError(f"deformation network {p}: not a {DEFORM_FORMAT} file")

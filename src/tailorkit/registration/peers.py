@@ -20,6 +20,7 @@ import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from tailorkit.registration.transforms import grid_points, index_to_displacement
 
 __all__ = ["PEERS", "Peer", "coordinate_images", "peer_missing", "run_peer"]
 
-PeerFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool], torch.Tensor]
+PeerFn = Callable[..., torch.Tensor]  # (fixed, fixed_affine, moving, moving_affine, threads, multimodal, **options)
 
 
 @dataclass(frozen=True)
@@ -63,14 +64,18 @@ def run_peer(
     moving_affine: np.ndarray,
     threads: int = 1,
     multimodal: bool = False,
+    **options: Any,
 ) -> torch.Tensor:
-    """The fixed -> moving displacement (3, *fixed.shape) world mm of peer `name`."""
+    """The fixed -> moving displacement (3, *fixed.shape) world mm of peer `name` (`options`: the peer's own,
+    e.g. `iterations` for elastix)."""
     reason = peer_missing(name)
     if reason:
         raise RuntimeError(f"peer {name}: {reason}")
     fixed = np.ascontiguousarray(fixed, dtype=np.float32)
     moving = np.ascontiguousarray(moving, dtype=np.float32)
-    return PEERS.get(name).fn(fixed, np.asarray(fixed_affine), moving, np.asarray(moving_affine), threads, multimodal)
+    return PEERS.get(name).fn(
+        fixed, np.asarray(fixed_affine), moving, np.asarray(moving_affine), threads, multimodal, **options
+    )
 
 
 def _itk_geometry(tensor_affine: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
@@ -90,7 +95,9 @@ def _margin_affine(tensor_affine: np.ndarray, margin: int) -> np.ndarray:
     return a
 
 
-def coordinate_images(shape: tuple[int, ...], tensor_affine: np.ndarray, margin: int = MARGIN) -> tuple[np.ndarray, np.ndarray]:
+def coordinate_images(
+    shape: tuple[int, ...], tensor_affine: np.ndarray, margin: int = MARGIN
+) -> tuple[np.ndarray, np.ndarray]:
     """World x, y, z of every voxel of a grid enlarged by `margin` voxels per side, and the enlarged grid's affine.
 
     Shapes:
@@ -116,7 +123,13 @@ def _displacement(warped: np.ndarray, fixed_shape: tuple[int, ...], fixed_affine
     return torch.as_tensor(warped, dtype=torch.float32) - grid_points(fixed_shape, fixed_affine)
 
 
-def _sitk_readback(transform: object, fixed: np.ndarray, fixed_affine: np.ndarray, moving_shape: tuple[int, ...], moving_affine: np.ndarray) -> torch.Tensor:
+def _sitk_readback(
+    transform: object,
+    fixed: np.ndarray,
+    fixed_affine: np.ndarray,
+    moving_shape: tuple[int, ...],
+    moving_affine: np.ndarray,
+) -> torch.Tensor:
     import SimpleITK as sitk
 
     coords, caff = coordinate_images(moving_shape, moving_affine)
@@ -167,7 +180,7 @@ def _sitk_demons(
     demons.SetNumberOfIterations(100)
     demons.SetStandardDeviations(1.5)
     field = demons.Execute(f, pre)
-    comp = sitk.CompositeTransform(affine)  # type: ignore[arg-type]
+    comp = sitk.CompositeTransform(affine)
     comp.AddTransform(sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64)))  # applied first
     return _sitk_readback(comp, fixed, fa, moving.shape, ma)
 
@@ -185,7 +198,9 @@ def _ants_image(array: np.ndarray, tensor_affine: np.ndarray) -> object:
 
 
 def _ants(kind: str) -> PeerFn:
-    def run(fixed: np.ndarray, fa: np.ndarray, moving: np.ndarray, ma: np.ndarray, threads: int, multimodal: bool) -> torch.Tensor:
+    def run(
+        fixed: np.ndarray, fa: np.ndarray, moving: np.ndarray, ma: np.ndarray, threads: int, multimodal: bool
+    ) -> torch.Tensor:
         os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, threads))
         import ants
 
@@ -201,8 +216,17 @@ def _ants(kind: str) -> PeerFn:
     return run
 
 
-def _elastix(fixed: np.ndarray, fa: np.ndarray, moving: np.ndarray, ma: np.ndarray, threads: int, multimodal: bool) -> torch.Tensor:
-    """itk-elastix default `affine` + `bspline` parameter maps (Mattes MI, 4 resolutions; mono and multi-modal)."""
+def _elastix(
+    fixed: np.ndarray,
+    fa: np.ndarray,
+    moving: np.ndarray,
+    ma: np.ndarray,
+    threads: int,
+    multimodal: bool,
+    iterations: int | None = None,
+) -> torch.Tensor:
+    """itk-elastix default `affine` + `bspline` parameter maps (Mattes MI, 4 resolutions; mono and multi-modal);
+    `iterations` overrides MaximumNumberOfIterations (default 256 per resolution) in both maps."""
     import itk
 
     itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(max(1, threads))
@@ -217,7 +241,10 @@ def _elastix(fixed: np.ndarray, fa: np.ndarray, moving: np.ndarray, ma: np.ndarr
 
     params = itk.ParameterObject.New()
     for name in ("affine", "bspline"):
-        params.AddParameterMap(params.GetDefaultParameterMap(name))
+        pmap = params.GetDefaultParameterMap(name)
+        if iterations is not None:
+            pmap["MaximumNumberOfIterations"] = [str(int(iterations))]
+        params.AddParameterMap(pmap)
     f, m = image(fixed, fa), image(moving, ma)
     _, result = itk.elastix_registration_method(f, m, parameter_object=params, log_to_console=False)
     n_maps = result.GetNumberOfParameterMaps()
@@ -232,7 +259,9 @@ def _elastix(fixed: np.ndarray, fa: np.ndarray, moving: np.ndarray, ma: np.ndarr
     return _displacement(np.stack(out), fixed.shape, fa)
 
 
-def _convexadam(fixed: np.ndarray, fa: np.ndarray, moving: np.ndarray, ma: np.ndarray, threads: int, multimodal: bool) -> torch.Tensor:
+def _convexadam(
+    fixed: np.ndarray, fa: np.ndarray, moving: np.ndarray, ma: np.ndarray, threads: int, multimodal: bool
+) -> torch.Tensor:
     """convexAdam defaults (MIND-SSC, grid 6, disp_hw 4, 80 Adam iterations, inverse consistency), fp32 on CPU.
 
     It registers voxel grids: the moving image is first resampled onto the fixed grid when the grids differ."""

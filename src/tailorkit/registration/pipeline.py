@@ -138,7 +138,9 @@ def prepare(
         mf = mind_features(mwork, maff, config.features)
     if ff.kind != kind:
         raise ValueError(f"fixed_features: expected {kind} features, got {ff.kind}")
-    thr = float(torch.quantile(fwork.reshape(-1)[:: max(1, fwork.numel() // 200000)], config.affine.mask_percentile / 100))
+    thr = float(
+        torch.quantile(fwork.reshape(-1)[:: max(1, fwork.numel() // 200000)], config.affine.mask_percentile / 100)
+    )
     fg = (fwork > thr).float()
     mask = sample(fg[None], waff, grid_points(ff.shape, ff.affine), mode="nearest")[0] > 0.5
     return Prepared(fwork, mwork, waff, maff, ff, mf, mask, time.perf_counter() - start)
@@ -146,7 +148,9 @@ def prepare(
 
 def _pair(prep: Prepared, previous: torch.Tensor) -> DeformPair:
     fimg = normalise_intensity(prep.fixed)
-    fimg_feat = sample(fimg[None], prep.work_affine, grid_points(prep.fixed_features.shape, prep.fixed_features.affine))[0]
+    fimg_feat = sample(
+        fimg[None], prep.work_affine, grid_points(prep.fixed_features.shape, prep.fixed_features.affine)
+    )[0]
     return DeformPair(
         prep.fixed_features,
         prep.moving_features,
@@ -229,7 +233,8 @@ def _register(
         seconds[step] = time.perf_counter() - start
         stages[step] = current
     out_stages = {
-        k: v if tuple(fixed.shape) == shape and np.allclose(fixed_affine, prep.work_affine)
+        k: v
+        if tuple(fixed.shape) == shape and np.allclose(fixed_affine, prep.work_affine)
         else resample_displacement(v, prep.work_affine, tuple(fixed.shape), fixed_affine)
         for k, v in stages.items()
     }
@@ -245,7 +250,9 @@ def register(fixed: Any, moving: Any, config: RegistrationConfig | None = None, 
 
     for name, vol in (("fixed", fixed), ("moving", moving)):
         if not isinstance(vol, Volume):
-            raise VolumeError(f"{name}: expected a tailorkit.data.volumes.Volume (see load_volume), got {type(vol).__name__}")
+            raise VolumeError(
+                f"{name}: expected a tailorkit.data.volumes.Volume (see load_volume), got {type(vol).__name__}"
+            )
     return register_arrays(
         torch.as_tensor(to_tensor_order(fixed.array), dtype=torch.float32),
         tensor_affine(fixed.affine),

@@ -21,7 +21,8 @@ each is usable alone and the pipeline composes them (`pipeline.register`). Writt
   of the warped moving features and the fixed features + `diffusion` x mean squared forward differences of the
   smoothed displacement ([-1, 1] units). The result is upsampled linearly to the working grid, smoothed by the same
   pools and composed with the previous map. [inferred] One cosine over the concatenated (fine + coarse)
-  descriptor instead of the sum of the two heads' cosines.
+  descriptor instead of the sum of the two heads' cosines; [CPU] descriptors wider than `pca_channels` (SAM's 256)
+  are first projected on their leading principal directions (`project_features`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,16 @@ from tailorkit.registration.config import AffineConfig, CoarseConfig, IOConfig
 from tailorkit.registration.features import FeatureMap
 from tailorkit.registration.transforms import compose, compose_affine, grid_points, sample
 
-__all__ = ["AffineResult", "cycle_matches", "fit_affine", "half_extent", "sam_affine", "sam_coarse", "sam_io"]
+__all__ = [
+    "AffineResult",
+    "cycle_matches",
+    "fit_affine",
+    "half_extent",
+    "project_features",
+    "sam_affine",
+    "sam_coarse",
+    "sam_io",
+]
 
 
 @dataclass
@@ -166,7 +176,7 @@ def sam_affine(
     """SAM-Affine (see the module docstring). `mask`: (fixed feature grid) bool foreground, or None for all."""
     n = len(fixed.shape)
     spacing = float(np.linalg.norm(fixed.affine[:n, :n], axis=0).mean())
-    stride = max(1, int(round(config.query_stride_mm / spacing)))
+    stride = max(1, round(config.query_stride_mm / spacing))
     axes = [torch.arange(stride // 2, s, stride, device=fixed.data.device) for s in fixed.shape]
     idx = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, n)
     if mask is not None:
@@ -247,6 +257,22 @@ def _smooth(u: torch.Tensor, pools: int) -> torch.Tensor:
     return out[0]
 
 
+def project_features(fixed: FeatureMap, moving: FeatureMap, channels: int) -> tuple[FeatureMap, FeatureMap]:
+    """Both maps projected on the `channels` leading right-singular vectors of their pooled descriptors (uncentred,
+    so cosines are approximated in the principal subspace), re-normalised. [CPU] speeds SAM-IO up ~8x at 32."""
+    c = fixed.data.shape[0]
+    pool = torch.cat([fixed.data.reshape(c, -1), moving.data.reshape(c, -1)], dim=1).T
+    step = max(1, len(pool) // 20000)
+    _, _, vh = torch.linalg.svd(pool[::step], full_matrices=False)
+    basis = vh[:channels]  # (k, C)
+
+    def proj(fm: FeatureMap) -> FeatureMap:
+        data = (basis @ fm.data.reshape(c, -1)).reshape(channels, *fm.shape)
+        return FeatureMap(F.normalize(data, dim=0), fm.affine, fm.kind)
+
+    return proj(fixed), proj(moving)
+
+
 def sam_io(
     fixed: FeatureMap,
     moving: FeatureMap,
@@ -262,6 +288,8 @@ def sam_io(
     """
     n = previous.shape[0]
     shape = tuple(previous.shape[1:])
+    if config.pca_channels and fixed.data.shape[0] > config.pca_channels:
+        fixed, moving = project_features(fixed, moving, config.pca_channels)
     fshape = fixed.shape
     half = half_extent(fshape, fixed.affine).to(previous.device).reshape((n,) + (1,) * n)
     base = grid_points(fshape, fixed.affine, previous.device)

@@ -209,7 +209,11 @@ def resample_displacement(
 
 
 def warp_image(
-    moving: torch.Tensor, moving_affine: np.ndarray, disp: torch.Tensor, fixed_affine: np.ndarray, mode: str = "bilinear"
+    moving: torch.Tensor,
+    moving_affine: np.ndarray,
+    disp: torch.Tensor,
+    fixed_affine: np.ndarray,
+    mode: str = "bilinear",
 ) -> torch.Tensor:
     """M o psi on the fixed grid (zero outside the moving image).
 
@@ -237,9 +241,8 @@ def warp_labels(
     Shapes:
         labels: (*m_shape) integer; disp: (n, *f_shape) -> (*f_shape) int64
     """
-    if labels.is_floating_point():
-        if not torch.equal(labels, labels.round()):
-            raise ValueError("warp_labels: expected an integer label map, got non-integer values")
+    if labels.is_floating_point() and not torch.equal(labels, labels.round()):
+        raise ValueError("warp_labels: expected an integer label map, got non-integer values")
     lab = labels.long()
     if mode == "nearest":
         return warp_image(lab.float(), moving_affine, disp, fixed_affine, mode="nearest").round().long()
