@@ -222,3 +222,26 @@ def test_mind_features_are_unit_vectors_on_the_half_grid() -> None:
     assert torch.allclose(norms[norms > 0], torch.ones_like(norms[norms > 0]), atol=1e-5)
     # the feature grid's voxel n is the centre of input voxels 2n, 2n+1
     assert np.allclose(fm.affine[:3, 3], [0.5, 0.5, 0.5]) and np.allclose(np.diag(fm.affine)[:3], 2.0)
+
+
+def test_register_train_writes_a_network_that_the_cli_uses(tmp_path: Path) -> None:
+    from tailorkit.cli.main import main
+    from tailorkit.registration.models import load_deform_net
+
+    vol = _head((26, 30, 24), 6).numpy() * 100
+    aff = np.diag([3.0, 3.0, 3.0, 1.0])
+    atlas = _write(tmp_path / "atlas.nii.gz", vol, aff)
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(
+        f"atlas: {atlas}\n"
+        "registration:\n  deform: {channels: [4, 8], steps: 3, train_pairs: 1}\n  coarse: {iterations: 5}\n"
+    )
+    out = tmp_path / "run"
+    assert main(["register", "train", str(cfg), "--out", str(out)]) == 0
+    net, extra = load_deform_net(out / "deform_net.pt")
+    assert extra["features"] == "mind" and net.config.channels == (4, 8)
+    res_dir = tmp_path / "reg"
+    argv = [str(atlas), str(atlas), "--out", str(res_dir), "--deform-net", str(out / "deform_net.pt")]
+    assert main(["register", *argv, "--steps", "affine,deform"]) == 0
+    metrics = json.loads((res_dir / "metrics.json").read_text())
+    assert metrics["steps"] == ["affine", "deform"] and not any("skipped" in n for n in metrics["notes"])
