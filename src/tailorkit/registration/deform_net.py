@@ -23,7 +23,7 @@ scaling and squaring (7 steps), trained with LNCC + diffusion on the velocity.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -111,20 +111,24 @@ class DeformPair:
     moving_affine: np.ndarray
     previous: torch.Tensor
     work_affine: np.ndarray
+    _inputs: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
 
-def _inputs(net: DeformNet, pair: DeformPair) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Correlation and image channels of the pre-warped pair; also the feature grid's moved points."""
-    base = grid_points(pair.fixed.shape, pair.fixed.affine, pair.previous.device)
-    moved = base + sample(pair.previous, pair.work_affine, base, padding="border")
-    warped = F.normalize(sample(pair.moving.data, pair.moving.affine, moved, padding="border"), dim=0)
-    corr = correlation(pair.fixed.data, warped)
-    image = sample(pair.moving_image[None], pair.moving_affine, moved)[0]
-    return corr, torch.stack([image, pair.fixed_image]), base
+@torch.no_grad()
+def _inputs(pair: DeformPair) -> tuple[torch.Tensor, torch.Tensor]:
+    """Correlation and image channels of the pre-warped pair (constant during training: cached on the pair)."""
+    if pair._inputs is None:
+        base = grid_points(pair.fixed.shape, pair.fixed.affine, pair.previous.device)
+        moved = base + sample(pair.previous, pair.work_affine, base, padding="border")
+        warped = F.normalize(sample(pair.moving.data, pair.moving.affine, moved, padding="border"), dim=0)
+        corr = correlation(pair.fixed.data, warped)
+        image = sample(pair.moving_image[None], pair.moving_affine, moved)[0]
+        pair._inputs = (corr, torch.stack([image, pair.fixed_image]))
+    return pair._inputs
 
 
 def _velocity_mm(net: DeformNet, pair: DeformPair) -> tuple[torch.Tensor, torch.Tensor]:
-    corr, images, _ = _inputs(net, pair)
+    corr, images = _inputs(pair)
     v_idx = net(corr, images)
     return v_idx, index_to_displacement(v_idx, pair.fixed.affine)
 
