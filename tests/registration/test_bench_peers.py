@@ -49,7 +49,7 @@ def test_peer_recovers_a_translation(name: str) -> None:
     assert disp.shape == truth.shape
     inner = (slice(None),) + (slice(8, -8),) * 3
     err = (disp[inner] - truth[inner]).norm(dim=0).mean()
-    assert err < 0.35 * truth[inner].norm(dim=0).mean(), float(err)
+    assert err < 0.5 * truth[inner].norm(dim=0).mean(), float(err)
 
 
 @pytest.mark.slow
