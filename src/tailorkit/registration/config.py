@@ -1,0 +1,211 @@
+"""Settings of SAME++ registration, its deformation-network training and its benchmark (frozen dataclasses).
+
+Every detail the official code (alibaba-damo-academy/same; /work/shared/notes/anatomy-and-registration.md section 5)
+fixes is a default here with its source; every inferred or CPU-driven change is a setting marked [inferred] or
+[CPU], so the official value can be restored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from tailorkit.anatomy.config import SAMTrainConfig
+from tailorkit.core.config import check, check_int_at_least, check_number_at_least
+
+STEPS = ("affine", "coarse", "deform", "io")
+
+
+def _pos(name: str, value: object) -> None:
+    check_number_at_least(name, value, 0.0)
+    check(float(value) > 0, f"{name}: expected > 0, got {value!r}")  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Which features drive the matching steps.
+
+    kind: "sam" (a trained SAM embedding: fine + coarse descriptors on the fine grid, notes 5.1), "mind" (MIND-like
+    self-similarity of the intensities, the fallback without a trained embedding [inferred]) or "auto" (sam when a
+    model is given, else mind).
+    """
+
+    kind: Literal["auto", "sam", "mind"] = "auto"
+    mind_radius: int = 1  # box half-width of the patch distance (voxels of the working grid)
+    mind_dilations: tuple[int, ...] = (1, 2, 4)  # neighbour offsets (voxels); several scales for global matching
+    mind_stride: int = 2  # feature grid = working grid / 2, like SAM's fine grid
+
+    def __post_init__(self) -> None:
+        check(self.kind in ("auto", "sam", "mind"), f"features.kind: expected auto, sam or mind, got {self.kind!r}")
+        check_int_at_least("mind_radius", self.mind_radius, 0)
+        check(
+            len(self.mind_dilations) > 0 and all(isinstance(d, int) and d >= 1 for d in self.mind_dilations),
+            f"mind_dilations: expected positive integers, got {self.mind_dilations!r}",
+        )
+        check_int_at_least("mind_stride", self.mind_stride, 1)
+
+
+@dataclass(frozen=True)
+class AffineConfig:
+    """SAM-Affine (notes 5.1): cycle-consistent grid matches + least squares."""
+
+    query_stride_mm: float = 16.0  # official: every 8th voxel at 2 mm
+    cycle_rounds: int = 5  # official find_point_in_vol_stable rounds
+    score_threshold: float = 0.7  # mean of the heads' cosines (official: dot / 2 > 0.7)
+    fit: Literal["lstsq", "huber"] = "lstsq"  # official lstsq (no robust weighting); huber = anatomy.robust_affine
+    min_matches: int = 12  # below this, the best-scoring stable matches are used [inferred]
+    mask_percentile: float = 20.0  # queries where the fixed intensity exceeds this percentile ("body mask") [inferred]
+    search_radius_mm: float = 0.0  # 0 = whole image (official); > 0 restricts matches to a window [inferred]
+    mind_search_radius_mm: float = 40.0  # window used with MIND-like features, which are not globally unique [inferred]
+
+    def __post_init__(self) -> None:
+        _pos("query_stride_mm", self.query_stride_mm)
+        check_int_at_least("cycle_rounds", self.cycle_rounds, 1)
+        check_number_at_least("score_threshold", self.score_threshold, -1.0)
+        check_number_at_least("search_radius_mm", self.search_radius_mm, 0.0)
+        check_number_at_least("mind_search_radius_mm", self.mind_search_radius_mm, 0.0)
+        check(self.fit in ("lstsq", "huber"), f"affine.fit: expected lstsq or huber, got {self.fit!r}")
+        check_int_at_least("min_matches", self.min_matches, 4)
+        check(0 <= self.mask_percentile < 100, f"mask_percentile: expected [0, 100), got {self.mask_percentile!r}")
+
+
+@dataclass(frozen=True)
+class CoarseConfig:
+    """SAM-Coarse (notes 5.2): a dense field on a coarse grid fitted to the matches by Adam."""
+
+    stride: int = 16  # grid = working grid / 16 (official: image size / 16)
+    iterations: int = 100  # official CLI default (function default 800)
+    lr: float = 0.05  # Adam, in [-1, 1] units as the official code
+    diffusion: float = 0.04  # weight of the mean squared forward differences ([-1, 1] units)
+
+    def __post_init__(self) -> None:
+        check_int_at_least("stride", self.stride, 1)
+        check_int_at_least("iterations", self.iterations, 0)
+        _pos("lr", self.lr)
+        check_number_at_least("diffusion", self.diffusion, 0.0)
+
+
+@dataclass(frozen=True)
+class DeformNetConfig:
+    """SAM-Deform (notes 5.3): a VoxelMorph-style U-Net on the SAM correlation volume, SVF + scaling and squaring.
+
+    [CPU] The whole network runs on the fine feature grid (half the working resolution); the official encoder sees
+    the full-resolution images and joins the correlation at its first downsampled level.
+    """
+
+    channels: tuple[int, ...] = (16, 32, 32, 32)  # official encoder widths
+    use_images: bool = True  # official: the pre-aligned moving and the fixed image enter beside the correlation
+    int_steps: int = 7
+    lncc_window: int = 5  # voxels of the feature grid (official 21 at 2 mm image resolution) [CPU]
+    lncc_weight: float = 0.01  # official train_config_abdomen_wSAMLoss
+    grad_weight: float = 10.0  # official voxelmorph Grad('l2', loss_mult=2) weight on the velocity (voxel units)
+    lr: float = 1e-3  # official Adam 5e-5 for 200 epochs x 380 pairs; a CPU run affords ~100 steps [CPU]
+    steps: int = 100
+    train_pairs: int = 6  # random deformations of the atlas (training streams, never the test pairs)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(
+            len(self.channels) >= 2 and all(isinstance(c, int) and c >= 1 for c in self.channels),
+            f"channels: expected >= 2 positive integers, got {self.channels!r}",
+        )
+        check_int_at_least("int_steps", self.int_steps, 0)
+        check_int_at_least("lncc_window", self.lncc_window, 1)
+        check_number_at_least("lncc_weight", self.lncc_weight, 0.0)
+        check_number_at_least("grad_weight", self.grad_weight, 0.0)
+        _pos("lr", self.lr)
+        check_int_at_least("steps", self.steps, 0)
+        check_int_at_least("train_pairs", self.train_pairs, 1)
+
+
+@dataclass(frozen=True)
+class IOConfig:
+    """SAM-IO instance optimisation (notes 5.4)."""
+
+    iterations: int = 50
+    lr: float = 0.05  # Adam, [-1, 1] units, eps 1e-4
+    smooth_pools: int = 3  # 3x3x3 average pools of the parameter every iteration (and after upsampling)
+    diffusion: float = 1000.0  # weight of the mean squared forward differences ([-1, 1] units)
+    pca_channels: int = 32  # project wider descriptors (SAM: 256) to this many channels first; 0 = off [CPU]
+
+    def __post_init__(self) -> None:
+        check_int_at_least("iterations", self.iterations, 0)
+        check_int_at_least("pca_channels", self.pca_channels, 0)
+        _pos("lr", self.lr)
+        check_int_at_least("smooth_pools", self.smooth_pools, 0)
+        check_number_at_least("diffusion", self.diffusion, 0.0)
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    """The SAME++ pipeline: which steps, on which features, at which working spacing."""
+
+    steps: tuple[str, ...] = STEPS
+    spacing_mm: float = 3.0  # working grid (official 2 mm; 3 mm on CPU) [CPU]
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    affine: AffineConfig = field(default_factory=AffineConfig)
+    coarse: CoarseConfig = field(default_factory=CoarseConfig)
+    deform: DeformNetConfig = field(default_factory=DeformNetConfig)
+    io: IOConfig = field(default_factory=IOConfig)
+    label_mode: Literal["nearest", "onehot"] = "nearest"
+    threads: int = 0  # torch threads; 0 = leave as is
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.steps if s not in STEPS]
+        check(not bad and len(self.steps) > 0, f"steps: expected a subset of {', '.join(STEPS)}, got {self.steps!r}")
+        _pos("spacing_mm", self.spacing_mm)
+        check(
+            self.label_mode in ("nearest", "onehot"), f"label_mode: expected nearest or onehot, got {self.label_mode!r}"
+        )
+        check_int_at_least("threads", self.threads, 0)
+
+
+@dataclass(frozen=True)
+class DeformTrainConfig:
+    """`tailorkit register train CONFIG.yaml`: train the deformation network on random deformations of a scan.
+
+    `model` is a SAM model.pt (`tailorkit anatomy train`); empty = MIND-like features. `atlas` is the training scan;
+    empty = the MNI152 T1 (offline).
+    """
+
+    model: Path | None = None
+    atlas: Path | None = None
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    max_disp_mm: float = 8.0  # random SVF of the training pairs
+    rotate_deg: float = 10.0
+    translate_mm: float = 8.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_disp_mm", "rotate_deg", "translate_mm"):
+            check_number_at_least(name, getattr(self, name), 0.0)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """`tailorkit bench registration` (notes 9.2-9.4): known-transform pairs of MNI152 + AAL."""
+
+    quick_spacing_mm: float = 3.0
+    full_spacing_mm: float = 2.0
+    quick_pairs_per_tier: int = 2
+    pairs_per_tier: int = 5
+    quick_sam_steps: int = 150
+    full_sam_steps: int = 1000
+    sam: SAMTrainConfig = field(default_factory=SAMTrainConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    easy: tuple[float, float, float, float] = (8.0, 0.08, 6.0, 6.0)  # rotate deg, scale, translate mm, SVF mm
+    hard: tuple[float, float, float, float] = (15.0, 0.10, 12.0, 12.0)
+    peers: tuple[str, ...] = ("ants_affine", "ants_syn", "sitk_demons", "elastix", "convexadam")
+    quick_deform_steps: int = 60  # quick mode: deformation-network steps and training pairs [CPU]
+    quick_deform_pairs: int = 4
+    quick_elastix_iterations: int = 64  # quick mode only (elastix default 256 per resolution; ~90 CPU-s per pair)
+    workers: int = 2  # SAME++ in one process, the peers in another
+    threads: int = 1
+    use_cache: bool = True  # load the SAM embedding / deformation network from $TAILORKIT_HOME/registration/
+
+    def __post_init__(self) -> None:
+        for name in ("quick_spacing_mm", "full_spacing_mm"):
+            _pos(name, getattr(self, name))
+        for name in ("quick_pairs_per_tier", "pairs_per_tier", "quick_sam_steps", "full_sam_steps", "workers"):
+            check_int_at_least(name, getattr(self, name), 1)
+        check_int_at_least("threads", self.threads, 0)

@@ -1,0 +1,105 @@
+"""Bench metrics and claims, peers read back by coordinate images (skipped only where a peer is not installed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tailorkit.registration import transforms as T
+from tailorkit.registration.peers import PEERS, coordinate_images, peer_missing, run_peer
+from tests.conftest import load_or_skip
+
+
+def _head(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    idx = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"))
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(1, 1, *[max(3, s // 3) for s in shape], generator=g)
+    img = torch.nn.functional.interpolate(small, size=shape, mode="trilinear", align_corners=True)[0, 0].numpy()
+    return (img * ((idx**2).sum(0) < 0.6) * 100).astype(np.float32)
+
+
+def _shifted_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
+    shape = (28, 30, 26)
+    aff = np.diag([3.0, 3.0, 3.0, 1.0])
+    aff[:3, 3] = [-40, -45, -39]
+    fixed = _head(shape, 5)
+    a = np.eye(4)
+    a[:3, 3] = [3.0, -4.5, 2.0]
+    truth = T.affine_displacement(a, shape, aff)
+    moving = T.warp_image(torch.as_tensor(fixed), aff, -truth, aff).numpy()  # M(psi(y)) = F(y)
+    return fixed, moving, aff, truth
+
+
+def test_coordinate_images_hold_world_coordinates_beyond_the_grid() -> None:
+    aff = np.diag([2.0, 3.0, 4.0, 1.0])
+    coords, big = coordinate_images((4, 5, 6), aff, margin=2)
+    assert coords.shape == (3, 8, 9, 10)
+    assert np.allclose(coords[:, 2, 2, 2], [0.0, 0.0, 0.0])  # the original index 0 sits at the old origin
+    assert np.allclose(big[:3, 3], [-4.0, -6.0, -8.0])
+
+
+@pytest.mark.parametrize("name", ["ants_affine", "sitk_demons", "convexadam"])
+def test_peer_recovers_a_translation(name: str) -> None:
+    reason = peer_missing(name)
+    if reason:
+        pytest.skip(reason)
+    fixed, moving, aff, truth = _shifted_pair()
+    disp = run_peer(name, fixed, aff, moving, aff, threads=1)
+    assert disp.shape == truth.shape
+    inner = (slice(None),) + (slice(8, -8),) * 3
+    err = (disp[inner] - truth[inner]).norm(dim=0).mean()
+    assert err < 0.5 * truth[inner].norm(dim=0).mean(), float(err)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ants_syn", "elastix"])
+def test_slow_peer_recovers_a_translation(name: str) -> None:
+    test_peer_recovers_a_translation(name)
+
+
+def test_peer_registry_and_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert set(PEERS.names()) == {"ants_affine", "ants_syn", "sitk_demons", "elastix", "convexadam"}
+    with pytest.raises(KeyError, match="ants_syn"):
+        peer_missing("ants")
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    assert "not installed" in (peer_missing("elastix") or "")
+    with pytest.raises(RuntimeError, match="not installed"):
+        run_peer("elastix", np.zeros((4, 4, 4)), np.eye(4), np.zeros((4, 4, 4)), np.eye(4))
+    fixed, moving, aff, _ = _shifted_pair()
+    monkeypatch.undo()
+    if peer_missing("sitk_demons") is None:
+        with pytest.raises(ValueError, match="modalities"):
+            run_peer("sitk_demons", fixed, aff, moving, aff, multimodal=True)
+
+
+def test_bench_metrics_of_the_true_map_and_claims_from_rows() -> None:
+    from tailorkit.anatomy.data import bench_atlas
+    from tailorkit.anatomy.deform import random_deformation
+    from tailorkit.anatomy.geometry import tensor_affine, to_tensor_order
+    from tailorkit.core.results import Row
+    from tailorkit.registration.bench import BenchPair, _claims, evaluate
+    from tailorkit.registration.config import BenchConfig
+
+    atlas = load_or_skip(bench_atlas, 3.0)
+    d = random_deformation(atlas.t1.shape, atlas.affine, np.random.default_rng(0), max_disp_mm=4.0)
+    lm = torch.as_tensor(atlas.landmarks, dtype=torch.float32)
+    pair = BenchPair("easy", to_tensor_order(d.warp(atlas.t1, atlas.affine)),
+                     to_tensor_order(d.warp(atlas.labels, atlas.affine, order=0)), d.psi(lm).numpy())  # fmt: skip
+    taff = tensor_affine(atlas.affine)
+    grid = T.grid_points(atlas.t1.shape[::-1], taff).reshape(3, -1).T
+    truth = (d.psi(grid) - grid).T.reshape(3, *atlas.t1.shape[::-1])
+    good, ident = evaluate(truth, atlas, pair), evaluate(torch.zeros_like(truth), atlas, pair)
+    assert good["tre_mm"] < 0.3 and good["dice"] > 0.9 > ident["dice"] and ident["tre_mm"] > 2
+    assert good["folding_pct"] == 0.0 and ident["sdlogj"] == 0.0
+    rows = [Row("identity", {"dice": 0.4, "folding_pct": 0.0}, {"tier": t}) for t in ("easy", "hard", "cross")]
+    for t in ("easy", "hard", "cross"):
+        for i, stage in enumerate(("affine", "coarse", "deform", "io")):
+            rows.append(Row(f"same_{stage}", {"dice": 0.5 + 0.1 * i, "folding_pct": 0.0}, {"tier": t}, 2.0))
+        rows.append(Row("ants_syn", {"dice": 0.85}, {"tier": t}, 5.0))
+    claims = {c.id: c for c in _claims(rows, BenchConfig())}
+    assert not claims["same_dice_vs_best_peer_easy"].holds and claims["same_dice_vs_best_peer_easy"].target == 0.85
+    assert claims["same_faster_than_ants_syn"].holds and claims["same_folding_below_0.1pct"].holds
+    assert all(claims[f"stage_{s}_improves"].holds for s in ("affine", "coarse", "deform", "io"))
