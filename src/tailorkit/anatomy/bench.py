@@ -12,8 +12,8 @@ their own random streams): SAM (fine + coarse heads) and SAMv2 (+ semantic head 
 Rows (one per matcher x embedding x tier): identity, nearest neighbour (`nn`), fixed point, cycle; metrics `mre_mm`
 (mean radial error), `median_mm`, `within_5mm`, `within_10mm`, and for `cycle` the share of cycle-consistent
 landmarks and their error; `seconds` = matching time per query (embedding the query excluded, reported in params).
-ANTs SyN and elastix landmark transfer are not installed here (antspyx and itk-elastix are not dependencies); their
-rows are skipped with that reason in `extra.skipped`.
+ANTs SyN and elastix landmark transfer are not rows of this bench (they were not installed when it was built); the
+registration bench runs both on the same MNI152 + AAL pairs (docs/registration.md). `extra.skipped` says so.
 
 Claims: (1) fixed-point matching beats nearest-neighbour matching (SAMv2 embedding, easy + hard tiers);
 (2) the embedding beats identity by a wide margin on the hard tier (fixed-point MRE at most half the identity MRE);
@@ -193,8 +193,8 @@ def run_anatomy_bench(
     claims = _claims(rows)
     extra: dict[str, Any] = {
         "skipped": {
-            "ants_syn": "antspyx is not installed in this environment (optional peer; notes 7)",
-            "elastix": "itk-elastix is not installed in this environment (optional peer; notes 7)",
+            "ants_syn": "not a row of this bench: `tailorkit bench registration` runs ANTs SyN on the same atlas",
+            "elastix": "not a row of this bench: `tailorkit bench registration` runs elastix on the same atlas",
         },
         "train_steps": steps,
         "train_seconds": train_seconds,

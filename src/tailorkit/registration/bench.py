@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
@@ -41,6 +39,7 @@ from tailorkit.core.bench import register_bench
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
 from tailorkit.core.seeding import derive_seed, numpy_generator
+from tailorkit.core.workers import worker_pool
 from tailorkit.registration import transforms as T
 from tailorkit.registration.config import BenchConfig, RegistrationConfig
 
@@ -254,7 +253,7 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
     pairs = make_pairs(atlas, config, n_per_tier, seed)
     status(f"registration bench: {len(pairs)} pairs at {spacing:g} mm, {config.workers} worker(s)")
     if config.workers > 1:
-        with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+        with worker_pool(2) as pool:
             same_f = pool.submit(_same_job, config, mode, seed, spacing, pairs)
             peers_f = pool.submit(_peers_job, config, mode, spacing, pairs)
             same, peers = same_f.result(), peers_f.result()
