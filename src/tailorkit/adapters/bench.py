@@ -7,7 +7,8 @@ single-task full fine-tuning of the same run and seed), ``trainable_fraction`` (
 backbone parameters, percent) and per-task parameters; cost rows (``params.kind = "cost"``) hold encoder GFLOPs
 and median training-step seconds for T in {1, 2, 4, 8} tasks for VMT, per-task adapters and per-task LoRA.
 
-Quick mode: one seed, 8 methods, 150 steps of batch 16 (about 7 CPU-minutes measured: see docs/adapters.md).
+Quick mode: one seed, 8 methods, 150 steps of batch 16, fitted in 2 worker processes (about 10 CPU-minutes in all;
+docs/adapters.md has the measured times).
 Full mode: 3 seeds (mean and 95 % t-interval of delta_m), every method that applies to a CNN (VPT-deep needs a
 transformer), 600 steps on 2 000 scenes: about 1.5 CPU-hours on 2 cores (an estimate from the quick run's
 per-step costs, not a measurement).

@@ -15,7 +15,8 @@ Claims (computed from the rows): MmAP mean accuracy >= IVLP-MT, CoOp-MT and VPT-
 than MaPLe-MT; MmAP's trainable fraction is within a factor of 3 of 0.1 %; the grouping recovers the planted pairs;
 group + task beats all-shared, task-only and random grouping; MmAP beats multi-task fine-tuning.
 
-Quick mode: 1 seed, 60 steps; measured 651 CPU-seconds (about 5.4 minutes on 2 idle cores, docs/prompts.md).
+Quick mode: 1 seed, 60 steps; the fits run in 2 worker processes (about 720 CPU-seconds in all; docs/prompts.md
+has the measured times).
 Full mode: 3 seeds, 150 steps, 16 shots, single-task forms too (not timed here).
 """
 
