@@ -112,9 +112,7 @@ def build_backbone(
             model: nn.Module = EfficientNetSlots(net)
         elif name == "vit":
             stages = 3 if vit_depth % 3 == 0 else 2 if vit_depth % 2 == 0 else 1
-            model = ViT(
-                image_size=image_size, patch=vit_patch, dim=vit_dim, depth=vit_depth, heads=4, stages=stages
-            )
+            model = ViT(image_size=image_size, patch=vit_patch, dim=vit_dim, depth=vit_depth, heads=4, stages=stages)
         elif name == "swin":
             from tailorkit.nets.swin import Swin
 
