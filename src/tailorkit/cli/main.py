@@ -54,6 +54,7 @@ SUBSYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
     "anatomy": ("anatomy", "SAM / SAMv2 anatomical embeddings: train, embed, locate landmarks"),
     "adapters": ("adapters", "multi-task dense PETL on a frozen backbone (VMT-Adapter and baselines)"),
     "prompts": ("prompts", "multi-task prompt learning on a CLIP-like dual encoder (MmAP and baselines)"),
+    "video": ("video", "motion prompts for CLIP action recognition (SiF and baselines)"),
     "active": ("active", "selective labelling (TESLA) + prompt tuning of a frozen segmenter (SLPT)"),
     "continual": ("continual", "self-supervised class-incremental learning (CPPF and baselines)"),
 }
