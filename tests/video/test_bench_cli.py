@@ -79,3 +79,13 @@ def test_cli_bad_input(tmp_path: Path, tiny_clip: Path, capsys: pytest.CaptureFi
     assert "not a readable video" in capsys.readouterr().err
     assert main(["video", "predict", str(tiny_clip), "--classes", "a,b", "--frames", "40"]) == 1
     assert "too few frames" in capsys.readouterr().err
+
+
+def test_with_reversals_pairs_opposite_classes() -> None:
+    from tailorkit.video.bench import with_reversals
+
+    emb = torch.arange(2 * 3 * 2, dtype=torch.float32).reshape(2, 3, 2)
+    both, labels, names = with_reversals(({"emb": emb}, torch.tensor([0, 12]), ["x"]))
+    assert labels.tolist() == [0, 12, 1, 13]  # left <-> right; shape 1 rotating clockwise (12) <-> counterclockwise (13)
+    assert torch.equal(both["emb"][2], emb[0].flip(0))
+    assert names == ["x"]

@@ -42,7 +42,9 @@ def test_cache_round_trip_and_key_check(tmp_path: Path) -> None:
     assert cache.get(key) is None  # unreadable: recomputed, never trusted
 
 
-def test_cache_invalidates_when_preprocessing_changes(encoder: Any, encoder_and_manifest: Any, tmp_clip_dir: Path) -> None:
+def test_cache_invalidates_when_preprocessing_changes(
+    encoder: Any, encoder_and_manifest: Any, tmp_clip_dir: Path
+) -> None:
     _, manifest = encoder_and_manifest
     cache = FeatureCache(tmp_clip_dir / "cache")
     clip = tmp_clip_dir / "clip.mp4"

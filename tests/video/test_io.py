@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tailorkit.video.io import VideoError, VideoFolder, read_video, sample_indices, write_video
-from tailorkit.video.io import write_splits_csv
+from tailorkit.video.io import VideoError, VideoFolder, read_video, sample_indices, write_splits_csv, write_video
 from tests.video.conftest import moving_square
 
 

@@ -61,9 +61,7 @@ def test_zero_init_equals_frozen_clip_mean_pooling(
     with torch.no_grad():
         expected = reference(feats, NAMES)
         # frozen CLIP + mean pooling by hand: mean of frame embeddings vs template text
-        manual = encoder.logits(
-            torch.nn.functional.normalize(feats["emb"].mean(1), dim=-1), encoder.encode_text(NAMES)
-        )
+        manual = encoder.logits(torch.nn.functional.normalize(feats["emb"].mean(1), dim=-1), encoder.encode_text(NAMES))
         torch.testing.assert_close(expected, manual, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(model(feats, NAMES), expected, atol=1e-4, rtol=1e-4)
 
@@ -118,7 +116,9 @@ def test_reversal_changes_motion_features_not_mean(
     assert m is not None and m_rev is not None and (m - m_rev).abs().max() > 1e-3
 
 
-def test_save_load_round_trip(encoder: Any, clips: tuple[dict[str, torch.Tensor], torch.Tensor], tmp_path: Path) -> None:
+def test_save_load_round_trip(
+    encoder: Any, clips: tuple[dict[str, torch.Tensor], torch.Tensor], tmp_path: Path
+) -> None:
     feats, labels = clips
     model = make_model("motion_dynamic", encoder, 6, dynamic="after")
     fit(model, feats, labels, NAMES, OptimSettings(steps=2, batch=8, warmup=0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ def test_motion_actually_moves(gen: MotionShapes) -> None:
     clip = gen.clip("square", 1, "train", rng)  # moving right
     mask = (clip != clip[0, 0, 0]).any(-1)  # shape pixels differ from the flat background corner
     xs = [np.nonzero(m)[1].mean() for m in mask]
-    assert all(b > a for a, b in zip(xs, xs[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(xs))
 
 
 def test_dataset_labels_and_names(gen: MotionShapes) -> None:

@@ -29,13 +29,17 @@ def parse_classes(text: str | Sequence[str]) -> list[str]:
     items = text.split(",") if isinstance(text, str) else list(text)
     names = [n.strip() for n in items if n.strip()]
     if not names:
-        raise ValueError(f'classes: expected a comma-separated list of class names such as "walking,running"; got {text!r}')
+        raise ValueError(
+            f'classes: expected a comma-separated list of class names such as "walking,running"; got {text!r}'
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"classes: expected distinct class names; got {names}")
     return names
 
 
-def save_model(model: VideoModel, path: str | os.PathLike[str], method: str, extra: dict[str, Any] | None = None) -> Path:
+def save_model(
+    model: VideoModel, path: str | os.PathLike[str], method: str, extra: dict[str, Any] | None = None
+) -> Path:
     """Write the arm's trainable state (atomic safetensors + manifest in its metadata)."""
     manifest = {
         "method": method,

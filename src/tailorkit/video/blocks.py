@@ -37,6 +37,28 @@ from torch import nn
 __all__ = ["CommunicationBlock", "DynamicPrompts", "MotionBlock", "MotionStream", "TemporalTransformer"]
 
 
+class _Layer(nn.Module):
+    """One pre-norm transformer layer whose residual branches start at zero."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, int(dim * mlp_ratio))
+        self.fc2 = nn.Linear(int(dim * mlp_ratio), dim)
+        nn.init.zeros_(self.attn.out_proj.weight)
+        nn.init.zeros_(self.attn.out_proj.bias)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(h)
+        h = h + self.attn(x, x, x, need_weights=False)[0]
+        out: torch.Tensor = h + self.fc2(F.gelu(self.fc1(self.norm2(h))))
+        return out
+
+
 class TemporalTransformer(nn.Module):
     """Pre-norm transformer encoder over frames, identity at initialisation.
 
@@ -53,22 +75,7 @@ class TemporalTransformer(nn.Module):
         if layers < 1 or dim % heads:
             raise ValueError(f"temporal transformer: expected layers >= 1 and dim % heads == 0; got {layers}, {heads}")
         self.pos = nn.Parameter(torch.zeros(frames, dim))
-        self.layers = nn.ModuleList()
-        for _ in range(layers):
-            layer = nn.ModuleDict(
-                {
-                    "norm1": nn.LayerNorm(dim),
-                    "attn": nn.MultiheadAttention(dim, heads, batch_first=True),
-                    "norm2": nn.LayerNorm(dim),
-                    "fc1": nn.Linear(dim, int(dim * mlp_ratio)),
-                    "fc2": nn.Linear(int(dim * mlp_ratio), dim),
-                }
-            )
-            nn.init.zeros_(layer["attn"].out_proj.weight)  # type: ignore[union-attr]
-            nn.init.zeros_(layer["attn"].out_proj.bias)  # type: ignore[union-attr]
-            nn.init.zeros_(layer["fc2"].weight)  # type: ignore[union-attr]
-            nn.init.zeros_(layer["fc2"].bias)  # type: ignore[union-attr]
-            self.layers.append(layer)
+        self.layers = nn.ModuleList([_Layer(dim, heads, mlp_ratio) for _ in range(layers)])
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, T, D); equals f at initialisation."""
@@ -77,9 +84,7 @@ class TemporalTransformer(nn.Module):
             raise ValueError(f"temporal transformer: built for at most {self.pos.shape[0]} frames, got {t}")
         h = f + self.pos[:t]
         for layer in self.layers:
-            x = layer["norm1"](h)
-            h = h + layer["attn"](x, x, x, need_weights=False)[0]
-            h = h + layer["fc2"](F.gelu(layer["fc1"](layer["norm2"](h))))
+            h = layer(h)
         return h - self.pos[:t]  # positions only steer attention; the residual stream returns to frame space
 
 
@@ -172,9 +177,7 @@ class MotionBlock(nn.Module):
         if gate not in ("scalar", "vector"):
             raise ValueError(f"gate: expected 'scalar' or 'vector', got {gate!r}")
         self.temporal = TemporalTransformer(dim, frames, temporal_layers, heads) if temporal_layers else None
-        self.motion = (
-            MotionStream(dim, motion_hidden, long_stride, kernel, diff_scale, use_long) if motion else None
-        )
+        self.motion = MotionStream(dim, motion_hidden, long_stride, kernel, diff_scale, use_long) if motion else None
         self.gamma = nn.Parameter(torch.zeros(1 if gate == "scalar" else dim)) if motion else None
 
     def spatial(self, f: torch.Tensor) -> torch.Tensor:
@@ -209,13 +212,14 @@ class DynamicPrompts(nn.Module):
         self.mode = mode
         hidden = max(dim // reduction, 4)
         out = text_width if mode == "context" else dim
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, out))
-        nn.init.zeros_(self.net[2].weight)
-        nn.init.zeros_(self.net[2].bias)
+        self.hidden = nn.Linear(dim, hidden)
+        self.out = nn.Linear(hidden, out)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
 
     def forward(self, m: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, text_width) context shift or (B, D) modulation ``a(m)``; zero at initialisation."""
-        out: torch.Tensor = self.net(m)
+        out: torch.Tensor = self.out(F.relu(self.hidden(m)))
         return out
 
 

@@ -24,7 +24,9 @@ def add_parser(sub: Any) -> None:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=type(parser))
 
     train = verbs.add_parser("train", help="train one arm and evaluate it; writes a run folder")
-    train.add_argument("config", type=Path, help="YAML or TOML settings (keys of tailorkit.video.config.TrainRunConfig)")
+    train.add_argument(
+        "config", type=Path, help="YAML or TOML settings (keys of tailorkit.video.config.TrainRunConfig)"
+    )
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default reports/video/<config name>)")
     train.add_argument("--progress", action="store_true", help="show a training progress bar")
@@ -126,5 +128,7 @@ def bench_cmd(args: argparse.Namespace) -> int:
 
     doc = run_bench("video", quick=args.quick, seed=args.seed, out=args.out)
     for claim in doc["claims"]:
-        print(f"{'holds' if claim['holds'] else 'FAILS'}  {claim['id']}: {claim['value']:.4f} (target {claim['target']})")
+        print(
+            f"{'holds' if claim['holds'] else 'FAILS'}  {claim['id']}: {claim['value']:.4f} (target {claim['target']})"
+        )
     return 0

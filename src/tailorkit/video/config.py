@@ -76,7 +76,9 @@ class DataConfig:
         check(self.kind in ("shapes", "folder"), f"kind: expected 'shapes' or 'folder', got {self.kind!r}")
         check(self.kind != "folder" or bool(self.root), "root: expected a folder when kind='folder', got ''")
         check_int_at_least("frames", self.frames, 2)
-        check(16 <= self.size <= 512 and self.size % 2 == 0, f"size: expected an even number in 16..512, got {self.size}")
+        check(
+            16 <= self.size <= 512 and self.size % 2 == 0, f"size: expected an even number in 16..512, got {self.size}"
+        )
         check(self.sampling in ("uniform", "segment"), f"sampling: expected uniform|segment, got {self.sampling!r}")
         check_int_at_least("train_per_class", self.train_per_class, 1)
         check_int_at_least("test_per_class", self.test_per_class, 1)
@@ -105,6 +107,9 @@ class TrainRunConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        check(self.dynamic in ("", "context", "after", "none"), f"dynamic: expected context|after|none|'', got {self.dynamic!r}")
+        check(
+            self.dynamic in ("", "context", "after", "none"),
+            f"dynamic: expected context|after|none|'', got {self.dynamic!r}",
+        )
         check_int_at_least("shots", self.shots, 0)
         check_int_at_least("threads", self.threads, 0)

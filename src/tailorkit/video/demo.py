@@ -85,7 +85,13 @@ def video_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSection:
     fig.savefig(image, dpi=80)
     plt.close(fig)
     rows = [
-        [arm, f"{accuracy[arm]:.3f}", models[arm].trainable_count(), tops[(arm, "clip")][0][0], tops[(arm, "reversed")][0][0]]
+        [
+            arm,
+            f"{accuracy[arm]:.3f}",
+            models[arm].trainable_count(),
+            tops[(arm, "clip")][0][0],
+            tops[(arm, "reversed")][0][0],
+        ]
         for arm in models
     ]
     return DemoSection(

@@ -21,6 +21,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class VideoError(ValueError):
     """A video that cannot be read or is too short for the requested sampling."""
 
 
-def _av():  # type: ignore[no-untyped-def]
+def _av() -> Any:
     try:
         import av
     except ImportError as err:  # pragma: no cover - PyAV is a declared dependency of the video subsystem
@@ -97,7 +98,7 @@ def read_video(
                     break
     except VideoError:
         raise
-    except (av.error.FFmpegError, OSError, ValueError) as err:  # type: ignore[attr-defined]
+    except (av.error.FFmpegError, OSError, ValueError) as err:
         raise VideoError(f"{p}: not a readable video ({type(err).__name__}: {err})") from err
     if not frames:
         raise VideoError(f"{p}: decoded no video frames")

@@ -144,9 +144,7 @@ class ClipParams:
     growth: float  # log-scale per frame (growing / shrinking)
 
 
-def render_clip(
-    params: ClipParams, texture: np.ndarray, background: np.ndarray, frames: int, size: int
-) -> np.ndarray:
+def render_clip(params: ClipParams, texture: np.ndarray, background: np.ndarray, frames: int, size: int) -> np.ndarray:
     """Render one clip; the texture is attached to the shape (moves, turns and scales with it).
 
     Shapes:
@@ -270,10 +268,9 @@ def make_dataset(
     names = class_names(shapes)
     rng = np.random.default_rng([seed, len(split), sum(map(ord, split))])
     clips, labels = [], []
-    for k in range(per_class):
+    for _ in range(per_class):
         for si, shape in enumerate(shapes):
             for m in range(len(MOTIONS)):
                 clips.append(generator.clip(shape, m, split, rng))
                 labels.append(si * len(MOTIONS) + m)
-    del k
     return np.stack(clips), np.asarray(labels, dtype=np.int64), names

@@ -9,7 +9,7 @@ from __future__ import annotations
 from tailorkit.video.methods.base import METHODS, make_model, method_spec, register_method
 
 # Import for registration side effects.
-from tailorkit.video.methods import baselines as _baselines  # noqa: E402,F401  isort: skip
-from tailorkit.video.methods import sif as _sif  # noqa: E402,F401  isort: skip
+from tailorkit.video.methods import baselines as _baselines  # noqa: F401  isort: skip
+from tailorkit.video.methods import sif as _sif  # noqa: F401  isort: skip
 
 __all__ = ["METHODS", "make_model", "method_spec", "register_method"]
