@@ -89,3 +89,29 @@ def test_with_reversals_pairs_opposite_classes() -> None:
     assert labels.tolist() == [0, 12, 1, 13]  # left <-> right; shape 1 rotating clockwise (12) <-> counterclockwise (13)
     assert torch.equal(both["emb"][2], emb[0].flip(0))
     assert names == ["x"]
+
+
+def test_cli_train_and_eval_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str], encoder: object) -> None:
+    import json
+
+    from tailorkit.cli.main import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "method: motion_static\n"
+        f"cache_dir: {tmp_path / 'cache'}\n"
+        "data:\n  frames: 4\n  size: 32\n  train_per_class: 1\n  test_per_class: 1\n"
+        "  shapes:\n    base_shapes: [square]\n    novel_shapes: [star]\n"
+        "optim:\n  steps: 3\n  batch: 8\n"
+    )
+    out = tmp_path / "run"
+    assert main(["video", "train", str(config), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_train"] == 8 and metrics["n_test"] == 8 and len(metrics["classes"]) == 8
+    assert "test accuracy" in capsys.readouterr().out
+    assert main(["video", "eval", str(out)]) == 0
+    line = capsys.readouterr().out
+    assert f"test accuracy {metrics['accuracy']:.4f}" in line
+    assert main(["video", "train", str(config), "method=xclip", "--out", str(tmp_path / "never")]) == 2
+    assert not (tmp_path / "never").exists()
+    assert "unknown video method 'xclip'" in capsys.readouterr().err

@@ -96,6 +96,7 @@ class TrainRunConfig:
         data, optim: Data and optimiser settings.
         seed: Seeds data generation, the few-shot draw and initialisation.
         threads: torch threads (0 = leave as is).
+        cache_dir: Feature cache folder (empty = tailorkit_home()/video-features).
     """
 
     method: str = "sif"
@@ -105,11 +106,15 @@ class TrainRunConfig:
     optim: OptimSettings = field(default_factory=OptimSettings)
     seed: int = 0
     threads: int = 0
+    cache_dir: str = ""
 
     def __post_init__(self) -> None:
         check(
             self.dynamic in ("", "context", "after", "none"),
             f"dynamic: expected context|after|none|'', got {self.dynamic!r}",
         )
+        from tailorkit.video.methods import METHODS
+
+        METHODS.get(self.method)  # an unknown name raises, listing the valid ones, before anything is written
         check_int_at_least("shots", self.shots, 0)
         check_int_at_least("threads", self.threads, 0)

@@ -28,17 +28,26 @@ def load_split(config: TrainRunConfig, split: str, encoder: Any, manifest: Any, 
     """(features, labels, class names) of the config's ``train`` or ``test`` split."""
     data = config.data
     stage = 6 if prefix else None
+    cache = FeatureCache(config.cache_dir or None)
     if data.kind == "shapes":
         from tailorkit.video.data import shapes_features
 
         per_class = data.train_per_class if split == "train" else data.test_per_class
         return shapes_features(
-            encoder, manifest, data, data.shapes.base_shapes, per_class, split, config.seed, prefix_stage=stage
+            encoder,
+            manifest,
+            data,
+            data.shapes.base_shapes,
+            per_class,
+            split,
+            config.seed,
+            prefix_stage=stage,
+            cache=cache,
         )
     from tailorkit.video.data import folder_features
 
     name = data.train_split if split == "train" else data.test_split
-    return folder_features(encoder, manifest, data, name, prefix_stage=stage, cache=FeatureCache())
+    return folder_features(encoder, manifest, data, name, prefix_stage=stage, cache=cache)
 
 
 def train_run(config: TrainRunConfig, out: str | Path, *, progress: bool | None = None) -> dict[str, Any]:
