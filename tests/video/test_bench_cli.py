@@ -86,7 +86,8 @@ def test_with_reversals_pairs_opposite_classes() -> None:
 
     emb = torch.arange(2 * 3 * 2, dtype=torch.float32).reshape(2, 3, 2)
     both, labels, names = with_reversals(({"emb": emb}, torch.tensor([0, 12]), ["x"]))
-    assert labels.tolist() == [0, 12, 1, 13]  # left <-> right; shape 1 rotating clockwise (12) <-> counterclockwise (13)
+    # left (0) <-> right (1); shape 1 rotating clockwise (12) <-> counterclockwise (13)
+    assert labels.tolist() == [0, 12, 1, 13]
     assert torch.equal(both["emb"][2], emb[0].flip(0))
     assert names == ["x"]
 

@@ -232,6 +232,7 @@ def _job(config: VideoBenchConfig, seed: int, method: str, setting: str) -> dict
         "trainable_params": model.trainable_count(),
         "seconds": time.perf_counter() - began,
         "cpu_seconds": time.process_time() - cpu,
+        "worker": os.getpid(),
     }
 
 
@@ -351,9 +352,13 @@ def video_bench(config: VideoBenchConfig, mode: str, seed: int, device: torch.de
         len(sets["test"][1]) + len(sets["novel"][1]),
     )
     worker_cpu = [o["cpu_seconds"] for o in outputs]
+    per_worker: dict[str, float] = {}
+    for o in outputs:
+        per_worker[str(o["worker"])] = round(per_worker.get(str(o["worker"]), 0.0) + o["cpu_seconds"], 1)
     extra = {
         "workers": config.workers,
         "worker_cpu_seconds": round(sum(worker_cpu), 1),
+        "per_worker_cpu_seconds": per_worker,
         "dynamic_mode": config.dynamic,
         "jobs": [{k: o[k] for k in ("method", "setting", "seconds", "cpu_seconds")} for o in outputs],
     }
