@@ -14,10 +14,10 @@ from tests.conftest import load_or_skip
 
 @pytest.fixture(scope="session")
 def encoder_and_manifest() -> tuple[Any, Any]:
-    from tailorkit.nets.dual_encoder import load_dual_encoder
+    from tailorkit.video.api import cached_encoder
 
     torch.set_num_threads(1)
-    return load_or_skip(load_dual_encoder)  # type: ignore[no-any-return]
+    return load_or_skip(cached_encoder)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")

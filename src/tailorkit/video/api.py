@@ -21,7 +21,18 @@ from tailorkit.core.results import atomic_open
 from tailorkit.nets.dual_encoder import DualEncoder
 from tailorkit.video.model import ArmSpec, VideoModel
 
-__all__ = ["load_model", "parse_classes", "predict_clip", "save_model"]
+__all__ = ["cached_encoder", "load_model", "parse_classes", "predict_clip", "save_model"]
+
+_ENCODER: dict[str, tuple[DualEncoder, dict[str, Any]]] = {}
+
+
+def cached_encoder() -> tuple[DualEncoder, dict[str, Any]]:
+    """The aligned dual encoder (CPU), loaded once per process: it is frozen, so every caller can share it."""
+    if "cpu" not in _ENCODER:
+        from tailorkit.nets.dual_encoder import load_dual_encoder
+
+        _ENCODER["cpu"] = load_dual_encoder()
+    return _ENCODER["cpu"]
 
 
 def parse_classes(text: str | Sequence[str]) -> list[str]:
@@ -107,9 +118,7 @@ def predict_clip(
 
     names = parse_classes(classes)
     if encoder is None:
-        from tailorkit.nets.dual_encoder import load_dual_encoder
-
-        encoder, manifest = load_dual_encoder()
+        encoder, manifest = cached_encoder()
     if model is None:
         model = make_model("zero_shot", encoder, frames)
     frames = min(frames, model.frames)

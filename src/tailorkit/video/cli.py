@@ -92,8 +92,7 @@ def eval_cmd(args: argparse.Namespace) -> int:
 
 def predict_cmd(args: argparse.Namespace) -> int:
     from tailorkit.cli.main import UsageError
-    from tailorkit.nets.dual_encoder import load_dual_encoder
-    from tailorkit.video.api import load_model, parse_classes, predict_clip
+    from tailorkit.video.api import cached_encoder, load_model, parse_classes, predict_clip
 
     if args.top_k < 1 or args.frames < 2:
         raise UsageError("tailorkit video predict: error: --top-k must be >= 1 and --frames >= 2")
@@ -101,7 +100,7 @@ def predict_cmd(args: argparse.Namespace) -> int:
         names = parse_classes(args.classes)
     except ValueError as err:
         raise UsageError(f"tailorkit video predict: error: {err}") from err
-    encoder, manifest = load_dual_encoder()
+    encoder, manifest = cached_encoder()
     try:
         model = load_model(args.model, encoder)[0] if args.model else None
         top = predict_clip(

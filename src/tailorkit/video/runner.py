@@ -52,13 +52,13 @@ def load_split(config: TrainRunConfig, split: str, encoder: Any, manifest: Any, 
 
 def train_run(config: TrainRunConfig, out: str | Path, *, progress: bool | None = None) -> dict[str, Any]:
     """Train the configured arm, evaluate it on the test split, write the run folder; return the metrics."""
-    from tailorkit.nets.dual_encoder import load_dual_encoder
+    from tailorkit.video.api import cached_encoder
     from tailorkit.video.bench import few_shot_index
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.yaml")
-    encoder, manifest = load_dual_encoder()
+    encoder, manifest = cached_encoder()
     options = {"dynamic": config.dynamic} if config.dynamic else {}
     torch.manual_seed(derive_seed(config.seed, "video-init", config.method))
     model = make_model(config.method, encoder, config.data.frames, **options)
@@ -92,13 +92,13 @@ def train_run(config: TrainRunConfig, out: str | Path, *, progress: bool | None 
 def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
     """Re-evaluate a run folder's saved model on its config's test split."""
     from tailorkit.core.config import load_config
-    from tailorkit.nets.dual_encoder import load_dual_encoder
+    from tailorkit.video.api import cached_encoder
 
     run = Path(run_dir)
     if not (run / "config.yaml").is_file() or not (run / "model.safetensors").is_file():
         raise ValueError(f"{run}: expected a run folder with config.yaml and model.safetensors (tailorkit video train)")
     config = load_config(TrainRunConfig, run / "config.yaml")
-    encoder, manifest = load_dual_encoder()
+    encoder, manifest = cached_encoder()
     model, info = load_model(run / "model.safetensors", encoder)
     test, yte, names = load_split(config, "test", encoder, manifest, model.spec.finetune_top)
     return {"method": info["method"], "accuracy": evaluate(model, test, yte, names), "n_test": len(yte)}
