@@ -55,6 +55,7 @@ SUBSYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
     "register": ("registration", "SAME++ registration of 3D scans beside ANTs, elastix and SimpleITK"),
     "adapters": ("adapters", "multi-task dense PETL on a frozen backbone (VMT-Adapter and baselines)"),
     "prompts": ("prompts", "multi-task prompt learning on a CLIP-like dual encoder (MmAP and baselines)"),
+    "video": ("video", "motion prompts for CLIP action recognition (SiF and baselines)"),
     "active": ("active", "selective labelling (TESLA) + prompt tuning of a frozen segmenter (SLPT)"),
     "continual": ("continual", "self-supervised class-incremental learning (CPPF and baselines)"),
     "hoi": ("hoi", "human-object interaction detection (HODN and its QPIC / CDN baselines)"),

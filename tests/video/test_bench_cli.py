@@ -1,0 +1,118 @@
+"""Bench claims computed from rows, the few-shot draw, and the CLI's verbs (help, predict, errors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tailorkit.core.results import Row
+from tailorkit.video.bench import VideoBenchConfig, claims_from_rows, few_shot_index
+
+
+def _row(name: str, acc: float, **extra: float) -> Row:
+    metrics = {f"accuracy_k{k}": acc for k in (2, 4, 8)}
+    metrics.update({"direction_accuracy_k8": 0.5, "novel_accuracy": acc, "arrow_direction_accuracy": 0.5})
+    metrics.update(extra)
+    return Row(name, metrics)
+
+
+def test_claims_follow_rows() -> None:
+    config = VideoBenchConfig()
+    rows = [
+        _row("coop_mean", 0.1),
+        _row("coop_temporal", 0.2),
+        _row("motion_static", 0.3, arrow_direction_accuracy=0.7),
+        _row("motion_dynamic", 0.35),
+        _row("sif", 0.4),
+    ]
+    claims = {c.id: c for c in claims_from_rows(rows, config)}
+    assert claims["sif-beats-coop_mean-every-k"].holds
+    assert claims["sif-beats-coop_mean-every-k"].value == pytest.approx(0.3)
+    assert claims["dynamic-beats-static"].holds
+    assert claims["novel-well-above-chance"].holds
+    assert claims["arrow-mean-pooling-at-chance"].holds and claims["arrow-motion-above-chance"].holds
+    rows[-1].metrics["accuracy_k4"] = 0.15  # below CoOp + temporal at one K: the claim fails
+    claims = {c.id: c for c in claims_from_rows(rows, config)}
+    assert not claims["sif-beats-coop_temporal-every-k"].holds
+    assert claims["sif-beats-coop_temporal-every-k"].value == pytest.approx(-0.05)
+
+
+def test_few_shot_index_balanced_and_nested() -> None:
+    labels = torch.arange(6).repeat(8)
+    two, four = few_shot_index(labels, 2, 0), few_shot_index(labels, 4, 0)
+    assert torch.bincount(labels[two]).tolist() == [2] * 6
+    assert set(two.tolist()) <= set(four.tolist())
+    assert torch.equal(two, few_shot_index(labels, 2, 0))
+
+
+def test_bench_config_validates() -> None:
+    with pytest.raises(ValueError, match="every K must be <= pool_per_class"):
+        VideoBenchConfig(shots=(2, 16))
+    with pytest.raises(KeyError, match="unknown video method"):
+        VideoBenchConfig(methods=("sif", "xclip"))
+    assert VideoBenchConfig().effective("full").dynamic == "context"
+
+
+def test_cli_help_and_predict(tiny_clip: Path, capsys: pytest.CaptureFixture[str], encoder: object) -> None:
+    from tailorkit.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["video", "--help"])
+    assert exit_info.value.code == 0
+    assert "predict" in capsys.readouterr().out
+    assert main(["video", "predict", str(tiny_clip), "--classes", "square moving right,square moving left"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("  ")]
+    assert len(lines) == 2 and abs(sum(float(line.split()[0]) for line in lines) - 1) < 1e-3
+
+
+def test_cli_bad_input(tmp_path: Path, tiny_clip: Path, capsys: pytest.CaptureFixture[str], encoder: object) -> None:
+    from tailorkit.cli.main import main
+
+    assert main(["video", "predict", str(tiny_clip), "--classes", " , "]) == 2
+    assert "expected a comma-separated list of class names" in capsys.readouterr().err
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"nope")
+    assert main(["video", "predict", str(bad), "--classes", "a,b"]) == 1
+    assert "not a readable video" in capsys.readouterr().err
+    assert main(["video", "predict", str(tiny_clip), "--classes", "a,b", "--frames", "40"]) == 1
+    assert "too few frames" in capsys.readouterr().err
+
+
+def test_with_reversals_pairs_opposite_classes() -> None:
+    from tailorkit.video.bench import with_reversals
+
+    emb = torch.arange(2 * 3 * 2, dtype=torch.float32).reshape(2, 3, 2)
+    both, labels, names = with_reversals(({"emb": emb}, torch.tensor([0, 12]), ["x"]))
+    # left (0) <-> right (1); shape 1 rotating clockwise (12) <-> counterclockwise (13)
+    assert labels.tolist() == [0, 12, 1, 13]
+    assert torch.equal(both["emb"][2], emb[0].flip(0))
+    assert names == ["x"]
+
+
+def test_cli_train_and_eval_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str], encoder: object) -> None:
+    import json
+
+    from tailorkit.cli.main import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "method: motion_static\n"
+        f"cache_dir: {tmp_path / 'cache'}\n"
+        "data:\n  frames: 4\n  size: 32\n  train_per_class: 1\n  test_per_class: 1\n"
+        "  shapes:\n    base_shapes: [square]\n    novel_shapes: [star]\n"
+        "optim:\n  steps: 3\n  batch: 8\n"
+    )
+    out = tmp_path / "run"
+    assert main(["video", "train", str(config), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_train"] == 8 and metrics["n_test"] == 8 and len(metrics["classes"]) == 8
+    assert "test accuracy" in capsys.readouterr().out
+    assert main(["video", "eval", str(out)]) == 0
+    line = capsys.readouterr().out
+    assert f"test accuracy {metrics['accuracy']:.4f}" in line
+    assert main(["video", "train", str(config), "method=xclip", "--out", str(tmp_path / "never")]) == 2
+    assert not (tmp_path / "never").exists()
+    assert "unknown video method 'xclip'" in capsys.readouterr().err
