@@ -28,9 +28,8 @@ import dataclasses
 import os
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from typing import Any
 
 import torch
@@ -40,6 +39,7 @@ from tailorkit.core.config import check, check_int_at_least
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
 from tailorkit.core.seeding import derive_seed
+from tailorkit.core.workers import worker_pool
 from tailorkit.video.config import DataConfig
 from tailorkit.video.train import OptimSettings
 
@@ -311,7 +311,7 @@ def video_bench(config: VideoBenchConfig, mode: str, seed: int, device: torch.de
             outputs.append(_job(config, seed, m, s))
             _report(outputs[-1], i, len(jobs))
     else:
-        with ProcessPoolExecutor(max_workers=config.workers, mp_context=get_context("spawn")) as pool:
+        with worker_pool(config.workers) as pool:
             futures = [pool.submit(_job, config, seed, m, s) for m, s in jobs]
             for i, future in enumerate(as_completed(futures), start=1):
                 outputs.append(future.result())
