@@ -126,7 +126,13 @@ def train(
     losses: list[float] = []
     wall, cpu = time.perf_counter(), time.process_time()
     model.train()
-    with bar(f"train {cfg.model.variant}", total=cfg.optim.steps, enabled=progress) as pbar:
+    # Dropout draws from torch's global stream: seed it for this run (scoped), so that a run does not depend on what
+    # ran before it in the process (bench workers run several cells each, in completion order).
+    with (
+        torch.random.fork_rng(devices=[]),
+        bar(f"train {cfg.model.variant}", total=cfg.optim.steps, enabled=progress) as pbar,
+    ):
+        torch.manual_seed(torch_generator(seed, "hoi-dropout").initial_seed())
         for step in range(cfg.optim.steps):
             if step == drop_at:
                 for group in opt.param_groups:
