@@ -12,6 +12,7 @@ from tailorkit.hoi.data import (
     SYNTH_OBJECTS,
     SYNTH_VALID,
     SYNTH_VERBS,
+    MIN_OBJECT_PX,
     HOIAnnotation,
     _Figure,
     _labels,
@@ -40,6 +41,16 @@ def test_synth_is_seeded_exact_and_valid() -> None:
     with pytest.raises(ValueError, match="split"):
         make_synth(CFG, 0, "val")
 
+
+
+def test_crowded_scenes_keep_no_degenerate_object_box() -> None:
+    """The bench's full-mode scenes (2 humans, 3 objects) put held objects at the frame's edge; once clipped, a box
+    must keep at least MIN_OBJECT_PX of extent (this draw used to crash the renderer with a zero-width box)."""
+    cfg = SynthConfig(image_size=128, n_train=200, n_test=4, max_humans=2, max_objects=3)
+    data = make_synth(cfg, 0, "train")
+    sizes = np.concatenate([ann.boxes[:, 2:] - ann.boxes[:, :2] for ann in data.annotations])
+    assert sizes.min() >= MIN_OBJECT_PX
+    assert max(len(ann.boxes) for ann in data.annotations) == 5
 
 def _figure(facing: int = 1) -> _Figure:
     joints = {

@@ -46,6 +46,7 @@ __all__ = [
 
 SYNTH_OBJECTS = ("person", "ball", "box", "stick", "kite")
 SYNTH_VERBS = ("hold", "look", "kick", "sit_on")
+MIN_OBJECT_PX = 2.0  # objects clipped by the frame to less than this (px) are dropped from the scene
 #: Which (verb, object class) triplets can occur, like HICO-DET's verb-object correlation.
 SYNTH_VALID = {
     "hold": ("ball", "box", "stick", "kite"),
@@ -327,7 +328,11 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray
             obj_boxes.append(box)
             obj_classes.append(cls)
             n_extra -= 1
-    obj_boxes = [np.clip(b, 0, s) for b in obj_boxes]
+    # A held or kicked object can lie (almost) wholly outside the frame; after clipping, drop the ones with less than
+    # min_object_px of extent left, so no annotation has a degenerate box (the labels below use the kept ones).
+    kept = [(np.clip(b, 0, s), c) for b, c in zip(obj_boxes, obj_classes, strict=True)]
+    kept = [(b, c) for b, c in kept if min(b[2] - b[0], b[3] - b[1]) >= MIN_OBJECT_PX]
+    obj_boxes, obj_classes = [b for b, _ in kept], [c for _, c in kept]
     for box, cls in zip(obj_boxes, obj_classes, strict=True):
         _draw_object(img, cls, box, rng, cfg.texture)
     for fig in figs:
