@@ -9,10 +9,10 @@ import torch
 
 from tailorkit.hoi.config import SynthConfig
 from tailorkit.hoi.data import (
+    MIN_OBJECT_PX,
     SYNTH_OBJECTS,
     SYNTH_VALID,
     SYNTH_VERBS,
-    MIN_OBJECT_PX,
     HOIAnnotation,
     _Figure,
     _labels,
@@ -42,7 +42,6 @@ def test_synth_is_seeded_exact_and_valid() -> None:
         make_synth(CFG, 0, "val")
 
 
-
 def test_crowded_scenes_keep_no_degenerate_object_box() -> None:
     """The bench's full-mode scenes (2 humans, 3 objects) put held objects at the frame's edge; once clipped, a box
     must keep at least MIN_OBJECT_PX of extent (this draw used to crash the renderer with a zero-width box)."""
@@ -51,6 +50,7 @@ def test_crowded_scenes_keep_no_degenerate_object_box() -> None:
     sizes = np.concatenate([ann.boxes[:, 2:] - ann.boxes[:, :2] for ann in data.annotations])
     assert sizes.min() >= MIN_OBJECT_PX
     assert max(len(ann.boxes) for ann in data.annotations) == 5
+
 
 def _figure(facing: int = 1) -> _Figure:
     joints = {
