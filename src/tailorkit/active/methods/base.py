@@ -10,6 +10,7 @@ Shapes:
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,14 +26,15 @@ from tailorkit.nets.unet import UNet
 __all__ = ["STRATEGIES", "TUNERS", "SegModel", "SelectionContext", "Strategy", "make_strategy", "make_tuner"]
 
 
-class SegModel(nn.Module):
+class SegModel(nn.Module, abc.ABC):
     """A (partly) trainable segmenter built on a backbone U-Net; `frozen` modules stay in eval mode."""
 
     n_sets: int = 1
     prompt_based: bool = False
 
+    @abc.abstractmethod
     def forward_views(self, views: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Logits (n_sets, B, C, ...) of the stacked inputs (n_sets, B, ...)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         views = x.unsqueeze(0).expand(self.n_sets, *x.shape)
@@ -108,11 +110,12 @@ class SelectionContext:
         return np.flatnonzero(mask)
 
 
-class Strategy:
+class Strategy(abc.ABC):
     """Chooses `n` new pool indices (unique, not in ctx.labelled)."""
 
+    @abc.abstractmethod
     def cold(self, ctx: SelectionContext, n: int) -> list[int]:
-        raise NotImplementedError
+        """The first `n` picks, before any label exists."""
 
     def warm(self, ctx: SelectionContext, n: int) -> list[int]:
         return self.cold(ctx, n)

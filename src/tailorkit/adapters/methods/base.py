@@ -8,6 +8,7 @@ methods (per-task adapter / LoRA / BitFit / VPT-deep / Hyperformer-lite, single-
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ from tailorkit.core.registry import Registry
 __all__ = ["METHODS", "MultiTaskEncoder", "make_encoder"]
 
 
-class MultiTaskEncoder(nn.Module):
+class MultiTaskEncoder(nn.Module, abc.ABC):
     """Base class: a backbone, the task names, and the method's trainable encoder modules.
 
     Subclasses set ``passes_per_batch``, create their modules in ``__init__`` and implement :meth:`forward`.
@@ -75,8 +76,9 @@ class MultiTaskEncoder(nn.Module):
         """Trainable parameters that belong to one task (0 for fully shared methods)."""
         return 0
 
+    @abc.abstractmethod
     def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
-        raise NotImplementedError
+        """Each task's stage feature maps for a batch of images."""
 
 
 METHODS: Registry[Callable[..., MultiTaskEncoder]] = Registry("adapters method")

@@ -7,6 +7,7 @@ every earlier decoder layer). `forward` takes images or, for a frozen backbone, 
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any
 
@@ -51,7 +52,7 @@ def layer_outputs(
     return out
 
 
-class HOIModel(nn.Module):
+class HOIModel(nn.Module, abc.ABC):
     """Backbone, projection, encoder and heads; subclasses implement `decode(memory, pos)`.
 
     Shapes:
@@ -95,8 +96,9 @@ class HOIModel(nn.Module):
     def queries(self, batch: int) -> torch.Tensor:
         return self.query_embed.weight[None].expand(batch, -1, -1)
 
+    @abc.abstractmethod
     def decode(self, memory: torch.Tensor, pos: torch.Tensor) -> dict[str, Any]:
-        raise NotImplementedError
+        """QPIC's output dict (logits, verb logits, boxes, aux_outputs) from the encoder memory."""
 
     def forward(self, images: torch.Tensor | None = None, features: torch.Tensor | None = None) -> dict[str, Any]:
         memory, pos = self.encode(images, features)
