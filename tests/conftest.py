@@ -6,7 +6,7 @@ CI installs every asset (`make test` runs `tailorkit assets install` first), so 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -26,3 +26,16 @@ def load_or_skip(loader: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if os.environ.get("CI"):
             raise  # CI installs every asset: a missing one there is a failure, not a skip
         pytest.skip(str(err))
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for the test, restored afterwards. Subsystems with tiny convolutions use it (autouse in their
+    conftest): they gain nothing from a second thread, and spin-waiting threads on a busy 2-core machine multiply the
+    time (about 10x measured on the active tests)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,17 +1,10 @@
-"""One torch thread for the anatomy tests: the toy 3D convolutions gain nothing from more, and spin-waiting threads
-on a busy 2-core machine multiply the time."""
+"""Fixtures of the anatomy tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here runs on one torch thread (tests/conftest.py says why)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tailorkit.continual.config import DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, StrategyConfig
 
@@ -22,8 +21,8 @@ def tiny_config(strategy: str = "finetune", ssl: str = "simclr", **cppf: bool) -
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here runs on one torch thread (tests/conftest.py says why)."""
 
 
 __all__ = ["tiny_config"]

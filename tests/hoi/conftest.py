@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tailorkit.hoi.config import ModelConfig, OptimConfig, SynthConfig, TrainConfig
 
@@ -29,8 +28,8 @@ def tiny_config(variant: str = "hodn", steps: int = 3, **model: object) -> Train
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here runs on one torch thread (tests/conftest.py says why)."""
 
 
 __all__ = ["tiny_config"]
