@@ -22,7 +22,7 @@ The training engine (tailorkit.prompts.engine) caches whatever the learner decla
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -169,11 +169,17 @@ def bank_params(n_banks: int, shape: tuple[int, ...], init: str = "zeros", std: 
     return out
 
 
-def sum_banks(params: nn.ParameterList, banks: Sequence[int]) -> torch.Tensor:
-    total: torch.Tensor = params[banks[0]]
-    for b in banks[1:]:
-        total = total + params[b]
+def sum_terms(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The terms added up in order (a task's group and task prompts add up bank by bank)."""
+    it = iter(terms)
+    total = next(it)
+    for term in it:
+        total = total + term
     return total
+
+
+def sum_banks(params: nn.ParameterList, banks: Sequence[int]) -> torch.Tensor:
+    return sum_terms(params[b] for b in banks)
 
 
 def kaiming_bound(fan_in: int) -> float:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from tailorkit.nets.dual_encoder import DualEncoder
-from tailorkit.prompts.methods.base import PromptLearner, bank_params, register_method, sum_banks
+from tailorkit.prompts.methods.base import PromptLearner, bank_params, register_method, sum_banks, sum_terms
 
 __all__ = ["IVLP", "VPT", "CoOp", "MaPLe"]
 
@@ -42,6 +42,19 @@ class _TextPrompts(PromptLearner):
         return [sum_banks(layer, banks) for layer in self.text]  # type: ignore[arg-type]
 
 
+class _ImagePrompts(PromptLearner):
+    """Per-bank, per-stage visual prompt tokens (n_img, C_stage), zero-initialised."""
+
+    def _init_image(self, n_img: int) -> None:
+        self.image = nn.ModuleDict(
+            {str(s): bank_params(self.n_banks, (n_img, c)) for s, c in self.stage_channels.items()}
+        )
+
+    def image_tokens(self, task: int) -> dict[int, torch.Tensor]:
+        banks = self.assignment[task]
+        return {int(s): sum_banks(p, banks) for s, p in self.image.items()}  # type: ignore[arg-type]
+
+
 @register_method("coop")
 class CoOp(_TextPrompts):
     """CoOp: learnable input context (text only)."""
@@ -56,7 +69,7 @@ class CoOp(_TextPrompts):
 
 
 @register_method("vpt")
-class VPT(PromptLearner):
+class VPT(_ImagePrompts):
     """VPT-style deep visual prompts (image only), zero-initialised tokens per bank and stage."""
 
     uses_image = True
@@ -71,17 +84,11 @@ class VPT(PromptLearner):
         seed: int = 0,
     ) -> None:
         super().__init__(encoder, assignment, image_stages=depth, n_img=n_img)
-        self.image = nn.ModuleDict(
-            {str(s): bank_params(self.n_banks, (n_img, c)) for s, c in self.stage_channels.items()}
-        )
-
-    def image_tokens(self, task: int) -> dict[int, torch.Tensor]:
-        banks = self.assignment[task]
-        return {int(s): sum_banks(p, banks) for s, p in self.image.items()}  # type: ignore[arg-type]
+        self._init_image(n_img)
 
 
 @register_method("ivlp")
-class IVLP(_TextPrompts):
+class IVLP(_TextPrompts, _ImagePrompts):
     """Independent deep text and visual prompts."""
 
     uses_text = True
@@ -99,13 +106,7 @@ class IVLP(_TextPrompts):
     ) -> None:
         super().__init__(encoder, assignment, text_layers=depth, n_ctx=n_ctx, image_stages=depth, n_img=n_img)
         self._init_text()
-        self.image = nn.ModuleDict(
-            {str(s): bank_params(self.n_banks, (n_img, c)) for s, c in self.stage_channels.items()}
-        )
-
-    def image_tokens(self, task: int) -> dict[int, torch.Tensor]:
-        banks = self.assignment[task]
-        return {int(s): sum_banks(p, banks) for s, p in self.image.items()}  # type: ignore[arg-type]
+        self._init_image(n_img)
 
 
 @register_method("maple")
@@ -147,8 +148,5 @@ class MaPLe(_TextPrompts):
         couples: list[Any] = list(self.couple)
         for (stage, _), layer, couple in zip(self.stage_channels.items(), self.text, couples, strict=True):
             text = sum_banks(layer, banks)  # type: ignore[arg-type]
-            tokens = couple[banks[0]](text)
-            for b in banks[1:]:  # each bank's coupling maps the combined prompt
-                tokens = tokens + couple[b](text)
-            out[stage] = tokens
+            out[stage] = sum_terms(couple[b](text) for b in banks)  # each bank's coupling maps the combined prompt
         return out

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from tailorkit.nets.dual_encoder import DualEncoder
-from tailorkit.prompts.methods.base import PromptLearner, register_method
+from tailorkit.prompts.methods.base import PromptLearner, register_method, sum_terms
 
 __all__ = ["MmAP"]
 
@@ -83,12 +83,7 @@ class MmAP(PromptLearner):
 
     def _prompt(self, layer: int, task: int, which: str) -> torch.Tensor:
         factors = self.a_txt[layer] if which == "text" else self.a_vis[layer]
-        out: torch.Tensor | None = None
-        for b in self.assignment[task]:
-            p = torch.kron(self.source[layer][b], factors[b])  # type: ignore[index]
-            out = p if out is None else out + p
-        assert out is not None
-        return out
+        return sum_terms(torch.kron(self.source[layer][b], factors[b]) for b in self.assignment[task])  # type: ignore[index]
 
     def text_deltas(self, task: int) -> list[torch.Tensor | None]:
         return [self._prompt(layer, task, "text") for layer in range(len(self.stage_channels))]
