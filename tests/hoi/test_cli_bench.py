@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -11,6 +12,7 @@ from tailorkit.core.bench import bench_config, import_bench_module, run_bench
 from tailorkit.core.results import validate_bench
 from tailorkit.hoi.config import SynthConfig
 from tailorkit.hoi.data import make_synth
+from tailorkit.hoi.train import load_checkpoint, predict
 
 TINY = """
 data: {image_size: 48, n_train: 8, n_test: 4, texture: flat}
@@ -50,6 +52,49 @@ def test_train_eval_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert code == 2 and "the model knows 5 objects and 4 verbs" in capsys.readouterr().err
 
 
+def test_train_eval_predict_on_hico_format_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real-data path: QPIC-format HICO-DET files with images of any size train an 80-object / 117-verb model,
+    which `eval --annotations` then accepts and `predict` applies to a non-square photo (boxes in its pixels)."""
+    entries = []
+    for i, (w, h) in enumerate([(90, 60), (64, 64), (50, 100), (70, 70)]):
+        Image.new("RGB", (w, h), (40 * i, 120, 200 - 40 * i)).save(tmp_path / f"img{i}.png")
+        person, ball = [2, 2, w // 2, h - 2], [w // 2, h // 3, w - 2, h // 2]
+        entries.append({
+            "file_name": f"img{i}.png",
+            "annotations": [{"bbox": person, "category_id": 1}, {"bbox": ball, "category_id": 37}],
+            "hoi_annotation": [{"subject_id": 0, "object_id": 1, "category_id": 88}],
+        })  # fmt: skip
+    ann = tmp_path / "hico.json"
+    ann.write_text(json.dumps(entries))
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    run = tmp_path / "run"
+    files = [f"files.{k}={v}" for k, v in (("train_annotations", ann), ("test_annotations", ann),
+                                              ("train_images", tmp_path), ("test_images", tmp_path))]  # fmt: skip
+    code = main(["hoi", "train", str(cfg), "--out", str(run), "files.format=hico", "files.image_size=48", *files])
+    assert code == 0
+    assert json.loads((run / "metrics.json").read_text())["metrics"]["role_map"] is not None
+    capsys.readouterr()
+    assert main(["hoi", "eval", str(run / "model.pt"), "--annotations", str(ann), "--images", str(tmp_path)]) == 0
+    assert "role_map:" in capsys.readouterr().out
+    assert main(["hoi", "predict", str(tmp_path / "img2.png"), "--model", str(run / "model.pt"), "--top", "1"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("hico_")  # verbs are named by their file id
+    # predict resizes to the training side and returns boxes in the photo's pixels: the same as predicting on the
+    # resized image and scaling its boxes by (50 / 48, 100 / 48)
+    _, model, _, _ = load_checkpoint(run / "model.pt")
+    with Image.open(tmp_path / "img2.png") as img:
+        photo = np.asarray(img.convert("RGB"))
+        small = np.asarray(img.convert("RGB").resize((48, 48), Image.Resampling.BILINEAR))
+    direct, resized = predict(model, photo, top_k=3, size=48), predict(model, small, top_k=3)
+    scale = np.array([50 / 48, 100 / 48] * 2)
+    assert np.allclose(direct.sub_boxes, resized.sub_boxes * scale, atol=1e-3)
+    assert np.allclose(direct.obj_boxes, resized.obj_boxes * scale, atol=1e-3)
+    (tmp_path / "img3.png").unlink()
+    assert main(["hoi", "train", str(cfg), "--out", str(run), "files.format=hico", *files]) == 2
+    assert "img3.png: expected a readable image file" in capsys.readouterr().err
+
+
 def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY)
@@ -78,3 +123,15 @@ def test_bench_writes_the_contract_document(tmp_path: Path) -> None:
         assert len(row["params"]["per_seed"]["role_map"]) == 2
     with pytest.raises(ValueError, match="seeds"):
         bench_config("hoi", None, ["seeds=1"])
+
+
+@pytest.mark.parametrize("name", ["hodn_synth.yaml", "hodn_hico.yaml"])
+def test_shipped_configs_load(name: str) -> None:
+    from importlib.resources import files
+
+    from tailorkit.core.config import load_config
+    from tailorkit.hoi.config import TrainConfig
+
+    cfg = load_config(TrainConfig, Path(str(files("tailorkit.hoi") / "configs" / name)), [])
+    assert cfg.model.variant == "hodn" and cfg.model.link == "human" and cfg.model.sg_obj
+    assert (cfg.files.format == "hico") == (name == "hodn_hico.yaml")

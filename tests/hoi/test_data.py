@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from tailorkit.hoi.config import SynthConfig
+from tailorkit.hoi.config import FilesConfig, SynthConfig
 from tailorkit.hoi.data import (
     MIN_OBJECT_PX,
     SYNTH_OBJECTS,
@@ -16,11 +18,13 @@ from tailorkit.hoi.data import (
     HOIAnnotation,
     _Figure,
     _labels,
+    load_qpic_split,
     make_synth,
     read_hico_det,
     read_vcoco,
     to_targets,
 )
+from tailorkit.hoi.evaluation import Detections, triplet_map
 
 CFG = SynthConfig(image_size=64, n_train=40, n_test=4, texture="flat")
 
@@ -141,3 +145,50 @@ def test_vcoco_reader_allows_missing_objects_and_bad_json_fails(tmp_path: Path) 
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="QPIC-style JSON"):
         read_vcoco(tmp_path / "bad.json")
+
+
+def _photo_fixture(tmp: Path) -> Path:
+    """Two images of different shapes and a QPIC-format HICO-DET file naming them."""
+    Image.new("RGB", (80, 40), (200, 10, 10)).save(tmp / "wide.png")
+    Image.new("RGB", (60, 60), (10, 200, 10)).save(tmp / "square.png")
+    second = {**GOOD[0], "file_name": "square.png"}
+    return _write(tmp, [{**GOOD[0], "file_name": "wide.png", "width": 999}, second])
+
+
+def test_load_qpic_split_resizes_images_and_boxes_alike(tmp_path: Path) -> None:
+    ann_path = _photo_fixture(tmp_path)
+    files = FilesConfig(format="hico", test_annotations=str(ann_path), test_images=str(tmp_path), image_size=48)
+    data = load_qpic_split(files, "test")
+    assert data.images is not None and data.images.shape == (2, 48, 48, 3)
+    assert tuple(data.images[0, 24, 24]) == (200, 10, 10) and tuple(data.images[1, 24, 24]) == (10, 200, 10)
+    wide, square = data.annotations
+    # the image's real size (80 x 40), not the file's stale "width", sets the scale: x * 48/80, y * 48/40
+    assert np.allclose(wide.boxes[0], [1 * 0.6, 2 * 1.2, 30 * 0.6, 60 * 1.2]) and (wide.width, wide.height) == (48, 48)
+    assert np.allclose(square.boxes[1], np.array([20, 20, 40, 40]) * 0.8)
+    assert data.object_names[int(wide.labels[1])] == "sports ball" and len(data.object_names) == 80
+    assert data.verb_names[87] == "hico_88" and len(data.verb_names) == 117
+    assert len(load_qpic_split(dataclasses.replace(files, limit=1), "test").annotations) == 1
+    with pytest.raises(ValueError, match="train_annotations: expected a path"):
+        load_qpic_split(files, "train")
+    (tmp_path / "square.png").unlink()
+    with pytest.raises(ValueError, match=r"square.png: expected a readable image file"):
+        load_qpic_split(files, "test")
+
+
+def test_triplet_map_is_invariant_under_per_axis_scaling() -> None:
+    """Why resizing to a square loses nothing in evaluation: IoU, hence every AP, is unchanged by scaling x and y."""
+    rng = np.random.default_rng(0)
+    anns, dets = [], []
+    for _ in range(6):
+        xy = rng.uniform(0, 50, (3, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(5, 30, (3, 2))], 1).astype(np.float32)
+        anns.append(HOIAnnotation(boxes, np.array([0, 1, 2]), np.array([[0, 1, 0], [0, 2, 1]]), 80, 80))
+        noisy = boxes + rng.normal(0, 4, boxes.shape).astype(np.float32)
+        rows = [(noisy[0], noisy[o], int(lab), int(v), float(rng.uniform())) for o, lab, v in ((1, 1, 0), (2, 2, 1))]
+        dets.append(Detections.from_rows(rows))
+    sx, sy = 0.37, 2.9
+    scale = np.array([sx, sy, sx, sy], dtype=np.float32)
+    scaled_anns = [dataclasses.replace(a, boxes=a.boxes * scale) for a in anns]
+    scaled_dets = [dataclasses.replace(d, sub_boxes=d.sub_boxes * scale, obj_boxes=d.obj_boxes * scale) for d in dets]
+    before, after = triplet_map(dets, anns)["full"], triplet_map(scaled_dets, scaled_anns)["full"]
+    assert 0 < before < 1 and after == pytest.approx(before)

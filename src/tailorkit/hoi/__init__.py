@@ -3,8 +3,9 @@
 Public API:
     build_model(model_config, num_obj_classes, num_verbs) -> HOIModel   variants `single`, `cascade`, `hodn` (MODELS)
     train(config, data, features=...) -> TrainResult; evaluate(model, data, eval_config) -> metrics
-    predict(model, image) -> Detections; save_checkpoint / load_checkpoint
+    predict(model, image, size=...) -> Detections; save_checkpoint / load_checkpoint
     make_synth(synth_config, seed, split) -> HOIDataset; read_hico_det(path), read_vcoco(path)   data
+    load_qpic_split(files_config, split) -> HOIDataset (your images, resized); load_datasets(config)
     triplet_map, role_ap_vcoco, instance_aps, average_precision, postprocess                  evaluation
     HungarianMatcher, SetCriterion, box ops (generalized_box_iou, box_iou, cxcywh_to_xyxy, ...)  DETR parts
 """
@@ -12,10 +13,20 @@ Public API:
 from __future__ import annotations
 
 from tailorkit.hoi.boxes import box_area, box_iou, cxcywh_to_xyxy, generalized_box_iou, xyxy_to_cxcywh
-from tailorkit.hoi.config import EvalConfig, LossConfig, ModelConfig, OptimConfig, SynthConfig, TrainConfig
+from tailorkit.hoi.config import (
+    EvalConfig,
+    FilesConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    SynthConfig,
+    TrainConfig,
+)
 from tailorkit.hoi.data import (
     HOIAnnotation,
     HOIDataset,
+    load_datasets,
+    load_qpic_split,
     make_synth,
     read_hico_det,
     read_qpic_annotations,
@@ -40,6 +51,7 @@ __all__ = [
     "MODELS",
     "Detections",
     "EvalConfig",
+    "FilesConfig",
     "HOIAnnotation",
     "HOIDataset",
     "HOIModel",
@@ -61,6 +73,8 @@ __all__ = [
     "hungarian",
     "instance_aps",
     "load_checkpoint",
+    "load_datasets",
+    "load_qpic_split",
     "make_synth",
     "postprocess",
     "predict",

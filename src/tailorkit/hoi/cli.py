@@ -1,12 +1,13 @@
 """`tailorkit hoi train|eval|predict|bench`.
 
 tailorkit hoi train CONFIG.yaml [key=value ...] --out runs/hoi
-    generates SynthHOI (config `data`), trains the detector (config `model`, `optim`, `loss`), evaluates on the test
-    split and writes RUN/config.yaml, RUN/model.pt and RUN/metrics.json.
+    generates SynthHOI (config `data`) or reads your QPIC-format HICO-DET / V-COCO files (config `files`), trains the
+    detector (config `model`, `optim`, `loss`), evaluates on the test split and writes RUN/config.yaml, RUN/model.pt
+    and RUN/metrics.json.
 tailorkit hoi eval RUN/model.pt [--annotations test_hico.json --images DIR --format hico|vcoco]
     evaluates on the SynthHOI test split of the run's config, or on QPIC-format annotations with their images.
 tailorkit hoi predict IMAGE --model RUN/model.pt --out pred.png [--top 3]
-    detects triplets in one image and draws them on it.
+    detects triplets in one image (resized to the model's training side) and draws them on it.
 tailorkit hoi bench [--quick] [key=value ...]
     the same as `tailorkit bench hoi`.
 """
@@ -25,7 +26,7 @@ def add_parser(sub: Any) -> None:
     parser = sub.add_parser("hoi", help="human-object interaction detection (HODN and its baselines)")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=type(parser))
 
-    tr = verbs.add_parser("train", help="train a detector on SynthHOI and evaluate it")
+    tr = verbs.add_parser("train", help="train a detector (SynthHOI or your HICO-DET / V-COCO files) and evaluate it")
     tr.add_argument("config", type=Path, help="YAML or TOML run settings (see src/tailorkit/hoi/configs/)")
     tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     tr.add_argument("--out", type=Path, default=None, help="run folder (default reports/hoi/<config name>)")
@@ -64,11 +65,11 @@ def _print(metrics: dict[str, float]) -> None:
 def train_cmd(args: argparse.Namespace) -> int:
     import torch
 
-    from tailorkit.cli.main import device_from
+    from tailorkit.cli.main import UsageError, device_from
     from tailorkit.core.config import load_config, save_config
     from tailorkit.core.results import write_json_atomic
     from tailorkit.hoi.config import TrainConfig
-    from tailorkit.hoi.data import make_synth
+    from tailorkit.hoi.data import load_datasets
     from tailorkit.hoi.train import backbone_features, evaluate, rare_categories, save_checkpoint, train
 
     cfg = load_config(TrainConfig, args.config, args.overrides)
@@ -78,8 +79,10 @@ def train_cmd(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     device = device_from(args.device)
-    train_data = make_synth(cfg.data, cfg.seed, "train")
-    test_data = make_synth(cfg.data, cfg.seed, "test")
+    try:
+        train_data, test_data = load_datasets(cfg, progress=args.progress)
+    except ValueError as err:
+        raise UsageError(f"tailorkit hoi train: error: {err}") from None
     feats = None
     if cfg.model.freeze_backbone:
         assert train_data.images is not None and test_data.images is not None
@@ -134,10 +137,11 @@ def _load(path: Path, device: Any = None) -> Any:
 
 
 def eval_cmd(args: argparse.Namespace) -> int:
-    import numpy as np
+    import dataclasses
 
     from tailorkit.cli.main import UsageError, device_from
-    from tailorkit.hoi.data import HOIDataset, make_synth, read_hico_det, read_vcoco
+    from tailorkit.hoi.config import FilesConfig
+    from tailorkit.hoi.data import load_qpic_split, make_synth
     from tailorkit.hoi.train import evaluate
 
     cfg, model, objects, verbs = _load(args.model, device_from(args.device))
@@ -146,17 +150,24 @@ def eval_cmd(args: argparse.Namespace) -> int:
     else:
         if args.images is None:
             raise UsageError("tailorkit hoi eval: error: --annotations needs --images (the folder of its images)")
-        anns = (read_hico_det if args.format == "hico" else read_vcoco)(args.annotations)
         n_obj, n_verb = (80, 117) if args.format == "hico" else (80, 29)
         if (len(objects), len(verbs)) != (n_obj, n_verb):
             raise UsageError(
                 f"tailorkit hoi eval: error: the model knows {len(objects)} objects and {len(verbs)} verbs; "
                 f"{args.format} annotations expect {n_obj} and {n_verb}"
             )
-        images = [_read_rgb(args.images / a.file_name) for a in anns]
-        if len({im.shape for im in images}) > 1:
-            raise UsageError("tailorkit hoi eval: error: expected images of one size (resize them first)")
-        data = HOIDataset(np.stack(images), anns, tuple(objects), tuple(verbs))
+        files = dataclasses.replace(
+            cfg.files if cfg.files.format else FilesConfig(),
+            format=args.format,
+            test_annotations=str(args.annotations),
+            test_images=str(args.images),
+            image_size=cfg.image_size,
+            limit=0,
+        )
+        try:
+            data = load_qpic_split(files, "test")
+        except ValueError as err:
+            raise UsageError(f"tailorkit hoi eval: error: {err}") from None
     _print(evaluate(model, data, cfg.eval))
     return 0
 
@@ -165,9 +176,9 @@ def predict_cmd(args: argparse.Namespace) -> int:
     from tailorkit.hoi.draw import draw_triplets
     from tailorkit.hoi.train import predict
 
-    _, model, objects, verbs = _load(args.model)
+    cfg, model, objects, verbs = _load(args.model)
     image = _read_rgb(args.image)
-    det = predict(model, image, top_k=max(args.top, 1))
+    det = predict(model, image, top_k=max(args.top, 1), size=cfg.image_size)
     for t in range(min(args.top, len(det.scores))):
         print(f"{verbs[int(det.verbs[t])]} {objects[int(det.obj_labels[t])]} score {det.scores[t]:.3f} "
               f"human {det.sub_boxes[t].round(1).tolist()} object {det.obj_boxes[t].round(1).tolist()}")  # fmt: skip

@@ -54,6 +54,39 @@ class SynthConfig:
 
 
 @dataclass(frozen=True)
+class FilesConfig:
+    """Your own annotated images in the QPIC/CDN JSON form (HICO-DET or V-COCO ids) instead of SynthHOI.
+
+    Attributes:
+        format: "" (train on SynthHOI, the default), "hico" (COCO object ids, verbs 1..117) or "vcoco" (verbs 0..28,
+            object_id -1 allowed).
+        train_annotations / test_annotations: The JSON files (QPIC's `trainval_hico.json` / `test_hico.json`).
+        train_images / test_images: Folders their `file_name`s are relative to (HICO-DET: images/train2015 and
+            images/test2015).
+        image_size: Every image is resized to this square side and its boxes scaled with it. Box IoU is invariant
+            under per-axis scaling, so the metrics equal those in the original pixels. [CPU deviation: DETR-style
+            training uses aspect-kept 800-1333 px inputs with multi-scale augmentation, not done here]
+        limit: Read at most this many images per split (0 = all); images are held in memory as uint8.
+    """
+
+    format: Literal["", "hico", "vcoco"] = ""
+    train_annotations: str = ""
+    test_annotations: str = ""
+    train_images: str = ""
+    test_images: str = ""
+    image_size: int = 256
+    limit: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.format in ("", "hico", "vcoco"), f"format: expected '', 'hico' or 'vcoco', got {self.format!r}")
+        check(
+            isinstance(self.image_size, int) and 48 <= self.image_size <= 1333,
+            f"image_size: expected 48..1333, got {self.image_size!r}",
+        )
+        check_int_at_least("limit", self.limit, 0)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The detector.
 
@@ -197,6 +230,7 @@ class TrainConfig:
     """One training run (`tailorkit hoi train CONFIG.yaml`)."""
 
     data: SynthConfig = field(default_factory=SynthConfig)
+    files: FilesConfig = field(default_factory=FilesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -206,3 +240,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_int_at_least("threads", self.threads, 0)
+
+    @property
+    def image_size(self) -> int:
+        """The square input side the model is trained on: the files' when `files.format` is set, else SynthHOI's."""
+        return self.files.image_size if self.files.format else self.data.image_size

@@ -15,6 +15,7 @@ width; `look` for the nearest object whose centre is on the facing side within `
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -23,19 +24,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
+from tailorkit.core.progress import bar
 from tailorkit.core.seeding import numpy_generator
 from tailorkit.hoi.boxes import xyxy_to_cxcywh
-from tailorkit.hoi.config import SynthConfig
+from tailorkit.hoi.config import FilesConfig, SynthConfig, TrainConfig
 
 __all__ = [
+    "COCO_NAMES",
     "HICO_OBJECT_IDS",
     "SYNTH_OBJECTS",
     "SYNTH_VALID",
     "SYNTH_VERBS",
     "HOIAnnotation",
     "HOIDataset",
+    "load_datasets",
+    "load_qpic_split",
     "make_synth",
     "read_hico_det",
     "read_qpic_annotations",
@@ -57,6 +62,17 @@ SYNTH_VALID = {
 # The 80 COCO category ids QPIC's HICO-DET and V-COCO readers map to contiguous object indices (person = 1 first).
 HICO_OBJECT_IDS = (
     *range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66), 67, 70, *range(72, 83), *range(84, 91),
+)  # fmt: skip
+# The names of those 80 categories, in the same order.
+COCO_NAMES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant",
+    "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard",
+    "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli",
+    "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant", "bed", "dining table", "toilet",
+    "tv", "laptop", "mouse", "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
+    "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
 )  # fmt: skip
 PHOTOS = ("fruits.jpg", "baboon.jpg", "building.jpg", "orange.jpg", "starry_night.jpg", "board.jpg", "home.jpg")
 
@@ -459,3 +475,47 @@ def read_vcoco(path: str | Path) -> list[HOIAnnotation]:
     """V-COCO in QPIC's `trainval_vcoco.json` form: COCO object ids, verb ids 0..28, object_id -1 when a role has
     no object. [inferred from QPIC's reader: verify the id ranges against your files]"""
     return read_qpic_annotations(path, object_ids=HICO_OBJECT_IDS, verb_ids=tuple(range(29)), allow_no_object=True)
+
+
+def load_qpic_split(files: FilesConfig, split: str, progress: bool | None = None) -> HOIDataset:
+    """One split (`"train"` or `"test"`) of `files`: the QPIC-format annotations and their images, each image resized
+    to `files.image_size` square with its boxes scaled alike (the metrics are unchanged: IoU is invariant under
+    per-axis scaling). Object names are COCO's; verbs are named by their file id (`hico_88`, `vcoco_3`).
+
+    Raises:
+        ValueError: malformed annotations (see `read_qpic_annotations`), or an image that is missing or unreadable.
+    """
+    if files.format not in ("hico", "vcoco") or split not in ("train", "test"):
+        raise ValueError(f"load_qpic_split: expected format 'hico' or 'vcoco' and split 'train' or 'test', got "
+                         f"{files.format!r}, {split!r}")  # fmt: skip
+    path, folder = (getattr(files, f"{split}_{kind}") for kind in ("annotations", "images"))
+    for name, value in ((f"{split}_annotations", path), (f"{split}_images", folder)):
+        if not value:
+            raise ValueError(f"files.{name}: expected a path (files.format={files.format!r})")
+    anns = (read_hico_det if files.format == "hico" else read_vcoco)(path)
+    if files.limit:
+        anns = anns[: files.limit]
+    side = files.image_size
+    images = np.empty((len(anns), side, side, 3), dtype=np.uint8)
+    resized = []
+    with bar(f"read {split} images", total=len(anns), enabled=progress) as pbar:
+        for i, ann in enumerate(anns):
+            image_path = Path(folder) / ann.file_name
+            try:
+                with Image.open(image_path) as img:
+                    width, height = img.size
+                    images[i] = np.asarray(img.convert("RGB").resize((side, side), Image.Resampling.BILINEAR))
+            except (OSError, UnidentifiedImageError) as err:
+                raise ValueError(f"{image_path}: expected a readable image file, named in {path} ({err})") from None
+            scale = np.array([side / width, side / height] * 2, dtype=np.float32)
+            resized.append(dataclasses.replace(ann, boxes=ann.boxes * scale, width=side, height=side))
+            pbar.update(1)
+    ids = range(1, 118) if files.format == "hico" else range(29)
+    return HOIDataset(images, resized, COCO_NAMES, tuple(f"{files.format}_{v}" for v in ids))
+
+
+def load_datasets(cfg: TrainConfig, progress: bool | None = None) -> tuple[HOIDataset, HOIDataset]:
+    """A run's train and test splits: your files (`cfg.files`, when its format is set) or SynthHOI (`cfg.data`)."""
+    if cfg.files.format:
+        return load_qpic_split(cfg.files, "train", progress), load_qpic_split(cfg.files, "test", progress)
+    return make_synth(cfg.data, cfg.seed, "train"), make_synth(cfg.data, cfg.seed, "test")

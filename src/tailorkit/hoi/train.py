@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from tailorkit.core.config import from_dict, to_dict
 from tailorkit.core.progress import bar
@@ -215,12 +216,21 @@ def evaluate(
 
 
 @torch.no_grad()
-def predict(model: HOIModel, image: np.ndarray, top_k: int = 10) -> Detections:
-    """Scored triplets of one uint8 (H, W, 3) image."""
+def predict(model: HOIModel, image: np.ndarray, top_k: int = 10, size: int | None = None) -> Detections:
+    """Scored triplets of one uint8 (H, W, 3) image, boxes in its pixels.
+
+    Args:
+        size: Resize the image to this square side first (the side the model was trained on,
+            `TrainConfig.image_size`); the boxes are still returned in the original image's pixels.
+    """
     model.eval()
     device = next(model.parameters()).device
+    height, width = image.shape[:2]
+    if size is not None and (height, width) != (size, size):
+        image = np.asarray(Image.fromarray(np.asarray(image)).resize((size, size), Image.Resampling.BILINEAR))
     x = as_tensor_images(np.asarray(image)[None]).to(device)
-    return postprocess(model(images=x), [(image.shape[1], image.shape[0])], top_k)[0]
+    # the model predicts image-normalised boxes: scaling them by the original size undoes the resize
+    return postprocess(model(images=x), [(width, height)], top_k)[0]
 
 
 def save_checkpoint(
