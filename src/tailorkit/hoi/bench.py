@@ -209,8 +209,8 @@ def hoi_bench(config: HOIBenchConfig, mode: str, seed: int, device: torch.device
             "mode_note": (
                 f"{mode}: {config.seeds} training seeds x {len(ROWS)} rows, {base.optim.steps} steps of batch "
                 f"{base.optim.batch_size}, <= {base.data.max_humans} human(s) and <= {base.data.max_objects} objects "
-                "per scene; frozen EfficientNet-Lite0 stage-3 features cached once. An early-training signal, not "
-                "converged detectors."
+                "per scene; frozen EfficientNet-Lite0 stage-3 features cached once."
+                + (" An early-training signal, not converged detectors." if mode == "quick" else "")
             ),
             "feature_seconds": round(feature_seconds, 1),
             "worker_cpu_seconds": sorted(round(v, 1) for v in per_worker.values()),
