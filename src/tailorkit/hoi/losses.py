@@ -18,20 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from tailorkit.hoi.boxes import cxcywh_to_xyxy, generalized_box_iou
+from tailorkit.hoi.config import LossConfig
 from tailorkit.hoi.matcher import HungarianMatcher, Target
 
-__all__ = ["LossWeights", "SetCriterion", "focal_verb_loss"]
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """QPIC's default loss weights."""
-
-    obj_ce: float = 1.0
-    verb: float = 1.0
-    bbox: float = 2.5
-    giou: float = 1.0
-    eos_coef: float = 0.1
+__all__ = ["SetCriterion", "focal_verb_loss"]
 
 
 def focal_verb_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -54,12 +44,12 @@ class SetCriterion:
     Attributes:
         num_obj_classes: C (the "no pair" class is index C).
         matcher: The Hungarian matcher.
-        weights: Loss weights.
+        weights: Loss weights (QPIC's defaults; `aux` is read by the training loop).
     """
 
     num_obj_classes: int
     matcher: HungarianMatcher = field(default_factory=HungarianMatcher)
-    weights: LossWeights = field(default_factory=LossWeights)
+    weights: LossConfig = field(default_factory=LossConfig)
 
     def single(self, outputs: dict[str, torch.Tensor], targets: list[Target]) -> dict[str, torch.Tensor]:
         """The unweighted loss terms of one layer's outputs."""

@@ -25,7 +25,7 @@ from tailorkit.core.seeding import torch_generator
 from tailorkit.hoi.config import EvalConfig, TrainConfig
 from tailorkit.hoi.data import HOIDataset, to_targets
 from tailorkit.hoi.evaluation import Detections, instance_aps, postprocess, role_ap_vcoco, triplet_map
-from tailorkit.hoi.losses import LossWeights, SetCriterion
+from tailorkit.hoi.losses import SetCriterion
 from tailorkit.hoi.matcher import HungarianMatcher
 from tailorkit.hoi.methods import HOIModel, build_model
 
@@ -82,11 +82,7 @@ def backbone_features(
 
 def make_criterion(cfg: TrainConfig, num_obj_classes: int) -> SetCriterion:
     w = cfg.loss
-    return SetCriterion(
-        num_obj_classes,
-        HungarianMatcher(w.obj_ce, w.verb, w.bbox, w.giou),
-        LossWeights(w.obj_ce, w.verb, w.bbox, w.giou, w.eos_coef),
-    )
+    return SetCriterion(num_obj_classes, HungarianMatcher(w.obj_ce, w.verb, w.bbox, w.giou), w)
 
 
 def train(
