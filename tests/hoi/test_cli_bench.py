@@ -91,8 +91,10 @@ def test_train_eval_predict_on_hico_format_files(tmp_path: Path, capsys: pytest.
     assert np.allclose(direct.sub_boxes, resized.sub_boxes * scale, atol=1e-3)
     assert np.allclose(direct.obj_boxes, resized.obj_boxes * scale, atol=1e-3)
     (tmp_path / "img3.png").unlink()
-    assert main(["hoi", "train", str(cfg), "--out", str(run), "files.format=hico", *files]) == 2
+    failed = tmp_path / "failed-run"
+    assert main(["hoi", "train", str(cfg), "--out", str(failed), "files.format=hico", *files]) == 2
     assert "img3.png: expected a readable image file" in capsys.readouterr().err
+    assert not failed.exists()  # bad data is found before anything is written
 
 
 def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

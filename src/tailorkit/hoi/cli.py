@@ -75,14 +75,14 @@ def train_cmd(args: argparse.Namespace) -> int:
     cfg = load_config(TrainConfig, args.config, args.overrides)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = args.out or Path("reports/hoi") / args.config.stem
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    device = device_from(args.device)
     try:
         train_data, test_data = load_datasets(cfg, progress=args.progress)
     except ValueError as err:
         raise UsageError(f"tailorkit hoi train: error: {err}") from None
+    out = args.out or Path("reports/hoi") / args.config.stem
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    device = device_from(args.device)
     feats = None
     if cfg.model.freeze_backbone:
         assert train_data.images is not None and test_data.images is not None
