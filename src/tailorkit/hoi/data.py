@@ -1,5 +1,7 @@
 """HOI data: the procedural SynthHOI generator (exact boxes and geometric verb labels) and readers for the
-HICO-DET and V-COCO annotation files as QPIC / CDN consume them.
+HICO-DET and V-COCO annotation files as QPIC / CDN consume them, with a loader for your own images
+(`load_qpic_split`: every image resized to one square side, boxes alike [CPU deviation from DETR's aspect-kept,
+multi-scale inputs; the metrics are unchanged because box IoU is invariant under per-axis scaling]).
 
 One image's annotation is an `HOIAnnotation`: boxes (N, 4) xyxy pixels, labels (N,) indices into the dataset's
 object names (index 0 is "person"; people can be objects too), and hois (K, 3) rows (subject index, object index or
