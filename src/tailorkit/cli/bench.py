@@ -16,10 +16,67 @@ def device_arg(value: str) -> str:
     return value
 
 
+SEED_HELP = (
+    "first seed (default 0). A seed fixes the data draw and every initialisation of every method; --seeds N runs "
+    "the paired seeds S, S+1, ..., S+N-1, the same for every method"
+)
+
+
+def budget_list(value: str) -> tuple[float, ...]:
+    try:
+        budgets = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        budgets = ()
+    if not budgets or any(not b > 0 for b in budgets):
+        raise argparse.ArgumentTypeError(f"expected positive numbers separated by commas (1,4,16), got {value!r}")
+    return budgets
+
+
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}")
+    return int(value)
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="the few-minute mode (default: full)")
-    parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    parser.add_argument("--quick", action="store_true", help="the few-minute smoke mode (same as --mode quick)")
+    parser.add_argument(
+        "--mode",
+        choices=("quick", "evidence", "full"),
+        default=None,
+        help="quick: one seed, a smoke run, verdicts indicative; evidence: paired seeds (5 or more) and the budget "
+        "curve, within about an hour on 2 cores; full: the largest setting (default full, or quick with --quick)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help=SEED_HELP)
+    parser.add_argument("--seeds", type=positive_int, default=None, help="paired seeds (default 1; 5 in evidence)")
+    parser.add_argument(
+        "--budget", type=positive_float, default=1.0, help="multiply the training steps of every fit (default 1)"
+    )
+    parser.add_argument(
+        "--curve",
+        type=budget_list,
+        default=None,
+        help="budgets at which the decisive pairs run, e.g. 1,4,16: the gap against budget, as rows and a PNG",
+    )
     parser.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+
+
+def _mode(args: argparse.Namespace) -> str:
+    from tailorkit.cli.main import UsageError
+
+    if args.quick and args.mode not in (None, "quick"):
+        raise UsageError(f"tailorkit: error: --quick contradicts --mode {args.mode}")
+    return args.mode or ("quick" if args.quick else "full")
 
 
 def add_parser(sub: Any) -> None:
@@ -35,6 +92,14 @@ def add_parser(sub: Any) -> None:
     repro = sub.add_parser("reproduce", help="run every registered bench; write DIR/index.html and DIR/results.json")
     repro.add_argument("--only", default="", help="comma-separated benches to run (default: all)")
     repro.add_argument("--out", type=Path, default=Path("reports/reproduce"), help="output folder")
+    repro.add_argument(
+        "--check",
+        type=Path,
+        default=None,
+        metavar="FILE.json",
+        help="rerun a committed bench result with its own settings and report, per claim, whether the new value "
+        "falls inside the committed interval (exit 1 if any falls outside)",
+    )
     _common(repro)
     repro.set_defaults(func=run_reproduce_cmd)
 
@@ -52,7 +117,17 @@ def run_bench_cmd(args: argparse.Namespace) -> int:
     config = bench_config(args.subsystem, args.config, args.overrides)
     device = device_from(args.device)
     out = args.out or Path("reports/bench") / f"{args.subsystem}.json"
-    doc = run_bench(args.subsystem, quick=args.quick, seed=args.seed, device=device, out=out, config=config)
+    doc = run_bench(
+        args.subsystem,
+        mode=_mode(args),
+        seed=args.seed,
+        seeds=args.seeds,
+        budget=args.budget,
+        curve=args.curve,
+        device=device,
+        out=out,
+        config=config,
+    )
     print(out)
     return 0 if doc["rows"] else 1
 
@@ -63,6 +138,9 @@ def run_reproduce_cmd(args: argparse.Namespace) -> int:
     from tailorkit.core.progress import status
     from tailorkit.core.report import write_reproduce_report
 
+    if args.check is not None:
+        return run_check_cmd(args)
+    mode = _mode(args)
     names = available_benches()
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -74,7 +152,14 @@ def run_reproduce_cmd(args: argparse.Namespace) -> int:
         try:
             docs.append(
                 run_bench(
-                    name, quick=args.quick, seed=args.seed, device=device, out=args.out / "bench" / f"{name}.json"
+                    name,
+                    mode=mode,
+                    seed=args.seed,
+                    seeds=args.seeds,
+                    budget=args.budget,
+                    curve=args.curve,
+                    device=device,
+                    out=args.out / "bench" / f"{name}.json",
                 )
             )
         except Exception as err:  # one failing bench is reported; the others still run
@@ -84,3 +169,22 @@ def run_reproduce_cmd(args: argparse.Namespace) -> int:
     status(f"report: {index}")
     print(index)
     return 1 if failures else 0
+
+
+def run_check_cmd(args: argparse.Namespace) -> int:
+    """`tailorkit reproduce --check FILE.json`: rerun a committed result and compare claim by claim."""
+    from tailorkit.cli.main import UsageError, device_from
+    from tailorkit.core.bench import rerun_document
+    from tailorkit.core.evidence import check_against
+    from tailorkit.core.results import load_bench
+
+    try:
+        old = load_bench(args.check)
+    except OSError as err:
+        raise UsageError(f"tailorkit: error: {args.check}: cannot read ({err.strerror})") from None
+    except ValueError as err:
+        raise UsageError(f"tailorkit: error: {args.check}: expected a bench JSON document ({err})") from None
+    new = rerun_document(old, device=device_from(args.device), out=args.out / "check" / f"{old['subsystem']}.json")
+    lines, outside = check_against(old, new)
+    print("\n".join(lines))
+    return 1 if outside else 0

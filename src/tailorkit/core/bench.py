@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import resource
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tailorkit.core.config import ConfigError, load_config, to_dict
+from tailorkit.core.config import ConfigError, from_dict, load_config, to_dict
 from tailorkit.core.progress import status
 from tailorkit.core.registry import Registry
-from tailorkit.core.results import BenchOutcome, outcome_to_document, write_json_atomic
+from tailorkit.core.results import MODES, BenchOutcome, finite_or_none, outcome_to_document, write_json_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -31,24 +32,90 @@ BenchFn = Callable[[Any, str, int, "torch.device"], BenchOutcome]
 
 
 @dataclass(frozen=True)
+class EvidencePlan:
+    """How a bench runs over paired seeds (`--seeds`, `--mode evidence`), budgets (`--budget`) and curves (`--curve`).
+
+    Attributes:
+        budget_fields: Settings (dotted for nested ones) that count training steps or iterations of a fit;
+            `--budget K` multiplies every one of them by K (rounded, at least 1).
+        one_seed: Overrides under which one call of the bench function measures one seed (e.g. `seeds=1` for a
+            bench that loops over seeds itself), so that the runner can pair N calls.
+        seeds: Paired seeds in evidence mode.
+        curve: Budgets of the evidence-mode curve (empty: no curve unless `--curve` asks).
+        decisive: Overrides that restrict a run to the decisive pairs (the paper's method, its strongest baseline
+            and its key ablation): curve points run only those.
+        decisive_claims: Claim ids drawn against budget (empty: every claim of the decisive run).
+        base_mode: The mode the bench function runs in for each seed of evidence mode.
+    """
+
+    budget_fields: tuple[str, ...] = ()
+    one_seed: Mapping[str, Any] = field(default_factory=dict)
+    seeds: int = 5
+    curve: tuple[float, ...] = ()
+    decisive: Mapping[str, Any] = field(default_factory=dict)
+    decisive_claims: tuple[str, ...] = ()
+    base_mode: str = "quick"
+
+
+@dataclass(frozen=True)
 class Bench:
-    """A registered bench: its function and the frozen dataclass of its settings (None when it has none)."""
+    """A registered bench: its function, the frozen dataclass of its settings (None when it has none), its plan."""
 
     fn: BenchFn
     config: type | None = None
+    plan: EvidencePlan = field(default_factory=EvidencePlan)
 
 
 BENCHES: Registry[Bench] = Registry("bench")
 
 
-def register_bench(name: str, config: type | None = None) -> Callable[[BenchFn], BenchFn]:
+def register_bench(
+    name: str, config: type | None = None, plan: EvidencePlan | None = None
+) -> Callable[[BenchFn], BenchFn]:
     """Decorator: register `fn(config, mode, seed, device) -> BenchOutcome` as the bench `name`."""
 
     def decorate(fn: BenchFn) -> BenchFn:
-        BENCHES.add(name, Bench(fn, config))
+        BENCHES.add(name, Bench(fn, config, plan or EvidencePlan()))
         return fn
 
     return decorate
+
+
+def with_settings(config: Any, updates: Mapping[str, Any]) -> Any:
+    """`config` with dotted-key `updates` applied and validated again (ConfigError on an unknown key)."""
+    if not updates:
+        return config
+    data = to_dict(config)
+    for key, value in updates.items():
+        node: Any = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                raise ConfigError(f"{type(config).__name__}: no nested setting {key!r}")
+        if leaf not in node:
+            raise ConfigError(f"{type(config).__name__}: unknown setting {key!r}")
+        node[leaf] = value
+    return from_dict(type(config), data)
+
+
+def scale_budget(config: Any, fields: Iterable[str], budget: float) -> Any:
+    """`config` with every step-count setting in `fields` multiplied by `budget` (rounded, at least 1)."""
+    fields = tuple(fields)
+    if budget == 1:
+        return config
+    if budget <= 0 or not math.isfinite(budget):
+        raise ConfigError(f"--budget: expected a positive number, got {budget}")
+    if config is None or not fields:
+        raise ConfigError("--budget: this bench declares no training-step settings to scale")
+    data = to_dict(config)
+    updates = {}
+    for key in fields:
+        node: Any = data
+        for part in key.split("."):
+            node = node[part]
+        updates[key] = max(1, round(node * budget))
+    return with_settings(config, updates)
 
 
 def bench_config(name: str, path: str | Path | None = None, overrides: Iterable[str] = ()) -> Any:
@@ -111,24 +178,51 @@ def run_bench(
     name: str,
     *,
     quick: bool = True,
+    mode: str | None = None,
     seed: int = 0,
+    seeds: int | None = None,
+    budget: float = 1.0,
+    curve: Iterable[float] | None = None,
     device: torch.device | None = None,
     out: str | Path | None = None,
     config: Any = None,
 ) -> dict[str, Any]:
     """Run the bench registered as `name` and return (and optionally write) its contract document.
 
-    `config` is the bench's settings object (default: `bench_config(name)`, i.e. the dataclass defaults).
+    Args:
+        mode: quick, evidence or full (default: quick if `quick` else full). Evidence mode runs the bench's
+            `EvidencePlan`: `plan.seeds` paired seeds of its base mode, and the plan's budget curve.
+        seed: The first seed. Seed s fixes the data draw and every initialisation; N paired seeds are
+            s, s+1, ..., s+N-1, the same for every method.
+        seeds: Paired seeds (default 1; the plan's in evidence mode). Above 1, each seed is one call of the
+            bench function and claims are decided on intervals over seeds (`tailorkit.core.evidence`).
+        budget: Multiplies the training steps of every fit (`plan.budget_fields`).
+        curve: Budgets at which the decisive pairs run (`plan.decisive`), written as `curve` rows and a PNG.
+        config: The bench's settings object (default: `bench_config(name)`, i.e. the dataclass defaults).
     """
+    from tailorkit.core.evidence import merge_outcomes
+
     import_bench_module(name)
     bench = BENCHES.get(name)
+    plan = bench.plan
+    mode = mode or ("quick" if quick else "full")
+    if mode not in MODES:
+        raise ConfigError(f"--mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    n_seeds = seeds if seeds is not None else (plan.seeds if mode == "evidence" else 1)
+    if n_seeds < 1:
+        raise ConfigError(f"--seeds: expected at least 1, got {n_seeds}")
+    budgets = tuple(curve) if curve is not None else (plan.curve if mode == "evidence" else ())
     if config is None:
         config = bench_config(name)
-    mode = "quick" if quick else "full"
+    config = scale_budget(config, plan.budget_fields, budget)
+    for b in budgets:
+        scale_budget(config, plan.budget_fields, b)  # refuse a bad curve before any work
+    fn_mode = plan.base_mode if mode == "evidence" else mode
     import torch
 
     dev = device if device is not None else torch.device("cpu")
-    status(f"bench {name} ({mode}, seed {seed}, {dev})")
+    seed_list = [seed + k for k in range(n_seeds)]
+    status(f"bench {name} ({mode}, seeds {_span(seed_list)}, budget x{budget:g}, {dev})")
     started = datetime.now(UTC).isoformat(timespec="seconds")
     # A bench whose settings have an int `threads` (> 0) runs with that many torch threads, recorded as such in
     # the document's environment (read after the bench, the caller's restored setting would be reported instead).
@@ -137,9 +231,20 @@ def run_bench(
     if isinstance(threads, int) and threads > 0:
         torch.set_num_threads(threads)
     wall, cpu = time.perf_counter(), _cpu_seconds()
+    curve_rows: list[dict[str, Any]] = []
     try:
         bench_threads = torch.get_num_threads()
-        outcome = bench.fn(config, mode, seed, dev)
+        if n_seeds == 1:
+            outcome = bench.fn(config, fn_mode, seed, dev)
+        else:
+            per_seed = with_settings(config, plan.one_seed)
+            outcome = merge_outcomes(_over_seeds(bench, per_seed, fn_mode, seed_list, dev, name), seed_list)
+        decisive = with_settings(with_settings(config, plan.one_seed), plan.decisive) if budgets else None
+        for k, b in enumerate(budgets, 1):
+            status(f"bench {name}: curve point {k}/{len(budgets)}, budget x{b:g}")
+            scaled = scale_budget(decisive, plan.budget_fields, b)
+            point = merge_outcomes(_over_seeds(bench, scaled, fn_mode, seed_list, dev, name), seed_list)
+            curve_rows.extend(_curve_rows(point.claims, plan.decisive_claims, budget * b))
     finally:
         torch.set_num_threads(caller_threads)
     doc = outcome_to_document(
@@ -153,11 +258,92 @@ def run_bench(
         device=dev,
     )
     doc["environment"]["threads"] = bench_threads
+    doc["seeds"] = seed_list
+    doc["budget"] = budget
+    doc["evidence"] = {
+        "interval": "t",
+        "level": 0.95,
+        "indicative": n_seeds == 1,
+        "note": "one seed: verdicts are indicative (a single draw)"
+        if n_seeds == 1
+        else f"claims decided on 95 % t intervals over {n_seeds} paired seeds",
+    }
+    if curve_rows:
+        doc["curve"] = curve_rows
     if config is not None:
         doc["config"] = to_dict(config)
     if out is not None:
+        if curve_rows:
+            from tailorkit.core.report import curve_plot
+
+            doc["curve_plot"] = curve_plot(doc, Path(out).with_name(Path(out).stem + "-curve.png")).name
         write_json_atomic(out, doc)
         status(f"wrote {out}")
     held = sum(c["holds"] for c in doc["claims"])
-    status(f"bench {name}: {len(doc['rows'])} rows, {held}/{len(doc['claims'])} claims hold, {doc['seconds']:.1f} s")
+    undecided = sum(c.get("verdict") == "undecided" for c in doc["claims"])
+    status(
+        f"bench {name}: {len(doc['rows'])} rows, {held}/{len(doc['claims'])} claims hold"
+        + (f" ({undecided} undecided)" if undecided else "")
+        + (" [one seed: indicative]" if n_seeds == 1 else f" over {n_seeds} paired seeds")
+        + f", {doc['seconds']:.1f} s"
+    )
     return doc
+
+
+def _over_seeds(
+    bench: Bench, config: Any, mode: str, seeds: list[int], device: torch.device, name: str
+) -> list[BenchOutcome]:
+    """One call of the bench function per seed, with a count and an ETA between them."""
+    outcomes = []
+    start = time.perf_counter()
+    for k, s in enumerate(seeds):
+        if k:
+            eta = (time.perf_counter() - start) / k * (len(seeds) - k)
+            status(f"bench {name}: seed {s} ({k + 1}/{len(seeds)}, about {eta / 60:.1f} min left)")
+        outcomes.append(bench.fn(config, mode, s, device))
+    return outcomes
+
+
+def _curve_rows(claims: Iterable[Any], wanted: tuple[str, ...], budget: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "budget": budget,
+            "claim": c.id,
+            "value": finite_or_none(c.value),
+            "target": c.target,
+            "ci_low": finite_or_none(c.ci_low),
+            "ci_high": finite_or_none(c.ci_high),
+            "n": c.n,
+            "wins": c.wins,
+            "verdict": c.verdict,
+        }
+        for c in claims
+        if not wanted or c.id in wanted
+    ]
+
+
+def _span(seeds: list[int]) -> str:
+    return str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}..{seeds[-1]}"
+
+
+def rerun_document(old: dict[str, Any], *, device: torch.device | None = None, out: str | Path | None = None) -> dict:
+    """Run again the bench that wrote `old` with its recorded settings, mode, seeds and budget (no curve).
+
+    The recorded config is the one that ran (already scaled by the budget), so it reruns at budget 1.
+    """
+    name = old["subsystem"]
+    import_bench_module(name)
+    bench = BENCHES.get(name)
+    config = None
+    if bench.config is not None:
+        config = from_dict(bench.config, old["config"]) if "config" in old else bench_config(name)
+    return run_bench(
+        name,
+        mode=old["mode"],
+        seed=old["seed"],
+        seeds=len(old.get("seeds", [old["seed"]])),
+        curve=(),
+        device=device,
+        out=out,
+        config=config,
+    )

@@ -18,7 +18,7 @@ from tailorkit.core.results import write_json_atomic, write_text_atomic
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.ok{color:#0a7a2f}.no{color:#b00020}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.ok{color:#0a7a2f}.no{color:#b00020}.un{color:#8a6d00}
 img{max-width:100%;border:1px solid #ddd}code{background:#f6f6f6;padding:0 .2em}
 """
 
@@ -86,17 +86,61 @@ def bench_section(doc: dict[str, Any], out_dir: Path) -> str:
         html_table(["method", *metrics, "seconds"], rows),
     ]
     if doc["claims"]:
-        claim_rows = [
-            [c["id"], c["text"], c["value"], c["target"], "holds" if c["holds"] else "does not hold"]
-            for c in doc["claims"]
-        ]
-        table = html_table(["claim", "text", "value", "target", "verdict"], claim_rows)
-        table = table.replace("<td>holds</td>", "<td class='ok'>holds</td>")
-        parts.append(table.replace("<td>does not hold</td>", "<td class='no'>does not hold</td>"))
+        parts.append(claims_table(doc))
+        if doc.get("evidence", {}).get("indicative", True):
+            parts.append("<p><small>One seed: these verdicts are indicative, not evidence.</small></p>")
+    if doc.get("curve"):
+        curve = curve_plot(doc, out_dir / f"{name}-curve.png")
+        parts.append(f"<img src='{curve.name}' alt='{html.escape(name)} gap against budget'>")
     plot = bench_plot(doc, out_dir / f"{name}.png")
     if plot is not None:
         parts.append(f"<img src='{plot.name}' alt='{html.escape(name)} metrics'>")
     return "\n".join(parts)
+
+
+def claims_table(doc: dict[str, Any]) -> str:
+    """Every claim with its value, interval, n, seeds won and verdict (documents without intervals: plain)."""
+    rows = []
+    for c in doc["claims"]:
+        verdict = c.get("verdict") or ("holds" if c["holds"] else "fails")
+        low, high = c.get("ci_low"), c.get("ci_high")
+        interval = "" if low is None or high is None else f"[{low:+.4g}, {high:+.4g}]"
+        wins = "" if c.get("wins") is None else f"{c['wins']}/{c.get('n', 1)}"
+        rows.append([c["id"], c["text"], c["value"], c["target"], interval, wins, verdict])
+    table = html_table(["claim", "text", "value", "target", "95 % interval", "seeds won", "verdict"], rows)
+    for verdict, css in (("holds", "ok"), ("fails", "no"), ("undecided", "un")):
+        table = table.replace(f"<td>{verdict}</td>", f"<td class='{css}'>{verdict}</td>")
+    return table
+
+
+def curve_plot(doc: dict[str, Any], path: Path) -> Path:
+    """The decisive gaps against training budget, each point with its 95 % interval over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    claims = list(dict.fromkeys(r["claim"] for r in doc["curve"]))
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for k, claim in enumerate(claims):
+        pts = [r for r in doc["curve"] if r["claim"] == claim and r["value"] is not None]
+        x = [r["budget"] * (1 + 0.04 * (k - (len(claims) - 1) / 2)) for r in pts]  # dodge overlapping bars
+        y = [r["value"] for r in pts]
+        low = [r["value"] - (r["ci_low"] if r["ci_low"] is not None else r["value"]) for r in pts]
+        high = [(r["ci_high"] if r["ci_high"] is not None else r["value"]) - r["value"] for r in pts]
+        ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, label=claim)
+        if pts:
+            ax.axhline(pts[0]["target"], color="grey", lw=0.6, ls=":")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("training budget (x the bench's steps)")
+    ax.set_ylabel("gap (claim value) with 95 % interval")
+    ax.set_title(f"{doc['subsystem']}: does the gap close with training? ({len(doc.get('seeds', [0]))} seeds)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def write_reproduce_report(docs: Sequence[dict[str, Any]], out_dir: str | Path, failures: dict[str, str]) -> Path:
@@ -108,7 +152,8 @@ def write_reproduce_report(docs: Sequence[dict[str, Any]], out_dir: str | Path, 
             d["subsystem"],
             d["mode"],
             len(d["rows"]),
-            f"{sum(c['holds'] for c in d['claims'])}/{len(d['claims'])}",
+            f"{sum(c['holds'] for c in d['claims'])}/{len(d['claims'])}"
+            + (" (indicative)" if d.get("evidence", {}).get("indicative", True) else f" ({len(d['seeds'])} seeds)"),
             d["seconds"],
         ]
         for d in docs

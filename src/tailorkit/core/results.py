@@ -13,7 +13,7 @@ import math
 import os
 import platform
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -21,7 +21,8 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-MODES = ("quick", "full")
+MODES = ("quick", "evidence", "full")
+VERDICTS = ("holds", "fails", "undecided")
 
 
 @contextlib.contextmanager
@@ -80,17 +81,43 @@ class Row:
     metrics: dict[str, float]
     params: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    # Over several paired seeds: each metric's value per seed (same seed order as the document's `seeds`).
+    metrics_per_seed: dict[str, list[float]] | None = None
 
 
 @dataclass
 class Claim:
-    """A paper claim checked against measured numbers; `holds` is computed, never typed in."""
+    """A paper claim checked against measured numbers; `holds` is computed, never typed in.
+
+    `kind` says how `value` is compared with `target` (at_least, at_most, within, or paired: a mean paired
+    difference against a margin), so that claims made on one seed's run can be re-decided over several seeds
+    (`tailorkit.core.evidence.merge_claims`). `verdict` is holds / fails / undecided: a single-value claim keeps its
+    plain comparison (holds or fails); a claim over seeds is decided by its interval [`ci_low`, `ci_high`] (None when
+    there is no interval, n < 2). `holds` is True exactly when the verdict is `holds`. `wins` counts the seeds on which
+    the claim held on its own.
+    """
 
     id: str
     text: str
     value: float
     target: float
     holds: bool
+    kind: str = "at_least"
+    tolerance: float = 0.0
+    verdict: str = ""
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int = 1
+    wins: int | None = None
+    values_per_seed: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.verdict:
+            self.verdict = "holds" if self.holds else "fails"
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"claim {self.id!r}: verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        if self.holds != (self.verdict == "holds"):
+            raise ValueError(f"claim {self.id!r}: holds={self.holds} contradicts verdict {self.verdict!r}")
 
     @classmethod
     def at_least(cls, id: str, text: str, value: float, target: float) -> Claim:
@@ -98,12 +125,50 @@ class Claim:
 
     @classmethod
     def at_most(cls, id: str, text: str, value: float, target: float) -> Claim:
-        return cls(id, text, float(value), float(target), bool(math.isfinite(value) and value <= target))
+        ok = bool(math.isfinite(value) and value <= target)
+        return cls(id, text, float(value), float(target), ok, kind="at_most")
 
     @classmethod
     def within(cls, id: str, text: str, value: float, target: float, tolerance: float) -> Claim:
         ok = math.isfinite(value) and abs(value - target) <= tolerance
-        return cls(id, text, float(value), float(target), bool(ok))
+        return cls(id, text, float(value), float(target), bool(ok), kind="within", tolerance=float(tolerance))
+
+    @classmethod
+    def beats(
+        cls,
+        id: str,
+        text: str,
+        a: Sequence[float],
+        b: Sequence[float] | None = None,
+        margin: float = 0.0,
+        *,
+        higher_is_better: bool = True,
+        level: float = 0.95,
+    ) -> Claim:
+        """ "A beats B by `margin`" over paired seeds: `a`, `b` per seed in the same order (`b=None`: `a` holds the
+        differences). With `higher_is_better=False` the improvement is b - a. Decided by the t interval."""
+        from tailorkit.core.evidence import paired, verdict
+
+        a = [float(x) for x in a]
+        diffs = a if b is None else [x - float(y) for x, y in zip(a, b, strict=True)]
+        if not higher_is_better:
+            diffs = [-d for d in diffs]
+        p = paired(diffs, level=level)
+        v = verdict(p.ci_low, p.ci_high, margin)
+        return cls(
+            id,
+            text,
+            p.mean,
+            float(margin),
+            v == "holds",
+            kind="paired",
+            verdict=v,
+            ci_low=p.ci_low,
+            ci_high=p.ci_high,
+            n=p.n,
+            wins=p.wins,
+            values_per_seed=diffs,
+        )
 
 
 @dataclass
@@ -125,15 +190,87 @@ class BenchOutcome:
 
 
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """What decides a run's floating-point path: versions, threads, BLAS, CPU features, determinism settings.
+
+    Bitwise equality across machines is not expected (a different BLAS kernel or thread count changes summation
+    order); this record says which path a committed number took, so `tailorkit reproduce --check` can explain a
+    difference.
+    """
     import torch  # lazily: the CLI's parser and --help should not pay for importing torch
 
-    return {
+    env: dict[str, Any] = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
         "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpu_features": _cpu_features(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "libraries": _library_versions(),
+        "blas": _blas_info(),
+        "env": {k: os.environ[k] for k in _FP_ENV if k in os.environ},
     }
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+# Environment variables that change which kernels run or how many threads sum a reduction.
+_FP_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "NUMBA_NUM_THREADS",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "ATEN_CPU_CAPABILITY",
+)
+_FEATURES = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "asimd", "sve")
+
+
+def _cpu_info() -> dict[str, str]:
+    info: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    return info
+
+
+def _cpu_model() -> str:
+    info = _cpu_info()
+    return info.get("model name") or info.get("CPU part") or platform.processor() or "unknown"
+
+
+def _cpu_features() -> list[str]:
+    info = _cpu_info()
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    return [f for f in _FEATURES if f in flags]
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("numpy", "scipy", "numba", "transformers"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[name] = version(name)
+    return out
+
+
+def _blas_info() -> list[dict[str, Any]]:
+    """threadpoolctl's view of the BLAS / OpenMP pools loaded so far (kernel family and thread count)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("internal_api", "version", "num_threads", "architecture", "threading_layer")
+    return [{k: pool[k] for k in keys if pool.get(k) is not None} for pool in threadpool_info()]
 
 
 def outcome_to_document(
@@ -156,12 +293,35 @@ def outcome_to_document(
         "cpu_seconds": round(cpu_seconds, 3),
         "environment": environment(device),
         "data": asdict(outcome.data),
-        "rows": [asdict(r) for r in outcome.rows],
-        "claims": [asdict(c) for c in outcome.claims],
+        "rows": [_row_document(r) for r in outcome.rows],
+        "claims": [_claim_document(c) for c in outcome.claims],
     }
     if outcome.extra:
         doc["extra"] = outcome.extra
     validate_bench(doc)
+    return doc
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON has no NaN: an undefined per-seed value (a metric a seed could not measure) becomes null."""
+    return value if value is None or math.isfinite(value) else None
+
+
+def _row_document(row: Row) -> dict[str, Any]:
+    doc = asdict(row)
+    if row.metrics_per_seed is None:
+        del doc["metrics_per_seed"]
+    else:
+        doc["metrics_per_seed"] = {k: [finite_or_none(x) for x in v] for k, v in row.metrics_per_seed.items()}
+    return doc
+
+
+def _claim_document(claim: Claim) -> dict[str, Any]:
+    doc = asdict(claim)
+    if claim.values_per_seed is None:
+        del doc["values_per_seed"]
+    else:
+        doc["values_per_seed"] = [finite_or_none(x) for x in claim.values_per_seed]
     return doc
 
 
@@ -212,6 +372,11 @@ def validate_bench(doc: Any) -> None:
         for name, value in (metrics or {}).items():
             if not isinstance(value, int | float) or isinstance(value, bool):
                 problems.append(f"{where}.metrics.{name}: expected a number, got {type(value).__name__}")
+        if "metrics_per_seed" in row:  # optional (documents from several paired seeds)
+            per_seed = need(row, "metrics_per_seed", dict, where)
+            for name, values in (per_seed or {}).items():
+                if not isinstance(values, list) or not all(_number_or_null(v) for v in values):
+                    problems.append(f"{where}.metrics_per_seed.{name}: expected a list of numbers or nulls")
     if rows is not None and not rows:
         problems.append("bench.rows: expected at least one measured row")
     claims = need(doc, "claims", list, "bench")
@@ -221,9 +386,26 @@ def validate_bench(doc: Any) -> None:
         need(claim, "text", str, where)
         need(claim, "value", (int, float), where)
         need(claim, "target", (int, float), where)
-        need(claim, "holds", bool, where)
+        holds = need(claim, "holds", bool, where)
+        # The evidence fields are optional: documents written before them carry `holds` alone.
+        if "verdict" in claim:
+            verdict = need(claim, "verdict", str, where)
+            if verdict is not None and verdict not in VERDICTS:
+                problems.append(f"{where}.verdict: expected one of {VERDICTS}, got {verdict!r}")
+            elif verdict is not None and holds is not None and holds != (verdict == "holds"):
+                problems.append(f"{where}: holds={holds} contradicts verdict {verdict!r}")
+        for key in ("ci_low", "ci_high"):
+            if key in claim and not _number_or_null(claim[key]):
+                problems.append(f"{where}.{key}: expected a number or null, got {type(claim[key]).__name__}")
+        for key in ("n", "wins"):
+            if key in claim and claim[key] is not None:
+                need(claim, key, int, where)
     if problems:
         raise ValueError("bench document does not follow the contract: " + "; ".join(problems))
+
+
+def _number_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
