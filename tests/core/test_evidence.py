@@ -143,11 +143,15 @@ class ToyConfig:
 
 
 SEEN: list[tuple[int, ToyConfig]] = []
+INTERRUPT_AT: set[int] = set()  # seeds whose next call stops the run, as a session ending mid-run would
 
 
 def _toy(config: ToyConfig, mode: str, seed: int, device: object) -> BenchOutcome:
     """Ours gains on the baseline with training: gap = 0.01 * log2(steps / 10) + seed noise."""
     SEEN.append((seed, config))
+    if seed in INTERRUPT_AT:
+        INTERRUPT_AT.discard(seed)
+        raise KeyboardInterrupt
     gap = 0.01 * math.log2(config.steps / 10) + 0.002 * ((seed * 7919) % 5 - 2)
     rows = [Row(m, {"acc": 0.5 + (gap if m == "ours" else 0.0)}) for m in config.methods]
     claims = [Claim.at_least("ours-beats-baseline", "ours > baseline", gap, 0.0)]
@@ -234,3 +238,19 @@ def test_cli_refuses_bad_evidence_options(capsys) -> None:
     assert main(["bench", "video", "--quick", "--mode", "full"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3
+
+
+def test_an_interrupted_multi_seed_run_resumes_from_its_parts(toy_bench: str, tmp_path) -> None:
+    out = tmp_path / "toy.json"
+    INTERRUPT_AT.add(2)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(toy_bench, mode="quick", seeds=4, out=out)
+    assert not out.exists() and [s for s, _ in SEEN] == [0, 1, 2]
+    assert len(list((tmp_path / "toy.json.parts").glob("*.json"))) == 2
+    doc = run_bench(toy_bench, mode="quick", seeds=4, out=out)
+    assert [s for s, _ in SEEN] == [0, 1, 2, 2, 3]  # seeds 0 and 1 were reused, not rerun
+    fresh = run_bench(toy_bench, mode="quick", seeds=4)  # no parts: every seed runs
+    assert [c["value"] for c in doc["claims"]] == [c["value"] for c in fresh["claims"]]
+    SEEN.clear()
+    run_bench(toy_bench, mode="quick", seeds=4, budget=2, out=out)  # other settings: other parts
+    assert [s for s, _ in SEEN] == [0, 1, 2, 3]

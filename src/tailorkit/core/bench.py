@@ -9,8 +9,10 @@ missing optional dependency in one subsystem cannot break the others.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
+import json
 import math
 import resource
 import time
@@ -23,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 from tailorkit.core.config import ConfigError, from_dict, load_config, to_dict
 from tailorkit.core.progress import status
 from tailorkit.core.registry import Registry
-from tailorkit.core.results import MODES, BenchOutcome, finite_or_none, outcome_to_document, write_json_atomic
+from tailorkit.core.results import (
+    MODES,
+    BenchOutcome,
+    finite_or_none,
+    outcome_from_json,
+    outcome_to_document,
+    outcome_to_json,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -230,6 +240,9 @@ def run_bench(
     caller_threads = torch.get_num_threads()
     if isinstance(threads, int) and threads > 0:
         torch.set_num_threads(threads)
+    # Each seed's outcome of a multi-seed run is kept beside `out` (OUT.parts/), keyed by everything that decides
+    # it, so an interrupted evidence run resumes where it stopped instead of starting again.
+    parts = Path(out).with_name(Path(out).name + ".parts") if out is not None and (n_seeds > 1 or budgets) else None
     wall, cpu = time.perf_counter(), _cpu_seconds()
     curve_rows: list[dict[str, Any]] = []
     try:
@@ -238,12 +251,12 @@ def run_bench(
             outcome = bench.fn(config, fn_mode, seed, dev)
         else:
             per_seed = with_settings(config, plan.one_seed)
-            outcome = merge_outcomes(_over_seeds(bench, per_seed, fn_mode, seed_list, dev, name), seed_list)
+            outcome = merge_outcomes(_over_seeds(bench, per_seed, fn_mode, seed_list, dev, name, parts), seed_list)
         decisive = with_settings(with_settings(config, plan.one_seed), plan.decisive) if budgets else None
         for k, b in enumerate(budgets, 1):
             status(f"bench {name}: curve point {k}/{len(budgets)}, budget x{b:g}")
             scaled = scale_budget(decisive, plan.budget_fields, b)
-            point = merge_outcomes(_over_seeds(bench, scaled, fn_mode, seed_list, dev, name), seed_list)
+            point = merge_outcomes(_over_seeds(bench, scaled, fn_mode, seed_list, dev, name, parts), seed_list)
             curve_rows.extend(_curve_rows(point.claims, plan.decisive_claims, budget * b))
     finally:
         torch.set_num_threads(caller_threads)
@@ -291,17 +304,37 @@ def run_bench(
 
 
 def _over_seeds(
-    bench: Bench, config: Any, mode: str, seeds: list[int], device: torch.device, name: str
+    bench: Bench,
+    config: Any,
+    mode: str,
+    seeds: list[int],
+    device: torch.device,
+    name: str,
+    parts: Path | None = None,
 ) -> list[BenchOutcome]:
-    """One call of the bench function per seed, with a count and an ETA between them."""
+    """One call of the bench function per seed, with a count and an ETA; seeds already in `parts` are reused."""
     outcomes = []
-    start = time.perf_counter()
+    start, ran = time.perf_counter(), 0
     for k, s in enumerate(seeds):
-        if k:
-            eta = (time.perf_counter() - start) / k * (len(seeds) - k)
+        cached = None if parts is None else parts / f"{_part_key(name, config, mode, s, device)}.json"
+        if cached is not None and cached.exists():
+            outcomes.append(outcome_from_json(json.loads(cached.read_text())))
+            status(f"bench {name}: seed {s} ({k + 1}/{len(seeds)}) reused from {cached}")
+            continue
+        if ran:
+            eta = (time.perf_counter() - start) / ran * (len(seeds) - k)
             status(f"bench {name}: seed {s} ({k + 1}/{len(seeds)}, about {eta / 60:.1f} min left)")
         outcomes.append(bench.fn(config, mode, s, device))
+        ran += 1
+        if cached is not None:
+            write_json_atomic(cached, outcome_to_json(outcomes[-1]))
     return outcomes
+
+
+def _part_key(name: str, config: Any, mode: str, seed: int, device: torch.device) -> str:
+    settings = json.dumps(to_dict(config) if config is not None else None, sort_keys=True, default=str)
+    digest = hashlib.sha256(f"{name}|{mode}|{seed}|{device.type}|{settings}".encode()).hexdigest()[:16]
+    return f"{name}-{mode}-seed{seed}-{digest}"
 
 
 def _curve_rows(claims: Iterable[Any], wanted: tuple[str, ...], budget: float) -> list[dict[str, Any]]:

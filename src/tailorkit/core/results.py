@@ -189,6 +189,32 @@ class BenchOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def outcome_to_json(outcome: BenchOutcome) -> dict[str, Any]:
+    """A BenchOutcome as plain JSON data (a non-finite number kept as its string, "nan": JSON has no NaN)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, float) and not math.isfinite(value):
+            return str(value)
+        return value
+
+    return plain(json.loads(json.dumps(asdict(outcome), default=_json_default)))
+
+
+def outcome_from_json(data: dict[str, Any]) -> BenchOutcome:
+    """The inverse of `outcome_to_json`."""
+
+    def num(value: Any) -> Any:
+        return float(value) if value in ("nan", "inf", "-inf") else value
+
+    rows = [Row(**{**r, "metrics": {k: num(v) for k, v in r["metrics"].items()}}) for r in data["rows"]]
+    claims = [Claim(**{**c, "value": num(c["value"])}) for c in data["claims"]]
+    return BenchOutcome(DataInfo(**data["data"]), rows, claims, data.get("extra", {}))
+
+
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
     """What decides a run's floating-point path: versions, threads, BLAS, CPU features, determinism settings.
 
