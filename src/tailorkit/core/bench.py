@@ -254,6 +254,9 @@ def run_bench(
             outcome = merge_outcomes(_over_seeds(bench, per_seed, fn_mode, seed_list, dev, name, parts), seed_list)
         decisive = with_settings(with_settings(config, plan.one_seed), plan.decisive) if budgets else None
         for k, b in enumerate(budgets, 1):
+            if b == 1 and n_seeds > 1:  # the main run already measured the decisive pairs at this budget
+                curve_rows.extend(_curve_rows(outcome.claims, plan.decisive_claims, budget))
+                continue
             status(f"bench {name}: curve point {k}/{len(budgets)}, budget x{b:g}")
             scaled = scale_budget(decisive, plan.budget_fields, b)
             point = merge_outcomes(_over_seeds(bench, scaled, fn_mode, seed_list, dev, name, parts), seed_list)

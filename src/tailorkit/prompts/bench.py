@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tailorkit.core.bench import register_bench
+from tailorkit.core.bench import EvidencePlan, register_bench
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
 from tailorkit.core.workers import worker_pool
@@ -57,7 +57,8 @@ class PromptsBenchConfig:
         random_partitions: Random groupings (same group sizes) averaged for the random-grouping row.
         threads: torch threads per process (1: the small ops gain nothing from 2, and spin-waiting costs CPU).
         workers: processes running independent fits side by side on CPU (1: all in this process).
-        seeds: Seeds (offsets from --seed) averaged in full mode; quick mode uses one.
+        full_seeds: Seeds (offsets from --seed) averaged in full mode; quick mode uses one.
+        baselines: The baseline methods run beside MmAP (multi-task forms; zero-shot and the linear probe always).
     """
 
     tasks: tuple[str, ...] = DEFAULT_TASKS
@@ -81,6 +82,7 @@ class PromptsBenchConfig:
     full_steps: int = 150
     full_shots: int = 16
     full_test_per_class: int = 50
+    baselines: tuple[str, ...] = BASELINES
 
     def __post_init__(self) -> None:
         for name in (
@@ -98,6 +100,9 @@ class PromptsBenchConfig:
                 raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
         if self.affinity not in ("cosine", "lookahead"):
             raise ValueError(f"affinity: expected cosine or lookahead, got {self.affinity!r}")
+        unknown = sorted(set(self.baselines) - set(BASELINES))
+        if unknown:
+            raise ValueError(f"baselines: expected names from {', '.join(BASELINES)}, got {unknown}")
         if not 1 <= self.depth <= 6:
             raise ValueError(f"depth: expected 1..6, got {self.depth}")
 
@@ -230,7 +235,7 @@ def _one_seed(config: PromptsBenchConfig, mode: str, seed: int, device: torch.de
         "zero_shot": ("zero_shot", "mt"),
         "linear_probe-st": ("linear_probe", "st"),
     }
-    independent.update({f"{m}-{f}": (m, f) for m in BASELINES for f in forms})
+    independent.update({f"{m}-{f}": (m, f) for m in config.baselines for f in forms})
     independent.update({"mmap-st": ("mmap", "st"), "mmap-mt": ("mmap", "mt")})
     order = sorted(independent, key=lambda label: FIT_COST.get(label, 1), reverse=True)
     workers = config.workers if device.type == "cpu" else 1
@@ -287,7 +292,20 @@ def _one_seed(config: PromptsBenchConfig, mode: str, seed: int, device: torch.de
     return {"results": ordered, "worker_cpu_seconds": worker_cpu, "workers": workers, **facts}
 
 
-@register_bench("prompts", config=PromptsBenchConfig)
+# Evidence mode: 5 paired seeds of the quick setting (about 6 min each on 2 idle cores, from the committed quick run)
+# plus MmAP against CoOp, IVLP and MaPLe (and its grouping ablations, one random partition) at twice the steps
+# (about 5 min a seed): about 55 min in all. `--curve 1,4,16` asks for more.
+EVIDENCE = EvidencePlan(
+    budget_fields=("steps", "full_steps", "group_steps"),
+    one_seed={"full_seeds": 1},
+    seeds=5,
+    curve=(1, 2),
+    decisive={"baselines": ("coop", "ivlp", "maple"), "random_partitions": 1},
+    decisive_claims=("mmap-ge-ivlp-mt", "mmap-ge-coop-mt", "mmap-ge-maple-mt", "group-task-gt-mmap-mt"),
+)
+
+
+@register_bench("prompts", config=PromptsBenchConfig, plan=EVIDENCE)
 def prompts_bench(config: PromptsBenchConfig, mode: str, seed: int, device: torch.device) -> BenchOutcome:
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
@@ -352,26 +370,30 @@ def prompts_bench(config: PromptsBenchConfig, mode: str, seed: int, device: torc
 
 
 def _claims(rows: list[Row], runs: list[dict[str, Any]], config: PromptsBenchConfig, total: int) -> list[Claim]:
+    """Per-seed quantities (accuracy differences on this run's seeds); over paired seeds the runner decides each
+    on its 95 % interval, so a tie is `undecided`, never a pass."""
     by = {r.method: r.metrics for r in rows}
     mmap = by["mmap"]["accuracy"]
     claims = []
-    for other in ("ivlp-mt", "coop-mt", "vpt-mt"):
+    for other in ("ivlp-mt", "coop-mt", "vpt-mt", "maple-mt"):
+        if other in by:
+            claims.append(
+                Claim.at_least(
+                    f"mmap-ge-{other}",
+                    f"MmAP (group + task) mean accuracy minus {other}",
+                    mmap - by[other]["accuracy"],
+                    0.0,
+                )
+            )
+    if "maple-mt" in by:
         claims.append(
-            Claim.at_least(
-                f"mmap-ge-{other}",
-                f"MmAP (group + task) mean accuracy minus {other} (>= 0)",
-                mmap - by[other]["accuracy"],
-                0.0,
+            Claim.at_most(
+                "mmap-params-lt-maple",
+                "MmAP trainable parameters / MaPLe-MT trainable parameters (< 1)",
+                by["mmap"]["trainable_params"] / by["maple-mt"]["trainable_params"],
+                0.999999,
             )
         )
-    claims.append(
-        Claim.at_most(
-            "mmap-params-lt-maple",
-            "MmAP trainable parameters / MaPLe-MT trainable parameters (< 1)",
-            by["mmap"]["trainable_params"] / by["maple-mt"]["trainable_params"],
-            0.999999,
-        )
-    )
     frac = by["mmap"]["trainable_fraction"]
     claims.append(
         Claim.within(
@@ -390,9 +412,9 @@ def _claims(rows: list[Row], runs: list[dict[str, Any]], config: PromptsBenchCon
         claims.append(
             Claim.at_least(
                 "grouping-recovers-planted-pairs",
-                "fraction of seeds whose gradient grouping equals the planted pairs exactly",
+                "fraction of seeds whose gradient grouping equals the planted pairs exactly (on most seeds: > 0.5)",
                 recovered,
-                1.0,
+                0.5 + 1e-9,
             )
         )
     for other, text in (
@@ -401,21 +423,20 @@ def _claims(rows: list[Row], runs: list[dict[str, Any]], config: PromptsBenchCon
         ("mmap-random", "random grouping (mean over partitions)"),
     ):
         claims.append(
-            Claim(
+            Claim.at_least(
                 f"group-task-gt-{other}",
-                f"MmAP group + task mean accuracy minus {text} (> 0)",
+                f"MmAP group + task mean accuracy minus {text}",
                 mmap - by[other]["accuracy"],
-                0.0,
-                bool(mmap - by[other]["accuracy"] > 0),
+                1e-9,
             )
         )
-    claims.append(
-        Claim(
-            "mmap-gt-full-ft-mt",
-            "MmAP-MT mean accuracy minus multi-task fine-tuning of projections and top layers (> 0)",
-            mmap - by["full_ft-mt"]["accuracy"],
-            0.0,
-            bool(mmap - by["full_ft-mt"]["accuracy"] > 0),
+    if "full_ft-mt" in by:
+        claims.append(
+            Claim.at_least(
+                "mmap-gt-full-ft-mt",
+                "MmAP-MT mean accuracy minus multi-task fine-tuning of projections and top layers",
+                mmap - by["full_ft-mt"]["accuracy"],
+                1e-9,
+            )
         )
-    )
     return claims
