@@ -118,6 +118,7 @@ def align_cmd(args: argparse.Namespace) -> int:
 
 def run_cmd(args: argparse.Namespace) -> int:
     from tailorkit.cli.main import UsageError
+    from tailorkit.core.errors import check_output_file
     from tailorkit.prompts.api import discover_groups, fit_method
     from tailorkit.prompts.engine import TrainConfig
     from tailorkit.prompts.io import save_learner
@@ -127,6 +128,8 @@ def run_cmd(args: argparse.Namespace) -> int:
         raise UsageError(f"tailorkit prompts run: error: unknown method {args.method!r}; expected {METHODS.names()}")
     if args.steps < 0 or not args.lr > 0:
         raise UsageError("tailorkit prompts run: error: expected --steps >= 0 and --lr > 0")
+    if args.save is not None:
+        check_output_file(args.save, what="--save")
     form = args.form
     if form in ("group", "group+task") and args.method != "mmap":
         form = "mt"
@@ -153,8 +156,11 @@ def run_cmd(args: argparse.Namespace) -> int:
 
 
 def group_cmd(args: argparse.Namespace) -> int:
+    from tailorkit.cli.main import UsageError
     from tailorkit.prompts.api import discover_groups
 
+    if args.steps < 1:
+        raise UsageError(f"tailorkit prompts group: error: --steps: expected an integer >= 1, got {args.steps}")
     engine, names = _engine(args)
     grouping = discover_groups(engine, steps=args.steps, affinity=args.affinity, seed=args.seed)
     _print_matrix(names, grouping.matrix())
