@@ -1,11 +1,11 @@
-"""`tailorkit active propose | tune | eval`.
+"""`tailorkit active propose | train | eval` (`tune` is the older name of `train`).
 
 tailorkit active propose --pool DIR --budget N --state STATE.json [--strategy tesla] [KEY=VALUE ...]
     one round of selective labelling on your scans: DIR holds NIfTI volumes (*.nii, *.nii.gz), items are their
     axial slices ("<file stem>:z<k>"). Masks you have drawn go to DIR/labels/<same file name> (lesion > 0); every
     call first reads the masks of the ids proposed last time, then proposes N more (N < 1: a fraction of the pool)
     and saves STATE.json (+ STATE.labels.npz). The first call creates the state, later calls resume it.
-tailorkit active tune CONFIG.yaml [KEY=VALUE ...] --out RUN_DIR
+tailorkit active train CONFIG.yaml [KEY=VALUE ...] --out RUN_DIR
     a simulated run on LiTS or SynthLiver (the pool's masks act as the annotator): select `budget` labels with
     select.strategy, tune tune.method on them, evaluate on the test split; writes RUN_DIR/config.yaml,
     RUN_DIR/model.safetensors, RUN_DIR/state.json and RUN_DIR/metrics.json.
@@ -37,7 +37,9 @@ def add_parser(sub: Any) -> None:
     prop.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="select.* / tune.* / data.* settings")
     prop.set_defaults(func=propose_cmd)
 
-    tune = verbs.add_parser("tune", help="simulated selection + tuning + evaluation on LiTS or SynthLiver")
+    tune = verbs.add_parser(
+        "train", aliases=["tune"], help="simulated selection + tuning + evaluation on LiTS or SynthLiver"
+    )
     tune.add_argument("config", type=Path, help="YAML or TOML settings (tailorkit.active.ActiveConfig)")
     tune.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     tune.add_argument("--out", type=Path, default=None, help="run folder (default reports/active/<config name>)")

@@ -1,6 +1,6 @@
-"""`tailorkit continual run CONFIG.yaml` and `tailorkit continual eval RUN_DIR`.
+"""`tailorkit continual train CONFIG.yaml` and `tailorkit continual eval RUN_DIR` (`run` is the older name of `train`).
 
-tailorkit continual run CONFIG.yaml --out runs/cppf [key=value ...]
+tailorkit continual train CONFIG.yaml --out runs/cppf [key=value ...]
     trains phase by phase, evaluating after each; writes RUN_DIR/config.yaml, RUN_DIR/phase<t>.pt (per-phase
     checkpoints; rerunning the same command resumes) and RUN_DIR/metrics.json.
 tailorkit continual eval runs/cppf [eval.knn_k=10 ...]
@@ -20,7 +20,9 @@ def add_parser(sub: Any) -> None:
     parser = sub.add_parser("continual", help="self-supervised class-incremental learning (CPPF and baselines)")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=type(parser))
 
-    run = verbs.add_parser("run", help="train and evaluate phase by phase (per-phase checkpoints, resumable)")
+    run = verbs.add_parser(
+        "train", aliases=["run"], help="train and evaluate phase by phase (per-phase checkpoints, resumable)"
+    )
     run.add_argument("config", type=Path, help="YAML or TOML run settings (RunConfig; docs/continual.md)")
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     run.add_argument("--out", type=Path, default=None, help="run folder (default reports/continual/<config name>)")
