@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tailorkit.assets.base import tailorkit_home
-from tailorkit.cli.main import build_parser, main
+from tailorkit.cli.main import ALIASES, build_parser, main
 
 
 def _subcommands() -> list[str]:
@@ -31,7 +31,7 @@ def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
-    assert "usage: tailorkit " + command in capsys.readouterr().out
+    assert "usage: tailorkit " + ALIASES.get(command, command) in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -42,17 +42,28 @@ def train_cmd(args: argparse.Namespace) -> int:
     import torch
 
     from tailorkit.adapters.config import TrainConfig
+    from tailorkit.adapters.methods import METHODS
     from tailorkit.adapters.runner import build_model, evaluate, make_data, save_run, train_model
     from tailorkit.cli.main import device_from
     from tailorkit.core.config import load_config
+    from tailorkit.core.errors import InputError, check_input_dir, check_output_dir
     from tailorkit.core.results import write_json_atomic
 
     config = load_config(TrainConfig, args.config, args.overrides)
+    METHODS.get(config.method.name)  # an unknown method fails before any data is made
+    out = check_output_dir(args.out or Path("reports/adapters") / args.config.stem)
+    device = device_from(args.device)
     if config.threads:
         torch.set_num_threads(config.threads)
-    out = args.out or Path("reports/adapters") / args.config.stem
-    device = device_from(args.device)
-    train, test = make_data(config)
+    if config.data.source == "pascal_context":
+        expected = "a PASCAL-Context multi-task folder (ImageSets/Context/train.txt, JPEGImages/, ...)"
+        check_input_dir(config.data.root, expected, what="data.root")
+        try:
+            train, test = make_data(config)
+        except ValueError as err:  # the reader names the file and the expected layout
+            raise InputError(str(err)) from None
+    else:
+        train, test = make_data(config)
     model = build_model(config)
     history = train_model(model, train, config, device=device, progress=args.progress)
     metrics = evaluate(model, test, device=device)
@@ -73,7 +84,11 @@ def train_cmd(args: argparse.Namespace) -> int:
 def eval_cmd(args: argparse.Namespace) -> int:
     from tailorkit.adapters.runner import evaluate, load_run, make_data
     from tailorkit.cli.main import UsageError, device_from
+    from tailorkit.core.errors import check_input_dir, check_safetensors
 
+    check_input_dir(args.run_dir, "a run folder written by `tailorkit adapters train`", what="RUN_DIR")
+    if (args.run_dir / "trainable.safetensors").exists():
+        check_safetensors(args.run_dir / "trainable.safetensors")
     try:
         model, config = load_run(args.run_dir)
     except ValueError as err:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -64,17 +65,40 @@ def add_parser(sub: Any) -> None:
     lo.set_defaults(func=locate_cmd)
 
 
+def _load_model(path: Path, device: Any) -> Any:
+    """`anatomy.train.load_model`, with a damaged or foreign file reported as an input error naming it."""
+    import pickle
+
+    from tailorkit.anatomy.train import load_model as _load
+    from tailorkit.core.errors import InputError, check_input_file
+
+    expected = "a model.pt written by `tailorkit anatomy train`"
+    check_input_file(path, expected, what="--model")
+    try:
+        return _load(path, device)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError) as err:  # foreign file
+        raise InputError(f"--model {path}: cannot be read ({type(err).__name__}: {err}); expected {expected}") from None
+
+
 def train_cmd(args: argparse.Namespace) -> int:
     from tailorkit.anatomy.config import SAMTrainConfig
-    from tailorkit.anatomy.train import train_sam
+    from tailorkit.anatomy.train import make_sources, train_sam
     from tailorkit.cli.main import device_from
     from tailorkit.core.config import load_config, save_config
+    from tailorkit.core.errors import InputError, check_output_dir, is_input_error
 
     config = load_config(SAMTrainConfig, args.config, args.overrides)
-    out = args.out or Path("reports/anatomy") / args.config.stem
+    out = check_output_dir(args.out or Path("reports/anatomy") / args.config.stem)
+    device = device_from(args.device)
+    try:
+        sources = make_sources(config)  # reads (and so validates) the training scans before the run folder exists
+    except ValueError as err:
+        if config.volumes and not is_input_error(err):  # make_sources names the scan and its label map
+            raise InputError(str(err)) from None
+        raise
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.yaml")
-    model = train_sam(config, out_dir=out, device=device_from(args.device), progress=args.progress)
+    model = train_sam(config, out_dir=out, sources=sources, device=device, progress=args.progress)
     tail = model.losses[-10:]
     print(f"trained {len(model.losses)} steps; mean loss of the last {len(tail)}: {sum(tail) / max(1, len(tail)):.4f}")
     print(out / "model.pt")
@@ -87,15 +111,16 @@ def embed_cmd(args: argparse.Namespace) -> int:
     import numpy as np
 
     from tailorkit.anatomy.embed import embed
-    from tailorkit.anatomy.train import load_model
     from tailorkit.cli.main import device_from
+    from tailorkit.core.errors import check_output_file
     from tailorkit.core.results import write_bytes_atomic
     from tailorkit.data.volumes import load_volume
 
-    model = load_model(args.model, device_from(args.device))
-    emb = embed(load_volume(args.scan), model.net, model.embed)
     name = args.scan.name.removesuffix(".gz").removesuffix(".nii")
-    out = args.out or args.scan.with_name(f"{name}_emb.npz")
+    out = check_output_file(args.out or args.scan.with_name(f"{name}_emb.npz"))
+    volume = load_volume(args.scan)  # a bad scan fails before the model loads
+    model = _load_model(args.model, device_from(args.device))
+    emb = embed(volume, model.net, model.embed)
     arrays = {
         "fine": emb.fine.cpu().numpy(),
         "fine_affine": emb.fine_affine,
@@ -120,17 +145,20 @@ def cross_cmd(args: argparse.Namespace) -> int:
 
     from tailorkit.anatomy.config import SAMTrainConfig
     from tailorkit.anatomy.crossmodal import train_cross_modality
-    from tailorkit.anatomy.train import load_model, source_from_volume
+    from tailorkit.anatomy.train import source_from_volume
     from tailorkit.cli.main import UsageError, device_from
+    from tailorkit.core.errors import check_output_dir
     from tailorkit.core.results import write_text_atomic
     from tailorkit.data.volumes import load_volume
 
     if args.steps < 1:
         raise UsageError(f"tailorkit anatomy cross: error: --steps: expected an integer >= 1, got {args.steps}")
-    model = load_model(args.model, device_from(args.device))
+    check_output_dir(args.out)
+    fixed_volume, moving_volume = load_volume(args.fixed), load_volume(args.moving)
+    model = _load_model(args.model, device_from(args.device))
     config = SAMTrainConfig(net=model.net.config, embed=model.embed, steps=args.steps, warmup_steps=0)
-    fixed = source_from_volume(load_volume(args.fixed), model.embed)
-    moving = source_from_volume(load_volume(args.moving), model.embed)
+    fixed = source_from_volume(fixed_volume, model.embed)
+    moving = source_from_volume(moving_volume, model.embed)
     _, affine = train_cross_modality(
         model, fixed, moving, config, steps=args.steps, out_dir=args.out, device=device_from(args.device),
         progress=args.progress,
@@ -154,9 +182,12 @@ def read_points(path: Path) -> tuple[list[str], list[list[float]]]:
     names, coords = [], []
     for i, row in enumerate(rows, start=2):
         try:
-            coords.append([float(row["x"]), float(row["y"]), float(row["z"])])
+            xyz = [float(row["x"]), float(row["y"]), float(row["z"])]
         except (TypeError, ValueError):
             raise ValueError(f"points {path}, line {i}: x, y, z must be numbers; expected {expected}") from None
+        if not all(math.isfinite(v) for v in xyz):
+            raise ValueError(f"points {path}, line {i}: x, y, z must be finite; expected {expected}")
+        coords.append(xyz)
         names.append(str(row["name"]).strip() or f"point{i - 1}")
     return names, coords
 
@@ -168,19 +199,20 @@ def locate_cmd(args: argparse.Namespace) -> int:
     from tailorkit.anatomy.embed import embed
     from tailorkit.anatomy.matching import MATCHERS
     from tailorkit.anatomy.plots import save_point_views
-    from tailorkit.anatomy.train import load_model
     from tailorkit.cli.main import UsageError, device_from
+    from tailorkit.core.errors import check_output_dir
     from tailorkit.core.results import write_text_atomic
     from tailorkit.data.volumes import load_volume
 
     try:
         names, coords = read_points(args.points)
-    except ValueError as err:
+    except (ValueError, UnicodeDecodeError) as err:
         raise UsageError(f"tailorkit anatomy locate: error: {err}") from None
-    device = device_from(args.device)
-    model = load_model(args.model, device)
-    heads = ("fine", "coarse", "semantic") if model.net.config.semantic else ("fine", "coarse")
+    check_output_dir(args.out)
     atlas_vol, target_vol = load_volume(args.atlas), load_volume(args.target)
+    device = device_from(args.device)
+    model = _load_model(args.model, device)
+    heads = ("fine", "coarse", "semantic") if model.net.config.semantic else ("fine", "coarse")
     atlas, target = embed(atlas_vol, model.net, model.embed), embed(target_vol, model.net, model.embed)
     points = torch.tensor(coords, dtype=torch.float32, device=device)
     result = MATCHERS.get(args.method)(atlas, target, points, MatchConfig(heads=heads))

@@ -107,6 +107,7 @@ def add_parser(sub: Any) -> None:
 def run_bench_cmd(args: argparse.Namespace) -> int:
     from tailorkit.cli.main import UsageError, device_from
     from tailorkit.core.bench import available_benches, bench_config, import_bench_module, run_bench
+    from tailorkit.core.errors import check_output_file
 
     if args.list:
         print("\n".join(available_benches()))
@@ -116,7 +117,7 @@ def run_bench_cmd(args: argparse.Namespace) -> int:
     import_bench_module(args.subsystem)
     config = bench_config(args.subsystem, args.config, args.overrides)
     device = device_from(args.device)
-    out = args.out or Path("reports/bench") / f"{args.subsystem}.json"
+    out = check_output_file(args.out or Path("reports/bench") / f"{args.subsystem}.json")  # before the work
     doc = run_bench(
         args.subsystem,
         mode=_mode(args),
@@ -135,6 +136,7 @@ def run_bench_cmd(args: argparse.Namespace) -> int:
 def run_reproduce_cmd(args: argparse.Namespace) -> int:
     from tailorkit.cli.main import device_from
     from tailorkit.core.bench import BENCHES, available_benches, run_bench
+    from tailorkit.core.errors import check_output_dir
     from tailorkit.core.progress import status
     from tailorkit.core.report import write_reproduce_report
 
@@ -147,6 +149,7 @@ def run_reproduce_cmd(args: argparse.Namespace) -> int:
         for name in names:
             BENCHES.get(name)  # unknown -> RegistryError, exit 2
     device = device_from(args.device)
+    check_output_dir(args.out)
     docs, failures = [], {}
     for name in names:
         try:

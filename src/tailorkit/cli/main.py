@@ -6,8 +6,14 @@
     tailorkit demo [--out DIR]
     tailorkit <subsystem> <verb> ...        (each subsystem's own commands)
 
-Usage errors (a bad option, a bad config key or value) print one line and exit with status 2; a missing asset
-prints the command that installs it and exits with status 1.
+Subsystems answer to their package name (`patching`, `films`, `registration`, ...); the older command names
+`patch`, `film` and `register` stay as aliases.
+
+Errors (docs/architecture.md, "Errors"): an error caused by the user's input or environment (a bad option, config
+key or value; a missing, unreadable or malformed file; an output location that exists or cannot be written) prints
+one line naming the file or value and the expected form, and exits with status 2. A missing asset prints the command
+that installs it and exits with status 1. Anything else is a bug: the traceback is printed with a request to report
+it, exit status 1.
 """
 
 from __future__ import annotations
@@ -16,15 +22,15 @@ import argparse
 import importlib
 import importlib.util
 import sys
+import traceback
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 from tailorkit import __version__
-from tailorkit.core.config import ConfigError
-from tailorkit.core.registry import RegistryError
+from tailorkit.core.errors import describe, is_input_error
 
 USAGE_ERROR = 2
+BUG = 1
 
 
 class UsageError(Exception):
@@ -45,21 +51,41 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
 
 
-# Each subsystem's top-level command: name -> (package under tailorkit, one-line help). Only the package of the
-# command being run is imported (a subsystem's package may load numba, transformers, ...): `tailorkit --help` and
-# the built-in commands stay fast. A subsystem adds its line here and defines `add_parser(sub)` in its cli.py.
+# Each subsystem's top-level command, named after its package: package -> (older alias or "", one-line help). Only
+# the package of the command being run is imported (a subsystem's package may load numba, transformers, ...):
+# `tailorkit --help` and the built-in commands stay fast. A subsystem adds its line here and defines
+# `add_parser(sub)` in its cli.py.
 SUBSYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
-    "patch": ("patching", "patch a fine-tuned model so it keeps the pretrained model's abilities (Model Tailor)"),
-    "film": ("films", "glassy polymer films: the DPLM lattice model with rejection-free kinetic Monte Carlo"),
-    "anatomy": ("anatomy", "SAM / SAMv2 anatomical embeddings: train, embed, locate landmarks"),
-    "register": ("registration", "SAME++ registration of 3D scans beside ANTs, elastix and SimpleITK"),
-    "adapters": ("adapters", "multi-task dense PETL on a frozen backbone (VMT-Adapter and baselines)"),
-    "prompts": ("prompts", "multi-task prompt learning on a CLIP-like dual encoder (MmAP and baselines)"),
-    "video": ("video", "motion prompts for CLIP action recognition (SiF and baselines)"),
-    "active": ("active", "selective labelling (TESLA) + prompt tuning of a frozen segmenter (SLPT)"),
-    "continual": ("continual", "self-supervised class-incremental learning (CPPF and baselines)"),
-    "hoi": ("hoi", "human-object interaction detection (HODN and its QPIC / CDN baselines)"),
+    "patching": ("patch", "patch a fine-tuned model so it keeps the pretrained model's abilities (Model Tailor)"),
+    "films": ("film", "glassy polymer films: the DPLM lattice model with rejection-free kinetic Monte Carlo"),
+    "anatomy": ("", "SAM / SAMv2 anatomical embeddings: train, embed, locate landmarks"),
+    "registration": ("register", "SAME++ registration of 3D scans beside ANTs, elastix and SimpleITK"),
+    "adapters": ("", "multi-task dense PETL on a frozen backbone (VMT-Adapter and baselines)"),
+    "prompts": ("", "multi-task prompt learning on a CLIP-like dual encoder (MmAP and baselines)"),
+    "video": ("", "motion prompts for CLIP action recognition (SiF and baselines)"),
+    "active": ("", "selective labelling (TESLA) + prompt tuning of a frozen segmenter (SLPT)"),
+    "continual": ("", "self-supervised class-incremental learning (CPPF and baselines)"),
+    "hoi": ("", "human-object interaction detection (HODN and its QPIC / CDN baselines)"),
 }
+ALIASES: dict[str, str] = {alias: package for package, (alias, _) in SUBSYSTEM_COMMANDS.items() if alias}
+
+
+class _PackageNamed:
+    """The subparsers action as a subsystem's `add_parser(sub)` sees it: a parser added under an older command name
+    is registered under the package name, with the old name as its alias (`patch` -> `patching`, alias `patch`)."""
+
+    def __init__(self, sub: Any) -> None:
+        self._sub = sub
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        package = ALIASES.get(name)
+        if package is not None:
+            kwargs["aliases"] = [name, *kwargs.get("aliases", ())]
+            name = package
+        return self._sub.add_parser(name, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._sub, attr)
 
 
 def build_parser(argv: Sequence[str] = ()) -> ArgumentParser:
@@ -73,19 +99,21 @@ def build_parser(argv: Sequence[str] = ()) -> ArgumentParser:
     for module in ("assets", "bench", "demo"):
         importlib.import_module(f"tailorkit.cli.{module}").add_parser(sub)
     command = next((a for a in argv if not a.startswith("-")), None)
-    for name, (package, help_text) in SUBSYSTEM_COMMANDS.items():
+    command = ALIASES.get(command or "", command)
+    for package, (alias, help_text) in SUBSYSTEM_COMMANDS.items():
         if importlib.util.find_spec(f"tailorkit.{package}") is None:
             continue
-        if name == command:
-            importlib.import_module(f"tailorkit.{package}.cli").add_parser(sub)
+        if package == command:
+            importlib.import_module(f"tailorkit.{package}.cli").add_parser(_PackageNamed(sub))
         else:
-            sub.add_parser(name, help=help_text)
+            sub.add_parser(package, help=help_text, aliases=[alias] if alias else [])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from tailorkit.assets.base import AssetError
 
+    args: argparse.Namespace | None = None
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = build_parser(argv)
@@ -100,8 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.overrides = [*args.overrides, *overrides]
         result = args.func(args)
         return int(result or 0)
-    except (UsageError, ConfigError, RegistryError) as err:
-        print(_one_line(err if isinstance(err, UsageError) else f"tailorkit: error: {err}"), file=sys.stderr)
+    except UsageError as err:
+        print(_one_line(err), file=sys.stderr)
         return USAGE_ERROR
     except AssetError as err:
         print(f"tailorkit: {err}", file=sys.stderr)
@@ -112,6 +140,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tailorkit: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if is_input_error(err):
+            print(_one_line(f"{_prog(args)}: error: {describe(err)}"), file=sys.stderr)
+            return USAGE_ERROR
+        traceback.print_exc()
+        print(
+            f"{_prog(args)}: internal error ({type(err).__name__}); this is a bug in tailorkit, not in your input. "
+            "Please report it as an issue, with the command and the traceback above.",
+            file=sys.stderr,
+        )
+        return BUG
+
+
+def _prog(args: argparse.Namespace | None) -> str:
+    """`tailorkit <command> [<verb>]` of the command that failed, for the one-line message."""
+    parts = ["tailorkit"]
+    if args is not None:
+        command = getattr(args, "command", None)
+        parts += [ALIASES.get(command, command)] if command else []
+        verb = getattr(args, "verb", None)
+        parts += [verb] if isinstance(verb, str) else []
+    return " ".join(parts)
 
 
 def device_from(spec: str) -> Any:
@@ -126,10 +176,6 @@ def device_from(spec: str) -> Any:
 
 def _one_line(message: object) -> str:
     return " ".join(str(message).split())
-
-
-def default_out(*parts: str) -> Path:
-    return Path("reports").joinpath(*parts)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""`tailorkit continual run CONFIG.yaml` and `tailorkit continual eval RUN_DIR`.
+"""`tailorkit continual train CONFIG.yaml` and `tailorkit continual eval RUN_DIR` (`run` is the older name of `train`).
 
-tailorkit continual run examples/continual/cppf.yaml --out runs/cppf [key=value ...]
+tailorkit continual train CONFIG.yaml --out runs/cppf [key=value ...]
     trains phase by phase, evaluating after each; writes RUN_DIR/config.yaml, RUN_DIR/phase<t>.pt (per-phase
     checkpoints; rerunning the same command resumes) and RUN_DIR/metrics.json.
 tailorkit continual eval runs/cppf [eval.knn_k=10 ...]
@@ -20,8 +20,10 @@ def add_parser(sub: Any) -> None:
     parser = sub.add_parser("continual", help="self-supervised class-incremental learning (CPPF and baselines)")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=type(parser))
 
-    run = verbs.add_parser("run", help="train and evaluate phase by phase (per-phase checkpoints, resumable)")
-    run.add_argument("config", type=Path, help="YAML or TOML run settings (see examples/continual/)")
+    run = verbs.add_parser(
+        "train", aliases=["run"], help="train and evaluate phase by phase (per-phase checkpoints, resumable)"
+    )
+    run.add_argument("config", type=Path, help="YAML or TOML run settings (RunConfig; docs/continual.md)")
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     run.add_argument("--out", type=Path, default=None, help="run folder (default reports/continual/<config name>)")
     run.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
@@ -66,23 +68,34 @@ def run_cmd(args: argparse.Namespace) -> int:
 
     from tailorkit.cli.main import UsageError, device_from
     from tailorkit.continual.config import RunConfig
+    from tailorkit.continual.data import make_benchmark
     from tailorkit.continual.runner import run_continual
     from tailorkit.core.config import load_config, save_config
+    from tailorkit.core.errors import InputError, check_input_dir, check_output_dir
     from tailorkit.core.results import write_json_atomic
     from tailorkit.core.train import is_main_process
 
     config = load_config(RunConfig, args.config, args.overrides)
     if args.stop_after_phase is not None and not 1 <= args.stop_after_phase <= config.data.phases:
         raise UsageError(f"tailorkit continual run: error: --stop-after-phase: expected 1..{config.data.phases}")
+    out = check_output_dir(args.out or Path("reports/continual") / args.config.stem)
+    device = device_from(args.device)
     if config.threads:
         torch.set_num_threads(config.threads)
-    out = args.out or Path("reports/continual") / args.config.stem
+    bench = None
+    if config.data.dataset == "folder":  # the user's images are read (and checked) before the run folder exists
+        expected = "a folder root/{train,test}/<class>/<image> (PNG, JPEG, ...)"
+        check_input_dir(config.data.root, expected, what="data.root")
+        try:
+            bench = make_benchmark(config.data, config.seed, config.order)
+        except (ValueError, OSError) as err:  # the reader names the folder or image; PIL's errors are OSErrors
+            raise InputError(f"data.root {config.data.root}: {err}; expected {expected}") from None
     out.mkdir(parents=True, exist_ok=True)
     if is_main_process():  # under torchrun only rank 0 writes
         save_config(config, out / "config.yaml")
     stop = None if args.stop_after_phase is None else args.stop_after_phase - 1
     result = run_continual(
-        config, out_dir=out, device=device_from(args.device), stop_after_phase=stop, progress=args.progress
+        config, out_dir=out, device=device, stop_after_phase=stop, progress=args.progress, benchmark=bench
     )
     print(
         f"strategy {config.strategy.name}, SSL {config.ssl.loss}, {len(result.linear)}/{config.data.phases} phases, "

@@ -67,22 +67,23 @@ def train_cmd(args: argparse.Namespace) -> int:
 
     from tailorkit.cli.main import UsageError, device_from
     from tailorkit.core.config import load_config, save_config
+    from tailorkit.core.errors import check_output_dir
     from tailorkit.core.results import write_json_atomic
     from tailorkit.hoi.config import TrainConfig
     from tailorkit.hoi.data import load_datasets
     from tailorkit.hoi.train import backbone_features, evaluate, rare_categories, save_checkpoint, train
 
     cfg = load_config(TrainConfig, args.config, args.overrides)
+    out = check_output_dir(args.out or Path("reports/hoi") / args.config.stem)
+    device = device_from(args.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
         train_data, test_data = load_datasets(cfg, progress=args.progress)
     except ValueError as err:
         raise UsageError(f"tailorkit hoi train: error: {err}") from None
-    out = args.out or Path("reports/hoi") / args.config.stem
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    device = device_from(args.device)
     feats = None
     if cfg.model.freeze_backbone:
         assert train_data.images is not None and test_data.images is not None
@@ -127,6 +128,8 @@ def _read_rgb(path: Path) -> Any:
 
 
 def _load(path: Path, device: Any = None) -> Any:
+    import pickle
+
     from tailorkit.cli.main import UsageError
     from tailorkit.hoi.train import load_checkpoint
 
@@ -134,16 +137,26 @@ def _load(path: Path, device: Any = None) -> Any:
         return load_checkpoint(path, device)
     except ValueError as err:
         raise UsageError(f"tailorkit hoi: error: {err}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError) as err:  # a foreign or damaged file
+        raise UsageError(
+            f"tailorkit hoi: error: {path}: cannot be read ({type(err).__name__}: {err}); "
+            "expected a model.pt written by `tailorkit hoi train`"
+        ) from None
 
 
 def eval_cmd(args: argparse.Namespace) -> int:
     import dataclasses
 
     from tailorkit.cli.main import UsageError, device_from
+    from tailorkit.core.errors import check_input_dir, check_input_file
     from tailorkit.hoi.config import FilesConfig
     from tailorkit.hoi.data import load_qpic_split, make_synth
     from tailorkit.hoi.train import evaluate
 
+    if args.annotations is not None:
+        check_input_file(args.annotations, "a QPIC-format annotation JSON", what="--annotations")
+        if args.images is not None:
+            check_input_dir(args.images, "the folder of the annotation file's images", what="--images")
     cfg, model, objects, verbs = _load(args.model, device_from(args.device))
     if args.annotations is None:
         data = make_synth(cfg.data, cfg.seed, "test")
@@ -173,16 +186,20 @@ def eval_cmd(args: argparse.Namespace) -> int:
 
 
 def predict_cmd(args: argparse.Namespace) -> int:
+    from tailorkit.cli.main import UsageError
+    from tailorkit.core.errors import check_output_file
     from tailorkit.hoi.draw import draw_triplets
     from tailorkit.hoi.train import predict
 
+    out = check_output_file(args.out or args.image.with_suffix(".hoi.png"))
+    image = _read_rgb(args.image)  # a bad image fails before the model loads
+    if args.top < 1:
+        raise UsageError(f"tailorkit hoi predict: error: --top: expected an integer >= 1, got {args.top}")
     cfg, model, objects, verbs = _load(args.model)
-    image = _read_rgb(args.image)
     det = predict(model, image, top_k=max(args.top, 1), size=cfg.image_size)
     for t in range(min(args.top, len(det.scores))):
         print(f"{verbs[int(det.verbs[t])]} {objects[int(det.obj_labels[t])]} score {det.scores[t]:.3f} "
               f"human {det.sub_boxes[t].round(1).tolist()} object {det.obj_boxes[t].round(1).tolist()}")  # fmt: skip
-    out = args.out or args.image.with_suffix(".hoi.png")
     from tailorkit.core.results import atomic_open
 
     with atomic_open(out) as handle:
@@ -195,9 +212,11 @@ def predict_cmd(args: argparse.Namespace) -> int:
 
 def bench_cmd(args: argparse.Namespace) -> int:
     from tailorkit.core.bench import bench_config, import_bench_module, run_bench
+    from tailorkit.core.errors import check_output_file
 
     import_bench_module("hoi")
     config = bench_config("hoi", None, args.overrides)
+    check_output_file(args.out)
     doc = run_bench("hoi", quick=args.quick, seed=args.seed, out=args.out, config=config)
     for claim in doc["claims"]:
         print(

@@ -1,9 +1,9 @@
-"""`tailorkit prompts align|run|group`.
+"""`tailorkit prompts align|train|group` (`run` is the older name of `train`).
 
 tailorkit prompts align [--refresh]
     aligns (or loads the cached) dual encoder and prints its retrieval report and zero-shot accuracy on real
     labelled images (digits, Fashion-MNIST, the sample photos) next to chance.
-tailorkit prompts run METHOD [--form st|mt|group+task] [--tasks a,b] [--steps N] [--save FILE]
+tailorkit prompts train METHOD [--form st|mt|group+task] [--tasks a,b] [--steps N] [--save FILE]
     trains one method on the cross-domain tasks and prints per-task test accuracy; MmAP in group+task form
     first discovers the task groups (prints the affinity matrix).
 tailorkit prompts group [--tasks a,b] [--steps N] [--affinity cosine|lookahead]
@@ -32,7 +32,9 @@ def add_parser(sub: Any) -> None:
     align.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     align.set_defaults(func=align_cmd)
 
-    run = verbs.add_parser("run", help="train one method on the cross-domain tasks and print test accuracy")
+    run = verbs.add_parser(
+        "train", aliases=["run"], help="train one method on the cross-domain tasks and print test accuracy"
+    )
     run.add_argument(
         "method", help="mmap, coop, vpt, ivlp, maple, clip_adapter, bitfit, full_ft, linear_probe, zero_shot"
     )
@@ -118,6 +120,7 @@ def align_cmd(args: argparse.Namespace) -> int:
 
 def run_cmd(args: argparse.Namespace) -> int:
     from tailorkit.cli.main import UsageError
+    from tailorkit.core.errors import check_output_file
     from tailorkit.prompts.api import discover_groups, fit_method
     from tailorkit.prompts.engine import TrainConfig
     from tailorkit.prompts.io import save_learner
@@ -127,11 +130,13 @@ def run_cmd(args: argparse.Namespace) -> int:
         raise UsageError(f"tailorkit prompts run: error: unknown method {args.method!r}; expected {METHODS.names()}")
     if args.steps < 0 or not args.lr > 0:
         raise UsageError("tailorkit prompts run: error: expected --steps >= 0 and --lr > 0")
+    if args.save is not None:
+        check_output_file(args.save, what="--save")
+    engine, names = _engine(args, args.shots)
     form = args.form
     if form in ("group", "group+task") and args.method != "mmap":
         form = "mt"
         print(f"{args.method}: group forms are MmAP's; using the multi-task form (mt)")
-    engine, names = _engine(args, args.shots)
     groups = None
     if form in ("group", "group+task"):
         grouping = discover_groups(engine, seed=args.seed)
@@ -153,8 +158,11 @@ def run_cmd(args: argparse.Namespace) -> int:
 
 
 def group_cmd(args: argparse.Namespace) -> int:
+    from tailorkit.cli.main import UsageError
     from tailorkit.prompts.api import discover_groups
 
+    if args.steps < 1:
+        raise UsageError(f"tailorkit prompts group: error: --steps: expected an integer >= 1, got {args.steps}")
     engine, names = _engine(args)
     grouping = discover_groups(engine, steps=args.steps, affinity=args.affinity, seed=args.seed)
     _print_matrix(names, grouping.matrix())

@@ -14,7 +14,6 @@ tailorkit video bench [--quick] [--out FILE]
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,23 +51,37 @@ def add_parser(sub: Any) -> None:
     be.set_defaults(func=bench_cmd)
 
 
+def _check_folder_data(config: Any) -> None:
+    """Folder data is listed (and its CSV checked) before anything is trained or written."""
+    from tailorkit.core.errors import check_input_dir, check_input_file
+    from tailorkit.video.io import VideoFolder
+
+    data = config.data
+    if data.kind != "folder":
+        return
+    check_input_dir(data.root, "a folder root/<class_name>/<clip>.mp4", what="data.root")
+    if data.splits_csv:
+        check_input_file(data.splits_csv, "a CSV with columns path,label,split", what="data.splits_csv")
+    folder = VideoFolder(data.root, data.splits_csv or None)
+    if data.splits_csv:
+        folder.split(data.train_split)
+        folder.split(data.test_split)
+
+
 def train_cmd(args: argparse.Namespace) -> int:
     import torch
 
     from tailorkit.core.config import load_config
+    from tailorkit.core.errors import check_output_dir
     from tailorkit.video.config import TrainRunConfig
-    from tailorkit.video.io import VideoError
     from tailorkit.video.runner import train_run
 
     config = load_config(TrainRunConfig, args.config, args.overrides)
+    out = check_output_dir(args.out or Path("reports/video") / args.config.stem)
+    _check_folder_data(config)  # VideoError (an InputError): one line, exit 2, no run folder
     if config.threads:
         torch.set_num_threads(config.threads)
-    out = args.out or Path("reports/video") / args.config.stem
-    try:
-        metrics = train_run(config, out, progress=args.progress or None)
-    except VideoError as err:
-        print(f"tailorkit video train: error: {err}", file=sys.stderr)
-        return 1
+    metrics = train_run(config, out, progress=args.progress or None)
     print(
         f"method {metrics['method']}: test accuracy {metrics['accuracy']:.4f} on {metrics['n_test']} clips "
         f"({len(metrics['classes'])} classes), train accuracy {metrics['train_accuracy']:.4f} on "
@@ -79,20 +92,22 @@ def train_cmd(args: argparse.Namespace) -> int:
 
 
 def eval_cmd(args: argparse.Namespace) -> int:
+    from tailorkit.core.errors import InputError
     from tailorkit.video.runner import evaluate_run
 
     try:
         result = evaluate_run(args.run_dir)
-    except ValueError as err:
-        print(f"tailorkit video eval: error: {err}", file=sys.stderr)
-        return 1
+    except ValueError as err:  # no run folder, or one without config.yaml / model.safetensors
+        raise InputError(str(err)) from None
     print(f"method {result['method']}: test accuracy {result['accuracy']:.4f} on {result['n_test']} clips")
     return 0
 
 
 def predict_cmd(args: argparse.Namespace) -> int:
     from tailorkit.cli.main import UsageError
+    from tailorkit.core.errors import InputError, check_safetensors
     from tailorkit.video.api import cached_encoder, load_model, parse_classes, predict_clip
+    from tailorkit.video.io import read_video
 
     if args.top_k < 1 or args.frames < 2:
         raise UsageError("tailorkit video predict: error: --top-k must be >= 1 and --frames >= 2")
@@ -100,6 +115,10 @@ def predict_cmd(args: argparse.Namespace) -> int:
         names = parse_classes(args.classes)
     except ValueError as err:
         raise UsageError(f"tailorkit video predict: error: {err}") from err
+    # the clip and the model file are checked before the encoder loads (seconds)
+    read_video(args.clip, size=16, max_frames=1)  # VideoError naming the file if missing or not a video
+    if args.model:
+        check_safetensors(args.model, what="--model")
     encoder, manifest = cached_encoder()
     try:
         model = load_model(args.model, encoder)[0] if args.model else None
@@ -113,9 +132,8 @@ def predict_cmd(args: argparse.Namespace) -> int:
             sampling=args.sampling,
             k=args.top_k,
         )
-    except ValueError as err:  # VideoError included: unreadable file, too few frames, wrong model file
-        print(f"tailorkit video predict: error: {err}", file=sys.stderr)
-        return 1
+    except ValueError as err:  # VideoError included: too few frames, a model file for other towers
+        raise InputError(str(err)) from None
     print(f"{args.clip} ({'zero-shot' if model is None else args.model}):")
     for name, p in top:
         print(f"  {p:.4f}  {name}")
@@ -124,7 +142,10 @@ def predict_cmd(args: argparse.Namespace) -> int:
 
 def bench_cmd(args: argparse.Namespace) -> int:
     from tailorkit.core.bench import run_bench
+    from tailorkit.core.errors import check_output_file
 
+    if args.out is not None:
+        check_output_file(args.out)
     doc = run_bench("video", quick=args.quick, seed=args.seed, out=args.out)
     for claim in doc["claims"]:
         print(
