@@ -23,6 +23,8 @@ SEED_HELP = (
 
 
 def budget_list(value: str) -> tuple[float, ...]:
+    if value.strip().lower() == "none":  # skip the plan's curve (an evidence run in parts: seeds first)
+        return ()
     try:
         budgets = tuple(float(v) for v in value.split(",") if v.strip())
     except ValueError:
@@ -66,7 +68,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--curve",
         type=budget_list,
         default=None,
-        help="budgets at which the decisive pairs run, e.g. 1,4,16: the gap against budget, as rows and a PNG",
+        help="budgets at which the decisive pairs run, e.g. 1,4,16: the gap against budget, as rows and a PNG "
+        "(none: no curve, even in evidence mode)",
     )
     parser.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
 
