@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from tailorkit.core.errors import InputError
 from tailorkit.core.results import atomic_open
 
 __all__ = [
@@ -41,8 +42,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 SAMPLINGS = ("uniform", "segment")
 
 
-class VideoError(ValueError):
-    """A video that cannot be read or is too short for the requested sampling."""
+class VideoError(InputError):
+    """A video that cannot be read or is too short for the requested sampling (an InputError, so a ValueError)."""
 
 
 def _av() -> Any:
@@ -213,6 +214,13 @@ class VideoFolder:
         self.folders = folders
         self.classes = [f.replace("_", " ") for f in folders]
         index = {f: i for i, f in enumerate(folders)}
+        # a CSV label may name the folder as it is ("playing guitar", "playing_guitar") or by its class name
+        # ("playing guitar" for the folder "playing_guitar"): all of these find the folder
+        by_label = {
+            **{c: i for i, c in enumerate(self.classes)},
+            **{f.replace(" ", "_"): i for i, f in enumerate(folders)},
+            **index,
+        }
         clips: list[Clip] = []
         if splits_csv is None:
             for f in folders:
@@ -226,13 +234,14 @@ class VideoFolder:
                 if missing:
                     raise VideoError(f"{splits_csv}: expected columns path,label,split; missing {sorted(missing)}")
                 for n, row in enumerate(reader, start=2):
-                    label = row["label"].strip().replace(" ", "_")
-                    if label not in index:
+                    label = (row["label"] or "").strip()
+                    i = by_label.get(label, by_label.get(label.replace(" ", "_")))
+                    if i is None:
                         raise VideoError(f"{splits_csv}:{n}: unknown class {row['label']!r}; expected one of {folders}")
-                    file = self.root / row["path"].strip()
+                    file = self.root / (row["path"] or "").strip()
                     if not file.is_file():
                         raise VideoError(f"{splits_csv}:{n}: no such clip {file}")
-                    clips.append(Clip(file, index[label], self.classes[index[label]], row["split"].strip()))
+                    clips.append(Clip(file, i, self.classes[i], (row["split"] or "").strip()))
         self.clips = clips
 
     def split(self, name: str) -> list[Clip]:
