@@ -75,9 +75,9 @@ def test_cli_bad_input(tmp_path: Path, tiny_clip: Path, capsys: pytest.CaptureFi
     assert "expected a comma-separated list of class names" in capsys.readouterr().err
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"nope")
-    assert main(["video", "predict", str(bad), "--classes", "a,b"]) == 1
+    assert main(["video", "predict", str(bad), "--classes", "a,b"]) == 2
     assert "not a readable video" in capsys.readouterr().err
-    assert main(["video", "predict", str(tiny_clip), "--classes", "a,b", "--frames", "40"]) == 1
+    assert main(["video", "predict", str(tiny_clip), "--classes", "a,b", "--frames", "40"]) == 2
     assert "too few frames" in capsys.readouterr().err
 
 
@@ -116,3 +116,31 @@ def test_cli_train_and_eval_round_trip(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["video", "train", str(config), "method=xclip", "--out", str(tmp_path / "never")]) == 2
     assert not (tmp_path / "never").exists()
     assert "unknown video method 'xclip'" in capsys.readouterr().err
+
+
+def test_cli_train_on_folders_with_spaces(tmp_path: Path, capsys: pytest.CaptureFixture[str], encoder: object) -> None:
+    """`video train` with data.kind=folder on class folders whose names have spaces (and a CSV naming them so)."""
+    import json
+
+    from tailorkit.cli.main import main
+    from tailorkit.video.io import write_splits_csv, write_video
+    from tests.video.conftest import moving_square
+
+    root = tmp_path / "my clips ü"
+    rows = []
+    for k, name in enumerate(("playing guitar", "walking the dog")):
+        for i in range(3):
+            write_video(root / name / f"c{i}.mp4", moving_square(frames=6, size=32, step=1 + k))
+            rows.append((f"{name}/c{i}.mp4", name, "test" if i == 2 else "train"))
+    csv = write_splits_csv(tmp_path / "splits.csv", rows)
+    config = tmp_path / "folder.yaml"
+    config.write_text(
+        f"method: motion_static\ncache_dir: {tmp_path / 'cache'}\n"
+        f"data:\n  kind: folder\n  root: {root}\n  splits_csv: {csv}\n  frames: 4\n  size: 32\n"
+        "optim:\n  steps: 2\n  batch: 4\n"
+    )
+    out = tmp_path / "run"
+    assert main(["video", "train", str(config), "--out", str(out)]) == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classes"] == ["playing guitar", "walking the dog"]
+    assert metrics["n_train"] == 4 and metrics["n_test"] == 2

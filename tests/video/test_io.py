@@ -111,3 +111,25 @@ def test_video_folder_errors(tmp_path: Path) -> None:
     bad = write_splits_csv(tmp_path / "bad2.csv", [("walking/c0.mp4", "running", "train")])
     with pytest.raises(VideoError, match="unknown class 'running'"):
         VideoFolder(root, bad)
+
+
+@pytest.mark.parametrize("written", ["playing guitar", "playing_guitar"])
+def test_video_folder_names_with_spaces(tmp_path: Path, written: str) -> None:
+    """A class folder named with a space is found whether the CSV writes its label with the space or with `_`."""
+    root = tmp_path / "my videos ü"
+    clip = moving_square(frames=6, size=16)
+    for name in ("playing guitar", "walking"):
+        for i in range(2):
+            write_video(root / name / f"c{i}.mp4", clip)
+    assert VideoFolder(root).classes == ["playing guitar", "walking"]
+    csv = write_splits_csv(
+        tmp_path / "splits.csv",
+        [
+            ("playing guitar/c0.mp4", written, "train"),
+            ("walking/c0.mp4", "walking", "train"),
+            ("playing guitar/c1.mp4", written, "test"),
+        ],
+    )
+    split = VideoFolder(root, csv)
+    assert [(c.label, c.class_name) for c in split.split("train")] == [(0, "playing guitar"), (1, "walking")]
+    assert split.split("test")[0].path == root / "playing guitar" / "c1.mp4"
