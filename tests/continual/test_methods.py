@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -23,6 +25,13 @@ def test_every_method_module_registered() -> None:
     assert set(SSL_LOSSES.names()) == {"simclr", "byol", "simsiam", "barlow"}
     with pytest.raises(RegistryError, match="expected one of"):
         make_strategy(tiny_config("nope"))
+
+
+def test_registry_full_when_only_base_is_imported() -> None:
+    # make_strategy relies on Python importing methods/__init__.py (which imports every strategy) before base.py
+    code = "from tailorkit.continual.methods.base import STRATEGIES, make_strategy; print(','.join(STRATEGIES.names()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert set(out.strip().split(",")) == ALL
 
 
 def _setup(config: RunConfig, phase: int, phases: int = 3) -> tuple[PhaseModel, torch.Tensor, dict[str, torch.Tensor]]:

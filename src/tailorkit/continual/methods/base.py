@@ -94,7 +94,9 @@ STRATEGIES: Registry[type[Strategy]] = Registry("continual strategy")
 
 
 def make_strategy(config: RunConfig) -> Strategy:
-    """The registered strategy `config.strategy.name` (unknown names list the valid ones)."""
-    from tailorkit.continual import methods  # noqa: F401  (registers every strategy module)
+    """The registered strategy `config.strategy.name` (unknown names list the valid ones).
 
+    The registry is full here without importing anything: importing this module runs `methods/__init__.py` first
+    (Python imports a parent package before its submodule), and that imports every strategy module.
+    """
     return STRATEGIES.get(config.strategy.name)(config)
