@@ -41,7 +41,7 @@ from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
 from tailorkit.core.workers import worker_pool
 
-__all__ = ["ActiveBenchConfig", "active_bench", "run_cell"]
+__all__ = ["ActiveBenchConfig", "active_bench", "evaluate_model", "run_cell"]
 
 PAPER_FRACTION_OF_FULL = 0.94
 PAPER_TUNABLE_FRACTION = 0.06
@@ -118,11 +118,16 @@ def _for(config: ActiveBenchConfig, dataset: str) -> tuple[Any, Any]:
     return _dataset(data, config.backbone)
 
 
-def _evaluate(model: Any, test: Any) -> dict[str, float]:
+def evaluate_model(model: Any, test: Any) -> dict[str, float]:
+    """Global and per-case Dice of ``model``'s mean prediction over its prompt sets on the ``test`` split."""
     from tailorkit.active.tuning import dice_global, dice_per_case, predict
 
     pred = predict(model, test.images).mean(axis=1) > 0.5
     return {"dice_global": dice_global(pred, test.masks), "dice_per_case": dice_per_case(pred, test.masks)}
+
+
+# Transitional: active/cli.py still imports the old private name; delete this line once it imports evaluate_model.
+_evaluate = evaluate_model
 
 
 def _train_eval(split: Any, backbone: Any, idx: np.ndarray, tune: TuneConfig, seed: int) -> dict[str, float]:
@@ -133,7 +138,7 @@ def _train_eval(split: Any, backbone: Any, idx: np.ndarray, tune: TuneConfig, se
     began = time.process_time()
     model = make_tuner(backbone, tune, derive_seed(seed, "final-init"))
     train(model, split.pool.images[idx], split.pool.masks[idx], tune, derive_seed(seed, "final-train"))
-    out = _evaluate(model, split.test)
+    out = evaluate_model(model, split.test)
     out["tunable_fraction"] = model.tunable_fraction()
     out["cpu_seconds"] = time.process_time() - began
     return out

@@ -55,11 +55,6 @@ class Embedding:
     def fine_shape(self) -> tuple[int, int, int]:
         return tuple(int(n) for n in self.fine.shape[1:])  # type: ignore[return-value]
 
-    @property
-    def fine_spacing(self) -> float:
-        """Mean spacing (mm) of the fine grid."""
-        return float(np.linalg.norm(self.fine_affine[:3, :3], axis=0).mean())
-
     def fine_world(self) -> torch.Tensor:
         """World coordinates of the fine voxels, C order. Shapes: (N, 3)."""
         return grid_world(self.fine_shape, self.fine_affine, device=self.fine.device)

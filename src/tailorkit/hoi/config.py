@@ -1,7 +1,7 @@
 """Settings of an HOI detection run, as frozen dataclasses (YAML/TOML + key=value overrides).
 
-Every detail the HODN abstract (arXiv:2308.10158) leaves open is a setting, with the default the notes
-(../shared/notes/continual-cppf-and-hoi-hodn.md section 2.5 / 5.2) propose; see docs/hoi.md for what is inferred.
+Every detail the HODN abstract (arXiv:2308.10158) leaves open is a setting, with a default from the DETR / QPIC / CDN
+lineage; docs/hoi.md#the-detector-as-implemented says what is inferred.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with one step decay (notes 5.2: lr 1e-3, wd 1e-4, clip 0.1, x0.1 at 80 %)."""
+    """AdamW with one step decay: lr 1e-3, wd 1e-4, clip 0.1, x0.1 at 80 % (docs/hoi.md#the-detector-as-implemented)."""
 
     steps: int = 600
     batch_size: int = 32

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tailorkit.active.methods.base import STRATEGIES, SelectionContext, Strategy
+from tailorkit.active.methods.base import STRATEGIES, SelectionContext, SelectionStrategy
 from tailorkit.active.selection import k_center_greedy, kmeans_representatives
 from tailorkit.active.tuning import predict
 from tailorkit.active.uncertainty import bald_score, binary_entropy, foreground_region
@@ -31,7 +31,7 @@ def top_scores(candidates: np.ndarray, scores: np.ndarray, n: int) -> list[int]:
 
 
 @STRATEGIES.register("random")
-class RandomSelection(Strategy):
+class RandomSelection(SelectionStrategy):
     def cold(self, ctx: SelectionContext, n: int) -> list[int]:
         return [int(i) for i in ctx.rng.choice(ctx.unlabelled(), size=n, replace=False)]
 
@@ -69,7 +69,7 @@ class CoreSet(RandomSelection):
 
 
 @STRATEGIES.register("usl")
-class USL(Strategy):
+class USL(SelectionStrategy):
     def cold(self, ctx: SelectionContext, n: int) -> list[int]:
         seed = int(ctx.rng.integers(2**31))
         return kmeans_representatives(ctx.features, n, seed, candidates=ctx.unlabelled())

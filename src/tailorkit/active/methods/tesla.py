@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tailorkit.active.methods.base import STRATEGIES, SelectionContext, Strategy
+from tailorkit.active.methods.base import STRATEGIES, SelectionContext, SelectionStrategy
 from tailorkit.active.selection import kmeans_labels, kmeans_representatives
 from tailorkit.active.tuning import predict
 from tailorkit.active.uncertainty import prompt_uncertainty
@@ -43,7 +43,7 @@ def cluster_constrained_top(candidates: np.ndarray, scores: np.ndarray, labels: 
 
 
 @STRATEGIES.register("tesla")
-class TESLA(Strategy):
+class TESLA(SelectionStrategy):
     def cold(self, ctx: SelectionContext, n: int) -> list[int]:
         seed = int(ctx.rng.integers(2**31))
         return kmeans_representatives(ctx.features, n, seed, candidates=ctx.unlabelled())

@@ -3,7 +3,7 @@
 The abstract: humans and objects are detected by two disentangling decoders; an interaction decoder uses the human
 features as its positional embeddings ("Human-Guide Linking"); a stop-gradient keeps the interaction loss from
 updating object detection while it still updates human detection. No official code exists; the specification below
-follows the notes (section 2.5) and is [inferred] beyond those three sentences:
+is [inferred] beyond those three sentences (docs/hoi.md#the-detector-as-implemented):
 
 - H = Dec_h(tgt=0, memory, pos, query_pos=q) -> human boxes; O = Dec_o(tgt=0, memory, pos, query_pos=q) -> object
   boxes and classes; the same learned queries q for both, so slot i pairs human i with object i. [inferred]

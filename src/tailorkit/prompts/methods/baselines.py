@@ -130,9 +130,9 @@ class DeltaFineTune(PromptLearner):
 
 
 def _stage_blocks(stages: int) -> list[int]:
-    from tailorkit.nets.dual_encoder import _STAGE_STARTS
+    from tailorkit.nets.dual_encoder import STAGE_STARTS
 
-    first = _STAGE_STARTS[N_IMAGE_STAGES - stages]
+    first = STAGE_STARTS[N_IMAGE_STAGES - stages]
     return list(range(first, 16))
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
@@ -90,8 +89,3 @@ class MmAP(PromptLearner):
 
     def image_tokens(self, task: int) -> dict[int, torch.Tensor]:
         return {s: self._prompt(layer, task, "image") for layer, s in enumerate(self.stage_channels)}
-
-    def shared_parameters(self, bank: int = 0) -> list[nn.Parameter]:
-        """One bank's parameters (the all-shared MmAP's, whose per-task gradients drive the grouping)."""
-        lists: list[Any] = [*self.source, *self.a_txt, *self.a_vis]
-        return [p[bank] for p in lists]
