@@ -1,6 +1,6 @@
 """CPPF: "Combining Past, Present and Future: A Self-Supervised Approach for Class Incremental Learning"
 (Chen, Sun, Yan, Ding, Lu; arXiv:2311.08764, 2023). No code was released and only the abstract was available, so
-everything below the module names is the notes' proposed specification (notes 1.5) and is [inferred]:
+everything below the module names is our specification (docs/continual.md#the-method-as-implemented), [inferred]:
 
 - Prototypes C in R^{M x d}, unit rows, M = K * T (K = `prototypes_per_phase`), in the projector's space, split
   into per-phase slices C_1..C_T. They are initialised once per run far apart (`proto_init="orthogonal"`: random
