@@ -1,10 +1,10 @@
 """`tailorkit bench active`: SLPT's claims on the real LiTS volume and on SynthLiver, with paired seeds.
 
-Protocol [inferred, notes 5.1; SLPT's own protocol is unknown]: per dataset, a U-Net pretrained on the liver (organ)
-task is frozen (cached on disk). For each seed and each selection arm, the ActiveLearner picks a budget of 5 % of the
-pool in two rounds (half label-free, half with a selection model trained on the first half; USL picks all at once),
-revealing the pool's lesion masks as the oracle. Then each final tuner (SLPT prompts and full fine-tuning; plus the
-extra tuning baselines on the random selection) trains on the selected labels and is scored on the test set. The
+Protocol [inferred, docs/active.md#benchmark; SLPT's own protocol is unknown]: per dataset, a U-Net pretrained on the
+liver (organ) task is frozen (cached on disk). For each seed and each selection arm, the ActiveLearner picks a budget of
+5 % of the pool in two rounds (half label-free, half with a selection model trained on the first half; USL picks all at
+once), revealing the pool's lesion masks as the oracle. Then each final tuner (SLPT prompts and full fine-tuning; plus
+the extra tuning baselines on the random selection) trains on the selected labels and is scored on the test set. The
 full-pool reference trains the same tuners on every pool label (`full_pool_steps` x the steps).
 Seeds are paired: every arm at seed s shares the random warm start, model initialisations and training seeds.
 

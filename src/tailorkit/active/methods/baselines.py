@@ -1,8 +1,8 @@
 """Selection baselines: random, entropy, MC-dropout BALD, core-set (k-center greedy) and USL-style k-means.
 
-Two-round protocol [inferred, notes 5.1]: with no labels yet (`cold`), random, entropy, BALD and core-set all draw
-the same random warm start (the round's random stream is shared across strategies, so arms are paired); in later
-rounds (`warm`):
+Two-round protocol [inferred, docs/active.md#the-method-as-implemented]: with no labels yet (`cold`), random, entropy,
+BALD and core-set all draw the same random warm start (the round's random stream is shared across strategies, so arms
+are paired); in later rounds (`warm`):
 - random: another random draw;
 - entropy: top mean-pixel binary entropy of the selection model's mean prediction (region: SelectConfig.entropy_region,
   "all" as in baal's per-pixel mean); the selection model is the SLPT tuner trained on the labels so far;

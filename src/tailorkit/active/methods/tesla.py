@@ -1,7 +1,7 @@
 """TESLA, TandEm Selective LAbeling (SLPT, Bai et al., MICCAI 2023, arXiv:2308.04911).
 
 Abstract [verified]: "unsupervised diversity selection" followed by "supervised selection using prompt-based
-uncertainty". Everything else is [inferred] (notes 1.2):
+uncertainty". Everything else is [inferred] (docs/active.md#the-method-as-implemented):
 - stage one (cold, no labels): k-means with B1 clusters on L2-normalised frozen-encoder descriptors (global average
   of the bottleneck), label the member nearest each centroid (USL-style representatives);
 - stage two (warm): tune the K-set SLPT model on the labels so far, score every unlabelled item by the prompt-based
