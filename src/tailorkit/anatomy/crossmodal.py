@@ -1,4 +1,4 @@
-"""UAE-M's cross-modality iteration, reduced (SAMv2 / UAE, arXiv 2311.15111; notes section 4).
+"""UAE-M's cross-modality iteration, reduced (SAMv2 / UAE, arXiv 2311.15111; docs/anatomy.md#inferred-or-changed).
 
 The official scheme: (M0) train on CT and MRI volumes separately (intra-volume SAM loss with strong intensity
 augmentation); register every CT-MRI training pair with M0 (stable nearest-neighbour matches -> rigid fit -> DEEDS

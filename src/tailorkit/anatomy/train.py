@@ -1,4 +1,6 @@
-"""Self-supervised SAM / SAMv2 training (notes 2.3, 3.1, 4): crop pairs with physical coordinates, InfoNCE, prototypes.
+"""Self-supervised SAM / SAMv2 training: crop pairs with physical coordinates, InfoNCE, prototypes.
+
+What is official and what inferred: docs/anatomy.md#the-method-as-implemented.
 
 Every step draws `pairs_per_step` pairs of views of one training volume (`sample_pair`): each view has its own scale
 s ~ U(scale_range) (spacing = working spacing x s), a small random rotation, and a centre chosen so that, with
