@@ -1,6 +1,6 @@
 """A CLIP-like dual encoder built from real pretrained towers: EfficientNet-Lite0 (ImageNet) + MiniLM-L6 (text).
 
-No CLIP weights install offline (shared/notes/offline-assets.md §1.5), so this module joins the two real towers
+No CLIP weights install offline (docs/assets.md#notes-on-use-and-licenses), so this module joins the two real towers
 we have with small learned projections into a shared space with a learned temperature (CLIP, Radford et al. 2021,
 arXiv:2103.00020, for the scoring rule; LiT, Zhai et al. 2022, arXiv:2111.07991, for "lock the image side").
 
