@@ -9,7 +9,7 @@ import torch
 
 from tailorkit.continual.config import RunConfig
 from tailorkit.continual.losses import SSL_LOSSES, make_ssl_loss, relation_distill
-from tailorkit.continual.methods import STRATEGIES, PhaseContext, make_strategy
+from tailorkit.continual.methods import METHODS, PhaseContext, make_strategy
 from tailorkit.continual.methods.cppf import init_prototypes, sinkhorn
 from tailorkit.continual.nets import Student, frozen_copy
 from tailorkit.continual.runner import PhaseModel
@@ -21,7 +21,7 @@ ALL = {"cppf", "finetune", "cassle", "pfr", "joint", "random_init"}
 
 
 def test_every_method_module_registered() -> None:
-    assert set(STRATEGIES.names()) == ALL
+    assert set(METHODS.names()) == ALL
     assert set(SSL_LOSSES.names()) == {"simclr", "byol", "simsiam", "barlow"}
     with pytest.raises(RegistryError, match="expected one of"):
         make_strategy(tiny_config("nope"))
@@ -29,7 +29,7 @@ def test_every_method_module_registered() -> None:
 
 def test_registry_full_when_only_base_is_imported() -> None:
     # make_strategy relies on Python importing methods/__init__.py (which imports every strategy) before base.py
-    code = "from tailorkit.continual.methods.base import STRATEGIES, make_strategy; print(','.join(STRATEGIES.names()))"
+    code = "from tailorkit.continual.methods.base import METHODS, make_strategy; print(','.join(METHODS.names()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert set(out.strip().split(",")) == ALL
 

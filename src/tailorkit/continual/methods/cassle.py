@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from tailorkit.continual.losses import contrastive_distill, cosine_distill
-from tailorkit.continual.methods.base import STRATEGIES, PhaseContext, StepOutputs, Strategy
+from tailorkit.continual.methods.base import METHODS, PhaseContext, StepOutputs, Strategy
 from tailorkit.continual.nets import mlp
 
 __all__ = ["CaSSLe", "predictor_distill"]
@@ -35,7 +35,7 @@ class _CaSSLeExtras(nn.Module):
         self.past = past
 
 
-@STRATEGIES.register("cassle")
+@METHODS.register("cassle")
 class CaSSLe(Strategy):
     name = "cassle"
 

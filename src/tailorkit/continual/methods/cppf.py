@@ -33,7 +33,7 @@ from torch import nn
 
 from tailorkit.continual.config import CPPFConfig
 from tailorkit.continual.losses import relation_distill
-from tailorkit.continual.methods.base import STRATEGIES, PhaseContext, StepOutputs, Strategy
+from tailorkit.continual.methods.base import METHODS, PhaseContext, StepOutputs, Strategy
 from tailorkit.continual.methods.cassle import predictor_distill
 from tailorkit.continual.nets import frozen_copy, mlp
 from tailorkit.core.seeding import torch_generator
@@ -96,7 +96,7 @@ class CPPFExtras(nn.Module):
         return out
 
 
-@STRATEGIES.register("cppf")
+@METHODS.register("cppf")
 class CPPF(Strategy):
     name = "cppf"
 

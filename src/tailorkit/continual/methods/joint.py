@@ -4,12 +4,12 @@ the other strategies, so it measures forgetting, not extra training (docs/contin
 
 from __future__ import annotations
 
-from tailorkit.continual.methods.base import STRATEGIES, Strategy
+from tailorkit.continual.methods.base import METHODS, Strategy
 
 __all__ = ["Joint"]
 
 
-@STRATEGIES.register("joint")
+@METHODS.register("joint")
 class Joint(Strategy):
     name = "joint"
 

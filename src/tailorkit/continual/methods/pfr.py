@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from tailorkit.continual.losses import cosine_distill
-from tailorkit.continual.methods.base import STRATEGIES, PhaseContext, StepOutputs, Strategy
+from tailorkit.continual.methods.base import METHODS, PhaseContext, StepOutputs, Strategy
 from tailorkit.continual.nets import mlp
 
 __all__ = ["PFR"]
@@ -26,7 +26,7 @@ class _PFRExtras(nn.Module):
         self.past = past
 
 
-@STRATEGIES.register("pfr")
+@METHODS.register("pfr")
 class PFR(Strategy):
     name = "pfr"
 

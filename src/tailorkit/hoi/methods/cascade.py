@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from tailorkit.hoi.config import ModelConfig
-from tailorkit.hoi.methods.base import MODELS, HOIModel, layer_outputs
+from tailorkit.hoi.methods.base import METHODS, HOIModel, layer_outputs
 from tailorkit.hoi.transformer import Decoder
 
 
@@ -34,6 +34,6 @@ class CascadeDecoder(HOIModel):
         return layer_outputs(self.heads.obj_class(pair), self.heads.verb(inter), sub, obj)
 
 
-@MODELS.register("cascade")
+@METHODS.register("cascade")
 def build_cascade(cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> HOIModel:
     return CascadeDecoder(cfg, num_obj_classes, num_verbs)

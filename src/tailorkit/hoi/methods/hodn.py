@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from tailorkit.hoi.config import ModelConfig
-from tailorkit.hoi.methods.base import MODELS, HOIModel, layer_outputs
+from tailorkit.hoi.methods.base import METHODS, HOIModel, layer_outputs
 from tailorkit.hoi.transformer import Decoder
 
 
@@ -71,6 +71,6 @@ class HODN(HOIModel):
         )
 
 
-@MODELS.register("hodn")
+@METHODS.register("hodn")
 def build_hodn(cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> HOIModel:
     return HODN(cfg, num_obj_classes, num_verbs)

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from tailorkit.hoi.config import ModelConfig
-from tailorkit.hoi.methods.base import MODELS, HOIModel, layer_outputs
+from tailorkit.hoi.methods.base import METHODS, HOIModel, layer_outputs
 from tailorkit.hoi.transformer import Decoder
 
 
@@ -29,6 +29,6 @@ class SingleDecoder(HOIModel):
         return layer_outputs(self.heads.obj_class(hs), self.heads.verb(hs), sub, obj)
 
 
-@MODELS.register("single")
+@METHODS.register("single")
 def build_single(cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> HOIModel:
     return SingleDecoder(cfg, num_obj_classes, num_verbs)

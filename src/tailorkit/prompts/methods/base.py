@@ -1,4 +1,4 @@
-"""The prompt-learner contract every method implements, the method registry, and the parameter banks.
+"""The method contract: the `PromptLearner` every method implements, the registry `METHODS`, the parameter banks.
 
 A learner adapts the frozen dual encoder (tailorkit.nets.dual_encoder) for T tasks at once. Its parameters live in
 *banks*; ``assignment[t]`` lists the banks task t uses, and their contributions are summed. That one mechanism gives
