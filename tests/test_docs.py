@@ -28,6 +28,10 @@ CITATIONS_ALLOWED = {
     "docs/patching.md": "patching",
     "docs/films.md": "films",
     "docs/registration.md": "registration",
+    "tests/patching/": "patching",
+    "tests/films/": "films",
+    "tests/registration/": "registration",
+    "tests/test_docs.py": "this file",  # the pattern below
 }
 METHODS_EXCEPTIONS = {
     # Two method families, two registries (TUNERS, STRATEGIES); docs/architecture.md says so. Not a branch: permanent.
@@ -149,7 +153,7 @@ OUTSIDE = re.compile(r"\bnotes (section |§)?[0-9]|shared/notes|\.\./shared|/wor
 
 
 def _sources() -> list[Path]:
-    return sorted([*PKG.rglob("*.py"), *DOCS.glob("*.md")])
+    return sorted([*PKG.rglob("*.py"), *DOCS.glob("*.md"), *(ROOT / "tests").rglob("*.py")])
 
 
 def _allowed(path: Path) -> str | None:
