@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from tailorkit.adapters.config import BackboneConfig, DataConfig
-from tailorkit.adapters.pascal import read_pascal_context
+from tailorkit.adapters.data import read_pascal_context
 from tailorkit.adapters.runner import build_model, evaluate, load_run, make_data, save_run, train_model
 from tailorkit.cli.main import main
 from tailorkit.core.config import save_config

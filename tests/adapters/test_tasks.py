@@ -7,7 +7,7 @@ import torch
 
 from tailorkit.adapters.tasks import TaskMeter, delta_m, task_loss
 
-# The notes' section 1.3 table (Polyhistor benchmark as MTLoRA reports it): semseg, parts, saliency mIoU (higher
+# The published table of the Polyhistor benchmark (as MTLoRA reports it): semseg, parts, saliency mIoU (higher
 # is better), normals rmse (lower), printed delta_m. MTL full FT is the one row that does not recompute.
 SINGLE = {"seg": 67.21, "parts": 61.93, "sal": 62.35, "normals": 17.97}
 LOWER = {"seg": False, "parts": False, "sal": False, "normals": True}

@@ -41,7 +41,7 @@ def test_bad_network_input_names_the_expected_form():
 
 def test_param_count_matches_notes_at_width_16():
     n = sum(p.numel() for p in SAMNet(NetConfig(width=16)).parameters())
-    assert 2.5e6 < n < 3.3e6  # notes 2.2: 2.9 M at width 16
+    assert 2.5e6 < n < 3.3e6  # docs/anatomy.md#from-the-official-code: 2.9 M at width 16
 
 
 def _unit(n, c, seed):

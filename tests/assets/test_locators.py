@@ -1,4 +1,4 @@
-"""The real assets load with the shapes, counts and values the notes record (shared/notes/offline-assets.md)."""
+"""The real assets load with the shapes, counts and values docs/assets.md records."""
 
 from __future__ import annotations
 

@@ -63,9 +63,9 @@ def test_example_configs_load() -> None:
     from pathlib import Path
 
     from tailorkit.continual.config import RunConfig
-    from tailorkit.continual.methods import STRATEGIES
+    from tailorkit.continual.methods import METHODS
     from tailorkit.core.config import load_config
 
     examples = sorted(Path(__file__).parents[2].joinpath("examples", "continual").glob("*.yaml"))
     names = {load_config(RunConfig, path).strategy.name for path in examples}
-    assert names == set(STRATEGIES.names())
+    assert names == set(METHODS.names())

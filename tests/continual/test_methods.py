@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from tailorkit.continual.config import RunConfig
 from tailorkit.continual.losses import SSL_LOSSES, make_ssl_loss, relation_distill
-from tailorkit.continual.methods import STRATEGIES, PhaseContext, make_strategy
+from tailorkit.continual.methods import METHODS, PhaseContext, make_strategy
 from tailorkit.continual.methods.cppf import init_prototypes, sinkhorn
 from tailorkit.continual.nets import Student, frozen_copy
 from tailorkit.continual.runner import PhaseModel
@@ -19,10 +21,17 @@ ALL = {"cppf", "finetune", "cassle", "pfr", "joint", "random_init"}
 
 
 def test_every_method_module_registered() -> None:
-    assert set(STRATEGIES.names()) == ALL
+    assert set(METHODS.names()) == ALL
     assert set(SSL_LOSSES.names()) == {"simclr", "byol", "simsiam", "barlow"}
     with pytest.raises(RegistryError, match="expected one of"):
         make_strategy(tiny_config("nope"))
+
+
+def test_registry_full_when_only_base_is_imported() -> None:
+    # make_strategy relies on Python importing methods/__init__.py (which imports every strategy) before base.py
+    code = "from tailorkit.continual.methods.base import METHODS, make_strategy; print(','.join(METHODS.names()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert set(out.strip().split(",")) == ALL
 
 
 def _setup(config: RunConfig, phase: int, phases: int = 3) -> tuple[PhaseModel, torch.Tensor, dict[str, torch.Tensor]]:

@@ -20,7 +20,7 @@ def tiny_config(variant: str = "hodn", steps: int = 3, **model: object) -> Train
             ffn=32,
             enc_layers=1,
             num_queries=4,
-            dec_layers=2,
+            **({"dec_layers": 2} if variant == "single" else {}),  # an option of `single` only
             **model,  # type: ignore[arg-type]
         ),
         optim=OptimConfig(steps=steps, batch_size=4),

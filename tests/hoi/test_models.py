@@ -9,7 +9,7 @@ import torch
 from tailorkit.core.registry import RegistryError
 from tailorkit.hoi.config import ModelConfig
 from tailorkit.hoi.data import SYNTH_OBJECTS, SYNTH_VERBS, make_synth, to_targets
-from tailorkit.hoi.methods import MODELS, build_model
+from tailorkit.hoi.methods import METHODS, build_model
 from tailorkit.hoi.methods.hodn import HODN
 from tailorkit.hoi.train import load_checkpoint, make_criterion, save_checkpoint, train
 
@@ -17,9 +17,9 @@ from .conftest import tiny_config
 
 
 def test_every_variant_registered() -> None:
-    assert MODELS.names() == ["cascade", "hodn", "single"]
+    assert METHODS.names() == ["cascade", "hodn", "single"]
     with pytest.raises(RegistryError, match="expected one of: cascade, hodn, single"):
-        MODELS.get("qpic")
+        METHODS.get("qpic")
     with pytest.raises(ValueError, match="link"):
         ModelConfig(link="both")  # type: ignore[arg-type]
 

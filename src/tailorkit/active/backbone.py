@@ -1,11 +1,11 @@
 """The task-agnostic upstream model: a 2D U-Net pretrained on organ (liver) segmentation, cached on disk.
 
 SLPT freezes "a task-agnostic pre-trained segmentation model" [verified: abstract]; which model and upstream task is
-[unknown]. Here [inferred, notes 5.1]: the pool's liver labels (LiTS) or a separate liver-only SynthLiver draw train
-the U-Net with BCE + soft Dice; it never sees lesion labels. Weights are cached as safetensors under
-$TAILORKIT_HOME/active/backbones/, keyed by a hash of the upstream data and the backbone settings, so the bench,
-tests and demo train each backbone once. The pretraining seed is fixed (0): bench seeds vary selection and tuning,
-not the upstream model.
+[unknown]. Here [inferred, docs/active.md#the-method-as-implemented]: the pool's liver labels (LiTS) or a separate
+liver-only SynthLiver draw train the U-Net with BCE + soft Dice; it never sees lesion labels. Weights are cached as
+safetensors under $TAILORKIT_HOME/active/backbones/, keyed by a hash of the upstream data and the backbone settings, so
+the bench, tests and demo train each backbone once. The pretraining seed is fixed (0): bench seeds vary selection and
+tuning, not the upstream model.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """`tailorkit bench active`: SLPT's claims on the real LiTS volume and on SynthLiver, with paired seeds.
 
-Protocol [inferred, notes 5.1; SLPT's own protocol is unknown]: per dataset, a U-Net pretrained on the liver (organ)
-task is frozen (cached on disk). For each seed and each selection arm, the ActiveLearner picks a budget of 5 % of the
-pool in two rounds (half label-free, half with a selection model trained on the first half; USL picks all at once),
-revealing the pool's lesion masks as the oracle. Then each final tuner (SLPT prompts and full fine-tuning; plus the
-extra tuning baselines on the random selection) trains on the selected labels and is scored on the test set. The
+Protocol [inferred, docs/active.md#benchmark; SLPT's own protocol is unknown]: per dataset, a U-Net pretrained on the
+liver (organ) task is frozen (cached on disk). For each seed and each selection arm, the ActiveLearner picks a budget of
+5 % of the pool in two rounds (half label-free, half with a selection model trained on the first half; USL picks all at
+once), revealing the pool's lesion masks as the oracle. Then each final tuner (SLPT prompts and full fine-tuning; plus
+the extra tuning baselines on the random selection) trains on the selected labels and is scored on the test set. The
 full-pool reference trains the same tuners on every pool label (`full_pool_steps` x the steps).
 Seeds are paired: every arm at seed s shares the random warm start, model initialisations and training seeds.
 
@@ -41,7 +41,7 @@ from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
 from tailorkit.core.workers import worker_pool
 
-__all__ = ["ActiveBenchConfig", "active_bench", "run_cell"]
+__all__ = ["ActiveBenchConfig", "active_bench", "evaluate_model", "run_cell"]
 
 PAPER_FRACTION_OF_FULL = 0.94
 PAPER_TUNABLE_FRACTION = 0.06
@@ -118,11 +118,16 @@ def _for(config: ActiveBenchConfig, dataset: str) -> tuple[Any, Any]:
     return _dataset(data, config.backbone)
 
 
-def _evaluate(model: Any, test: Any) -> dict[str, float]:
+def evaluate_model(model: Any, test: Any) -> dict[str, float]:
+    """Global and per-case Dice of ``model``'s mean prediction over its prompt sets on the ``test`` split."""
     from tailorkit.active.tuning import dice_global, dice_per_case, predict
 
     pred = predict(model, test.images).mean(axis=1) > 0.5
     return {"dice_global": dice_global(pred, test.masks), "dice_per_case": dice_per_case(pred, test.masks)}
+
+
+# Transitional: active/cli.py still imports the old private name; delete this line once it imports evaluate_model.
+_evaluate = evaluate_model
 
 
 def _train_eval(split: Any, backbone: Any, idx: np.ndarray, tune: TuneConfig, seed: int) -> dict[str, float]:
@@ -133,7 +138,7 @@ def _train_eval(split: Any, backbone: Any, idx: np.ndarray, tune: TuneConfig, se
     began = time.process_time()
     model = make_tuner(backbone, tune, derive_seed(seed, "final-init"))
     train(model, split.pool.images[idx], split.pool.masks[idx], tune, derive_seed(seed, "final-train"))
-    out = _evaluate(model, split.test)
+    out = evaluate_model(model, split.test)
     out["tunable_fraction"] = model.tunable_fraction()
     out["cpu_seconds"] = time.process_time() - began
     return out

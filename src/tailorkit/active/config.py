@@ -1,8 +1,8 @@
 """Settings of SLPT prompt tuning, selective labelling and their data, as frozen dataclasses (YAML/TOML + overrides).
 
 SLPT (Bai et al., MICCAI 2023, arXiv:2308.04911) publishes only its abstract: every detail below that the abstract
-does not fix is [inferred] and set to the default proposed in ../shared/notes/active-slpt-and-video-motion.md
-section 1.2 (or, where the notes give a range, the choice stated beside the field).
+does not fix is [inferred] and set to the default of our specification (docs/active.md#the-method-as-implemented), or
+to the choice stated beside the field.
 """
 
 from __future__ import annotations
@@ -100,14 +100,14 @@ class TuneConfig:
         method: A registered tuner: "slpt" (feature-aware prompt updaters, K sets), "prompt" (plain additive
             prompts, no updater), "full_ft", "decoder_ft", "head_only", "scratch".
         prompt_sets: K diversified prompt sets sharing the frozen backbone [inferred default 3].
-        prompt_size: Spatial side h = w of each stage prompt [inferred; the notes' 8 with 4 channels would put the
+        prompt_size: Spatial side h = w of each stage prompt [inferred; 8 x 8 with 4 channels would put the
             tunable share above 10 %, 4 keeps it at 6 % with K = 3 on the default U-Net].
         prompt_channels: Channels of each SLPT prompt (the updater reads them) [inferred; sized for ~6 %].
         updater_width: Hidden channels of the feature-aware prompt updater [inferred; sized for ~6 %].
         stages: Stages that get prompts: "all" or a comma list like "enc2,enc3,dec0".
         discrepancy: lambda of the diversification term -lambda * mean pairwise L2 between sets [inferred, 0..0.1].
         head_init: "pretrained" starts the fresh lesion head from the upstream head (a random head collapsed to
-            background in the notes' pilot), "random" draws it.
+            background in a pilot), "random" draws it.
         steps: Optimisation steps.
         batch_size: Images per step for each prompt set (fine-tuners have one set).
         lr: Learning rate of prompt-tuning parameters (Adam).

@@ -6,11 +6,11 @@ HU. Axial slices are windowed to [0, 1], resized to 2 * patch and cut into four 
 both. The upstream (organ) task uses the pool's liver labels (label >= 1); the lesion task the tumour (label 2).
 One subject only: every LiTS number here is intra-subject, never a cross-patient result.
 
-SynthLiver [inferred design, notes section 4.4]: 2D abdominal slices with a body ellipse (fat -100 HU, muscle rim
-40 HU), a deformed liver (60 +- 10 HU), bright tubular vessels (150-200 HU) and lesions of three subtypes with skewed
-frequencies: large hypodense (70 %), small hypodense (< 3 px radius, 20 %) and near-isodense with an enhancing rim
-(10 %); count ~ Poisson(1.5); correlated noise and a Gaussian PSF. Labels are exact (the lesion footprint inside the
-liver). The upstream task is liver segmentation on a separate draw that never shows lesion labels.
+SynthLiver [inferred design, docs/active.md#data-and-its-limits]: 2D abdominal slices with a body ellipse (fat -100 HU,
+muscle rim 40 HU), a deformed liver (60 +- 10 HU), bright tubular vessels (150-200 HU) and lesions of three subtypes
+with skewed frequencies: large hypodense (70 %), small hypodense (< 3 px radius, 20 %) and near-isodense with an
+enhancing rim (10 %); count ~ Poisson(1.5); correlated noise and a Gaussian PSF. Labels are exact (the lesion footprint
+inside the liver). The upstream task is liver segmentation on a separate draw that never shows lesion labels.
 
 Folder: every `*.nii`/`*.nii.gz` in root is a volume (read by tailorkit.data.volumes.load_volume, RAS+), masks
 under root/labels/ with the same file name (lesion = voxel value > 0; optional for the pool); items are axial

@@ -1,6 +1,7 @@
 """Segmentation uncertainty scores for selection: prompt-based (TESLA), entropy, and MC-dropout BALD.
 
-Prompt-based uncertainty [inferred, notes 1.2]: with K prompt sets' probabilities p_k and their mean p,
+Prompt-based uncertainty [inferred, docs/active.md#the-method-as-implemented]: with K prompt sets' probabilities p_k and
+their mean p,
 u(x) = sum_{pixels in R} [ H(p) + alpha * (1/K) sum_k (p_k - p)^2 ] / |pixels|, where H is the binary entropy (nats)
 and R is every pixel (region="all") or the predicted-lesion region {p > threshold} dilated by `dilation` pixels
 (region="foreground": background entropy otherwise swamps small lesions, the aggregation problem baal users report).

@@ -17,11 +17,11 @@ from __future__ import annotations
 from tailorkit.adapters.backbones import EfficientNetSlots, backbone_fingerprint, build_backbone, count_parameters
 from tailorkit.adapters.config import BackboneConfig, DataConfig, MethodConfig, OptimConfig, TrainConfig
 from tailorkit.adapters.cost import cost_curve, encoder_flops, step_seconds
+from tailorkit.adapters.data import MultiTaskData, make_data, read_pascal_context
 from tailorkit.adapters.methods import METHODS, MultiTaskEncoder, make_encoder
 from tailorkit.adapters.methods.vmt import VMTEncoder, VMTSlot
 from tailorkit.adapters.model import DenseDecoder, MultiTaskModel
-from tailorkit.adapters.pascal import read_pascal_context
-from tailorkit.adapters.runner import MultiTaskData, build_model, evaluate, load_run, make_data, save_run, train_model
+from tailorkit.adapters.runner import build_model, evaluate, load_run, save_run, train_model
 from tailorkit.adapters.synth import SceneSet, load_photo_textures, render_scenes
 from tailorkit.adapters.tasks import TASKS, TaskMeter, delta_m, task_loss
 

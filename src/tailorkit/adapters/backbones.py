@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tailorkit.nets.efficientnet_lite import EfficientNetLite0, _MBConv, load_efficientnet_lite0
+from tailorkit.nets.efficientnet_lite import EfficientNetLite0, MBConv, load_efficientnet_lite0
 from tailorkit.nets.vit import SlotHook, SlotInfo, ViT
 
 __all__ = ["EfficientNetSlots", "backbone_fingerprint", "build_backbone", "count_parameters"]
@@ -51,7 +51,7 @@ class EfficientNetSlots(nn.Module):
         slots = []
         stage = 0
         for i, block in enumerate(net._blocks):
-            assert isinstance(block, _MBConv)
+            assert isinstance(block, MBConv)
             d_in = block._depthwise_conv.in_channels // (6 if block.has_expand else 1)
             slots.append(SlotInfo(i, stage, d_in, block._bn2.num_features))
             if i in self.stage_ends:
@@ -97,7 +97,7 @@ def build_backbone(
     vit_patch: int = 8,
 ) -> nn.Module:
     """A slot backbone by name: ``efficientnet_lite0`` (real ImageNet weights unless ``pretrained=False``), ``vit``
-    or ``swin`` (small, seeded random init: no pretrained ViT/Swin installs offline, notes section 5). Random
+    or ``swin`` (small, seeded random init: no pretrained ViT/Swin installs offline, docs/assets.md). Random
     initialisations are seeded by ``seed``, so that every process builds the same network.
 
     Raises:

@@ -1,6 +1,6 @@
 """`tailorkit bench adapters`: VMT-Adapter beside its baselines on SynthContext with a frozen EfficientNet-Lite0.
 
-Setting (notes section 6.2, "backbone B"): the real ImageNet EfficientNet-Lite0, frozen; four tasks (semseg, parts,
+Setting (docs/adapters.md#the-benchmark): the real ImageNet EfficientNet-Lite0, frozen; four tasks (semseg, parts,
 saliency, normals) on photo-textured SynthContext scenes at 64x64; every method trains in the same loop with the
 same decoders, batch and number of steps. Rows: each method's per-task metrics, ``delta_m`` (percent, versus
 single-task full fine-tuning of the same run and seed), ``trainable_fraction`` (trainable encoder parameters /

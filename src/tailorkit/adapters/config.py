@@ -1,8 +1,7 @@
 """Settings of a multi-task dense PETL run, as frozen dataclasses (YAML/TOML + key=value overrides).
 
-Every VMT-Adapter detail the paper's available text leaves open is a setting here with the notes' recommended
-default (../shared/notes/adapters-vmt-and-prompts-mmap.md section 1.5); docs/adapters.md marks them as
-reconstruction.
+Every VMT-Adapter detail the paper's available text leaves open is a setting here with a reconstructed default;
+docs/adapters.md#the-method-as-implemented marks each as [inferred].
 """
 
 from __future__ import annotations
@@ -82,7 +81,7 @@ class BackboneConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """The method and every reconstructed VMT knob (notes 1.5) plus the baselines' sizes.
+    """The method, every reconstructed VMT knob (docs/adapters.md#the-method-as-implemented), the baselines' sizes.
 
     Attributes:
         name: A registered method (``tailorkit.adapters.METHODS``).

@@ -2,7 +2,7 @@
 
 For T tasks the model gets T heads (``semseg_0 .. semseg_{T-1}``, copies of the semseg task); FLOPs count the
 encoder forward only (``torch.utils.flop_counter``: matmuls and convolutions, deterministic), so the decoders'
-linear growth in T, common to every method, is left out, as in the notes' O(1) criterion. Step time is the
+linear growth in T, common to every method, is left out: the paper's O(1) claim is about the encoder. Step time is the
 median wall time of a full training step (encoder, T decoders, backward, AdamW) after one warm-up step.
 """
 

@@ -1,4 +1,4 @@
-"""Data preparation, the shared training loop, evaluation, and trainable-only checkpoints with a manifest.
+"""The shared training loop, evaluation, and trainable-only checkpoints with a manifest.
 
 Every method trains in the same loop: all tasks every step (one forward yields every task's prediction), loss
 sum_t w_t L_t with the benchmark's weights, AdamW with linear warm-up and cosine decay, gradient clipping (per
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,17 @@ from torch import nn
 
 from tailorkit.adapters.backbones import backbone_fingerprint, build_backbone
 from tailorkit.adapters.config import TrainConfig
+from tailorkit.adapters.data import N_CLASSES, PASCAL_CLASSES, MultiTaskData, make_data
 from tailorkit.adapters.methods.base import make_encoder
 from tailorkit.adapters.methods.baselines import SingleTaskFullFT
 from tailorkit.adapters.model import MultiTaskModel
-from tailorkit.adapters.synth import PART_CLASSES, SEMSEG_CLASSES, load_photo_textures, render_scenes
 from tailorkit.adapters.tasks import TaskMeter, task_loss, task_spec
 from tailorkit.core.config import from_dict, to_dict
 from tailorkit.core.progress import bar
 from tailorkit.core.results import write_bytes_atomic, write_json_atomic
 from tailorkit.core.seeding import torch_generator
 
+# MultiTaskData and make_data live in data.py; they stay importable from here (adapters/cli.py imports them so).
 __all__ = [
     "MultiTaskData",
     "build_model",
@@ -38,57 +38,6 @@ __all__ = [
     "save_run",
     "train_model",
 ]
-
-N_CLASSES = {"semseg": len(SEMSEG_CLASSES), "parts": len(PART_CLASSES)}
-
-
-@dataclass
-class MultiTaskData:
-    """Normalised images (N, 3, H, W) float32 and one target tensor per task (shapes as in tasks.task_loss)."""
-
-    images: torch.Tensor
-    targets: dict[str, torch.Tensor]
-    n_classes: dict[str, int]
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def batch(self, index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.images[index].to(device), {k: v[index].to(device) for k, v in self.targets.items()}
-
-
-def normalise(images_uint8: torch.Tensor) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 in EfficientNet-Lite's TF-style range [-1, 1]."""
-    return (images_uint8.permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5
-
-
-def make_data(config: TrainConfig, textures: Any = None) -> tuple[MultiTaskData, MultiTaskData]:
-    """Train and test sets for ``config.data`` (SynthContext scenes, or a PASCAL-Context folder)."""
-    data = config.data
-    if data.source == "pascal_context":
-        from tailorkit.adapters.pascal import read_pascal_context
-
-        return (
-            read_pascal_context(data.root, "train", data.tasks, data.image_size, limit=data.n_train),
-            read_pascal_context(data.root, "val", data.tasks, data.image_size, limit=data.n_test),
-        )
-    if textures is None:
-        textures = load_photo_textures(data.textures, seed=config.seed)
-    sets = []
-    for split, n in (("train", data.n_train), ("test", data.n_test)):
-        scenes = render_scenes(
-            n,
-            data.image_size,
-            config.seed * 1000 + (0 if split == "train" else 1),
-            textures,
-            max_objects=data.max_objects,
-        )
-        targets = {}
-        for task in data.tasks:
-            arr = getattr(scenes, task)
-            targets[task] = torch.from_numpy(arr.copy())
-        sets.append(MultiTaskData(normalise(torch.from_numpy(scenes.images)), targets, dict(N_CLASSES)))
-    return sets[0], sets[1]
 
 
 def build_model(
@@ -110,12 +59,7 @@ def build_model(
     torch.manual_seed(config.seed)  # adapter and decoder init: scoped, the caller's global stream is restored
     try:
         encoder = make_encoder(backbone, tasks or config.data.tasks, config.method)
-        if config.data.source == "pascal_context":
-            from tailorkit.adapters.pascal import PASCAL_CLASSES
-
-            n_classes = dict(PASCAL_CLASSES)
-        else:
-            n_classes = dict(N_CLASSES)
+        n_classes = dict(PASCAL_CLASSES) if config.data.source == "pascal_context" else dict(N_CLASSES)
         return MultiTaskModel(encoder, n_classes, config.decoder_width)
     finally:
         torch.random.set_rng_state(init_state)

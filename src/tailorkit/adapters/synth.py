@@ -1,6 +1,6 @@
 """SynthContext: a procedural multi-task scene generator with exact labels for six dense tasks.
 
-The notes' "SynthContext" (../shared/notes/adapters-vmt-and-prompts-mmap.md section 6.2), a stand-in for the
+SynthContext (docs/adapters.md#data) is a stand-in for the
 PASCAL-Context multi-task benchmark where no such real data installs offline. Each scene is ray-cast in numpy: a
 pinhole camera pitched down at a textured floor and back wall, and 1 to ``max_objects`` primitives (spheres,
 vertical cylinders, boxes turned about the vertical axis) standing on the floor. Every surface is textured with a

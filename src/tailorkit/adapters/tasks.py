@@ -1,7 +1,7 @@
 """Dense tasks: output channels, losses, metrics and the multi-task relative improvement Delta_m.
 
-Follows the PASCAL-Context multi-task benchmark of ASTMT/ATRC as MTLoRA's open code runs it (notes section 1.2,
-re-implemented from the description, not copied):
+Follows the PASCAL-Context multi-task benchmark of ASTMT/ATRC as MTLoRA's open code runs it, re-implemented from the
+description, not copied (docs/adapters.md#tasks-metrics-delta_m):
 
 - semseg and parts: softmax cross-entropy with ignore label 255; metric mIoU over classes present (in percent);
 - saliency: balanced binary cross-entropy (positive weight = fraction of negatives in the batch); metrics: the
@@ -14,7 +14,7 @@ re-implemented from the description, not copied):
 - Loss weights (MTLoRA ``main.py``): semseg 1, parts 2, saliency 5, normals 10, depth 1, edges 50.
 
 Delta_m = (1/T) sum_t (-1)^{l_t} (M_t - M_t^ST) / M_t^ST in percent, l_t = 1 when lower is better
-(``evaluation/evaluate_utils.py`` of MTLoRA, verified in the notes).
+(``evaluation/evaluate_utils.py`` of MTLoRA; the tests recompute the Polyhistor benchmark's published table).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""`tailorkit bench anatomy`: the one-shot landmark benchmark (notes 9.5; issue 5).
+"""`tailorkit bench anatomy`: the one-shot landmark benchmark (docs/anatomy.md#the-benchmark; issue 5).
 
 Atlas: the MNI152 T1 at the working spacing (3 mm) with the 116 AAL region centroids as landmarks. Queries: the
 atlas moved by known random deformations (`deform.random_deformation`; affine + SVF with an exact inverse, so every
 landmark's true position in the query is known) in three tiers:
-- easy: rotations <= 8 deg, scales +/-8 %, translations <= 6 mm, SVF max 6 mm (notes 9.2);
+- easy: rotations <= 8 deg, scales +/-8 %, translations <= 6 mm, SVF max 6 mm;
 - hard: rotations <= 15 deg, scales +/-10 %, translations <= 12 mm, SVF max 12 mm;
-- cross: the easy geometry rendered in the T2-like contrast (0.9 CSF + 0.45 GM + 0.2 WM; notes 9.4).
+- cross: the easy geometry rendered in the T2-like contrast (0.9 CSF + 0.45 GM + 0.2 WM).
 Two embeddings are trained from scratch in the run on the atlas alone (never on a query; the test deformations use
 their own random streams): SAM (fine + coarse heads) and SAMv2 (+ semantic head with the prototype loss).
 

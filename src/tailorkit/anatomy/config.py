@@ -1,9 +1,10 @@
 """Settings of the anatomy subsystem: network, preprocessing, self-supervised training, matching, bench.
 
 Frozen dataclasses validated in `__post_init__`; loaded from YAML/TOML with `key=value` overrides by
-`tailorkit.core.config.load_config`. Defaults follow the official SAM/SAMv2 configuration (notes section 2.3) where
-it fits a CPU, and the notes' CPU feasibility configuration (width 16, 3 mm, 16x48x48 crops, Adam 1e-3) otherwise;
-each departure is named in the field's comment.
+`tailorkit.core.config.load_config`. Defaults follow the official SAM/SAMv2 configuration
+(docs/anatomy.md#from-the-official-code) where it fits a CPU, and a CPU feasibility configuration (width 16, 3 mm,
+16x48x48 crops, Adam 1e-3; docs/anatomy.md#inferred-or-changed) otherwise; each departure is named in the field's
+comment.
 """
 
 from __future__ import annotations
@@ -49,13 +50,13 @@ class NetConfig:
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    """Preprocessing for `embed`: isotropic resampling and intensity rescaling (notes 2.1).
+    """Preprocessing for `embed`: isotropic resampling and intensity rescaling (docs/anatomy.md#from-the-official-code).
 
     intensity: "percentile" (MRI, UAE-M: clip to the `percentiles`, map to [0, 255], minus 50) or "ct" (clip
     [-1024, 3071] HU, same map).
     """
 
-    spacing_mm: float = 3.0  # official 2 mm; 3 mm keeps CPU training affordable (notes 9.5)
+    spacing_mm: float = 3.0  # official 2 mm; 3 mm keeps CPU training affordable (docs/anatomy.md#inferred-or-changed)
     intensity: Literal["percentile", "ct"] = "percentile"
     percentiles: tuple[float, float] = (0.2, 99.8)
 
@@ -70,7 +71,7 @@ class EmbedConfig:
 
 @dataclass(frozen=True)
 class SAMTrainConfig:
-    """Self-supervised SAM / SAMv2 training (notes 2.3 and 3.1).
+    """Self-supervised SAM / SAMv2 training (docs/anatomy.md#from-the-official-code).
 
     `volumes` lists the training scans (NIfTI, DICOM directory, ..., or an offline asset as "asset:mni_t1",
     "asset:pydeface_head", "asset:itk_t1", "asset:lits_ct" (with its liver/tumour labels)); empty = the MNI152 T1, whose
@@ -100,7 +101,8 @@ class SAMTrainConfig:
     invert_prob: float = 0.3  # ... applied to the inverted image 1 - x with this probability
     temperature: float = 0.5
     positive_mode: Literal["nearest", "interpolate"] = "nearest"
-    positive_distance_mm: float = 2.25  # notes 9.5: 0.75 voxel at 3 mm (official 2 mm at 2 mm)
+    # 0.75 voxel at 3 mm (official 2 mm at 2 mm); docs/anatomy.md#inferred-or-changed
+    positive_distance_mm: float = 2.25
     ignore_distance_mm: float = 20.0
     pre_select_pos: int = 2000
     after_select_pos: int = 100
@@ -172,7 +174,7 @@ class SAMTrainConfig:
 
 @dataclass(frozen=True)
 class MatchConfig:
-    """Landmark matching (notes 2.4, 3.2, 5.1). Similarities are means of per-head cosines (max 1).
+    """Landmark matching (docs/anatomy.md#from-the-official-code). Similarities are means of per-head cosines (max 1).
 
     heads: which embedding heads enter the similarity ("fine", "coarse", "semantic").
     subvoxel: "parabolic" refines each arg-max on the fine grid by a 1D parabola per axis [inferred; the official
@@ -209,7 +211,10 @@ class MatchConfig:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """The one-shot landmark benchmark (notes 9.5). Quick mode trains both embeddings within its budget."""
+    """The one-shot landmark benchmark (docs/anatomy.md#the-benchmark).
+
+    Quick mode trains both embeddings within its budget.
+    """
 
     train: SAMTrainConfig = field(default_factory=SAMTrainConfig)
     match: MatchConfig = field(default_factory=MatchConfig)

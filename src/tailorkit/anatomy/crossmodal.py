@@ -1,4 +1,4 @@
-"""UAE-M's cross-modality iteration, reduced (SAMv2 / UAE, arXiv 2311.15111; notes section 4).
+"""UAE-M's cross-modality iteration, reduced (SAMv2 / UAE, arXiv 2311.15111; docs/anatomy.md#inferred-or-changed).
 
 The official scheme: (M0) train on CT and MRI volumes separately (intra-volume SAM loss with strong intensity
 augmentation); register every CT-MRI training pair with M0 (stable nearest-neighbour matches -> rigid fit -> DEEDS
@@ -33,13 +33,13 @@ from tailorkit.anatomy.matching import match_cycle, robust_affine
 from tailorkit.anatomy.train import (
     TrainedModel,
     TrainSource,
-    _augment,
-    _identity,
-    _render,
-    _view_affine,
+    augment_view,
+    first_item,
     make_loss,
+    render_view,
     sample_pair,
     save_model,
+    view_affine,
 )
 from tailorkit.core.seeding import numpy_generator
 
@@ -95,9 +95,9 @@ def sample_cross_pair(
         half = (np.asarray(size)[::-1] - 1) / 2 * s
         c_fixed = centre + rng.uniform(-0.5, 0.5, 3) * half
         c_own = (inv @ np.append(c_fixed, 1.0))[:3] if source is moving else c_fixed
-        aff = _view_affine(source, c_own, size, s, rot)  # type: ignore[arg-type]
-        img, _ = _render(source, aff, size)  # type: ignore[arg-type]
-        images.append(_augment(img, s, rng, config))
+        aff = view_affine(source, c_own, size, s, rot)  # type: ignore[arg-type]
+        img, _ = render_view(source, aff, size)  # type: ignore[arg-type]
+        images.append(augment_view(img, s, rng, config))
         affines.append(to_fixed @ aff)
     return {"kind": "intra", "images": np.stack(images), "affines": np.stack(affines)}
 
@@ -174,7 +174,7 @@ def train_cross_modality(
             device=device,
             checkpoint=ckpt,
             progress=progress,
-            collate_fn=_identity,
+            collate_fn=first_item,
         )
     finally:
         for p in frozen:

@@ -2,12 +2,12 @@
 
 - `resample_isotropic`: any `Volume` -> the same orientation at an isotropic working spacing (trilinear; labels by
   nearest neighbour), the field of view kept.
-- `rescale_intensity`: SAM's map to [0, 255] - 50 (CT window or MRI percentiles; notes 2.1).
+- `rescale_intensity`: SAM's map to [0, 255] - 50 (CT window or MRI percentiles).
 - `bench_atlas(spacing)`: the MNI152 ICBM 2009a T1 with GM/WM/CSF maps and AAL labels on an axis-aligned RAS grid
   at `spacing`, cropped to the head + 8 voxels, and the 116 AAL centroids (world mm, from the 1 mm atlas) as
-  landmarks (notes 9.1). Cached as .npz under tailorkit's cache directory.
-- `tissue_contrast`: images of the same anatomy in another contrast from the tissue maps: the "T2-like" contrast of
-  notes 9.4 (0.9 CSF + 0.45 GM + 0.2 WM) or random tissue intensities (training augmentation).
+  landmarks (docs/anatomy.md#the-benchmark). Cached as .npz under tailorkit's cache directory.
+- `tissue_contrast`: images of the same anatomy in another contrast from the tissue maps: the benchmark's "T2-like"
+  contrast (0.9 CSF + 0.45 GM + 0.2 WM) or random tissue intensities (training augmentation).
 Other offline scans (pydeface head, ITK T1, LiTS CT) load through `asset_volume`.
 """
 
@@ -31,7 +31,7 @@ __all__ = [
     "tissue_contrast",
 ]
 
-T2_LIKE = (0.9, 0.45, 0.2)  # CSF, GM, WM weights (notes 9.4: CSF bright, WM dark)
+T2_LIKE = (0.9, 0.45, 0.2)  # CSF, GM, WM weights (CSF bright, WM dark)
 
 
 def resample_isotropic(volume: Volume, spacing: float, order: int = 1) -> Volume:
@@ -116,7 +116,7 @@ def _cache_dir() -> Path:
 
 
 def bench_atlas(spacing: float = 3.0, margin: int = 8, cache: bool = True) -> Atlas:
-    """The MNI152 + AAL atlas at `spacing` mm (notes 9.1); cached under tailorkit's cache directory."""
+    """The MNI152 + AAL atlas at `spacing` mm (the benchmark's landmarks); cached under tailorkit's cache directory."""
     from tailorkit.assets.medical import aal_atlas, mni152
     from tailorkit.core.results import atomic_open
 

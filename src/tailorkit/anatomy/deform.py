@@ -1,4 +1,6 @@
-"""Known smooth deformations: random affine + stationary velocity field (SVF), exactly invertible (notes 9.2).
+"""Known smooth deformations: random affine + stationary velocity field (SVF), exactly invertible.
+
+They make the benchmark's queries (docs/anatomy.md#the-benchmark).
 
 phi(x) = A(exp(v)(x)) maps moving world -> fixed (atlas) world; the moving image is M = F o phi, labels by nearest
 neighbour. The ground-truth fixed -> moving map is psi(y) = exp(-v)(A^-1 y): a landmark y of the atlas lies at
@@ -94,7 +96,7 @@ def random_deformation(
     control: int = 6,
     steps: int = 7,
 ) -> Deformation:
-    """A random `Deformation` on the grid of an (X, Y, Z) array with voxel -> world `affine` (notes 9.2)."""
+    """A random `Deformation` on the grid of an (X, Y, Z) array with voxel -> world `affine`."""
     t_aff = tensor_affine(affine)
     dhw = (shape[2], shape[1], shape[0])
     centre = np.asarray(affine, dtype=np.float64)[:3, :3] @ ((np.asarray(shape) - 1) / 2) + affine[:3, 3]

@@ -1,6 +1,7 @@
 """`embed(volume) -> Embedding`: per-voxel anatomical embeddings of a scan, with the world affine of every map.
 
-Pipeline (notes 2.1, 2.4): resample to the isotropic working spacing (orientation kept), rescale intensities
+Pipeline (docs/anatomy.md#from-the-official-code): resample to the isotropic working spacing (orientation kept), rescale
+intensities
 (percentiles for MRI, HU window for CT), run the SAM network, and attach to each map the affine from its tensor
 indices to world RAS+ millimetres. The map geometry follows the network's strides: fine index n sits at input index
 (2n + 0.5, 2n, 2n) along (z, y, x) (a 2x1x1 max-pool in z, stride-2 convolutions in-plane), coarse index n at
@@ -54,11 +55,6 @@ class Embedding:
     @property
     def fine_shape(self) -> tuple[int, int, int]:
         return tuple(int(n) for n in self.fine.shape[1:])  # type: ignore[return-value]
-
-    @property
-    def fine_spacing(self) -> float:
-        """Mean spacing (mm) of the fine grid."""
-        return float(np.linalg.norm(self.fine_affine[:3, :3], axis=0).mean())
 
     def fine_world(self) -> torch.Tensor:
         """World coordinates of the fine voxels, C order. Shapes: (N, 3)."""

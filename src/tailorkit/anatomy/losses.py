@@ -1,4 +1,6 @@
-"""The SAM and SAMv2 training losses (notes 2.3, 3.1), as pure functions of embeddings and world coordinates.
+"""The SAM and SAMv2 training losses, as pure functions of embeddings and world coordinates.
+
+Read from the official code (docs/anatomy.md#from-the-official-code):
 
 - `info_nce`: cross-entropy with the positive in column 0 over (positive, negatives) cosine logits / T.
 - `nearest_positive`: for each query voxel, the index of the other view's map voxel nearest in world mm, or -1 when
@@ -11,7 +13,7 @@
 - `prototype_loss`: SupConMeanLoss (prototype-to-voxel softmax) of SAMv2's semantic head.
 
 Deviation: masked negatives get logit -inf (excluded) rather than the official `neg * mask` (a zero-similarity
-entry that can still be drawn when few candidates remain; notes 2.3 call this a minor bias).
+entry that can still be drawn when few candidates remain: a minor bias).
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 All matchers take the atlas `Embedding`, the target `Embedding` and (N, 3) atlas world points, and return a
 `MatchResult` of (N, 3) target world points with a confidence. Similarity = mean of the chosen heads' cosines
-(`Embedding.descriptors`), max 1.
+(`Embedding.descriptors`), max 1. What is official and what inferred: docs/anatomy.md#from-the-official-code.
 
-- `match_nn` (SAM, notes 2.4): arg-max of the similarity over every fine voxel of the target; `subvoxel="parabolic"`
+- `match_nn` (SAM): arg-max of the similarity over every fine voxel of the target; `subvoxel="parabolic"`
   refines the grid arg-max by a per-axis parabola through its neighbours [inferred].
-- `match_fixed_point` (SAMv2 "structural inference", notes 3.2, `tools/demo_semantic_stable_points.py`): a
+- `match_fixed_point` (SAMv2 "structural inference", the official `tools/demo_semantic_stable_points.py`): a
   (2m+1)^3 grid of fine-voxel offsets around the query; alternating nearest-neighbour matching
   q -> k -> q' -> k' -> ... (`fp_iterations` forward/backward rounds); keep points whose last backward match lies
   within `fp_back_distance_mm` of its query and whose score exceeds `fp_score_threshold` (at least `fp_min_points`
@@ -14,7 +14,7 @@ All matchers take the atlas `Embedding`, the target `Embedding` and (N, 3) atlas
   uses statsmodels RLM, Huber's T, per output coordinate); answer = mean over kept points of k' - L (q' - p), L the
   fitted linear part [inferred: which pair of the iteration enters the fit is not pinned down by the source; the
   last forward pair is used].
-- `match_cycle` (SAME++ stable matching, notes 5.1): forward then backward matching for up to `cycle_rounds`
+- `match_cycle` (SAME++ stable matching): forward then backward matching for up to `cycle_rounds`
   rounds, moving the query to its backward match until the backward match falls in the query's own fine voxel;
   answer = forward match + (p - p_final) [inferred offset transfer]; `consistent` marks the points whose first
   backward match already lands in their own fine voxel (SAME++'s stability test on the query itself).

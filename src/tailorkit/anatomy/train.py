@@ -1,4 +1,6 @@
-"""Self-supervised SAM / SAMv2 training (notes 2.3, 3.1, 4): crop pairs with physical coordinates, InfoNCE, prototypes.
+"""Self-supervised SAM / SAMv2 training: crop pairs with physical coordinates, InfoNCE, prototypes.
+
+What is official and what inferred: docs/anatomy.md#the-method-as-implemented.
 
 Every step draws `pairs_per_step` pairs of views of one training volume (`sample_pair`): each view has its own scale
 s ~ U(scale_range) (spacing = working spacing x s), a small random rotation, and a centre chosen so that, with
@@ -48,12 +50,16 @@ from tailorkit.data.volumes import Volume
 __all__ = [
     "TrainSource",
     "TrainedModel",
+    "augment_view",
+    "first_item",
     "load_model",
     "make_sources",
+    "render_view",
     "sample_pair",
     "save_model",
     "source_from_volume",
     "train_sam",
+    "view_affine",
 ]
 
 MODEL_FORMAT = "tailorkit.anatomy/1"
@@ -144,7 +150,8 @@ def _remap(x: np.ndarray, rng: np.random.Generator, config: SAMTrainConfig) -> n
     return np.where(fg, np.interp(x, np.linspace(0, 1, n), ys), 0.0)
 
 
-def _augment(x: np.ndarray, spacing: float, rng: np.random.Generator, config: SAMTrainConfig) -> np.ndarray:
+def augment_view(x: np.ndarray, spacing: float, rng: np.random.Generator, config: SAMTrainConfig) -> np.ndarray:
+    """Intensity augmentation of one rendered view (remap, blur, noise), then the network's input scaling."""
     if rng.random() < config.remap_prob:
         x = _remap(x, rng, config)
     if rng.random() < config.blur_prob and config.blur_sigma_mm > 0:
@@ -154,9 +161,10 @@ def _augment(x: np.ndarray, spacing: float, rng: np.random.Generator, config: SA
     return (x * 255.0 - 50.0).astype(np.float32)
 
 
-def _view_affine(
+def view_affine(
     source: TrainSource, centre: np.ndarray, size: tuple[int, int, int], spacing: float, rotation: np.ndarray
 ) -> np.ndarray:
+    """The (4, 4) affine (crop voxel (d, h, w) -> world mm) of a rotated crop of ``size`` centred at ``centre``."""
     direction = source.affine[:3, :3] / np.linalg.norm(source.affine[:3, :3], axis=0)
     lin = rotation @ direction * spacing
     aff = np.eye(4)
@@ -165,9 +173,10 @@ def _view_affine(
     return aff
 
 
-def _render(
+def render_view(
     source: TrainSource, aff: np.ndarray, size: tuple[int, int, int], displacement: np.ndarray | None = None
 ) -> tuple[np.ndarray, torch.Tensor]:
+    """The crop of ``source`` on the grid ``aff`` (optionally displaced, mm) and its voxels' world coordinates."""
     world = grid_world(size, aff)
     if displacement is not None:
         world = world + torch.as_tensor(displacement, dtype=world.dtype)
@@ -189,9 +198,9 @@ def sample_pair(source: TrainSource, config: SAMTrainConfig, rng: np.random.Gene
         rot = rotation_matrix(rng.uniform(-config.rotate_deg, config.rotate_deg, 3))
         half = (np.asarray(size)[::-1] - 1) / 2 * s  # (x, y, z) half extents in mm
         centre = seed_point + rng.uniform(-0.8, 0.8, 3) * half if overlap else fg[rng.integers(len(fg))]
-        aff = _view_affine(source, centre, size, s, rot)  # type: ignore[arg-type]
-        img, _ = _render(source, aff, size)  # type: ignore[arg-type]
-        images.append(_augment(img, s, rng, config))
+        aff = view_affine(source, centre, size, s, rot)  # type: ignore[arg-type]
+        img, _ = render_view(source, aff, size)  # type: ignore[arg-type]
+        images.append(augment_view(img, s, rng, config))
         affines.append(aff)
     return {"kind": "intra", "images": np.stack(images), "affines": np.stack(affines)}
 
@@ -218,9 +227,9 @@ def sample_inter(source: TrainSource, config: SAMTrainConfig, rng: np.random.Gen
         s = spacing * rng.uniform(*config.scale_range)
         rot = rotation_matrix(rng.uniform(-config.inter_rotate_deg, config.inter_rotate_deg, 3))
         centre = centre0 + rng.uniform(-10, 10, 3)
-        aff = _view_affine(source, centre, size, s, rot)
+        aff = view_affine(source, centre, size, s, rot)
         disp = _random_field(size, config.inter_max_disp_mm, rng)
-        img, world = _render(source, aff, size, disp)
+        img, world = render_view(source, aff, size, disp)
         tissue = source.gm is not None and source.wm is not None and source.brain is not None
         if tissue and rng.random() < config.contrast_prob:
             maps = np.stack([source.gm, source.wm, source.brain]).astype(np.float32)  # type: ignore[list-item]
@@ -240,7 +249,7 @@ def sample_inter(source: TrainSource, config: SAMTrainConfig, rng: np.random.Gen
             mode="nearest",
             padding="zeros",
         )[:, 0]
-        images.append(_augment(img, s, rng, config))
+        images.append(augment_view(img, s, rng, config))
         affines.append(aff)
         labels.append(lab.round().long().numpy())
     return {"kind": "inter", "images": np.stack(images), "affines": np.stack(affines), "labels": np.stack(labels)}
@@ -272,7 +281,8 @@ class _StepDataset(Dataset[dict[str, Any]]):
         }
 
 
-def _identity(batch: list[Any]) -> Any:
+def first_item(batch: list[Any]) -> Any:
+    """DataLoader collate function for batch_size=1 loaders whose items are already whole batches."""
     return batch[0]
 
 
@@ -403,7 +413,7 @@ def train_sam(
             device=device,
             checkpoint=ckpt,
             progress=progress,
-            collate_fn=_identity,
+            collate_fn=first_item,
         )
     finally:
         torch.set_num_threads(threads)

@@ -1,4 +1,4 @@
-"""The offline assets tailorkit uses (shared/notes/offline-assets.md), with sizes and SHA-256 of every file used.
+"""The offline assets tailorkit uses (docs/assets.md), with sizes and SHA-256 of every file used.
 
 Checksums were taken from the pinned package versions below; a different version fails `verify` with AssetCorrupt
 rather than silently giving other data.

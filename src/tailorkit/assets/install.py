@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from tailorkit.assets.base import ASSETS, COMPLETE_MARKER, Asset, AssetError, debian_root, tailorkit_home
+from tailorkit.assets.base import ASSETS, COMPLETE_MARKER, Asset, AssetError, debian_root
 from tailorkit.core.progress import status
 
 # Large parts of a Debian package that no asset uses are pruned after unpacking (opencv-doc: 240 MB of HTML).
@@ -105,8 +105,3 @@ def install(names: Iterable[str] | None = None, *, force: bool = False) -> dict[
     if specs:
         install_pip(specs)
     return {a.name: asset_state(a) for a in selected}
-
-
-def cache_summary() -> str:
-    home = tailorkit_home()
-    return f"cache folder: {home} (set TAILORKIT_HOME to move it)"

@@ -3,7 +3,7 @@
 Public API:
     run_continual(config, out_dir=..., device=...) -> RunResult   the phase runner (train, evaluate, checkpoint)
     make_benchmark(data_config, seed, order) -> Benchmark          glyphs, Fashion-MNIST, MNIST-5k, image folders
-    STRATEGIES, SSL_LOSSES                                         registries (cppf, cassle, pfr, finetune, joint,
+    METHODS, SSL_LOSSES                                            registries (cppf, cassle, pfr, finetune, joint,
                                                                    random_init; simclr, byol, simsiam, barlow)
     knn_predict, linear_probe, final_accuracy, average_incremental_accuracy, forgetting   evaluation
 """
@@ -30,10 +30,11 @@ from tailorkit.continual.evaluation import (
     linear_probe,
 )
 from tailorkit.continual.losses import SSL_LOSSES
-from tailorkit.continual.methods import STRATEGIES, make_strategy
+from tailorkit.continual.methods import METHODS, STRATEGIES, make_strategy
 from tailorkit.continual.runner import RunResult, evaluate_phase, run_continual
 
 __all__ = [
+    "METHODS",
     "SSL_LOSSES",
     "STRATEGIES",
     "Benchmark",

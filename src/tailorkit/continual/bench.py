@@ -1,10 +1,11 @@
 """`tailorkit bench continual`: CPPF beside its baselines and ablations on the glyph benchmark, over class orders.
 
-Protocol (notes 5.1, all choices [inferred] where the paper is silent): glyphs rendered from matplotlib's fonts,
-4 phases with phase-specific styles, 3 seeded class orders; every method starts from the same initialisation per
-seed and trains the same SimCLR loss for the same steps per phase (Joint on all seen data; random-init not at all;
-"cassle_matched" is CaSSLe given `matched_compute` x the steps, since CPPF costs more compute). After every phase:
-linear probe and kNN on all seen classes. Rows average over orders; `params.per_order` keeps each order's numbers.
+Protocol (docs/continual.md#protocol-and-metrics, all choices [inferred] where the paper is silent): glyphs rendered
+from matplotlib's fonts, 4 phases with phase-specific styles, 3 seeded class orders; every method starts from the same
+initialisation per seed and trains the same SimCLR loss for the same steps per phase (Joint on all seen data;
+random-init not at all; "cassle_matched" is CaSSLe given `matched_compute` x the steps, since CPPF costs more compute).
+After every phase: linear probe and kNN on all seen classes. Rows average over orders; `params.per_order` keeps each
+order's numbers.
 
 Claims (computed from the rows):
 - validity: Joint - FT and FT - random-init final linear accuracy both >= 5 points, else the benchmark cannot
@@ -71,7 +72,8 @@ class ContinualBenchConfig:
     Attributes:
         orders: Class orders (seeded permutations) per method; the paired claims need >= 2 (3 by default).
         workers: Worker processes (one torch thread each); 1 runs everything in this process.
-        matched_compute: Step multiplier of the "cassle_matched" row (notes: CPPF costs about 2-2.5x FT).
+        matched_compute: Step multiplier of the "cassle_matched" row (CPPF costs about 2x FT per phase:
+            docs/continual.md#inferred-details).
         ablations: Run the four CPPF ablation rows.
     """
 

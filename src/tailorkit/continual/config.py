@@ -1,8 +1,8 @@
 """Settings of a self-supervised class-incremental run, as frozen dataclasses (YAML/TOML + key=value overrides).
 
-Every detail the CPPF abstract (arXiv:2311.08764) leaves open is a setting here, with the default the notes
-(../shared/notes/continual-cppf-and-hoi-hodn.md section 1.5) propose. Nothing below is "as in the paper": the paper's
-full text was not available; see docs/continual.md for which parts are inferred.
+Every detail the CPPF abstract (arXiv:2311.08764) leaves open is a setting here, with the default of our specification
+(docs/continual.md#the-method-as-implemented). Nothing below is "as in the paper": the paper's full text was not
+available; docs/continual.md#inferred-details lists the inferred parts and the CPU-scale choices.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class DataConfig:
         test_per_class: Test images per class.
         image_size: Side of the square gray image the encoder sees.
         phase_styles: Glyphs only: render each phase's classes in their own font group and polarity, so consecutive
-            phases differ in style as well as in content (notes 5.3 c: without a shift, fine-tuning barely forgets
-            at CPU scale). [inferred benchmark design, not from the paper]
+            phases differ in style as well as in content (without a shift, fine-tuning barely forgets at
+            CPU scale: docs/continual.md#inferred-details). [inferred benchmark design, not from the paper]
         probe_per_class: Labelled training images per seen class used by the linear probe and kNN bank (<= train).
         class_offset: Glyphs only: use characters class_offset .. class_offset + n_classes - 1. The bench's
             settings were chosen on a held-out class split (offset 40), never on the classes it reports.
@@ -119,7 +119,7 @@ class SSLConfig:
 
 @dataclass(frozen=True)
 class CPPFConfig:
-    """CPPF's three modules, each switchable for ablation (notes 1.5; every detail inferred).
+    """CPPF's three modules, each switchable for ablation (all inferred: docs/continual.md#the-method-as-implemented).
 
     Attributes:
         pc: Prototype clustering: learn this phase's prototype slice by SwAV-style swapped prediction with

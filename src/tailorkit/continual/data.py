@@ -1,13 +1,13 @@
 """Data for self-supervised class-incremental learning: glyphs, offline assets, image folders, class orders, phases.
 
-- Glyphs (notes 4.1): up to 100 visually distinct characters (Latin, digits, Greek, Cyrillic, a few symbols; look-alike
-  pairs such as O/0, I/l, Greek/Latin capitals removed) rendered with the TrueType fonts that ship with matplotlib
-  (DejaVu Sans / Serif / Sans Mono, STIX General, four weights each) through matplotlib's FreeType binding, then
-  placed by a random affine (scale, rotation +-25 degrees, translation +-12 %), given a random foreground/background
-  contrast >= 0.35 and Gaussian noise. Labels are exact by construction.
+- Glyphs (docs/continual.md#the-glyph-benchmark): up to 100 visually distinct characters (Latin, digits, Greek,
+  Cyrillic, a few symbols; look-alike pairs such as O/0, I/l, Greek/Latin capitals removed) rendered with the TrueType
+  fonts that ship with matplotlib (DejaVu Sans / Serif / Sans Mono, STIX General, four weights each) through
+  matplotlib's FreeType binding, then placed by a random affine (scale, rotation +-25 degrees, translation +-12 %),
+  given a random foreground/background contrast >= 0.35 and Gaussian noise. Labels are exact by construction.
 - `phase_styles` [inferred benchmark design]: phase p's classes use font family p mod 4 and polarity p mod 2 (dark
   on light, then light on dark), so each phase shifts style as well as content and fine-tuning has something to
-  forget at CPU scale (notes 5.3 c).
+  forget at CPU scale (docs/continual.md#inferred-details).
 - Class orders are seeded permutations: order k is `permutation(seed, "class-order", k)`; the phases are consecutive
   equal chunks of it (CaSSLe's `randperm(num_classes).chunk(num_tasks)`, with our own seed derivation).
 - `fashion_mnist` and `mnist_5k` come from the offline assets; `load_image_folder` reads a CIFAR-100 / ImageNet-100

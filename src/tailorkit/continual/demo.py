@@ -35,7 +35,7 @@ def continual_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSectio
     bench = make_benchmark(base.data, seed, 0)
     results = {}
     # One thread: the tiny convs gain nothing from more, and OpenMP spin-waiting on a busy 2-core machine multiplies
-    # the CPU time (notes 5). Restored afterwards for the other demo parts.
+    # the CPU time (docs/continual.md#inferred-details). Restored afterwards for the other demo parts.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

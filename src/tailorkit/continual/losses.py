@@ -10,7 +10,7 @@
   frozen projections of the batch; symmetrised. `cosine_distill` is the 2 - 2 cos form CaSSLe uses for
   non-contrastive losses (and PFR uses on backbone features).
 - `relation_distill`: row-wise KL between in-batch cosine-similarity distributions (diagonal masked) of a teacher and
-  the student (Co2L's IRD / RKD-style), CPPF's present-teacher term as the notes propose [inferred].
+  the student (Co2L's IRD / RKD-style), CPPF's present-teacher term as our specification reads it [inferred].
 
 Shapes: z1, z2, p, targets (B, D); scalar losses.
 """

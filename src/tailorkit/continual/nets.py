@@ -1,7 +1,8 @@
 """The small encoder, projector and predictors used at CPU scale, and plain-torch augmentations.
 
 The CaSSLe protocol uses a ResNet-18 with a CIFAR stem; on 2 CPU cores we train a 3-block conv net from scratch
-(notes 5.1: 32-64-128 channels; `width` scales it). Predictors follow CaSSLe's `Linear-BN-ReLU-Linear`.
+(32-64-128 channels at width 32, `width` scales it; docs/continual.md#inferred-details). Predictors follow CaSSLe's
+`Linear-BN-ReLU-Linear`.
 
 Augmentations are written in torch (torchvision cannot import beside the CPU torch here) and draw from the global
 torch RNG on purpose: `core.train` forks and reseeds that RNG before every step from (seed, rank, step), so the views

@@ -36,7 +36,7 @@ import numpy as np
 
 from tailorkit.core.results import atomic_open
 
-__all__ = ["IdxFormatError", "read_idx", "write_idx"]
+__all__ = ["IdxFormatError", "read_idx", "readinto_fully", "to_native_inplace", "write_idx"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # Decompressed data is read in pieces of this size, so memory grows with the bytes that really exist rather than
@@ -144,10 +144,10 @@ def _read_plain(stream: io.BufferedIOBase, name: str, total: int) -> np.ndarray:
     _check_length(name, shape, dtype, expected, total - header_len)
     _check_representable(name, shape, dtype)
     arr = np.empty(math.prod(shape), dtype=dtype)
-    got = _readinto_fully(stream, arr.view(np.uint8).data)
+    got = readinto_fully(stream, arr.view(np.uint8).data)
     if got != expected:  # the file changed under us between stat and read
         _check_length(name, shape, dtype, expected, got)
-    return _to_native_inplace(arr).reshape(shape)
+    return to_native_inplace(arr).reshape(shape)
 
 
 def _read_gzip(stream: io.BufferedIOBase, name: str) -> np.ndarray:
@@ -245,7 +245,7 @@ def _read_upto(read: Callable[[int], bytes], n: int) -> bytes:
     return b"".join(parts)
 
 
-def _readinto_fully(stream: io.BufferedIOBase, buf: memoryview) -> int:
+def readinto_fully(stream: io.BufferedIOBase, buf: memoryview) -> int:
     """Fill `buf` from `stream`; return the number of bytes read (less than len(buf) only at end of stream)."""
     filled = 0
     while filled < len(buf):
@@ -256,7 +256,7 @@ def _readinto_fully(stream: io.BufferedIOBase, buf: memoryview) -> int:
     return filled
 
 
-def _to_native_inplace(arr: np.ndarray) -> np.ndarray:
+def to_native_inplace(arr: np.ndarray) -> np.ndarray:
     """Return `arr` in native byte order, swapping in place so no second copy of the data is made."""
     if arr.dtype.isnative:
         return arr

@@ -47,7 +47,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tailorkit.core.results import atomic_open
-from tailorkit.data.idx import _readinto_fully, _to_native_inplace
+from tailorkit.data.idx import readinto_fully, to_native_inplace
 
 __all__ = ["MrcFormatError", "MrcFormatWarning", "MrcHeader", "read_mrc", "read_mrc_header", "write_mrc"]
 
@@ -174,10 +174,10 @@ def read_mrc(path: str | os.PathLike[str]) -> np.ndarray:
         header = _parse_header(f.read(HEADER_BYTES), name, os.fstat(f.fileno()).st_size)
         f.seek(header.data_offset)
         arr = np.empty(header.nx * header.ny * header.nz, dtype=header.dtype.newbyteorder(header.endianness))
-        got = _readinto_fully(f, arr.view(np.uint8).data)
+        got = readinto_fully(f, arr.view(np.uint8).data)
     if got != header.data_nbytes:  # the file changed between stat and read
         raise MrcFormatError(_length_message(name, header, got))
-    return _to_native_inplace(arr).reshape(header.shape)
+    return to_native_inplace(arr).reshape(header.shape)
 
 
 def write_mrc(

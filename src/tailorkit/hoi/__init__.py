@@ -1,7 +1,7 @@
 """`tailorkit.hoi`: human-object interaction detection, HODN (arXiv:2308.10158) beside QPIC- and CDN-like baselines.
 
 Public API:
-    build_model(model_config, num_obj_classes, num_verbs) -> HOIModel   variants `single`, `cascade`, `hodn` (MODELS)
+    build_model(model_config, num_obj_classes, num_verbs) -> HOIModel   variants `single`, `cascade`, `hodn` (METHODS)
     train(config, data, features=...) -> TrainResult; evaluate(model, data, eval_config) -> metrics
     predict(model, image, size=...) -> Detections; save_checkpoint / load_checkpoint
     make_synth(synth_config, seed, split) -> HOIDataset; read_hico_det(path), read_vcoco(path)   data
@@ -43,11 +43,12 @@ from tailorkit.hoi.evaluation import (
 )
 from tailorkit.hoi.losses import SetCriterion
 from tailorkit.hoi.matcher import HungarianMatcher, hungarian
-from tailorkit.hoi.methods import HEADS, MODELS, HOIModel, build_model
+from tailorkit.hoi.methods import HEADS, METHODS, MODELS, HOIModel, build_model
 from tailorkit.hoi.train import TrainResult, evaluate, load_checkpoint, predict, save_checkpoint, train
 
 __all__ = [
     "HEADS",
+    "METHODS",
     "MODELS",
     "Detections",
     "EvalConfig",

@@ -1,12 +1,12 @@
 """`tailorkit bench hoi`: HODN beside the QPIC-like and CDN-like baselines and its ablations, on SynthHOI.
 
-Protocol [our design; notes 5.2]: one SynthHOI train/test draw per bench seed; a frozen EfficientNet-Lite0 (real
-ImageNet weights) whose stage-3 features are computed once and shared by every run; each row trains the same
-transformer sizes with the same optimiser, steps and batch order for each training seed (3 by default), so per-seed
-differences are paired. Rows: single, cascade, hodn (link=human, sg_obj), hodn_link_object, hodn_no_sg_obj,
-hodn_sg_hum (the negative control). Metrics (means over seeds; per-seed values in params): role_map (HICO-style
-triplet mAP, all-point VOC AP, IoU >= 0.5 on both boxes), human_ap (interacting humans), object_map (interacting
-objects, mean over classes), vcoco_role_ap_s1, train_seconds (CPU seconds per training run).
+Protocol [our design; docs/hoi.md#the-benchmark]: one SynthHOI train/test draw per bench seed; a frozen
+EfficientNet-Lite0 (real ImageNet weights) whose stage-3 features are computed once and shared by every run; each row
+trains the same transformer sizes with the same optimiser, steps and batch order for each training seed (3 by default),
+so per-seed differences are paired. Rows: single, cascade, hodn (link=human, sg_obj), hodn_link_object, hodn_no_sg_obj,
+hodn_sg_hum (the negative control). Metrics (means over seeds; per-seed values in params): role_map (HICO-style triplet
+mAP, all-point VOC AP, IoU >= 0.5 on both boxes), human_ap (interacting humans), object_map (interacting objects, mean
+over classes), vcoco_role_ap_s1, train_seconds (CPU seconds per training run).
 
 Claims (computed from the rows): hodn > single and hodn > cascade on role mAP with mean paired difference > 2 SD of
 the differences; link=human > link=object on mean role mAP; sg_obj gives equal or higher object mAP and role mAP

@@ -1,13 +1,14 @@
 """Settings of an HOI detection run, as frozen dataclasses (YAML/TOML + key=value overrides).
 
-Every detail the HODN abstract (arXiv:2308.10158) leaves open is a setting, with the default the notes
-(../shared/notes/continual-cppf-and-hoi-hodn.md section 2.5 / 5.2) propose; see docs/hoi.md for what is inferred.
+Every detail the HODN abstract (arXiv:2308.10158) leaves open is a setting, with a default from the DETR / QPIC / CDN
+lineage; docs/hoi.md#the-detector-as-implemented says what is inferred.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from tailorkit.core.config import check, check_int_at_least, check_number_at_least
 
@@ -84,6 +85,85 @@ class FilesConfig:
             f"image_size: expected 48..1333, got {self.image_size!r}",
         )
         check_int_at_least("limit", self.limit, 0)
+
+
+@dataclass(frozen=True)
+class SingleOptions:
+    """The options of variant `single` (QPIC-like).
+
+    Attributes:
+        dec_layers: Layers of the one decoder.
+    """
+
+    dec_layers: int = 3
+
+    def __post_init__(self) -> None:
+        check_int_at_least("dec_layers", self.dec_layers, 1)
+
+
+@dataclass(frozen=True)
+class CascadeOptions:
+    """The options of variant `cascade` (CDN-like).
+
+    Attributes:
+        pair_layers / inter_layers: Layers of the pair decoder and of the interaction decoder.
+    """
+
+    pair_layers: int = 2
+    inter_layers: int = 2
+
+    def __post_init__(self) -> None:
+        check_int_at_least("pair_layers", self.pair_layers, 1)
+        check_int_at_least("inter_layers", self.inter_layers, 1)
+
+
+@dataclass(frozen=True)
+class HODNOptions:
+    """The options of variant `hodn` (ModelConfig's docstring describes each; all [inferred] beyond the abstract).
+
+    Attributes:
+        human_layers / object_layers / inter_layers: Layers of the human, object and interaction decoders.
+        link, layerwise_link, sg_obj, sg_hum, obj_as_tgt: How the interaction decoder reads the instance decoders.
+    """
+
+    human_layers: int = 2
+    object_layers: int = 2
+    inter_layers: int = 2
+    link: Link = "human"
+    layerwise_link: bool = False
+    sg_obj: bool = True
+    sg_hum: bool = False
+    obj_as_tgt: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("human_layers", "object_layers", "inter_layers"):
+            check_int_at_least(name, getattr(self, name), 1)
+        check(self.link in LINKS, f"link: expected one of {LINKS}, got {self.link!r}")
+        check(
+            not self.layerwise_link or self.inter_layers == self.human_layers,
+            "layerwise_link: expected inter_layers == human_layers",
+        )
+
+
+# Each variant's own options. ModelConfig keeps them as flat fields (so config files and `model.link=object` style
+# overrides are unchanged) and refuses a field that belongs only to other variants when it is set away from its
+# default: such a setting would be silently ignored.
+VARIANT_OPTIONS: dict[str, type] = {"single": SingleOptions, "cascade": CascadeOptions, "hodn": HODNOptions}
+OptionsT = TypeVar("OptionsT")
+
+
+def _option_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def variant_options(variant: str, **options: Any) -> Any:
+    """The options dataclass of `variant` with `options` set; unknown names raise, listing the valid ones."""
+    check(variant in VARIANT_OPTIONS, f"variant: expected one of {VARIANTS}, got {variant!r}")
+    cls = VARIANT_OPTIONS[variant]
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(options) - set(valid))
+    check(not unknown, f"variant {variant!r}: unknown options {unknown}; expected some of {valid}")
+    return cls(**options)
 
 
 @dataclass(frozen=True)
@@ -169,11 +249,32 @@ class ModelConfig:
             not self.layerwise_link or self.inter_layers == self.human_layers,
             "layerwise_link: expected inter_layers == human_layers",
         )
+        own = _option_names(VARIANT_OPTIONS[self.variant])
+        for name in sorted(set().union(*map(_option_names, VARIANT_OPTIONS.values())) - own):
+            default = ModelConfig.__dataclass_fields__[name].default
+            owners = " and ".join(v for v, c in VARIANT_OPTIONS.items() if name in _option_names(c))
+            check(
+                getattr(self, name) == default,
+                f"{name}: an option of variant {owners}, unused by variant {self.variant!r}; expected the default "
+                f"{default!r}, got {getattr(self, name)!r}",
+            )
+
+    def options(self) -> Any:
+        """This variant's options dataclass, filled from the fields of the same names."""
+        cls = VARIANT_OPTIONS[self.variant]
+        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
+
+    def options_as(self, cls: type[OptionsT]) -> OptionsT:
+        """`options()` typed as `cls`; raises if `cls` is not this variant's options class."""
+        opts = self.options()
+        if not isinstance(opts, cls):
+            raise TypeError(f"variant {self.variant!r} has {type(opts).__name__}, not {cls.__name__}")
+        return opts
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with one step decay (notes 5.2: lr 1e-3, wd 1e-4, clip 0.1, x0.1 at 80 %)."""
+    """AdamW with one step decay: lr 1e-3, wd 1e-4, clip 0.1, x0.1 at 80 % (docs/hoi.md#the-detector-as-implemented)."""
 
     steps: int = 600
     batch_size: int = 32

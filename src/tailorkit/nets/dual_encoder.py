@@ -1,6 +1,6 @@
 """A CLIP-like dual encoder built from real pretrained towers: EfficientNet-Lite0 (ImageNet) + MiniLM-L6 (text).
 
-No CLIP weights install offline (shared/notes/offline-assets.md §1.5), so this module joins the two real towers
+No CLIP weights install offline (docs/assets.md#notes-on-use-and-licenses), so this module joins the two real towers
 we have with small learned projections into a shared space with a learned temperature (CLIP, Radford et al. 2021,
 arXiv:2103.00020, for the scoring rule; LiT, Zhai et al. 2022, arXiv:2111.07991, for "lock the image side").
 
@@ -62,7 +62,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from tailorkit.core.results import atomic_open, write_text_atomic
-from tailorkit.nets.efficientnet_lite import _STAGES, EfficientNetLite0
+from tailorkit.nets.efficientnet_lite import STAGES, EfficientNetLite0
 from tailorkit.nets.text import SentenceEncoder, mean_pool
 
 __all__ = [
@@ -86,9 +86,9 @@ _ALIGN_VERSION = "1"
 Device = str | torch.device
 
 # First block index of each of EfficientNet's 7 stages (B0 layout) and each stage's input channels.
-_STAGE_STARTS: tuple[int, ...] = tuple(int(x) for x in np.cumsum([0] + [s[4] for s in _STAGES])[:-1])
-_STAGE_IN_CHANNELS: tuple[int, ...] = (32, *(s[3] for s in _STAGES[:-1]))
-N_IMAGE_STAGES = len(_STAGES)
+STAGE_STARTS: tuple[int, ...] = tuple(int(x) for x in np.cumsum([0] + [s[4] for s in STAGES])[:-1])
+STAGE_IN_CHANNELS: tuple[int, ...] = (32, *(s[3] for s in STAGES[:-1]))
+N_IMAGE_STAGES = len(STAGES)
 
 
 def imagenet_names() -> list[list[str]]:
@@ -246,7 +246,7 @@ class DualEncoder(nn.Module):
             raise ValueError(f"start_stage: expected 0..{N_IMAGE_STAGES}, got {start_stage}")
         tower = self.image_tower
         h = tower._stem(x)
-        end = _STAGE_STARTS[start_stage] if start_stage < N_IMAGE_STAGES else len(tower._blocks)
+        end = STAGE_STARTS[start_stage] if start_stage < N_IMAGE_STAGES else len(tower._blocks)
         for block in tower._blocks[:end]:
             h = block(h)
         return h
@@ -272,8 +272,8 @@ class DualEncoder(nn.Module):
         for stage in range(start_stage, N_IMAGE_STAGES):
             if stage in deltas:
                 h = h + deltas[stage]
-            end = _STAGE_STARTS[stage + 1] if stage + 1 < N_IMAGE_STAGES else len(tower._blocks)
-            for block in tower._blocks[_STAGE_STARTS[stage] : end]:
+            end = STAGE_STARTS[stage + 1] if stage + 1 < N_IMAGE_STAGES else len(tower._blocks)
+            for block in tower._blocks[STAGE_STARTS[stage] : end]:
                 h = block(h)
         return F.relu6(tower._bn1(tower._conv_head(h))).mean(dim=(2, 3))
 
@@ -325,15 +325,6 @@ class DualEncoder(nn.Module):
             "input_ids": batch["input_ids"].to(self.device),
             "attention_mask": batch["attention_mask"].to(self.device),
         }
-
-    def context_embeddings(self) -> torch.Tensor:
-        """Word embeddings of the template's context tokens "a photo of a" (CoOp's initialisation).
-
-        Shapes:
-            returns (4, 384)
-        """
-        ids = self.tokenize(["x"])["input_ids"][0, 1 : 1 + N_TEMPLATE_CTX]
-        return self.text_tower.embeddings.word_embeddings(ids).detach().clone()
 
     def text_features(
         self, tokens: Mapping[str, torch.Tensor], text_deltas: Sequence[torch.Tensor | None] | None = None
@@ -407,9 +398,6 @@ class DualEncoder(nn.Module):
             (N, D), (K, D) -> (N, K)
         """
         return self.logit_scale.exp().clamp(max=100.0) * image_emb @ text_emb.T
-
-    def tower_parameter_count(self) -> int:
-        return sum(p.numel() for p in [*self.image_tower.parameters(), *self.text_tower.parameters()])
 
     def parameter_count(self) -> int:
         """All parameters (towers + projections), the denominator of trainable fractions."""

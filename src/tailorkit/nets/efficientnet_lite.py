@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["EfficientNetLite0", "load_efficientnet_lite0", "preprocess"]
+__all__ = ["STAGES", "EfficientNetLite0", "MBConv", "load_efficientnet_lite0", "preprocess"]
 
 # (expand ratio, kernel, stride of the first block, output channels, repeats) per stage, the B0 layout.
-_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (1, 3, 1, 16, 1),
     (6, 3, 2, 24, 2),
     (6, 5, 2, 40, 2),
@@ -58,7 +58,7 @@ def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=_BN_EPS, momentum=_BN_MOMENTUM)
 
 
-class _MBConv(nn.Module):
+class MBConv(nn.Module):
     """Inverted residual block without squeeze-excitation: [expand 1x1] -> depthwise kxk -> project 1x1.
 
     Shapes:
@@ -113,15 +113,15 @@ class EfficientNetLite0(nn.Module):
         super().__init__()
         self._conv_stem = nn.Conv2d(3, _STEM_CHANNELS, 3, 2, padding=1, bias=False)
         self._bn0 = _bn(_STEM_CHANNELS)
-        blocks: list[_MBConv] = []
+        blocks: list[MBConv] = []
         # Index of the last block before each further stride-2 step and of the final block: the stage outputs.
         self._stage_ends: list[int] = []
         in_ch = _STEM_CHANNELS
-        for expand, kernel, stride, out_ch, repeats in _STAGES:
+        for expand, kernel, stride, out_ch, repeats in STAGES:
             if stride == 2 and blocks:
                 self._stage_ends.append(len(blocks) - 1)
             for i in range(repeats):
-                blocks.append(_MBConv(in_ch, out_ch, expand, kernel, stride if i == 0 else 1))
+                blocks.append(MBConv(in_ch, out_ch, expand, kernel, stride if i == 0 else 1))
                 in_ch = out_ch
         self._stage_ends.append(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)

@@ -127,7 +127,7 @@ class PatchMerging(nn.Module):
 
 
 class Swin(nn.Module):
-    """Mini-Swin (notes section 6.1 sizes: widths 32..256 or 48..384, depths 2,2,2,2, window 4, patch 4).
+    """Mini-Swin (CPU-scale sizes: widths 32..256 or 48..384, depths 2,2,2,2, window 4, patch 4).
 
     Shapes:
         x: (B, 3, image_size, image_size); image_size / patch must be divisible by 2^(stages-1)

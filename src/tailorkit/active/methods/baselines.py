@@ -1,8 +1,8 @@
 """Selection baselines: random, entropy, MC-dropout BALD, core-set (k-center greedy) and USL-style k-means.
 
-Two-round protocol [inferred, notes 5.1]: with no labels yet (`cold`), random, entropy, BALD and core-set all draw
-the same random warm start (the round's random stream is shared across strategies, so arms are paired); in later
-rounds (`warm`):
+Two-round protocol [inferred, docs/active.md#the-method-as-implemented]: with no labels yet (`cold`), random, entropy,
+BALD and core-set all draw the same random warm start (the round's random stream is shared across strategies, so arms
+are paired); in later rounds (`warm`):
 - random: another random draw;
 - entropy: top mean-pixel binary entropy of the selection model's mean prediction (region: SelectConfig.entropy_region,
   "all" as in baal's per-pixel mean); the selection model is the SLPT tuner trained on the labels so far;
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tailorkit.active.methods.base import STRATEGIES, SelectionContext, Strategy
+from tailorkit.active.methods.base import STRATEGIES, SelectionContext, SelectionStrategy
 from tailorkit.active.selection import k_center_greedy, kmeans_representatives
 from tailorkit.active.tuning import predict
 from tailorkit.active.uncertainty import bald_score, binary_entropy, foreground_region
@@ -31,7 +31,7 @@ def top_scores(candidates: np.ndarray, scores: np.ndarray, n: int) -> list[int]:
 
 
 @STRATEGIES.register("random")
-class RandomSelection(Strategy):
+class RandomSelection(SelectionStrategy):
     def cold(self, ctx: SelectionContext, n: int) -> list[int]:
         return [int(i) for i in ctx.rng.choice(ctx.unlabelled(), size=n, replace=False)]
 
@@ -69,7 +69,7 @@ class CoreSet(RandomSelection):
 
 
 @STRATEGIES.register("usl")
-class USL(Strategy):
+class USL(SelectionStrategy):
     def cold(self, ctx: SelectionContext, n: int) -> list[int]:
         seed = int(ctx.rng.integers(2**31))
         return kmeans_representatives(ctx.features, n, seed, candidates=ctx.unlabelled())

@@ -3,7 +3,7 @@
 Each copies the pretrained U-Net (the shared backbone is never modified), replaces the head with a fresh lesion
 head (initialised from the upstream head, TuneConfig.head_init) and trains a subset of the weights with
 TuneConfig.lr_full. These are the conventional comparisons SLPT's abstract names ("traditional fine-tuning"); the
-decoder/head-only variants follow the notes' list [inferred].
+decoder/head-only variants are the usual partial fine-tuning comparisons [inferred].
 """
 
 from __future__ import annotations

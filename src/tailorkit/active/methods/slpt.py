@@ -4,15 +4,15 @@ Paper: F. Bai, K. Yan, X. Bai, X. Mao, X. Yin, J. Zhou, Y. Shi, L. Lu, M. Q.-H. 
 Prompt Tuning on Label-Limited Lesion Segmentation", MICCAI 2023 (arXiv:2308.04911). Only the abstract is public and
 there is no official code, so everything below except "frozen task-agnostic backbone + tunable prompts + a
 feature-aware prompt updater + several diversified prompt sets giving discrepant predictions" is [inferred]
-(notes section 1.2):
+(docs/active.md#the-method-as-implemented):
 
 - Prompt placement [inferred]: one prompt P_l^k of shape (prompt_channels, h, h) per hooked stage l and set k.
 - Feature-aware prompt updater, FPU [inferred, own design]: P~ = Up(P) to the stage's size;
   H = ReLU(Conv1x1([F; P~])) with `updater_width` channels; a = sigmoid(Linear(GAP(H))) (channel gate);
   F <- F + Conv1x1_out(DWConv3x3(H) * a). Conv1x1_out is zero-initialised, so at step 0 the prompted network equals
-  the frozen one exactly. Deviation from the notes: the notes' DWConv maps H straight to F's channels; a bottleneck
-  width with a zero-initialised 1x1 output keeps the tunable share near the paper's 6 %. The optional "prompt
-  refresh" P <- P + Pool(H) of the notes is not implemented.
+  the frozen one exactly. Deviation from our first specification, whose DWConv maps H straight to F's channels: a
+  bottleneck width with a zero-initialised 1x1 output keeps the tunable share near the paper's 6 %. The optional
+  "prompt refresh" P <- P + Pool(H) is not implemented.
 - Each set has its own FPUs, prompts and a fresh 1x1 head (initialised from the upstream head; `head_init`).
 - Diversity [inferred]: different random prompt/FPU inits and a different augmented view per set and step; an
   optional discrepancy term (TuneConfig.discrepancy) rewards disagreement (see tuning.py).

@@ -1,7 +1,7 @@
 """TESLA, TandEm Selective LAbeling (SLPT, Bai et al., MICCAI 2023, arXiv:2308.04911).
 
 Abstract [verified]: "unsupervised diversity selection" followed by "supervised selection using prompt-based
-uncertainty". Everything else is [inferred] (notes 1.2):
+uncertainty". Everything else is [inferred] (docs/active.md#the-method-as-implemented):
 - stage one (cold, no labels): k-means with B1 clusters on L2-normalised frozen-encoder descriptors (global average
   of the bottleneck), label the member nearest each centroid (USL-style representatives);
 - stage two (warm): tune the K-set SLPT model on the labels so far, score every unlabelled item by the prompt-based
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tailorkit.active.methods.base import STRATEGIES, SelectionContext, Strategy
+from tailorkit.active.methods.base import STRATEGIES, SelectionContext, SelectionStrategy
 from tailorkit.active.selection import kmeans_labels, kmeans_representatives
 from tailorkit.active.tuning import predict
 from tailorkit.active.uncertainty import prompt_uncertainty
@@ -43,7 +43,7 @@ def cluster_constrained_top(candidates: np.ndarray, scores: np.ndarray, labels: 
 
 
 @STRATEGIES.register("tesla")
-class TESLA(Strategy):
+class TESLA(SelectionStrategy):
     def cold(self, ctx: SelectionContext, n: int) -> list[int]:
         seed = int(ctx.rng.integers(2**31))
         return kmeans_representatives(ctx.features, n, seed, candidates=ctx.unlabelled())

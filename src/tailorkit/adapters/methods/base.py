@@ -1,4 +1,4 @@
-"""The multi-task encoder interface every method implements, and the method registry.
+"""The method contract: the `MultiTaskEncoder` interface every method implements, and the registry `METHODS`.
 
 An encoder owns one slot backbone (frozen unless the method fine-tunes it) plus the method's trainable modules and
 maps an image batch to each task's list of stage feature maps. ``passes_per_batch`` says how many backbone passes

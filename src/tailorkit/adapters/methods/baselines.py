@@ -1,4 +1,6 @@
-"""The PETL and fine-tuning baselines of the Polyhistor / VMT multi-task benchmark (notes section 1.3).
+"""The PETL and fine-tuning baselines of the Polyhistor / VMT multi-task benchmark.
+
+docs/adapters.md#baselines-same-loop-same-decoders lists them beside the method.
 
 - ``decoders_only``: frozen backbone, one pass, only the decoders train.
 - ``single_task_full_ft``: one full backbone copy per task, each fine-tuned on its own task (T passes). Training

@@ -1,8 +1,8 @@
 """VMT-Adapter and VMT-Adapter-Lite (Xin et al., "VMT-Adapter: Parameter-Efficient Transfer Learning for
 Multi-Task Dense Scene Understanding", AAAI 2024, arXiv:2312.08733), plus the shared-adapter ablation.
 
-No official code exists; this is the notes' reconstruction (../shared/notes/adapters-vmt-and-prompts-mmap.md
-section 1.5), every choice a :class:`~tailorkit.adapters.config.MethodConfig` knob:
+No official code exists; this is a reconstruction (docs/adapters.md#the-method-as-implemented), every choice a
+:class:`~tailorkit.adapters.config.MethodConfig` knob:
 
 - [verified] adapters parallel to each block's MLP; knowledge shared across tasks plus small task-specific
   knowledge-extraction modules; each task's decoder gets multi-scale task-generic and task-specific features; Lite

@@ -1,11 +1,20 @@
-"""Continual strategies, one module per method, registered by name in `STRATEGIES`."""
+"""Continual strategies, one module per method, registered by name in `METHODS`."""
 
 from __future__ import annotations
 
 from tailorkit.continual.methods import cassle, cppf, finetune, joint, pfr, random_init
-from tailorkit.continual.methods.base import STRATEGIES, Extras, PhaseContext, StepOutputs, Strategy, make_strategy
+from tailorkit.continual.methods.base import (
+    METHODS,
+    STRATEGIES,
+    Extras,
+    PhaseContext,
+    StepOutputs,
+    Strategy,
+    make_strategy,
+)
 
 __all__ = [
+    "METHODS",
     "STRATEGIES",
     "Extras",
     "PhaseContext",

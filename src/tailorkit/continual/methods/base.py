@@ -1,4 +1,5 @@
-"""The strategy interface: a short fixed list of hooks that return values.
+"""The method contract: the `Strategy` base class (a short fixed list of hooks that return values) and the registry
+`METHODS` (also reachable as `STRATEGIES`, its earlier name) of strategy classes, built by `make_strategy(config)`.
 
 A strategy never mutates shared state. The phase runner calls, per phase t:
 
@@ -24,7 +25,7 @@ from tailorkit.continual.losses import SSLLoss
 from tailorkit.continual.nets import Student
 from tailorkit.core.registry import Registry
 
-__all__ = ["STRATEGIES", "Extras", "PhaseContext", "StepOutputs", "Strategy", "make_strategy"]
+__all__ = ["METHODS", "STRATEGIES", "Extras", "PhaseContext", "StepOutputs", "Strategy", "make_strategy"]
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,14 @@ class Strategy:
         return dict(carry)
 
 
-STRATEGIES: Registry[type[Strategy]] = Registry("continual strategy")
+METHODS: Registry[type[Strategy]] = Registry("continual strategy")
+STRATEGIES = METHODS  # the registry's earlier name
 
 
 def make_strategy(config: RunConfig) -> Strategy:
-    """The registered strategy `config.strategy.name` (unknown names list the valid ones)."""
-    from tailorkit.continual import methods  # noqa: F401  (registers every strategy module)
+    """The registered strategy `config.strategy.name` (unknown names list the valid ones).
 
-    return STRATEGIES.get(config.strategy.name)(config)
+    The registry is full here without importing anything: importing this module runs `methods/__init__.py` first
+    (Python imports a parent package before its submodule), and that imports every strategy module.
+    """
+    return METHODS.get(config.strategy.name)(config)

@@ -3,7 +3,7 @@
 From phase 2 on, a trainable predictor `Linear-BN-ReLU-Linear` maps the student's projection of each view to the
 frozen end-of-previous-phase model's projection of the same view: contrastive distillation for SimCLR, 2 - 2 cos for
 BYOL / SimSiam / Barlow Twins (CaSSLe's `distill_lamb` 1 and 25 respectively; here one weight, `lambda_distill`).
-Phase 1 is plain SSL. Written from the paper's description and the notes (1.4), no code copied.
+Phase 1 is plain SSL. Written from the paper's description, no code copied.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from tailorkit.continual.losses import contrastive_distill, cosine_distill
-from tailorkit.continual.methods.base import STRATEGIES, PhaseContext, StepOutputs, Strategy
+from tailorkit.continual.methods.base import METHODS, PhaseContext, StepOutputs, Strategy
 from tailorkit.continual.nets import mlp
 
 __all__ = ["CaSSLe", "predictor_distill"]
@@ -35,7 +35,7 @@ class _CaSSLeExtras(nn.Module):
         self.past = past
 
 
-@STRATEGIES.register("cassle")
+@METHODS.register("cassle")
 class CaSSLe(Strategy):
     name = "cassle"
 

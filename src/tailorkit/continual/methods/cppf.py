@@ -1,6 +1,6 @@
 """CPPF: "Combining Past, Present and Future: A Self-Supervised Approach for Class Incremental Learning"
 (Chen, Sun, Yan, Ding, Lu; arXiv:2311.08764, 2023). No code was released and only the abstract was available, so
-everything below the module names is the notes' proposed specification (notes 1.5) and is [inferred]:
+everything below the module names is our specification (docs/continual.md#the-method-as-implemented), [inferred]:
 
 - Prototypes C in R^{M x d}, unit rows, M = K * T (K = `prototypes_per_phase`), in the projector's space, split
   into per-phase slices C_1..C_T. They are initialised once per run far apart (`proto_init="orthogonal"`: random
@@ -33,7 +33,7 @@ from torch import nn
 
 from tailorkit.continual.config import CPPFConfig
 from tailorkit.continual.losses import relation_distill
-from tailorkit.continual.methods.base import STRATEGIES, PhaseContext, StepOutputs, Strategy
+from tailorkit.continual.methods.base import METHODS, PhaseContext, StepOutputs, Strategy
 from tailorkit.continual.methods.cassle import predictor_distill
 from tailorkit.continual.nets import frozen_copy, mlp
 from tailorkit.core.seeding import torch_generator
@@ -96,7 +96,7 @@ class CPPFExtras(nn.Module):
         return out
 
 
-@STRATEGIES.register("cppf")
+@METHODS.register("cppf")
 class CPPF(Strategy):
     name = "cppf"
 

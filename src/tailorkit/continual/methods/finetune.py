@@ -3,11 +3,11 @@ previous phase's weights, with no term that protects the past (CaSSLe's and PFR'
 
 from __future__ import annotations
 
-from tailorkit.continual.methods.base import STRATEGIES, Strategy
+from tailorkit.continual.methods.base import METHODS, Strategy
 
 __all__ = ["FineTune"]
 
 
-@STRATEGIES.register("finetune")
+@METHODS.register("finetune")
 class FineTune(Strategy):
     name = "finetune"

@@ -1,15 +1,15 @@
 """Joint (cumulative) training: the upper bound. Phase t trains the SSL loss on the unlabelled images of every class
 seen so far (phases 0..t), continuing from the previous phase's weights, with the same number of steps per phase as
-the other strategies (notes 5.3 c: give Joint equal steps so it measures forgetting, not extra training)."""
+the other strategies, so it measures forgetting, not extra training (docs/continual.md#inferred-details)."""
 
 from __future__ import annotations
 
-from tailorkit.continual.methods.base import STRATEGIES, Strategy
+from tailorkit.continual.methods.base import METHODS, Strategy
 
 __all__ = ["Joint"]
 
 
-@STRATEGIES.register("joint")
+@METHODS.register("joint")
 class Joint(Strategy):
     name = "joint"
 

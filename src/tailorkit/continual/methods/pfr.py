@@ -3,7 +3,7 @@ Regularization", CVPRW 2022).
 
 From phase 2 on, a trainable projector `Linear-BN-ReLU-Linear` on the student's backbone features h is regularised
 toward the frozen previous backbone's features by a cosine term (2 - 2 cos, i.e. -cos up to a constant), weight
-`lambda_pfr`. Exemplar-free. Written from the paper's description (notes 1.4), no code copied; [inferred] the
+`lambda_pfr`. Exemplar-free. Written from the paper's description, no code copied; [inferred] the
 projector width (`pred_hidden`) and that the term is averaged over both views.
 """
 
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from tailorkit.continual.losses import cosine_distill
-from tailorkit.continual.methods.base import STRATEGIES, PhaseContext, StepOutputs, Strategy
+from tailorkit.continual.methods.base import METHODS, PhaseContext, StepOutputs, Strategy
 from tailorkit.continual.nets import mlp
 
 __all__ = ["PFR"]
@@ -26,7 +26,7 @@ class _PFRExtras(nn.Module):
         self.past = past
 
 
-@STRATEGIES.register("pfr")
+@METHODS.register("pfr")
 class PFR(Strategy):
     name = "pfr"
 

@@ -3,12 +3,12 @@ features after every phase. FT close to this floor means the benchmark cannot te
 
 from __future__ import annotations
 
-from tailorkit.continual.methods.base import STRATEGIES, Strategy
+from tailorkit.continual.methods.base import METHODS, Strategy
 
 __all__ = ["RandomInit"]
 
 
-@STRATEGIES.register("random_init")
+@METHODS.register("random_init")
 class RandomInit(Strategy):
     name = "random_init"
     trains = False

@@ -1,8 +1,8 @@
-"""HOI detector variants, one module per method, registered by name in `MODELS` (single, cascade, hodn)."""
+"""HOI detector variants, one module per method, registered by name in `METHODS` (single, cascade, hodn)."""
 
 from __future__ import annotations
 
 from tailorkit.hoi.methods import cascade, hodn, single
-from tailorkit.hoi.methods.base import HEADS, MODELS, HOIHeads, HOIModel, build_model
+from tailorkit.hoi.methods.base import HEADS, METHODS, MODELS, HOIHeads, HOIModel, build_model
 
-__all__ = ["HEADS", "MODELS", "HOIHeads", "HOIModel", "build_model", "cascade", "hodn", "single"]
+__all__ = ["HEADS", "METHODS", "MODELS", "HOIHeads", "HOIModel", "build_model", "cascade", "hodn", "single"]

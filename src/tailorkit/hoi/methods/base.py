@@ -1,4 +1,9 @@
-"""The shared detector frame: backbone -> 1x1 projection -> encoder, then a variant's decoders and the heads.
+"""The method contract: the shared detector frame `HOIModel`, the variant registry `METHODS`, the verb heads `HEADS`.
+
+A variant (a method: `single`, `cascade`, `hodn`) is a builder `(ModelConfig, num_obj_classes, num_verbs) ->
+HOIModel` registered in `METHODS` (also reachable as `MODELS`, its earlier name); `build_model` looks up
+`ModelConfig.variant`. `HOIModel` is the frame: backbone -> 1x1 projection -> encoder, then the variant's decoders
+(its `decode`) and the heads.
 
 Every variant returns the QPIC output dictionary: `pred_obj_logits` (B, Q, C+1), `pred_verb_logits` (B, Q, V),
 `pred_sub_boxes` and `pred_obj_boxes` (B, Q, 4; normalised cxcywh, sigmoid), plus `aux_outputs` (the same keys for
@@ -18,10 +23,11 @@ from tailorkit.core.registry import Registry
 from tailorkit.hoi.config import ModelConfig
 from tailorkit.hoi.transformer import MLP, Encoder, FeatureBackbone, sine_positions
 
-__all__ = ["HEADS", "MODELS", "HOIHeads", "HOIModel", "build_model"]
+__all__ = ["HEADS", "METHODS", "MODELS", "HOIHeads", "HOIModel", "build_model"]
 
 ModelBuilder = Callable[[ModelConfig, int, int], "HOIModel"]
-MODELS: Registry[ModelBuilder] = Registry("HOI detector variant")
+METHODS: Registry[ModelBuilder] = Registry("HOI detector variant")
+MODELS = METHODS  # the registry's earlier name
 HEADS: Registry[Callable[[int, int], nn.Module]] = Registry("verb head")
 
 HEADS.add("linear", lambda d, v: nn.Linear(d, v))
@@ -113,4 +119,4 @@ class HOIModel(nn.Module, abc.ABC):
 
 def build_model(cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> HOIModel:
     """The registered variant `cfg.variant` (an unknown name lists the valid ones)."""
-    return MODELS.get(cfg.variant)(cfg, num_obj_classes, num_verbs)
+    return METHODS.get(cfg.variant)(cfg, num_obj_classes, num_verbs)

@@ -13,16 +13,17 @@ from typing import Any
 
 import torch
 
-from tailorkit.hoi.config import ModelConfig
-from tailorkit.hoi.methods.base import MODELS, HOIModel, layer_outputs
+from tailorkit.hoi.config import CascadeOptions, ModelConfig
+from tailorkit.hoi.methods.base import METHODS, HOIModel, layer_outputs
 from tailorkit.hoi.transformer import Decoder
 
 
 class CascadeDecoder(HOIModel):
     def __init__(self, cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> None:
         super().__init__(cfg, num_obj_classes, num_verbs)
-        self.pair_decoder = Decoder(cfg.d_model, cfg.heads, cfg.ffn, cfg.pair_layers, cfg.dropout)
-        self.inter_decoder = Decoder(cfg.d_model, cfg.heads, cfg.ffn, cfg.inter_layers, cfg.dropout)
+        self.options = opts = cfg.options_as(CascadeOptions)
+        self.pair_decoder = Decoder(cfg.d_model, cfg.heads, cfg.ffn, opts.pair_layers, cfg.dropout)
+        self.inter_decoder = Decoder(cfg.d_model, cfg.heads, cfg.ffn, opts.inter_layers, cfg.dropout)
 
     def decode(self, memory: torch.Tensor, pos: torch.Tensor) -> dict[str, Any]:
         q = self.queries(memory.shape[0])
@@ -34,6 +35,6 @@ class CascadeDecoder(HOIModel):
         return layer_outputs(self.heads.obj_class(pair), self.heads.verb(inter), sub, obj)
 
 
-@MODELS.register("cascade")
+@METHODS.register("cascade")
 def build_cascade(cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> HOIModel:
     return CascadeDecoder(cfg, num_obj_classes, num_verbs)

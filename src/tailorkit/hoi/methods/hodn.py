@@ -3,7 +3,7 @@
 The abstract: humans and objects are detected by two disentangling decoders; an interaction decoder uses the human
 features as its positional embeddings ("Human-Guide Linking"); a stop-gradient keeps the interaction loss from
 updating object detection while it still updates human detection. No official code exists; the specification below
-follows the notes (section 2.5) and is [inferred] beyond those three sentences:
+is [inferred] beyond those three sentences (docs/hoi.md#the-detector-as-implemented):
 
 - H = Dec_h(tgt=0, memory, pos, query_pos=q) -> human boxes; O = Dec_o(tgt=0, memory, pos, query_pos=q) -> object
   boxes and classes; the same learned queries q for both, so slot i pairs human i with object i. [inferred]
@@ -19,18 +19,19 @@ from typing import Any
 
 import torch
 
-from tailorkit.hoi.config import ModelConfig
-from tailorkit.hoi.methods.base import MODELS, HOIModel, layer_outputs
+from tailorkit.hoi.config import HODNOptions, ModelConfig
+from tailorkit.hoi.methods.base import METHODS, HOIModel, layer_outputs
 from tailorkit.hoi.transformer import Decoder
 
 
 class HODN(HOIModel):
     def __init__(self, cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> None:
         super().__init__(cfg, num_obj_classes, num_verbs)
+        self.options = opts = cfg.options_as(HODNOptions)
         d, h, f, p = cfg.d_model, cfg.heads, cfg.ffn, cfg.dropout
-        self.human_decoder = Decoder(d, h, f, cfg.human_layers, p)
-        self.object_decoder = Decoder(d, h, f, cfg.object_layers, p)
-        self.inter_decoder = Decoder(d, h, f, cfg.inter_layers, p)
+        self.human_decoder = Decoder(d, h, f, opts.human_layers, p)
+        self.object_decoder = Decoder(d, h, f, opts.object_layers, p)
+        self.inter_decoder = Decoder(d, h, f, opts.inter_layers, p)
 
     def link_inputs(
         self, human: torch.Tensor, obj: torch.Tensor, q: torch.Tensor
@@ -40,17 +41,17 @@ class HODN(HOIModel):
         Shapes:
             human (L_h, B, Q, d), obj (L_o, B, Q, d), q (B, Q, d) -> tgt (B, Q, d), query_pos (B, Q, d) or a list
         """
-        cfg = self.cfg
-        if cfg.sg_hum:
+        opts = self.options
+        if opts.sg_hum:
             human = human.detach()
-        if cfg.sg_obj:
+        if opts.sg_obj:
             obj = obj.detach()
-        tgt = obj[-1] if cfg.obj_as_tgt else torch.zeros_like(q)
-        if cfg.link == "human":
-            return tgt, list(human) if cfg.layerwise_link else human[-1]
-        if cfg.link == "object":
+        tgt = obj[-1] if opts.obj_as_tgt else torch.zeros_like(q)
+        if opts.link == "human":
+            return tgt, list(human) if opts.layerwise_link else human[-1]
+        if opts.link == "object":
             return tgt, obj[-1]
-        if cfg.link == "pair":
+        if opts.link == "pair":
             return tgt, human[-1] + obj[-1]
         return tgt, q
 
@@ -71,6 +72,6 @@ class HODN(HOIModel):
         )
 
 
-@MODELS.register("hodn")
+@METHODS.register("hodn")
 def build_hodn(cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> HOIModel:
     return HODN(cfg, num_obj_classes, num_verbs)

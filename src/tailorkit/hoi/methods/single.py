@@ -12,15 +12,16 @@ from typing import Any
 
 import torch
 
-from tailorkit.hoi.config import ModelConfig
-from tailorkit.hoi.methods.base import MODELS, HOIModel, layer_outputs
+from tailorkit.hoi.config import ModelConfig, SingleOptions
+from tailorkit.hoi.methods.base import METHODS, HOIModel, layer_outputs
 from tailorkit.hoi.transformer import Decoder
 
 
 class SingleDecoder(HOIModel):
     def __init__(self, cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> None:
         super().__init__(cfg, num_obj_classes, num_verbs)
-        self.decoder = Decoder(cfg.d_model, cfg.heads, cfg.ffn, cfg.dec_layers, cfg.dropout)
+        self.options = cfg.options_as(SingleOptions)
+        self.decoder = Decoder(cfg.d_model, cfg.heads, cfg.ffn, self.options.dec_layers, cfg.dropout)
 
     def decode(self, memory: torch.Tensor, pos: torch.Tensor) -> dict[str, Any]:
         q = self.queries(memory.shape[0])
@@ -29,6 +30,6 @@ class SingleDecoder(HOIModel):
         return layer_outputs(self.heads.obj_class(hs), self.heads.verb(hs), sub, obj)
 
 
-@MODELS.register("single")
+@METHODS.register("single")
 def build_single(cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> HOIModel:
     return SingleDecoder(cfg, num_obj_classes, num_verbs)

@@ -1,4 +1,4 @@
-"""The prompt-learner contract every method implements, the method registry, and the parameter banks.
+"""The method contract: the `PromptLearner` every method implements, the registry `METHODS`, the parameter banks.
 
 A learner adapts the frozen dual encoder (tailorkit.nets.dual_encoder) for T tasks at once. Its parameters live in
 *banks*; ``assignment[t]`` lists the banks task t uses, and their contributions are summed. That one mechanism gives
@@ -21,7 +21,6 @@ The training engine (tailorkit.prompts.engine) caches whatever the learner decla
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 
 from tailorkit.core.registry import Registry
-from tailorkit.nets.dual_encoder import _STAGE_IN_CHANNELS, N_IMAGE_STAGES, N_TEMPLATE_CTX, DualEncoder
+from tailorkit.nets.dual_encoder import N_IMAGE_STAGES, N_TEMPLATE_CTX, STAGE_IN_CHANNELS, DualEncoder
 
 __all__ = ["METHODS", "PromptLearner", "make_learner", "register_method", "spatial_bases", "tokens_to_map"]
 
@@ -114,7 +113,7 @@ class PromptLearner(nn.Module):
         self.n_ctx = n_ctx
         self.text_width = encoder.text_width
         self.stages = tuple(range(N_IMAGE_STAGES - image_stages, N_IMAGE_STAGES))
-        self.stage_channels = {s: _STAGE_IN_CHANNELS[s] for s in self.stages}
+        self.stage_channels = {s: STAGE_IN_CHANNELS[s] for s in self.stages}
         self.n_img = n_img
         self.dim = encoder.dim
 
@@ -150,10 +149,6 @@ class PromptLearner(nn.Module):
     def trainable_count(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
-    def per_task_count(self) -> float:
-        """Trainable parameters per task in the single-bank-per-task form (for reporting)."""
-        return self.trainable_count() / self.n_tasks
-
 
 def normal_(t: torch.Tensor, std: float, gen: torch.Generator | None) -> torch.Tensor:
     with torch.no_grad():
@@ -180,7 +175,3 @@ def sum_terms(terms: Iterable[torch.Tensor]) -> torch.Tensor:
 
 def sum_banks(params: nn.ParameterList, banks: Sequence[int]) -> torch.Tensor:
     return sum_terms(params[b] for b in banks)
-
-
-def kaiming_bound(fan_in: int) -> float:
-    return 1 / math.sqrt(fan_in)

@@ -4,7 +4,7 @@
 - linear probe: a per-bank linear classifier on the frozen shared-space image embedding (CLIP's linear-probe
   protocol; here trained with Adam and weight decay instead of L-BFGS, initialised at zero).
 - CLIP-Adapter (Gao et al., IJCV 2023, arXiv:2110.04544): a residual bottleneck MLP (reduction 4) on the image
-  embedding, mixed with ratio alpha = 0.2 [notes: unverified values].
+  embedding, mixed with ratio alpha = 0.2 [unverified: the values commonly quoted, not checked in the paper].
 - BitFit (Ben Zaken et al., ACL 2022, arXiv:2106.10199): every bias of the text tower, the BatchNorm shifts of the
   prompted image stages and the head, and the text projection's bias.
 - full fine-tuning of the projections and top layers: the last BERT layer, the text projection, the last image
@@ -130,9 +130,9 @@ class DeltaFineTune(PromptLearner):
 
 
 def _stage_blocks(stages: int) -> list[int]:
-    from tailorkit.nets.dual_encoder import _STAGE_STARTS
+    from tailorkit.nets.dual_encoder import STAGE_STARTS
 
-    first = _STAGE_STARTS[N_IMAGE_STAGES - stages]
+    first = STAGE_STARTS[N_IMAGE_STAGES - stages]
     return list(range(first, 16))
 
 

@@ -4,12 +4,12 @@ Verified from the abstract and figure captions: one *source prompt* generates bo
 through a Kronecker product, so the two modalities' prompts stay aligned; tasks are grouped by gradient similarity,
 each group shares an MmAP and each task keeps its own; about 0.09 % of CLIP's parameters are trained.
 
-Reconstructed [inferred, shared/notes/adapters-vmt-and-prompts-mmap.md §2.3], each an option:
+Reconstructed [inferred, docs/prompts.md#the-method-as-implemented], each an option:
 
 - per prompted layer l (text layer l paired with image stage 7 - J + l): source ``S_l`` (n_src, d_s), text factor
   ``A_l^txt`` (a, 384 / d_s), visual factor ``A_l^vis`` (a, C_l / d_s);
   ``P_l^txt = S_l (x) A_l^txt`` -> (n_src * a, 384) and ``P_l^vis = S_l (x) A_l^vis`` -> (n_src * a, C_l);
-- ``d_s = gcd(384, C_l)`` by default (the notes' gcd rule, applied per layer because the CNN's widths differ by
+- ``d_s = gcd(384, C_l)`` by default (the gcd of the two widths, applied per layer because the CNN's widths differ by
   stage), ``n_src = 2``, ``a = 2`` (4 tokens: the 4 context slots and 4 spatial bases);
 - the source starts at zero (the model starts unchanged) and the factors at N(0, 1/k) (k = factor width), so the
   source receives gradients from both modalities from the first step; every bank (group-shared or task-specific
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
@@ -90,8 +89,3 @@ class MmAP(PromptLearner):
 
     def image_tokens(self, task: int) -> dict[int, torch.Tensor]:
         return {s: self._prompt(layer, task, "image") for layer, s in enumerate(self.stage_channels)}
-
-    def shared_parameters(self, bank: int = 0) -> list[nn.Parameter]:
-        """One bank's parameters (the all-shared MmAP's, whose per-task gradients drive the grouping)."""
-        lists: list[Any] = [*self.source, *self.a_txt, *self.a_vis]
-        return [p[bank] for p in lists]

@@ -1,4 +1,10 @@
-"""The video method registry: name -> ArmSpec factory."""
+"""The method contract: the registry `METHODS` of arms, each a factory `() -> ArmSpec`.
+
+A video method is data, not a class: an `ArmSpec` (tailorkit.video.model) names which blocks of the one
+`VideoModel` are on (temporal transformer, motion stream and gate, dynamic prompts, communication block, CoOp
+context, fine-tuned top layers) and their options. `method_spec(name, **options)` gives a registered arm with
+options replaced (unknown options raise); `make_model(name, encoder, ...)` builds its `VideoModel`.
+"""
 
 from __future__ import annotations
 

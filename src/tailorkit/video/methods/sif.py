@@ -4,7 +4,7 @@ Ding, ACM MM 2023, arXiv:2308.04828), reconstructed, and its ablations.
 Verified from the abstract: a two-stream motion modelling block (motion from frame-representation differences,
 short- and long-term, plus spatial features), motion cues driving a dynamic prompts learner (motion-aware
 prompts), and a multimodal communication block, on a frozen CLIP with few trainable parameters. Everything else is
-**[inferred]** (shared/notes/active-slpt-and-video-motion.md §2.2), implemented in tailorkit.video.blocks with each
+**[inferred]** (docs/video.md#the-method-as-implemented), implemented in tailorkit.video.blocks with each
 choice an ArmSpec option: temporal transformer of 1 layer; differences at strides 1 and T / 2 through Conv1d ->
 GELU -> Linear; scalar zero-initialised gate; MetaNet D -> D/16 -> 384 (context shift, CoCoOp-style) or D -> D/16
 -> D (``dynamic="after"``); cross-attention text -> [frames, video] with a zero-initialised gate.

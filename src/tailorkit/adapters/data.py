@@ -1,7 +1,8 @@
-"""Reader for the PASCAL-Context multi-task folder layout (ASTMT / ATRC / MTLoRA's ``PASCAL_MT``), for users with
-the data (not installed offline; tested on a tiny fixture).
+"""Data for the multi-task benchmark: the `MultiTaskData` container, SynthContext train/test sets (`make_data`),
+and the reader for the PASCAL-Context multi-task folder layout (ASTMT / ATRC / MTLoRA's ``PASCAL_MT``), for users
+with the data (not installed offline; tested on a tiny fixture). The SynthContext generator itself is synth.py.
 
-Layout read (per image id listed in ``ImageSets/Context/{train,val}.txt``)::
+PASCAL-Context layout read (per image id listed in ``ImageSets/Context/{train,val}.txt``)::
 
     JPEGImages/<id>.jpg                 RGB photo
     semseg/pascal-context/<id>.png      class index per pixel, 0..20 (255 ignored)
@@ -17,16 +18,67 @@ Everything is resized to ``size`` x ``size`` (bicubic for photos, nearest for la
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from tailorkit.adapters.runner import MultiTaskData
+from tailorkit.adapters.config import TrainConfig
+from tailorkit.adapters.synth import PART_CLASSES, SEMSEG_CLASSES, load_photo_textures, render_scenes
 
-__all__ = ["PASCAL_CLASSES", "read_pascal_context"]
+__all__ = ["N_CLASSES", "PASCAL_CLASSES", "MultiTaskData", "make_data", "normalise", "read_pascal_context"]
+
+N_CLASSES = {"semseg": len(SEMSEG_CLASSES), "parts": len(PART_CLASSES)}
+
+
+@dataclass
+class MultiTaskData:
+    """Normalised images (N, 3, H, W) float32 and one target tensor per task (shapes as in tasks.task_loss)."""
+
+    images: torch.Tensor
+    targets: dict[str, torch.Tensor]
+    n_classes: dict[str, int]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batch(self, index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.images[index].to(device), {k: v[index].to(device) for k, v in self.targets.items()}
+
+
+def normalise(images_uint8: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 in EfficientNet-Lite's TF-style range [-1, 1]."""
+    return (images_uint8.permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5
+
+
+def make_data(config: TrainConfig, textures: Any = None) -> tuple[MultiTaskData, MultiTaskData]:
+    """Train and test sets for ``config.data`` (SynthContext scenes, or a PASCAL-Context folder)."""
+    data = config.data
+    if data.source == "pascal_context":
+        return (
+            read_pascal_context(data.root, "train", data.tasks, data.image_size, limit=data.n_train),
+            read_pascal_context(data.root, "val", data.tasks, data.image_size, limit=data.n_test),
+        )
+    if textures is None:
+        textures = load_photo_textures(data.textures, seed=config.seed)
+    sets = []
+    for split, n in (("train", data.n_train), ("test", data.n_test)):
+        scenes = render_scenes(
+            n,
+            data.image_size,
+            config.seed * 1000 + (0 if split == "train" else 1),
+            textures,
+            max_objects=data.max_objects,
+        )
+        targets = {}
+        for task in data.tasks:
+            arr = getattr(scenes, task)
+            targets[task] = torch.from_numpy(arr.copy())
+        sets.append(MultiTaskData(normalise(torch.from_numpy(scenes.images)), targets, dict(N_CLASSES)))
+    return sets[0], sets[1]
+
 
 PASCAL_CLASSES = {"semseg": 21, "parts": 7}
 _FOLDERS = {
@@ -46,8 +98,6 @@ def read_pascal_context(
         ValueError: Bad split or task, a missing list file or label file (the message names the expected path).
     """
     from PIL import Image
-
-    from tailorkit.adapters.runner import MultiTaskData, normalise
 
     base = Path(root)
     if split not in ("train", "val"):
