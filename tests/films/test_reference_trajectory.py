@@ -66,9 +66,11 @@ def fingerprint(state: FilmState) -> dict:
     }
 
 
-def run_case(name: str) -> dict:
+def run_case(name: str, table: str | None = None) -> dict:
     kw, events = CASES[name]
     state = initial_state(small_config(**kw))
+    if table is not None:
+        state.extra["table"] = table
     done = state.run_until(math.inf, events // 3)  # two segments: cutting a run must not change it
     done += state.run_until(math.inf, events - done)
     assert done == events
@@ -79,6 +81,14 @@ def run_case(name: str) -> dict:
 def test_trajectory_matches_reference(name: str) -> None:
     reference = json.loads(DATA.read_text())[name]
     assert run_case(name) == reference
+
+
+@pytest.mark.parametrize("name", ["film-pinned", "film-bare", "bulk-delta", "film-3d-pinned"])
+def test_site_records_match_reference(name: str) -> None:
+    """The small cases run on the dense pair table by default; the site records must give the same trajectory."""
+    kw, _ = CASES[name]
+    assert initial_state(small_config(**kw)).dense
+    assert run_case(name, "records") == json.loads(DATA.read_text())[name]
 
 
 def test_fingerprint_detects_a_changed_trajectory() -> None:
