@@ -60,3 +60,10 @@ def test_front_depth_and_half_relaxation() -> None:
     np.testing.assert_array_equal(A.front_depth(frac), [0, 1, 2])
     half = A.half_relaxation_times(t_relax, layer0, 4)
     assert half[3] == 1.0 and half[2] == 5.0 and math.isnan(half[0])
+
+
+def test_kww_fit_of_a_rising_curve_is_nan_not_an_overflow() -> None:
+    t = np.array([1.0, 2.0, 4.0, 8.0])
+    f = np.array([0.3, 0.35, 0.5, 0.8])  # noise at early times can look like this: beta < 0
+    tau, beta = A.kww_fit(t, f)
+    assert math.isnan(tau) and beta < 0

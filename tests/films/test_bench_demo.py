@@ -19,6 +19,7 @@ def test_tiny_bench_follows_the_contract(tmp_path: Path) -> None:
         bulk_L_quick=12,
         budget_s_quick=20,
         baseline_events=5000,
+        speed_sizes=(30, 12),
         phi_v=0.04,
         phi_v_nu=0.08,
         use_dask=False,
@@ -33,7 +34,10 @@ def test_tiny_bench_follows_the_contract(tmp_path: Path) -> None:
         for metric in ("tau", "tau_top_over_interior", "surface_fraction", "events_per_s"):
             assert metric in row["metrics"], (metric, row)
     ids = {c["id"] for c in doc["claims"]}
-    assert {"bulk-tau-range", "surface-faster", "eta-below-bulk", "nu-grows", "front-advances", "speed-2M"} <= ids
+    assert {"bulk-tau-range", "surface-faster", "eta-below-bulk", "nu-grows", "front-advances", "speed-L30"} <= ids
+    assert "speed-L100" not in ids and "speedup-vs-rejection" in ids
+    speed = [r for r in doc["rows"] if r["method"] == "rejection-free-kmc"]
+    assert sorted(r["params"]["L"] for r in speed) == [12, 30] and all(r["metrics"]["events_per_s"] > 0 for r in speed)
     surface = next(c for c in doc["claims"] if c["id"] == "surface-faster")
     assert surface["holds"] is False and surface["value"] == -1.0  # no T <= 0.20 here: not measurable, not held
     assert "surface_dominated_reached" in doc["extra"]

@@ -54,11 +54,18 @@ def test_de_brute_force_and_detailed_balance(mode: dict) -> None:
     assert checked >= 10
 
 
-@pytest.mark.parametrize("mode", MODES[:4], ids=["smooth", "pinned", "bare", "bulk"])
-def test_incremental_rates_equal_recomputation(mode: dict) -> None:
+@pytest.mark.parametrize(
+    "mode,table",
+    [(m, None) for m in MODES[:4]] + [(MODES[1], "records")],
+    ids=["smooth", "pinned", "bare", "bulk", "pinned-records"],
+)
+def test_incremental_rates_equal_recomputation(mode: dict, table: str | None) -> None:
+    """The kernel's incremental leaves (dense table or site records) equal the generic path's from-scratch rates."""
     kw = dict(lat_Lx=8, lat_h=6, mod_phi_v=0.15, mod_T=0.25, run_seed=1)
     kw.update(mode)
     state = initial_state(small_config(**kw))
+    if table is not None:
+        state.extra["table"] = table
     P = int(state.ipar[7])
     for _ in range(3000):
         assert state.run_until(math.inf, 1) == 1

@@ -8,9 +8,12 @@ sub-streams ("data", "init", "noise") from one run seed.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch loads on first use: numpy-only users (the films workers) never import it
+    import torch
 
 
 def derive_seed(seed: int, *names: str | int) -> int:
@@ -26,6 +29,8 @@ def derive_seed(seed: int, *names: str | int) -> int:
 
 def torch_generator(seed: int, *names: str | int, device: torch.device | str | None = None) -> torch.Generator:
     """A torch.Generator on `device` seeded with `derive_seed(seed, *names)` (or `seed` itself when no names)."""
+    import torch
+
     gen = torch.Generator(device=device if device is not None else "cpu")
     gen.manual_seed(derive_seed(seed, *names) if names else seed)
     return gen

@@ -45,6 +45,8 @@ def kww_fit(t: np.ndarray, f: np.ndarray, lo: float = 0.05, hi: float = 0.9) -> 
         return math.nan, math.nan
     x, y = np.log(t[ok]), np.log(-np.log(f[ok]))
     beta, c = np.polyfit(x, y, 1)
+    if not beta > 0 or -c / beta > 700:  # a flat or inverted fit (few points, noise): no KWW time, not an overflow
+        return math.nan, float(beta)
     return float(math.exp(-c / beta)), float(beta)
 
 

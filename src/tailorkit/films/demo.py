@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from tailorkit.core.demo import DEMOS
 from tailorkit.core.report import DemoSection
+
+if TYPE_CHECKING:
+    import torch
 
 
 @DEMOS.register("films")

@@ -15,11 +15,26 @@ numbers, so the trajectory does not depend on how a run is cut into segments (ch
 After a hop from site m into void site s, the rate of (v', d') depends on the occupancy of v', its neighbours and
 the neighbours of its target, i.e. on sites within lattice distance 2 of v': every void within distance 2 of s or m
 is recomputed (a stamp avoids doing one twice).
+
+Speed (issue 24; every step keeps the trajectory bit for bit, tests/films/test_reference_trajectory.py):
+- the parameters reach the kernel as a tuple of scalars (`KParams`), not as arrays that every store could alias;
+- the configuration (nd, substrate mode, g mode, constant bonds, table kind) is carried by the *type* of a tuple
+  `spec` (kernel_spec), so each configuration gets its own machine code with the direction loops unrolled and the
+  mode branches gone;
+- the event is inlined into the loop, `error_model="numpy"` drops the division checks, the tree descent is
+  branch-free;
+- the overrides (the Boltzmann-drawn V of each particle's initial neighbours) are looked up in per-site records
+  that travel with the particle (`site_records`), so that the lookups of a hop read memory next to the void
+  instead of two random rows of the per-particle tables (this is what keeps large lattices fast);
+- small lattices use a dense table of every pair energy instead (`dense_table`, chosen by `choose_table`), whose
+  entries are exactly the values the records and the hash give.
+No fastmath: NaN is never produced by the rates, but IEEE semantics keep the clock and the sums bit-exact.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numba as nb
 import numpy as np
@@ -28,17 +43,389 @@ from tailorkit.films.interactions import (
     F_INV2T,
     F_PREF,
     F_R2,
+    F_V0,
+    F_V1,
+    F_VCONST,
     F_VSUB,
     I_AREA,
     I_B,
+    I_CONST,
+    I_GMODE,
     I_N,
     I_ND,
     I_P,
     I_REBUILD,
     I_SUBMODE,
     bond_v,
+    hashed_u,
 )
 from tailorkit.films.rng import uniform, uniform_open
+
+# Dense pair tables are used while they take at most this many bytes (float64 [n_ids, n_ids]); above it, records.
+DENSE_MAX_BYTES = 8 << 20
+
+
+class KParams(NamedTuple):
+    """The scalar parameters of a kernel (from fpar / ipar, see interactions.py)."""
+
+    inv2T: float
+    pref: float
+    V0: float
+    dV: float  # V1 - V0: the same double the reference expression V0 + (V1 - V0) u computes
+    vsub: float
+    vconst: float
+    r2: float
+    N: int
+    area: int
+    n_ids: int
+    B: int
+    P: int
+    rebuild: int
+    vseed: np.uint64
+
+
+def kernel_params(fpar: np.ndarray, ipar: np.ndarray, vseed: np.uint64) -> KParams:
+    return KParams(
+        float(fpar[F_INV2T]),
+        float(fpar[F_PREF]),
+        float(fpar[F_V0]),
+        float(fpar[F_V1] - fpar[F_V0]),
+        float(fpar[F_VSUB]),
+        float(fpar[F_VCONST]),
+        float(fpar[F_R2]),
+        int(ipar[I_N]),
+        int(ipar[I_AREA]),
+        int(ipar[I_N] + ipar[I_AREA]),
+        int(ipar[I_B]),
+        int(ipar[I_P]),
+        int(ipar[I_REBUILD]),
+        np.uint64(vseed),
+    )
+
+
+def kernel_spec(ipar: np.ndarray, dense: bool) -> tuple:
+    """The configuration the kernels are specialised on, as a tuple whose *type* carries it (numba compiles one
+    kernel per type, with `len` of each member a compile-time constant): (range(nd), pinned substrate, g = delta,
+    constant bonds, dense table), each flag an empty or one-element tuple."""
+
+    def flag(on: bool) -> tuple[int, ...]:
+        return (0,) if on else ()
+
+    return (
+        tuple(range(int(ipar[I_ND]))),
+        flag(ipar[I_SUBMODE] == 1),
+        flag(ipar[I_GMODE] == 1),
+        flag(ipar[I_CONST] != 0),
+        flag(dense),
+    )
+
+
+def choose_table(n_ids: int, const: bool) -> bool:
+    """Whether the dense pair table is used: when it fits in DENSE_MAX_BYTES (and bonds are not all one value)."""
+    return not const and n_ids * n_ids * 8 <= DENSE_MAX_BYTES
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One hop's rate. `o` is the row of the hopper k's overrides in (ids, vals): its site in the site records (or k
+# itself in the per-particle tables); with the dense table, vals is the [n_ids, n_ids] table and ids is unused.
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _bond(o, k, j, ids, vals, p, spec):
+    """V between the hopper k (overrides in row o) and particle j: exactly interactions.bond_v."""
+    if len(spec[3]) != 0:
+        return p.vconst
+    if len(spec[4]) != 0:
+        return vals[k, j]
+    for i in range(len(spec[0])):
+        if ids[o, i] == j:
+            return vals[o, i]
+    if len(spec[2]) != 0:
+        return p.V0
+    return p.V0 + p.dV * hashed_u(k, j, p.n_ids, p.vseed)
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _site_energy(o, k, s, skip, nbr, occ, ids, vals, p, spec):
+    """Bond energy particle k would have at site s, ignoring the neighbour site `skip`."""
+    pinned = len(spec[1]) != 0
+    e = 0.0
+    for d in range(len(spec[0])):
+        m = nbr[s, d]
+        if m >= 0:
+            if m == skip:
+                continue
+            j = occ[m]
+            if j >= 0:
+                e += _bond(o, k, j, ids, vals, p, spec)
+        elif m == -2:
+            if not pinned:
+                e += p.vsub
+            else:
+                e += _bond(o, k, p.N + s % p.area, ids, vals, p, spec)
+    return e
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _rate(sv, d, nbr, occ, ids, vals, p, spec, site_rows):
+    """w0 exp(-(E0 + dE/2)/T) for the hop into void site sv from direction d; 0 when no particle can hop."""
+    m = nbr[sv, d]
+    if m < 0:
+        return 0.0
+    k = occ[m]
+    if k < 0:
+        return 0.0
+    o = m if site_rows else k
+    e_new = _site_energy(o, k, sv, m, nbr, occ, ids, vals, p, spec)
+    e_old = _site_energy(o, k, m, sv, nbr, occ, ids, vals, p, spec)
+    return p.pref * math.exp(-(e_new - e_old) * p.inv2T)
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _set_void_rates(v, vsite, nbr, occ, ids, vals, tree, p, spec, site_rows):
+    """Recompute the nd leaves of void v and the sums above them."""
+    nd = len(spec[0])
+    B = p.B
+    sv = vsite[v]
+    base = p.P + v * B
+    for d in range(nd):
+        tree[base + d] = _rate(sv, d, nbr, occ, ids, vals, p, spec, site_rows)
+    lo = base >> 1
+    n = B >> 1
+    while n >= 1 and lo >= 1:
+        for j in range(lo, lo + n):
+            tree[j] = tree[2 * j] + tree[2 * j + 1]
+        lo >>= 1
+        n >>= 1
+    while lo >= 1:
+        tree[lo] = tree[2 * lo] + tree[2 * lo + 1]
+        lo >>= 1
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _select_leaf(tree, P, r):
+    """The leaf i with cumsum(leaves)[i-1] <= r < cumsum(leaves)[i], for r in [0, root); branch-free descent."""
+    i = 1
+    while i < P:
+        left = tree[2 * i]
+        right = r >= left
+        r = r - left if right else r
+        i = 2 * i + (1 if right else 0)
+    leaf = i - P
+    while tree[P + leaf] <= 0.0 and leaf > 0:  # rounding can push r past the last non-zero leaf
+        leaf -= 1
+    return leaf
+
+
+@nb.njit(cache=True, inline="always")
+def _gather_near(c, ev, stamp, void_at, nbr, near, n_near, nd):
+    """Append to `near` the voids within lattice distance 2 of site c not yet stamped with event ev."""
+    v = void_at[c]
+    if v >= 0 and stamp[v] != ev:
+        stamp[v] = ev
+        near[n_near] = v
+        n_near += 1
+    for d1 in range(nd):
+        a = nbr[c, d1]
+        if a < 0:
+            continue
+        v = void_at[a]
+        if v >= 0 and stamp[v] != ev:
+            stamp[v] = ev
+            near[n_near] = v
+            n_near += 1
+        for d2 in range(nd):
+            b = nbr[a, d2]
+            if b < 0:
+                continue
+            v = void_at[b]
+            if v >= 0 and stamp[v] != ev:
+                stamp[v] = ev
+                near[n_near] = v
+                n_near += 1
+    return n_near
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _event(
+    leaf,
+    t,
+    nbr,
+    dvec,
+    occ,
+    pos,
+    vsite,
+    void_at,
+    disp,
+    hops,
+    t_relax,
+    ids,
+    vals,
+    tree,
+    stamp,
+    counters,
+    near,
+    p,
+    spec,
+    site_rows,
+):
+    """Perform event `leaf` = (void, direction) at time t and refresh the affected rates (`near`: scratch)."""
+    nd = len(spec[0])
+    dim = nd // 2
+    v = leaf // p.B
+    d = leaf - v * p.B
+    s = vsite[v]
+    m = nbr[s, d]
+    k = occ[m]
+    occ[s] = k
+    occ[m] = -1
+    pos[k] = s
+    vsite[v] = m
+    void_at[s] = -1
+    void_at[m] = v
+    if site_rows and len(spec[4]) == 0:  # the hopper's override record moves with it
+        for i in range(nd):
+            ids[s, i] = ids[m, i]
+            vals[s, i] = vals[m, i]
+    r2 = 0
+    for c in range(dim):
+        x = disp[k, c] - dvec[d, c]
+        disp[k, c] = x
+        r2 += x * x
+    hops[k] += 1
+    if t_relax[k] < 0.0 and r2 >= p.r2:
+        t_relax[k] = t
+    ev = counters[0] + 1
+    counters[0] = ev
+    n_near = _gather_near(s, ev, stamp, void_at, nbr, near, 0, nd)
+    n_near = _gather_near(m, ev, stamp, void_at, nbr, near, n_near, nd)
+    for i in range(n_near):
+        _set_void_rates(near[i], vsite, nbr, occ, ids, vals, tree, p, spec, site_rows)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _run(
+    t_stop,
+    max_events,
+    nbr,
+    dvec,
+    occ,
+    pos,
+    vsite,
+    void_at,
+    disp,
+    hops,
+    t_relax,
+    ids,
+    vals,
+    tree,
+    stamp,
+    rng,
+    clock,
+    counters,
+    p,
+    spec,
+):
+    """The event loop, compiled once per configuration `spec` (see kernel_spec)."""
+    nd = len(spec[0])
+    P = p.P
+    near = np.empty(2 * (1 + nd * (1 + nd)), dtype=np.int64)
+    n = 0
+    t_next = clock[1]
+    while n < max_events:
+        if t_next > t_stop:
+            if t_stop > clock[0]:
+                clock[0] = t_stop
+            return n
+        t = t_next
+        clock[0] = t
+        leaf = _select_leaf(tree, P, uniform(rng) * tree[1])
+        _event(
+            leaf,
+            t,
+            nbr,
+            dvec,
+            occ,
+            pos,
+            vsite,
+            void_at,
+            disp,
+            hops,
+            t_relax,
+            ids,
+            vals,
+            tree,
+            stamp,
+            counters,
+            near,
+            p,
+            spec,
+            True,
+        )
+        c = counters[1] + 1
+        if c >= p.rebuild:
+            rebuild_sums(tree, P)
+            c = 0
+        counters[1] = c
+        R = tree[1]
+        t_next = t - math.log(uniform_open(rng)) / R if R > 0.0 else np.inf
+        clock[1] = t_next
+        n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def fill_site_records(occ, ovr_id, ovr_v, rec_id, rec_v):
+    """rec_*[s] = the overrides of the particle at site s (rows of empty sites are left as they are)."""
+    for s in range(occ.shape[0]):
+        k = occ[s]
+        if k >= 0:
+            for i in range(ovr_id.shape[1]):
+                rec_id[s, i] = ovr_id[k, i]
+                rec_v[s, i] = ovr_v[k, i]
+
+
+@nb.njit(cache=True)
+def fill_dense_table(table, ovr_id, ovr_v, fpar, ipar, vseed):
+    """table[k, j] = bond_v(k, j) for every particle k and every id j (particles and pinned substrate sites)."""
+    for k in range(table.shape[0]):
+        for j in range(table.shape[1]):
+            table[k, j] = bond_v(k, j, ovr_id, ovr_v, fpar, ipar, vseed)
+
+
+def run_until(state, t_stop: float, max_events: int) -> int:
+    """Advance `state` (a FilmState) until the next event would pass t_stop, or by max_events events."""
+    lat = state.lattice
+    ids, vals = state.kernel_tables()
+    return int(
+        _run(
+            float(t_stop),
+            int(max_events),
+            lat.nbr,
+            lat.dvec,
+            state.occ,
+            state.pos,
+            state.vsite,
+            state.void_at,
+            state.disp,
+            state.hops,
+            state.t_relax,
+            ids,
+            vals,
+            state.tree,
+            state.stamp,
+            state.rng,
+            state.clock,
+            state.counters,
+            state.kparams,
+            state.spec,
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The generic path (parameters as arrays, one compiled version for every configuration): the reference the fast
+# kernel is tested against (from-scratch rates), the rejection baseline's rates, and stepping by hand in tests.
 
 
 @nb.njit(cache=True, inline="always")
@@ -125,51 +512,10 @@ def build_tree(vsite, nbr, occ, ovr_id, ovr_v, tree, fpar, ipar, vseed):
     rebuild_sums(tree, P)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def select_leaf(tree, P, r):
     """The leaf i with cumsum(leaves)[i-1] <= r < cumsum(leaves)[i], for r in [0, root)."""
-    i = 1
-    while i < P:
-        left = 2 * i
-        if r < tree[left]:
-            i = left
-        else:
-            r -= tree[left]
-            i = left + 1
-    leaf = i - P
-    while tree[P + leaf] <= 0.0 and leaf > 0:  # rounding can push r past the last non-zero leaf
-        leaf -= 1
-    return leaf
-
-
-@nb.njit(cache=True, inline="always")
-def _gather_near(c, ev, stamp, void_at, nbr, near, n_near):
-    """Append to `near` the voids within lattice distance 2 of site c not yet stamped with event ev."""
-    nd = nbr.shape[1]
-    v = void_at[c]
-    if v >= 0 and stamp[v] != ev:
-        stamp[v] = ev
-        near[n_near] = v
-        n_near += 1
-    for d1 in range(nd):
-        a = nbr[c, d1]
-        if a < 0:
-            continue
-        v = void_at[a]
-        if v >= 0 and stamp[v] != ev:
-            stamp[v] = ev
-            near[n_near] = v
-            n_near += 1
-        for d2 in range(nd):
-            b = nbr[a, d2]
-            if b < 0:
-                continue
-            v = void_at[b]
-            if v >= 0 and stamp[v] != ev:
-                stamp[v] = ev
-                near[n_near] = v
-                n_near += 1
-    return n_near
+    return _select_leaf(tree, P, r)
 
 
 @nb.njit(cache=True)
@@ -217,8 +563,8 @@ def do_event(
         t_relax[k] = t
     ev = counters[0] + 1
     counters[0] = ev
-    n_near = _gather_near(s, ev, stamp, void_at, nbr, near, 0)
-    n_near = _gather_near(m, ev, stamp, void_at, nbr, near, n_near)
+    n_near = _gather_near(s, ev, stamp, void_at, nbr, near, 0, nbr.shape[1])
+    n_near = _gather_near(m, ev, stamp, void_at, nbr, near, n_near, nbr.shape[1])
     for i in range(n_near):
         set_void_rates(near[i], vsite, nbr, occ, ovr_id, ovr_v, tree, fpar, ipar, vseed)
 
@@ -231,70 +577,3 @@ def draw_next(clock, tree, rng):
         clock[1] = clock[0] - math.log(uniform_open(rng)) / R
     else:
         clock[1] = np.inf
-
-
-@nb.njit(cache=True)
-def run_until(
-    t_stop,
-    max_events,
-    nbr,
-    dvec,
-    occ,
-    pos,
-    vsite,
-    void_at,
-    disp,
-    hops,
-    t_relax,
-    ovr_id,
-    ovr_v,
-    tree,
-    stamp,
-    rng,
-    clock,
-    counters,
-    fpar,
-    ipar,
-    vseed,
-):
-    """Advance until the next event would pass t_stop (then t = t_stop) or max_events events; return the count."""
-    P = ipar[I_P]
-    near = np.empty(2 * (1 + nbr.shape[1] * (1 + nbr.shape[1])), dtype=np.int64)
-    n = 0
-    while n < max_events:
-        if clock[1] > t_stop:
-            if t_stop > clock[0]:
-                clock[0] = t_stop
-            return n
-        t = clock[1]
-        clock[0] = t
-        leaf = select_leaf(tree, P, uniform(rng) * tree[1])
-        do_event(
-            leaf,
-            t,
-            nbr,
-            dvec,
-            occ,
-            pos,
-            vsite,
-            void_at,
-            disp,
-            hops,
-            t_relax,
-            ovr_id,
-            ovr_v,
-            tree,
-            stamp,
-            counters,
-            fpar,
-            ipar,
-            vseed,
-            near,
-        )
-        counters[1] += 1
-        if counters[1] >= ipar[I_REBUILD]:
-            rebuild_sums(tree, P)
-            counters[1] = 0
-        draw_next(clock, tree, rng)
-        n += 1
-    return n

@@ -84,31 +84,45 @@ class FilmState:
 
     def run_until(self, t_stop: float, max_events: int = 2**62) -> int:
         """Advance to t_stop (or max_events events); returns the number of events done."""
-        return int(
-            kmc.run_until(
-                float(t_stop),
-                int(max_events),
-                self.lattice.nbr,
-                self.lattice.dvec,
-                self.occ,
-                self.pos,
-                self.vsite,
-                self.void_at,
-                self.disp,
-                self.hops,
-                self.t_relax,
-                self.ovr_id,
-                self.ovr_v,
-                self.tree,
-                self.stamp,
-                self.rng,
-                self.clock,
-                self.counters,
-                self.fpar,
-                self.ipar,
-                self.vseed,
-            )
-        )
+        return kmc.run_until(self, t_stop, max_events)
+
+    @property
+    def dense(self) -> bool:
+        """Whether the kernel reads bond energies from a dense pair table (small systems) or site records."""
+        forced = self.extra.get("table")  # "dense" / "records": measurements and tests pick one explicitly
+        if forced is not None:
+            return forced == "dense"
+        return kmc.choose_table(int(self.ipar[1] + self.ipar[2]), bool(self.ipar[5]))
+
+    @property
+    def kparams(self) -> kmc.KParams:
+        if "kparams" not in self.extra:
+            self.extra["kparams"] = kmc.kernel_params(self.fpar, self.ipar, self.vseed)
+        return self.extra["kparams"]
+
+    @property
+    def spec(self) -> tuple:
+        return kmc.kernel_spec(self.ipar, self.dense)
+
+    def kernel_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vals) for the kernel: the dense pair table, or per-site override records filled from `occ`.
+
+        Both are derived from the checkpointed arrays (the overrides never change during a run), so they are not
+        part of the state: the records are refilled on every call, the table whenever the overrides changed.
+        """
+        if self.dense:
+            key = hash((self.ovr_id.tobytes(), self.ovr_v.tobytes()))
+            if self.extra.get("dense_key") != key:
+                table = np.empty((self.n_particles, int(self.kparams.n_ids)))
+                kmc.fill_dense_table(table, self.ovr_id, self.ovr_v, self.fpar, self.ipar, self.vseed)
+                self.extra["dense_table"] = table
+                self.extra["dense_key"] = key
+            return np.zeros((1, 1), np.int32), self.extra["dense_table"]
+        if "rec_id" not in self.extra:
+            self.extra["rec_id"] = np.full((self.occ.shape[0], self.ovr_id.shape[1]), -1, np.int32)
+            self.extra["rec_v"] = np.zeros((self.occ.shape[0], self.ovr_v.shape[1]))
+        kmc.fill_site_records(self.occ, self.ovr_id, self.ovr_v, self.extra["rec_id"], self.extra["rec_v"])
+        return self.extra["rec_id"], self.extra["rec_v"]
 
     def fresh_rates(self) -> np.ndarray:
         """All leaves recomputed from scratch (tests compare them with the incrementally kept tree)."""
