@@ -12,8 +12,8 @@ from scipy import stats
 from tailorkit.core import bench as bench_module
 from tailorkit.core.bench import BENCHES, EvidencePlan, register_bench, run_bench, scale_budget
 from tailorkit.core.config import ConfigError
-from tailorkit.core.evidence import check_against, merge_outcomes, paired, t_interval, verdict
-from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row, validate_bench
+from tailorkit.core.evidence import check_against, paired, t_interval, verdict
+from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row, merge_outcomes, validate_bench
 
 
 def test_constant_difference_gives_a_zero_width_interval_that_holds() -> None:

@@ -210,7 +210,7 @@ def run_bench(
         curve: Budgets at which the decisive pairs run (`plan.decisive`), written as `curve` rows and a PNG.
         config: The bench's settings object (default: `bench_config(name)`, i.e. the dataclass defaults).
     """
-    from tailorkit.core.evidence import merge_outcomes
+    from tailorkit.core.results import merge_outcomes
 
     import_bench_module(name)
     bench = BENCHES.get(name)

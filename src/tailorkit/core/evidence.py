@@ -8,10 +8,9 @@ the data draw and the initialisation of every method alike):
 - `verdict(low, high, margin)` is `holds` when the whole interval lies above m, `fails` when it lies below m,
   and `undecided` otherwise. One seed gives no interval, so every paired claim on one seed is `undecided`.
 
-`merge_outcomes` turns N single-seed `BenchOutcome`s into one: rows keep their per-seed values
-(`metrics_per_seed`) beside the means, and every claim is re-decided on the interval of its per-seed values
-against its target (claims made with `Claim.at_least` / `at_most` / `within` in one seed's run carry their
-direction, so any bench's claims merge without bench-specific code).
+`tailorkit.core.results.merge_outcomes` applies them to N single-seed bench outcomes, and `check_against` compares a
+rerun with a committed document (`tailorkit reproduce --check`). This module imports nothing of the package, so the
+contract module (results.py) can build on it.
 """
 
 from __future__ import annotations
@@ -19,11 +18,8 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
-
-if TYPE_CHECKING:
-    from tailorkit.core.results import BenchOutcome, Claim
+from dataclasses import dataclass
+from typing import Any, Literal
 
 Verdict = Literal["holds", "fails", "undecided"]
 VERDICTS: tuple[str, ...] = ("holds", "fails", "undecided")
@@ -129,84 +125,6 @@ def claim_verdict(kind: str, p: Paired, target: float, tolerance: float = 0.0) -
     if kind == "within":
         return verdict_within(p.ci_low, p.ci_high, target, tolerance)
     return verdict(p.ci_low, p.ci_high, target)
-
-
-def merge_claims(per_seed: Sequence[Sequence[Claim]], level: float = 0.95) -> list[Claim]:
-    """One claim per id, decided on the interval of its per-seed values (claim order: first seed's)."""
-    by_id: dict[str, list[Claim]] = {}
-    for claims in per_seed:
-        for claim in claims:
-            by_id.setdefault(claim.id, []).append(claim)
-    merged = []
-    for claims in by_id.values():
-        first = claims[0]
-        values = [c.value for c in claims]
-        # Each seed's own value (a paired difference, a ratio, ...): its interval decides the claim.
-        p = paired(values, level=level, higher_is_better=first.kind != "at_most")
-        v = claim_verdict(first.kind, p, first.target, first.tolerance)
-        wins = sum(c.holds for c in claims)
-        merged.append(
-            replace(
-                first,
-                value=p.mean,
-                holds=v == "holds",
-                verdict=v,
-                ci_low=p.ci_low,
-                ci_high=p.ci_high,
-                n=p.n,
-                wins=wins,
-                values_per_seed=values,
-            )
-        )
-    return merged
-
-
-def merge_outcomes(outcomes: Sequence[BenchOutcome], seeds: Sequence[int], level: float = 0.95) -> BenchOutcome:
-    """N single-seed outcomes -> one: rows averaged with `metrics_per_seed`, claims decided over seeds.
-
-    Rows are matched by method name and their position among rows of that name, so a bench that measures one
-    method in several settings (several rows with one name) merges setting by setting.
-    """
-    from tailorkit.core.results import BenchOutcome, Row
-
-    if len(outcomes) != len(seeds) or not outcomes:
-        raise ValueError(f"merge_outcomes: {len(outcomes)} outcomes for {len(seeds)} seeds")
-    keyed: dict[tuple[str, int], list[Row]] = {}
-    order: list[tuple[str, int]] = []
-    for outcome in outcomes:
-        seen: dict[str, int] = {}
-        for row in outcome.rows:
-            key = (row.method, seen.get(row.method, 0))
-            seen[row.method] = key[1] + 1
-            if key not in keyed:
-                keyed[key] = []
-                order.append(key)
-            keyed[key].append(row)
-    rows = []
-    for key in order:
-        group = keyed[key]
-        names = list(dict.fromkeys(m for row in group for m in row.metrics))
-        per_seed = {m: [row.metrics.get(m, math.nan) for row in group] for m in names}
-        means = {m: _finite_mean(v) for m, v in per_seed.items()}
-        rows.append(
-            Row(
-                method=key[0],
-                metrics=means,
-                params={**group[0].params, "seeds": list(seeds)},
-                seconds=sum(row.seconds for row in group),
-                metrics_per_seed=per_seed,
-            )
-        )
-    extra: dict[str, Any] = {"seeds": list(seeds)}
-    if any(o.extra for o in outcomes):
-        extra["per_seed"] = {str(s): o.extra for s, o in zip(seeds, outcomes, strict=True)}
-    claims = merge_claims([o.claims for o in outcomes], level)
-    return BenchOutcome(data=outcomes[0].data, rows=rows, claims=claims, extra=extra)
-
-
-def _finite_mean(values: Sequence[float]) -> float:
-    finite = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
-    return statistics.fmean(finite) if finite else math.nan
 
 
 def check_against(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], int]:

@@ -13,10 +13,13 @@ import math
 import os
 import platform
 import secrets
+import statistics
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+from tailorkit.core.evidence import claim_verdict, paired, verdict
 
 if TYPE_CHECKING:
     import torch
@@ -147,8 +150,6 @@ class Claim:
     ) -> Claim:
         """ "A beats B by `margin`" over paired seeds: `a`, `b` per seed in the same order (`b=None`: `a` holds the
         differences). With `higher_is_better=False` the improvement is b - a. Decided by the t interval."""
-        from tailorkit.core.evidence import paired, verdict
-
         a = [float(x) for x in a]
         diffs = a if b is None else [x - float(y) for x, y in zip(a, b, strict=True)]
         if not higher_is_better:
@@ -213,6 +214,82 @@ def outcome_from_json(data: dict[str, Any]) -> BenchOutcome:
     rows = [Row(**{**r, "metrics": {k: num(v) for k, v in r["metrics"].items()}}) for r in data["rows"]]
     claims = [Claim(**{**c, "value": num(c["value"])}) for c in data["claims"]]
     return BenchOutcome(DataInfo(**data["data"]), rows, claims, data.get("extra", {}))
+
+
+def merge_claims(per_seed: Sequence[Sequence[Claim]], level: float = 0.95) -> list[Claim]:
+    """One claim per id, decided on the interval of its per-seed values (claim order: first seed's)."""
+    by_id: dict[str, list[Claim]] = {}
+    for claims in per_seed:
+        for claim in claims:
+            by_id.setdefault(claim.id, []).append(claim)
+    merged = []
+    for claims in by_id.values():
+        first = claims[0]
+        values = [c.value for c in claims]
+        # Each seed's own value (a paired difference, a ratio, ...): its interval decides the claim.
+        p = paired(values, level=level, higher_is_better=first.kind != "at_most")
+        v = claim_verdict(first.kind, p, first.target, first.tolerance)
+        wins = sum(c.holds for c in claims)
+        merged.append(
+            replace(
+                first,
+                value=p.mean,
+                holds=v == "holds",
+                verdict=v,
+                ci_low=p.ci_low,
+                ci_high=p.ci_high,
+                n=p.n,
+                wins=wins,
+                values_per_seed=values,
+            )
+        )
+    return merged
+
+
+def merge_outcomes(outcomes: Sequence[BenchOutcome], seeds: Sequence[int], level: float = 0.95) -> BenchOutcome:
+    """N single-seed outcomes -> one: rows averaged with `metrics_per_seed`, claims decided over seeds.
+
+    Rows are matched by method name and their position among rows of that name, so a bench that measures one
+    method in several settings (several rows with one name) merges setting by setting.
+    """
+    if len(outcomes) != len(seeds) or not outcomes:
+        raise ValueError(f"merge_outcomes: {len(outcomes)} outcomes for {len(seeds)} seeds")
+    keyed: dict[tuple[str, int], list[Row]] = {}
+    order: list[tuple[str, int]] = []
+    for outcome in outcomes:
+        seen: dict[str, int] = {}
+        for row in outcome.rows:
+            key = (row.method, seen.get(row.method, 0))
+            seen[row.method] = key[1] + 1
+            if key not in keyed:
+                keyed[key] = []
+                order.append(key)
+            keyed[key].append(row)
+    rows = []
+    for key in order:
+        group = keyed[key]
+        names = list(dict.fromkeys(m for row in group for m in row.metrics))
+        per_seed = {m: [row.metrics.get(m, math.nan) for row in group] for m in names}
+        means = {m: _finite_mean(v) for m, v in per_seed.items()}
+        rows.append(
+            Row(
+                method=key[0],
+                metrics=means,
+                params={**group[0].params, "seeds": list(seeds)},
+                seconds=sum(row.seconds for row in group),
+                metrics_per_seed=per_seed,
+            )
+        )
+    extra: dict[str, Any] = {"seeds": list(seeds)}
+    if any(o.extra for o in outcomes):
+        extra["per_seed"] = {str(s): o.extra for s, o in zip(seeds, outcomes, strict=True)}
+    claims = merge_claims([o.claims for o in outcomes], level)
+    return BenchOutcome(data=outcomes[0].data, rows=rows, claims=claims, extra=extra)
+
+
+def _finite_mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    return statistics.fmean(finite) if finite else math.nan
 
 
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
