@@ -92,3 +92,22 @@ def test_bench_list_and_json_contract(tmp_path: Path, capsys: pytest.CaptureFixt
     assert doc["config"]["photos"] == ["apple.jpg"] and doc["config"]["photo_tolerance"] == 0.2
     assert [row["method"] for row in doc["rows"]] == ["efficientnet-lite0"]
     assert doc["rows"][0]["params"]["predicted"] == {"apple.jpg": "Granny Smith"}
+
+
+def test_python_m_tailorkit() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tailorkit", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and result.stdout.startswith("tailorkit ")
+    bad = subprocess.run([sys.executable, "-m", "tailorkit", "frobnicate"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_py_typed_is_package_data() -> None:
+    import tomllib
+
+    import tailorkit
+
+    assert (Path(tailorkit.__file__).parent / "py.typed").is_file()
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["tailorkit"]
