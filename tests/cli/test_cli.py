@@ -111,3 +111,15 @@ def test_py_typed_is_package_data() -> None:
     assert (Path(tailorkit.__file__).parent / "py.typed").is_file()
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["tailorkit"]
+
+
+def test_no_progress_switches_bars_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tailorkit.cli.demo as demo
+    from tailorkit.core.progress import progress_enabled
+
+    seen = []
+    monkeypatch.delenv("TAILORKIT_PROGRESS", raising=False)
+    monkeypatch.setattr(demo, "run", lambda args: seen.append(progress_enabled(True)) or 0)
+    assert main(["demo"]) == 0 and seen == [True]
+    monkeypatch.setenv("TAILORKIT_PROGRESS", "1")
+    assert main(["--no-progress", "demo"]) == 0 and seen == [True, False]
