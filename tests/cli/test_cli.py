@@ -92,3 +92,34 @@ def test_bench_list_and_json_contract(tmp_path: Path, capsys: pytest.CaptureFixt
     assert doc["config"]["photos"] == ["apple.jpg"] and doc["config"]["photo_tolerance"] == 0.2
     assert [row["method"] for row in doc["rows"]] == ["efficientnet-lite0"]
     assert doc["rows"][0]["params"]["predicted"] == {"apple.jpg": "Granny Smith"}
+
+
+def test_python_m_tailorkit() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tailorkit", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and result.stdout.startswith("tailorkit ")
+    bad = subprocess.run([sys.executable, "-m", "tailorkit", "frobnicate"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_py_typed_is_package_data() -> None:
+    import tomllib
+
+    import tailorkit
+
+    assert (Path(tailorkit.__file__).parent / "py.typed").is_file()
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["tailorkit"]
+
+
+def test_no_progress_switches_bars_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tailorkit.cli.demo as demo
+    from tailorkit.core.progress import progress_enabled
+
+    seen = []
+    monkeypatch.delenv("TAILORKIT_PROGRESS", raising=False)
+    monkeypatch.setattr(demo, "run", lambda args: seen.append(progress_enabled(True)) or 0)
+    assert main(["demo"]) == 0 and seen == [True]
+    monkeypatch.setenv("TAILORKIT_PROGRESS", "1")
+    assert main(["--no-progress", "demo"]) == 0 and seen == [True, False]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -95,6 +96,9 @@ def build_parser(argv: Sequence[str] = ()) -> ArgumentParser:
         description="Ten published research systems as tested tools, each beside its baselines.",
     )
     parser.add_argument("--version", action="version", version=f"tailorkit {__version__}")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars in any command (same as TAILORKIT_PROGRESS=0)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser, required=True)
     for module in ("assets", "bench", "demo"):
         importlib.import_module(f"tailorkit.cli.{module}").add_parser(sub)
@@ -126,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
         if overrides:
             args.overrides = [*args.overrides, *overrides]
+        if args.no_progress:  # read by core.progress.progress_enabled, also in worker processes
+            os.environ["TAILORKIT_PROGRESS"] = "0"
         result = args.func(args)
         return int(result or 0)
     except UsageError as err:
