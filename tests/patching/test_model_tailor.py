@@ -358,18 +358,6 @@ def test_shared_inputs_share_one_hessian(bert_pair) -> None:
     assert torch.allclose(acc.hessian("q"), rows.t() @ rows / rows.shape[0], atol=1e-6)
 
 
-def test_obs_block_sweep_row_chunks_agree() -> None:
-    from tailorkit.patching.methods.model_tailor import obs_block_sweep
-
-    w_ft, w_pre, _, h = correlated_layer(6, rows=40, cols=32)
-    u = inverse_cholesky(h, 0.01)
-    mask = torch.rand(40, 32, generator=torch.Generator().manual_seed(1)) < 0.2
-    whole = obs_block_sweep(w_ft.double(), w_pre.double(), mask, u, -1.0)
-    chunked = obs_block_sweep(w_ft.double(), w_pre.double(), mask, u, -1.0, max_entries=3 * 32 * 32)
-    assert torch.allclose(whole[0], chunked[0]) and torch.allclose(whole[1], chunked[1])
-    assert torch.equal(whole[0][~mask], w_pre.double()[~mask])
-
-
 @pytest.mark.gpu
 def test_joint_combine_runs_on_cuda() -> None:
     """combine="joint" on CUDA (models, pretrained state and calibration all on the GPU) gives the CPU result."""

@@ -139,12 +139,12 @@ class HessianAccumulator:
 
     def _hook(self, name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
         def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            x = args[0].detach()
+            x = args[0]
             last = self._last
             if last is not None and last[0] is x and eligible_kind(module) != "conv2d":
                 _, gram, n = last  # the same input as the module hooked just before: the same product
             else:
-                rows = _layer_inputs(module, x)
+                rows = _layer_inputs(module, x.detach())
                 if rows.dtype not in (torch.float32, torch.float64):
                     rows = rows.float()
                 gram, n = (rows.t() @ rows).to(torch.float64), rows.shape[0]
