@@ -380,6 +380,18 @@ def _claims(rows: list[Row], density: float) -> list[Claim]:
                 1.0,
             )
         )
+    speed = [r for r in rows if r.params.get("purpose") == "speed" and "folder_seconds_ratio_to_ties" in r.metrics]
+    for r in speed:
+        m = r.metrics
+        claims.append(
+            Claim.at_most(
+                "model_tailor-speed",
+                f"Model Tailor folder to folder within 3x of TIES on {r.params['model']} (same run; in memory "
+                f"{m['seconds_ratio_to_ties']:.1f}x, load average {m['loadavg_at_start']:.2f})",
+                m["folder_seconds_ratio_to_ties"],
+                3.0,
+            )
+        )
     return claims
 
 
