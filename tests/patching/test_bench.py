@@ -24,7 +24,10 @@ def test_claims_are_computed_and_dominance_detected() -> None:
         _row("model_tailor", 0.94, 0.9, compensation_sign=-1, **mt),  # dominated by magnitude
         _row("model_tailor", 0.995, 0.99, compensation_sign=1, **mt),
     ]
+    speed = {"folder_seconds_ratio_to_ties": 2.5, "seconds_ratio_to_ties": 12.0, "loadavg_at_start": 1.0}
+    rows.append(Row("model_tailor", speed, {"purpose": "speed", "model": "minilm-l6"}))
     claims = {c.id: c for c in _claims(rows, 0.1)}
+    assert claims["model_tailor-speed"].holds and claims["model_tailor-speed"].value == 2.5
     assert claims["mask_only-not-dominated"].holds
     assert not claims["model_tailor_sign_-1-not-dominated"].holds
     assert "magnitude" in claims["model_tailor_sign_-1-not-dominated"].text

@@ -175,3 +175,29 @@ def test_bad_inputs_name_the_problem_and_write_nothing(folders, tmp_path: Path, 
     assert (out / "keep.txt").is_file()
     tailor_checkpoint(base_dir, ft_dir, calib, out, PatchConfig(method="magnitude"), overwrite=True, progress=False)
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+
+
+def test_several_finetuned_folders_are_the_multitask_path(folders, tmp_path: Path, tokenizer_dir: Path) -> None:
+    """Two fine-tuned folders (one of them a LoRA adapter would do too) give the in-memory multi-task result, and
+    the manifest reports the whole-model patch fraction within rho under the default policy."""
+    from transformers import AutoTokenizer
+
+    base_dir, ft_dir, calib, base, ft = folders
+    ft2 = perturb(base, 2, only="layer.1")
+    ft2_dir = _save(ft2, tmp_path / "ft2", tokenizer_dir)
+    out = tmp_path / "out_multi"
+    cfg = PatchConfig(density=0.1, combine="overlap_average")
+    manifest = tailor_checkpoint(base_dir, [ft_dir, ft2_dir], [calib, calib], out, cfg, progress=False)
+    tok = AutoTokenizer.from_pretrained(ft_dir, local_files_only=True)
+    batch = dict(tok(TEXTS, padding=True, return_tensors="pt"))
+    in_memory = tailor(base, [ft, ft2], [[batch], [batch]], cfg, progress=False)
+    written = load_file(str(out / "model.safetensors"))
+    for name in in_memory.state:
+        assert torch.allclose(written[name], in_memory.state[name], atol=1e-5), name
+    assert manifest["finetuned"] == [str(ft_dir), str(ft2_dir)]
+    assert manifest["patch_fraction_model"] < manifest["patch_fraction"] <= 0.2  # two patches of rho at most
+    single = tailor_checkpoint(base_dir, ft_dir, calib, tmp_path / "one", PatchConfig(), progress=False)
+    assert single["patch_fraction"] <= 0.1 and single["patch_fraction_model"] <= single["patch_fraction"]
+    assert 0.099 <= single["patch_fraction_tailored"] <= 0.1
+    with pytest.raises(PatchError, match="one per fine-tune"):
+        tailor_checkpoint(base_dir, [ft_dir, ft2_dir], [calib, calib, calib], tmp_path / "x", cfg, progress=False)

@@ -99,3 +99,15 @@ def test_missing_calibration_exit_2(folders, tmp_path: Path, capsys: pytest.Capt
     argv = ["patch", "--base", str(base), "--finetuned", str(ft), "--out", str(tmp_path / "o")]
     assert main(argv) == 2
     assert "calibration" in capsys.readouterr().err
+
+
+def test_several_finetuned_folders(folders, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base, ft, calib = folders
+    out = tmp_path / "multi"
+    argv = ["patch", "--base", str(base), "--finetuned", str(ft), "--finetuned", str(ft), "--calibration", str(calib)]
+    argv += ["--out", str(out), "--no-progress", "combine=overlap_average"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["patch_fraction"] <= 0.1 and summary["patch_fraction_model"] <= summary["patch_fraction"]
+    manifest = json.loads((out / "patch" / "manifest.json").read_text())
+    assert manifest["finetuned"] == [str(ft), str(ft)] and manifest["config"]["combine"] == "overlap_average"

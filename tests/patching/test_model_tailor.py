@@ -90,17 +90,44 @@ def test_density_one_returns_finetuned_and_zero_returns_pretrained(bert_pair) ->
     assert none.masks
     for name in none.masks:
         assert torch.equal(none.state[name], pre[name])
-    # keep_finetuned: biases of the fine-tuned layer stay fine-tuned; revert puts them back
+    # the default policy (sparsify) at density 0 returns every other tensor too: nothing differs from pretrained
+    assert none.patch == {} and none.patch_fraction() == 0.0
+    # keep_finetuned: biases of the fine-tuned layer stay fine-tuned; keep_pretrained (alias revert) puts them back
     bias = "encoder.layer.1.output.dense.bias"
-    assert torch.equal(none.state[bias], dict(ft.named_parameters())[bias])
-    reverted = tailor(base, ft, calib, PatchConfig(density=0.0, non_linear_policy="revert"), progress=False)
-    assert all(torch.equal(reverted.state[k], v) for k, v in pre.items())
-    assert reverted.patch == {} and reverted.patch_fraction() == 0.0
+    kept = tailor(base, ft, calib, PatchConfig(density=0.0, non_linear_policy="keep_finetuned"), progress=False)
+    assert torch.equal(kept.state[bias], dict(ft.named_parameters())[bias])
+    for policy in ("keep_pretrained", "revert"):
+        reverted = tailor(base, ft, calib, PatchConfig(density=0.0, non_linear_policy=policy), progress=False)
+        assert all(torch.equal(reverted.state[k], v) for k, v in pre.items())
+        assert reverted.patch == {} and reverted.patch_fraction() == 0.0
+
+
+@pytest.mark.parametrize("method", ["model_tailor", "magnitude", "ties"])
+def test_default_policy_keeps_the_whole_model_within_rho(method: str) -> None:
+    """Every parameter fine-tuned (embeddings, norms, biases too): the default policy keeps the whole-model patch
+    within rho, and trims each other tensor to its largest task-vector entries; keep_finetuned exceeds rho."""
+    base = tiny_bert()
+    ft = perturb(base, 5)
+    calib = token_batches(3)
+    result = tailor(base, ft, calib, PatchConfig(method=method, density=0.1), progress=False)
+    summary = result.summary()
+    assert 0.09 <= summary["patch_fraction"] <= 0.1
+    assert summary["patch_fraction_model"] <= 0.1
+    assert summary["patch_fraction_tailored"] <= 0.1
+    pre, fine = dict(base.named_parameters()), dict(ft.named_parameters())
+    for name in ("embeddings.word_embeddings.weight", "encoder.layer.0.output.LayerNorm.weight"):
+        tau = (fine[name] - pre[name]).reshape(-1)
+        k = int(0.1 * tau.numel())
+        top = torch.topk(tau.abs(), k).indices
+        assert set(result.patch[name].indices.tolist()) == set(top.tolist()), name
+        assert torch.allclose(result.state[name].reshape(-1)[top], fine[name].reshape(-1)[top])
+    loose = tailor(base, ft, calib, PatchConfig(method=method, non_linear_policy="keep_finetuned"), progress=False)
+    assert loose.summary()["patch_fraction_model"] > 0.2  # embeddings and norms stay whole
 
 
 def test_only_changed_layers_are_tailored_and_patch_round_trips(bert_pair) -> None:
     base, ft, calib = bert_pair
-    result = tailor(base, ft, calib, PatchConfig(), progress=False)
+    result = tailor(base, ft, calib, PatchConfig(non_linear_policy="keep_finetuned"), progress=False)
     assert result.masks and all(name.startswith("encoder.layer.1.") for name in result.masks)
     rebuilt = apply_patch(dict(base.named_parameters()), result.patch)
     assert all(torch.equal(rebuilt[k], result.state[k]) for k in result.state)
@@ -291,3 +318,60 @@ def test_block_input_cache_gives_the_same_result(make) -> None:
     for name in cached.masks:
         assert torch.equal(cached.masks[name], plain.masks[name]), name
         assert torch.allclose(cached.state[name], plain.state[name], atol=1e-5), name
+
+
+def test_regmean_merge_builds_its_identity_on_the_hessians_device() -> None:
+    """The joint combine's damping identity follows the Hessians' device and dtype (on the meta device a CPU
+    identity would raise), and the merge is RegMean's closed form."""
+    from tailorkit.patching.methods.model_tailor import regmean_merge
+
+    hs = [torch.empty(6, 6, device="meta", dtype=torch.float64) for _ in range(2)]
+    ws = [torch.empty(3, 6, device="meta") for _ in range(2)]
+    merged, h_sum = regmean_merge(ws, hs, 0.01)
+    assert merged.device.type == "meta" and merged.dtype == torch.float64 and merged.shape == (3, 6)
+    gen = torch.Generator().manual_seed(0)
+    xs = [torch.randn(6, 50, generator=gen, dtype=torch.float64) for _ in range(2)]
+    hs = [x @ x.t() / 50 for x in xs]
+    ws = [torch.randn(3, 6, generator=gen) for _ in range(2)]
+    merged, h_sum = regmean_merge(ws, hs, 0.0)
+    # the gradient of sum_t ||(W_t - W) X_t||^2 vanishes at the merge
+    grad = sum((w.double() - merged) @ h for w, h in zip(ws, hs, strict=True))
+    assert torch.allclose(grad, torch.zeros_like(grad), atol=1e-8)
+    assert torch.allclose(h_sum, hs[0] + hs[1])
+
+
+def test_shared_inputs_share_one_hessian(bert_pair) -> None:
+    """q, k and v see the same input: one product, one Hessian object, equal to X^T X / n over real tokens."""
+    from tailorkit.patching.hessian import HessianAccumulator, run_calibration
+
+    base, _, calib = bert_pair
+    attn = base.encoder.layer[0].attention.self
+    mods = {"q": attn.query, "k": attn.key, "v": attn.value, "o": base.encoder.layer[0].attention.output.dense}
+    seen: list[torch.Tensor] = []
+    handle = attn.query.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    with HessianAccumulator(mods) as acc:
+        run_calibration(base, calib)
+    handle.remove()
+    assert acc.hessian("q") is acc.hessian("k") is acc.hessian("v")
+    assert acc.hessian("o") is not acc.hessian("q")
+    rows = torch.cat([x[b["attention_mask"].bool()] for x, b in zip(seen, calib, strict=True)]).double()
+    assert torch.allclose(acc.hessian("q"), rows.t() @ rows / rows.shape[0], atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_joint_combine_runs_on_cuda() -> None:
+    """combine="joint" on CUDA (models, pretrained state and calibration all on the GPU) gives the CPU result."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    base = tiny_bert()
+    fts = [perturb(base, 10, only="layer.1"), perturb(base, 11, only="layer.1")]
+    calib = [token_batches(2, seed=1), token_batches(2, seed=2)]
+    cfg = PatchConfig(combine="joint")
+    cpu = tailor(base, fts, calib, cfg, progress=False)
+    dev = torch.device("cuda")
+    gpu_calib = [[{k: v.to(dev) for k, v in b.items()} for b in c] for c in calib]
+    gpu = tailor(base.to(dev), [ft.to(dev) for ft in fts], gpu_calib, cfg, progress=False)
+    for name in cpu.masks:
+        assert gpu.state[name].device.type == "cuda"
+        close = torch.isclose(gpu.state[name].cpu(), cpu.state[name], atol=1e-4)
+        assert close.float().mean() > 0.99, name  # float noise may flip a near-tied mask entry, no more

@@ -1,31 +1,41 @@
-"""`tailorkit bench patching`: Model Tailor against its baselines on a real pretrained transformer (MiniLM-L6).
+"""`tailorkit bench patching`: Model Tailor against its baselines and mergekit on a real pretrained transformer.
 
-The faithful CPU analogue of the paper's setting (shared/notes/patching-model-tailor.md section 4.4; the
+The faithful CPU analogue of the paper's setting (docs/patching.md#the-benchmark-tailorkit-bench-patching; the
 experiment itself is `tailorkit.patching.experiment`): fine-tune the last 3 of 6 layers of all-MiniLM-L6-v2 on
 polarity (prototype classification in its own output space), then patch the fine-tune at density rho with every
 method, on the same eligible tensors (the 18 linear weights of the fine-tuned layers), and measure
 
 - retention R_O = mean over Lee (Pearson), WordSim-353 and SimLex-999 (Spearman) of score / score_pretrained,
 - efficiency E_N = acc / acc_finetuned and gain G_N = (acc - acc_pre) / (acc_ft - acc_pre) on the test split,
-- patch_fraction = parameters that differ from pretrained / parameters the fine-tune changed (biases and norms of
-  the fine-tuned layers included: they stay fine-tuned under the released code's policy, for every method).
+- patch_fraction = entries that differ from pretrained / entries of the tensors the fine-tune changed (biases and
+  norms included; the default policy `sparsify` trims them like the weights, so this is <= rho),
+  patch_fraction_model = the same over every parameter of the model, patch_fraction_tailored = over the tailored
+  weights only (what the released code counts).
+
+mergekit rows (when mergekit is installed, as `make setup` does): its TIES, DARE-TIES and task arithmetic on the
+same pair, run on the saved folders, with their time as a ratio to our TIES on the same folders in the same run
+(`tailor_checkpoint`, folder to folder, like mergekit); our Model Tailor's folder-to-folder time gets the same ratio.
 
 Calibration = the new-task training sentences only (100 < 128 exist). Nothing is tuned on the test split: every
 setting is the paper's / released code's or fixed in advance in PatchingBenchConfig. Quick mode: one split at
 rho = 10%; full mode: 5 splits, rho in {5, 10, 20}%, ablations (alpha, sensitivity, global magnitude, DARE without
 rescale) and a multi-task pair (polarity + fortune-cookie topics). Speed rows: seconds to tailor MiniLM-L6 (all 36
-linear weights perturbed, 128 calibration sentences) and a randomly initialised BERT-base-sized model (80 s on
-2 quiet cores; set speed_bert_base_in_quick=false to leave it to full mode on a slow machine).
+linear weights perturbed, 128 calibration sentences), Model Tailor and TIES in the same run (in memory and folder
+to folder, the ratio reported with the load average at its start), and a randomly initialised BERT-base-sized model
+(set speed_bert_base_in_quick=false to leave it to full mode on a slow machine).
 """
 
 from __future__ import annotations
 
 import copy
 import gc
+import os
 import resource
+import tempfile
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,7 +45,7 @@ from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
 from tailorkit.core.seeding import numpy_generator, torch_generator
 from tailorkit.patching.config import PatchConfig
-from tailorkit.patching.engine import PatchResult, tailor
+from tailorkit.patching.engine import PatchResult, patch_fractions, sparse_diff, tailor
 
 __all__ = ["PatchingBenchConfig", "patching_bench"]
 
@@ -65,6 +75,7 @@ class PatchingBenchConfig:
     speed_bert_base_in_quick: bool = True
     speed_calibration: int = 128
     multitask: bool = True
+    mergekit: bool = True
 
     def __post_init__(self) -> None:
         for d in (self.density, *self.full_densities):
@@ -138,6 +149,7 @@ def _specs(cfg: PatchingBenchConfig, mode: str) -> list[tuple[str, PatchConfig]]
             ("magnitude", replace(b, method="magnitude")),
             ("random", replace(b, method="random")),
             ("dare", replace(b, method="dare")),
+            ("ties", replace(b, method="ties")),
             ("mask_only", replace(b, method="mask_only")),
             ("model_tailor", replace(b, method="model_tailor", compensation_sign=-1)),
             ("model_tailor", replace(b, method="model_tailor", compensation_sign=1)),
@@ -147,7 +159,6 @@ def _specs(cfg: PatchingBenchConfig, mode: str) -> list[tuple[str, PatchConfig]]
         specs += [
             ("magnitude", replace(b, method="magnitude", topk_scope="global")),
             ("dare", replace(b, method="dare", dare_rescale=False)),
-            ("ties", replace(b, method="ties")),
         ]
         for alpha in (0.0, 0.5, 1.0):
             specs.append(("model_tailor", replace(b, alpha=alpha)))
@@ -186,9 +197,11 @@ def _derive(raw: dict[str, float], ref: dict[str, Any]) -> dict[str, float]:
 
 
 def _patch_metrics(result: PatchResult) -> dict[str, float]:
+    summary = result.summary()
     return {
-        "patch_fraction": result.patch_fraction(),
-        "patch_fraction_tailored": result.patch_fraction(list(result.masks)) if result.masks else 1.0,
+        "patch_fraction": summary["patch_fraction"],
+        "patch_fraction_model": summary["patch_fraction_model"],
+        "patch_fraction_tailored": summary["patch_fraction_tailored"],
         "tailor_seconds": result.timings["total"],
     }
 
@@ -211,6 +224,9 @@ def patching_bench(cfg: PatchingBenchConfig, mode: str, seed: int, device: torch
     seconds: dict[int, float] = {}
     labels: list[tuple[str, dict[str, Any]]] = [("pretrained", {}), ("finetuned", {"layers": cfg.finetune_layers})]
     labels += [(name, _params(pc)) for name, pc in specs]
+    folder_labels = _folder_labels(cfg)
+    first_folder = len(labels)
+    labels += folder_labels
     work = copy.deepcopy(pre)
     pre_state = {k: v.clone() for k, v in pre.state_dict().items()}
     fine_tunes = []
@@ -257,6 +273,13 @@ def patching_bench(cfg: PatchingBenchConfig, mode: str, seed: int, device: torch
                 f"split {split}: {name} {_short(labels[j][1])}: retention {m['retention']:.4f} "
                 f"gain {m['gain']:.3f} patch {m['patch_fraction']:.4f}"
             )
+        if folder_labels:
+            texts = [task.texts[i] for i in train_idx]
+            outcomes = _folder_rows(task, cfg, ft, texts, test_idx, ref, work, pre_state, seed * 1000 + split)
+            for j, (m, elapsed) in enumerate(outcomes, start=first_folder):
+                collected.setdefault(j, []).append(m)
+                seconds[j] = seconds.get(j, 0.0) + elapsed
+                status(f"split {split}: {labels[j][0]} (folders): " + _short_metrics(m))
         fine_tunes.append((ft, train_idx, test_idx, ref))
     rows = [
         Row(name, _mean(collected[j]), params | {"splits": splits}, seconds[j])
@@ -268,7 +291,7 @@ def patching_bench(cfg: PatchingBenchConfig, mode: str, seed: int, device: torch
     if cfg.speed:
         with_bert = cfg.speed_bert_base and (mode == "full" or cfg.speed_bert_base_in_quick)
         rows += _speed(task, replace(cfg, speed_bert_base=with_bert), seed)
-    extra["mergekit"] = _mergekit_note()
+    extra["mergekit"] = _mergekit_note(cfg)
     claims = _claims(rows, cfg.density)
     data = DataInfo(
         "MiniLM-L6 forgetting: polarity (new) vs Lee, WordSim-353, SimLex-999 (original)",
@@ -357,6 +380,18 @@ def _claims(rows: list[Row], density: float) -> list[Claim]:
                 1.0,
             )
         )
+    speed = [r for r in rows if r.params.get("purpose") == "speed" and "folder_seconds_ratio_to_ties" in r.metrics]
+    for r in speed:
+        m = r.metrics
+        claims.append(
+            Claim.at_most(
+                "model_tailor-speed",
+                f"Model Tailor folder to folder within 3x of TIES on {r.params['model']} (same run; in memory "
+                f"{m['seconds_ratio_to_ties']:.1f}x, load average {m['loadavg_at_start']:.2f})",
+                m["folder_seconds_ratio_to_ties"],
+                3.0,
+            )
+        )
     return claims
 
 
@@ -370,7 +405,17 @@ def _perturbed(model: torch.nn.Module, seed: int, scale: float = 0.02) -> torch.
     return ft
 
 
+def _loadavg() -> float:
+    try:
+        return float(os.getloadavg()[0])
+    except OSError:  # not available on this platform
+        return float("nan")
+
+
 def _speed(task: _Task, cfg: PatchingBenchConfig, seed: int) -> list[Row]:
+    """Model Tailor vs TIES on the same perturbed pair in the same run: in memory, and folder to folder for MiniLM
+    (`tailor_checkpoint` both, and mergekit's TIES when installed). Ratios are the speed claim; the load average at
+    the start of each measurement is recorded beside it."""
     rows = []
     texts = list(task.texts)[: cfg.speed_calibration]
     calib = _calibration(task, texts, replace(cfg, calibration=cfg.speed_calibration))
@@ -389,39 +434,175 @@ def _speed(task: _Task, cfg: PatchingBenchConfig, seed: int) -> list[Row]:
         gc.collect()
         base = make()
         ft = _perturbed(base, seed)
+        load = _loadavg()
         start = time.perf_counter()
         result = tailor(base, ft, calib, PatchConfig(density=0.1), progress=False)
         elapsed = time.perf_counter() - start
+        start = time.perf_counter()
+        tailor(base, ft, None, PatchConfig(method="ties", density=0.1), progress=False)
+        ties_elapsed = time.perf_counter() - start
         n_params = sum(p.numel() for p in base.parameters())
+        metrics = {
+            "tailor_seconds": elapsed,
+            "hessian_seconds": result.timings.get("hessians", 0.0),
+            "sweep_seconds": result.timings.get("sweep", 0.0),
+            "ties_seconds": ties_elapsed,
+            "seconds_ratio_to_ties": elapsed / ties_elapsed,
+            "loadavg_at_start": load,
+            "process_peak_rss_mb": _rss_mb(),
+            "tailored_layers": float(len(result.masks)),
+            "parameters_millions": n_params / 1e6,
+        }
+        if name == "minilm-l6":
+            metrics |= _folder_speed(task, base, ft, texts, cfg, seed)
         rows.append(
             Row(
                 "model_tailor",
-                {
-                    "tailor_seconds": elapsed,
-                    "hessian_seconds": result.timings.get("hessians", 0.0),
-                    "sweep_seconds": result.timings.get("sweep", 0.0),
-                    "process_peak_rss_mb": _rss_mb(),
-                    "tailored_layers": float(len(result.masks)),
-                    "parameters_millions": n_params / 1e6,
-                },
+                metrics,
                 {"purpose": "speed", "model": name, "calibration_sentences": len(texts), "density": 0.1},
                 elapsed,
             )
         )
         status(
-            f"speed: {name} tailored in {elapsed:.1f} s ({len(result.masks)} layers), "
-            f"process peak RSS {_rss_mb():.0f} MB"
+            f"speed: {name} tailored in {elapsed:.1f} s ({len(result.masks)} layers; Hessians "
+            f"{metrics['hessian_seconds']:.1f} s, sweep {metrics['sweep_seconds']:.1f} s), TIES {ties_elapsed:.2f} s, "
+            f"ratio {metrics['seconds_ratio_to_ties']:.1f} in memory"
+            + (
+                f", {metrics['folder_seconds_ratio_to_ties']:.2f} folder to folder"
+                if "folder_seconds_ratio_to_ties" in metrics
+                else ""
+            )
+            + f"; load average {load:.2f}; process peak RSS {_rss_mb():.0f} MB"
         )
         del base, ft, result
     return rows
 
 
-def _mergekit_note() -> str:
-    import importlib.util
+def _folder_speed(
+    task: _Task, base: torch.nn.Module, ft: torch.nn.Module, texts: list[str], cfg: PatchingBenchConfig, seed: int
+) -> dict[str, float]:
+    """Folder to folder (read, tailor or merge, write) on the same pair: Model Tailor, TIES, mergekit's TIES."""
+    from tailorkit.patching.checkpoints import tailor_checkpoint
+    from tailorkit.patching.peers import mergekit_available, mergekit_merge
 
-    if importlib.util.find_spec("mergekit") is None:
-        return "mergekit not installed: no TIES speed ratio (install the [peers] extra)"
-    return "mergekit installed; the TIES speed ratio is not measured by this bench yet"
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="tailorkit-speed-") as tmp:
+        root = Path(tmp)
+        cast(Any, base).save_pretrained(root / "pre")
+        task.encoder.tokenizer.save_pretrained(root / "pre")
+        cast(Any, ft).save_pretrained(root / "ft")
+        for method in ("ties", "model_tailor"):
+            start = time.perf_counter()
+            tailor_checkpoint(
+                root / "pre", root / "ft", texts, root / method, PatchConfig(method=method), progress=False
+            )
+            out[f"folder_{method}_seconds"] = time.perf_counter() - start
+        if mergekit_available():
+            start = time.perf_counter()
+            mergekit_merge(root / "pre", [root / "ft"], root / "mk", "ties", density=0.1, seed=seed)
+            out["folder_mergekit_ties_seconds"] = time.perf_counter() - start
+            out["mergekit_ties_seconds_ratio_to_ties"] = (
+                out["folder_mergekit_ties_seconds"] / out["folder_ties_seconds"]
+            )
+    out["folder_seconds_ratio_to_ties"] = out["folder_model_tailor_seconds"] / out["folder_ties_seconds"]
+    return out
+
+
+def _mergekit_note(cfg: PatchingBenchConfig) -> str:
+    from tailorkit.patching.peers import mergekit_available, mergekit_version
+
+    if not cfg.mergekit:
+        return "mergekit rows switched off (mergekit=false)"
+    if not mergekit_available():
+        return "mergekit not installed (make setup installs it): no mergekit rows"
+    return (
+        f"mergekit {mergekit_version()}: rows mergekit_ties, mergekit_dare_ties, mergekit_task_arithmetic on the same "
+        "folders; BERT architecture inferred from the tensors (mergekit's BERT definition crashes, see "
+        "tailorkit.patching.peers)"
+    )
+
+
+MERGEKIT_ROWS = (("ties", "density"), ("dare_ties", "density"), ("task_arithmetic", "weight"))
+
+
+def _folder_labels(cfg: PatchingBenchConfig) -> list[tuple[str, dict[str, Any]]]:
+    """Rows measured folder to folder: our TIES and Model Tailor (`tailor_checkpoint`) and mergekit's methods."""
+    from tailorkit.patching.peers import mergekit_available, mergekit_version
+
+    if not cfg.mergekit:
+        return []
+    ours: list[tuple[str, dict[str, Any]]] = [
+        ("ties", {"purpose": "folders", "density": cfg.density, "implementation": "tailorkit"}),
+        ("model_tailor", {"purpose": "folders", "density": cfg.density, "implementation": "tailorkit"}),
+    ]
+    if not mergekit_available():
+        return ours
+    peer = f"mergekit {mergekit_version()}"
+    theirs: list[tuple[str, dict[str, Any]]] = [
+        (f"mergekit_{m}", {"density": cfg.density} if key == "density" else {"weight": cfg.wise_lambda})
+        for m, key in MERGEKIT_ROWS
+    ]
+    return ours + [(name, params | {"peer": peer, "purpose": "folders"}) for name, params in theirs]
+
+
+def _short_metrics(m: dict[str, float]) -> str:
+    keys = ("retention", "gain", "patch_fraction", "patch_fraction_model", "seconds_ratio_to_ties")
+    return " ".join(f"{k} {m[k]:.4f}" for k in keys if k in m)
+
+
+def _folder_rows(
+    task: _Task,
+    cfg: PatchingBenchConfig,
+    ft: torch.nn.Module,
+    texts: list[str],
+    test_idx: np.ndarray,
+    ref: dict[str, Any],
+    work: torch.nn.Module,
+    pre_state: dict[str, torch.Tensor],
+    seed: int,
+) -> list[tuple[dict[str, float], float]]:
+    """Save the pair as folders; run our TIES and Model Tailor (`tailor_checkpoint`) and mergekit's methods on them.
+
+    Times are folder to folder (read, merge or tailor, write) and reported as ratios to our TIES in the same split.
+    """
+    from tailorkit.patching.checkpoints import LazyState, tailor_checkpoint
+    from tailorkit.patching.peers import mergekit_available, mergekit_merge
+
+    pre: Any = task.encoder.model  # a transformers BertModel (save_pretrained)
+    changed = [k for k, v in ft.state_dict().items() if not torch.equal(v, pre_state[k])]
+    outcomes: list[tuple[dict[str, float], float]] = []
+    with tempfile.TemporaryDirectory(prefix="tailorkit-patching-") as tmp:
+        root = Path(tmp)
+        pre.save_pretrained(root / "pre")
+        task.encoder.tokenizer.save_pretrained(root / "pre")
+        cast(Any, ft).save_pretrained(root / "ft")
+        timed: list[tuple[str, Path, float]] = []
+        for method in ("ties", "model_tailor"):
+            pc = PatchConfig(method=method, density=cfg.density, alpha=cfg.alpha, nsamples=cfg.calibration)
+            pc = replace(pc, max_length=cfg.max_length)
+            start = time.perf_counter()
+            tailor_checkpoint(root / "pre", root / "ft", texts, root / method, pc, progress=False)
+            timed.append((method, root / method, time.perf_counter() - start))
+        if mergekit_available():
+            for method, key in MERGEKIT_ROWS:
+                kwargs: dict[str, Any] = {"density": cfg.density} if key == "density" else {"weight": cfg.wise_lambda}
+                start = time.perf_counter()
+                mergekit_merge(root / "pre", [root / "ft"], root / f"mk_{method}", method, seed=seed, **kwargs)
+                timed.append((method, root / f"mk_{method}", time.perf_counter() - start))
+        ties_seconds = timed[0][2]
+        for _method, folder, elapsed in timed:
+            merged = LazyState(folder, dtype=torch.float32)
+            state = {k: merged[k] for k in pre_state if k in merged}
+            work.load_state_dict(pre_state)
+            work.load_state_dict(state, strict=False)
+            diffs = {k: d for k, v in state.items() if (d := sparse_diff(v, pre_state[k])) is not None}
+            sizes = {k: v.numel() for k, v in pre_state.items()}
+            fractions = patch_fractions(diffs, sizes, changed, [])
+            m = _metrics(task, work, test_idx, ref)
+            m |= {k: fractions[k] for k in ("patch_fraction", "patch_fraction_model")}
+            m |= {"folder_seconds": elapsed, "seconds_ratio_to_ties": elapsed / ties_seconds}
+            outcomes.append((m, elapsed))
+    return outcomes
 
 
 def _multitask(

@@ -6,9 +6,14 @@ adapter folder (`adapter_config.json` + `adapter_model.safetensors`) can stand f
 B A * scaling (alpha / r, or alpha / sqrt(r) with rsLoRA; transposed for fan_in_fan_out) is merged into the base
 weights first. DoRA and other adapter kinds are refused.
 
-Memory: one model (float32, the fine-tune, patched in place) plus one block's Hessians; pretrained tensors are read
-lazily one at a time; the output is written shard by shard into a temporary folder next to `out`, which replaces
-`out` only when complete (so nothing is half-written). The data-free baselines hold the eligible task vectors.
+`tailor_checkpoint` is load -> `tailorkit.patching.engine.tailor` -> write: target selection, the policy for the
+tensors no method tailors and the patch have one implementation, the engine's. Several fine-tuned folders (full
+models or LoRA adapters) are the multi-task case.
+
+Memory: one model per fine-tune (float32; the first is patched in place) plus one block's Hessians; pretrained and
+fine-tuned tensors are re-read lazily from their files one at a time (the data-free baselines stream one weight at
+a time); the output is written shard by shard into a temporary folder next to `out`, which replaces `out` only when
+complete (so nothing is half-written).
 
 The output folder loads with `transformers.AutoModel.from_pretrained`; `out/patch/` holds the sparse patch alone
 (`patch.safetensors`: `<name>.indices` int64 and `<name>.values`, plus `manifest.json`).
@@ -36,11 +41,13 @@ from tailorkit.core.results import atomic_open, write_bytes_atomic, write_json_a
 from tailorkit.patching.config import PatchConfig
 from tailorkit.patching.engine import (
     METHODS,
-    PatchContext,
     PatchError,
+    PatchResult,
     SparsePatch,
     check_layout,
-    eligible_modules,
+    patch_fractions,
+    sparse_diff,
+    tailor,
 )
 
 __all__ = [
@@ -308,131 +315,223 @@ def _check_headers(base: LazyState, ft: LazyState) -> None:
     check_layout(list(base), list(ft), base.meta, ft.meta)
 
 
-def _check_finite(name: str, t: torch.Tensor, label: str) -> None:
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-        raise PatchError(f"{label} tensor {name!r} contains NaN or Inf values")
+class LoraState(Mapping[str, torch.Tensor]):
+    """The fine-tuned parameters that a LoRA adapter implies: pretrained tensors (read lazily) plus the dense LoRA
+    deltas on the weights they target (float32). `meta` reports the pretrained headers."""
+
+    def __init__(self, base: LazyState, deltas: Mapping[str, torch.Tensor]) -> None:
+        self.base, self.deltas = base, dict(deltas)
+
+    def meta(self, key: str) -> tuple[tuple[int, ...], str]:
+        return self.base.meta(key)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        t = self.base[key]
+        return t.float() + self.deltas[key] if key in self.deltas else t
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)
 
 
 _DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+_CALIBRATED = ("model_tailor", "mask_only")
+
+
+def _paths(value: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
+    return [Path(value)] if isinstance(value, str | os.PathLike) else [Path(v) for v in value]
+
+
+def _texts_per_task(
+    calibration: str | os.PathLike[str] | Sequence[Any] | None, n_tasks: int, config: PatchConfig
+) -> list[list[str]]:
+    """Calibration texts per fine-tune: one file (or list of texts) for all, or one per fine-tune."""
+    if config.method not in _CALIBRATED:
+        return [[] for _ in range(n_tasks)]
+    if calibration is None:
+        raise PatchError("Model Tailor needs --calibration FILE.jsonl (new-task texts)")
+    if isinstance(calibration, str | os.PathLike):
+        per_task: list[Any] = [calibration] * n_tasks
+    elif n_tasks == 1 and all(isinstance(c, str) for c in calibration):
+        per_task = [list(calibration)]  # the texts themselves
+    else:
+        per_task = list(calibration)
+        if len(per_task) == 1:
+            per_task = per_task * n_tasks
+    if len(per_task) != n_tasks:
+        raise PatchError(
+            f"calibration: expected one file for all fine-tunes or one per fine-tune ({n_tasks}), got {len(per_task)}"
+        )
+    out = []
+    for item in per_task:
+        texts = load_calibration(item) if isinstance(item, str | os.PathLike) else list(item)
+        if not texts:
+            raise PatchError("calibration is empty: Model Tailor needs new-task inputs")
+        out.append(texts)
+    return out
 
 
 def tailor_checkpoint(
     base_dir: str | os.PathLike[str],
-    finetuned_dir: str | os.PathLike[str],
-    calibration: str | os.PathLike[str] | Sequence[str] | None,
+    finetuned_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    calibration: str | os.PathLike[str] | Sequence[Any] | None,
     out_dir: str | os.PathLike[str],
     config: PatchConfig | None = None,
     *,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Patch a fine-tuned Hugging Face model folder (or LoRA adapter folder) against its base; write `out_dir`.
+    """Patch fine-tuned Hugging Face model folder(s) (or LoRA adapter folders) against their base; write `out_dir`.
+
+    Load -> `tailorkit.patching.tailor` (in place on the first fine-tune, fine-tuned tensors re-read lazily from
+    their files) -> write. Several fine-tuned folders are the multi-task case (`config.combine` for Model Tailor).
 
     Args:
         base_dir: Pretrained model folder (config.json + safetensors).
-        finetuned_dir: Fine-tuned model folder with the same tensors, or a PEFT LoRA adapter folder.
-        calibration: JSONL file of new-task texts (or a list of texts); required by Model Tailor.
+        finetuned_dir: Fine-tuned model folder with the same tensors, or a PEFT LoRA adapter folder; or a list.
+        calibration: JSONL file of new-task texts (or a list of texts), one for all fine-tunes or one per fine-tune
+            (a list of files); required by Model Tailor.
         out_dir: Output model folder; must not exist unless `overwrite`.
         config: Settings (method, density ...).
         overwrite: Replace an existing `out_dir` (only once the new one is complete).
         progress: Progress bars.
 
     Returns:
-        The manifest written to out_dir/patch/manifest.json (patch fraction, per-layer errors, timings ...).
+        The manifest written to out_dir/patch/manifest.json (patch fractions, per-layer errors, timings ...).
 
     Raises:
         PatchError: Any bad input (named); nothing is written then.
     """
-    import tailorkit.patching.methods  # noqa: F401
-
     config = config or PatchConfig()
-    method = METHODS.get(config.method)
+    METHODS.get(config.method)  # an unknown method fails before any work
     start = time.perf_counter()
-    base_dir, ft_dir, out = Path(base_dir), Path(finetuned_dir), Path(out_dir)
+    base_dir, out = Path(base_dir), Path(out_dir)
+    ft_dirs = _paths(finetuned_dir)
+    if not ft_dirs:
+        raise PatchError("finetuned: expected at least one fine-tuned folder")
     if out.exists() and not overwrite:
         raise PatchError(f"output folder {out} exists; pass --overwrite to replace it")
-    if not ft_dir.is_dir():
-        raise PatchError(f"{ft_dir}: not a folder")
-    base = LazyState(base_dir, dtype=torch.float32)
+    for ft_dir in ft_dirs:
+        if not ft_dir.is_dir():
+            raise PatchError(f"{ft_dir}: not a folder")
     raw_base = LazyState(base_dir)
-    lora = is_lora_folder(ft_dir)
-    texts: list[str] = []
-    if config.method in ("model_tailor", "mask_only"):
-        if calibration is None:
-            raise PatchError("Model Tailor needs --calibration FILE.jsonl (new-task texts)")
-        texts = load_calibration(calibration) if isinstance(calibration, str | os.PathLike) else list(calibration)
-        if not texts:
-            raise PatchError("calibration is empty: Model Tailor needs new-task inputs")
-    if lora:
-        deltas = lora_delta(ft_dir)
-        layout = raw_base
-        model = _load_model(base_dir)
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, delta in deltas.items():
-                key = _match_param(f"{name}.weight", params)
-                if key is None:
-                    raise PatchError(f"LoRA target {name!r} is not a module of the base model")
-                if params[key].shape != delta.shape:
-                    raise PatchError(
-                        f"LoRA delta for {key!r} has shape {tuple(delta.shape)}, weight {tuple(params[key].shape)}"
-                    )
-                params[key].add_(delta)
-    else:
-        layout = LazyState(ft_dir)
-        _check_headers(raw_base, layout)
-        model = _load_model(ft_dir)
-    state = model.state_dict()
-    unknown = [k for k in raw_base if k not in state]
-    if unknown:
-        raise PatchError(f"checkpoint tensors with no counterpart in the loaded model: {', '.join(unknown[:3])}")
-    for key in track(list(raw_base), "checking weights", enabled=progress):
-        _check_finite(key, raw_base[key], "pretrained")
-        _check_finite(key, state[key], "fine-tuned")
-    tok_dir = ft_dir if any(ft_dir.glob("tokenizer*")) or (ft_dir / "vocab.txt").is_file() else base_dir
-    batches = _calibration_batches(texts, tok_dir, config) if texts else []
+    texts = _texts_per_task(calibration, len(ft_dirs), config)
+    models: list[torch.nn.Module] = []
+    references: list[Mapping[str, torch.Tensor]] = []
+    lora = [is_lora_folder(d) for d in ft_dirs]
+    layout = raw_base
+    for i, ft_dir in enumerate(ft_dirs):
+        reference: Mapping[str, torch.Tensor]
+        if lora[i]:
+            model, reference = _load_lora(base_dir, ft_dir, raw_base)
+        else:
+            files = LazyState(ft_dir)
+            _check_headers(raw_base, files)
+            model = _load_model(ft_dir)
+            reference = files
+            if i == 0:
+                layout = files
+        state = model.state_dict()
+        unknown = [k for k in raw_base if k not in state]
+        if unknown:
+            raise PatchError(f"checkpoint tensors with no counterpart in the loaded model: {', '.join(unknown[:3])}")
+        models.append(model)
+        references.append(reference)
+    batches = []
+    for ft_dir, is_lora, task_texts in zip(ft_dirs, lora, texts, strict=True):
+        tok_dir = (
+            ft_dir if not is_lora and (any(ft_dir.glob("tokenizer*")) or (ft_dir / "vocab.txt").is_file()) else base_dir
+        )
+        batches.append(_calibration_batches(task_texts, tok_dir, config) if task_texts else [])
+    calib: Any = batches[0] if len(batches) == 1 else batches
+    status("tailoring" + (f" {len(models)} fine-tunes" if len(models) > 1 else ""))
+    result = tailor(
+        raw_base,
+        models if len(models) > 1 else models[0],
+        calib,
+        config,
+        inplace=True,
+        progress=progress,
+        reference=references,
+    )
+    manifest_extra = {
+        "base": str(base_dir),
+        "finetuned": [str(d) for d in ft_dirs] if len(ft_dirs) > 1 else str(ft_dirs[0]),
+        "finetuned_is_lora": lora if len(ft_dirs) > 1 else lora[0],
+        "calibration_texts": [len(t[: config.nsamples]) for t in texts]
+        if len(texts) > 1
+        else len(texts[0][: config.nsamples]),
+    }
+    manifest = _write(
+        result, models[0], raw_base, layout, (base_dir, ft_dirs[0], lora[0]), out, manifest_extra, progress, start
+    )
+    status(
+        f"patched model written to {out} ({int(manifest['patch_entries'])} entries differ from the pretrained model)"
+    )
+    return manifest
 
+
+def _load_lora(base_dir: Path, ft_dir: Path, raw_base: LazyState) -> tuple[torch.nn.Module, LoraState]:
+    """The base model with the adapter's dense deltas added, and the matching lazy fine-tuned state."""
+    deltas = lora_delta(ft_dir)
+    model = _load_model(base_dir)
     params = dict(model.named_parameters())
-    targets = {}
-    for name, module in eligible_modules(model, config.layers).items():
-        key = f"{name}.weight"
-        if key not in raw_base or key not in params:
-            continue
-        if config.skip_unchanged and torch.equal(params[key].detach(), base[key]):
-            continue
-        targets[name] = module
-    if not targets:
-        raise PatchError("no eligible layer differs from the pretrained model (check --layers and the folders)")
-    ctx = PatchContext(model, base, [params], targets, [batches], [model], progress)
-    info = method(ctx, config)
-    target_keys = {f"{n}.weight" for n in targets}
+    by_key: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        for key, p in params.items():
-            if key not in target_keys and config.non_linear_policy == "revert" and key in raw_base:
-                p.copy_(base[key])
+        for name, delta in deltas.items():
+            key = _match_param(f"{name}.weight", params)
+            if key is None or key not in raw_base:
+                raise PatchError(f"LoRA target {name!r} is not a module of the base model")
+            if params[key].shape != delta.shape:
+                raise PatchError(
+                    f"LoRA delta for {key!r} has shape {tuple(delta.shape)}, weight {tuple(params[key].shape)}"
+                )
+            params[key].add_(delta)
+            by_key[key] = delta
+    return model, LoraState(raw_base, by_key)
 
-    # write everything into a temporary sibling folder, then swap it in
+
+def _write(
+    result: PatchResult,
+    model: torch.nn.Module,
+    raw_base: LazyState,
+    layout: LazyState,
+    sources: tuple[Path, Path, bool],
+    out: Path,
+    extra: dict[str, Any],
+    progress: bool,
+    start: float,
+) -> dict[str, Any]:
+    """Write the patched folder into a temporary sibling and swap it in; return the manifest.
+
+    `sources` = (base folder, first fine-tuned folder, whether it is a LoRA adapter): where the config and tokenizer
+    files are copied from.
+    """
+    base_dir, ft_dir, lora = sources
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
         state = model.state_dict()
-        patch: dict[str, SparsePatch] = {}
-        changed_entries = total_entries = 0
+        patch = dict(result.patch)
+        changed = list(result.changed_by_finetune)
+        sizes: dict[str, int] = {}
         for shard in track(layout.shards, "writing shards", enabled=progress):
-            keys = [k for k in layout if layout.files[k] == shard]
             tensors = {}
-            for k in keys:
-                dtype = _DTYPES.get(raw_base.meta(k)[1])
+            for k in [k for k in layout if layout.files[k] == shard]:
                 pre = raw_base[k]
-                new = state[k].detach().to(dtype or pre.dtype).contiguous()
+                value = result.state[k] if k in result.state else state[k]
+                new = value.detach().to(dtype=_DTYPES.get(raw_base.meta(k)[1], pre.dtype), device="cpu").contiguous()
                 tensors[k] = new
-                diff = torch.nonzero((new != pre).reshape(-1)).reshape(-1)
-                if diff.numel():
-                    patch[k] = SparsePatch(diff, new.reshape(-1)[diff].clone(), tuple(new.shape))
-                    changed_entries += diff.numel()
-                total_entries += new.numel()
+                sizes[k] = new.numel()
+                if k not in result.state:  # buffers and tied copies: no method or policy touched them
+                    diff = sparse_diff(new, pre)
+                    if diff is not None:
+                        patch[k] = diff
+                        changed.append(k)
             with atomic_open(tmp / shard.name) as handle:
                 handle.write(save(tensors, metadata={"format": "pt"}))
         index = layout.folder / "model.safetensors.index.json"
@@ -442,19 +541,17 @@ def tailor_checkpoint(
             for f in src_dir.iterdir():
                 if f.is_file() and _COPY.match(f.name) and f.name != "adapter_config.json":
                     shutil.copy2(f, tmp / f.name)
+        fractions = patch_fractions(patch, sizes, changed, result.tailored or [])
         manifest = {
-            "method": config.method,
-            "config": to_dict(config),
-            "base": str(base_dir),
-            "finetuned": str(ft_dir),
-            "finetuned_is_lora": lora,
-            "calibration_texts": len(texts[: config.nsamples]),
-            "tailored_layers": len(targets),
-            "patch_entries": changed_entries,
-            "model_entries": total_entries,
-            "patch_fraction_of_tailored_weights": _fraction(patch, {k: state[k].numel() for k in target_keys}),
-            "layer_errors": info.layer_errors,
-            "timings": {**info.timings, "total": time.perf_counter() - start},
+            "method": result.method,
+            "config": to_dict(result.config),
+            **extra,
+            "tailored_layers": len(result.tailored or []),
+            **fractions,
+            "patch_fraction_of_tailored_weights": fractions["patch_fraction_tailored"],
+            "changed_by_finetune": len(changed),
+            "layer_errors": result.layer_errors,
+            "timings": {**result.timings, "total": time.perf_counter() - start},
         }
         save_patch(patch, tmp / "patch", manifest)
         if out.exists():
@@ -467,13 +564,7 @@ def tailor_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    status(f"patched model written to {out} ({changed_entries} entries differ from the pretrained model)")
     return manifest
-
-
-def _fraction(patch: Mapping[str, SparsePatch], sizes: Mapping[str, int]) -> float:
-    total = sum(sizes.values())
-    return sum(patch[k].indices.numel() for k in sizes if k in patch) / total if total else 0.0
 
 
 def _match_param(key: str, params: Mapping[str, Any]) -> str | None:

@@ -1,11 +1,13 @@
 """`tailorkit patch`: Model Tailor (or a baseline) on Hugging Face model folders.
 
-    tailorkit patch --base DIR --finetuned DIR --calibration FILE.jsonl --density 0.1 --out DIR
-                    [--method model_tailor] [--layers REGEX] [--overwrite] [--config FILE] [key=value ...]
+    tailorkit patch --base DIR --finetuned DIR [--finetuned DIR ...] --calibration FILE.jsonl [--calibration ...]
+                    --density 0.1 --out DIR [--method model_tailor] [--layers REGEX] [--overwrite] [--config FILE]
+                    [key=value ...]
 
-`--finetuned` may be a PEFT LoRA adapter folder. Any PatchConfig field can be set with key=value (or --key=value),
-e.g. `compensation_sign=1 alpha=0.5 scope=layer`. Bad input prints one line and exits with status 2; nothing is
-written then.
+`--finetuned` may be a PEFT LoRA adapter folder; several fine-tuned folders are the multi-task case (`combine=...`),
+with one calibration file for all of them or one per fine-tune. Any PatchConfig field can be set with key=value
+(or --key=value), e.g. `compensation_sign=1 alpha=0.5 scope=layer`. Bad input prints one line and exits with
+status 2; nothing is written then.
 """
 
 from __future__ import annotations
@@ -24,10 +26,18 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument("--base", type=Path, required=True, help="pretrained model folder")
     parser.add_argument(
-        "--finetuned", type=Path, required=True, help="fine-tuned model folder or PEFT LoRA adapter folder"
+        "--finetuned",
+        type=Path,
+        action="append",
+        required=True,
+        help="fine-tuned model folder or PEFT LoRA adapter folder; repeat it for several fine-tunes (multi-task)",
     )
     parser.add_argument(
-        "--calibration", type=Path, default=None, help='JSONL of new-task texts ({"text": ...} per line)'
+        "--calibration",
+        type=Path,
+        action="append",
+        default=None,
+        help='JSONL of new-task texts ({"text": ...} per line); once for all fine-tunes, or one per fine-tune',
     )
     parser.add_argument(
         "--out", type=Path, required=True, help="output model folder (must not exist unless --overwrite)"
@@ -58,10 +68,11 @@ def run(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}")
     config = load_config(PatchConfig, args.config, overrides)  # ConfigError -> exit 2
     try:
+        calibration = args.calibration[0] if args.calibration and len(args.calibration) == 1 else args.calibration
         manifest = tailor_checkpoint(
             args.base,
-            args.finetuned,
-            args.calibration,
+            args.finetuned if len(args.finetuned) > 1 else args.finetuned[0],
+            calibration,
             args.out,
             config,
             overwrite=args.overwrite,
@@ -69,9 +80,15 @@ def run(args: argparse.Namespace) -> int:
         )
     except PatchError as err:
         raise UsageError(f"tailorkit patch: error: {err}") from None
-    summary = {
-        k: manifest[k] for k in ("method", "tailored_layers", "patch_entries", "patch_fraction_of_tailored_weights")
-    }
+    keys = (
+        "method",
+        "tailored_layers",
+        "patch_entries",
+        "patch_fraction",
+        "patch_fraction_model",
+        "patch_fraction_of_tailored_weights",
+    )
+    summary = {k: manifest[k] for k in keys}
     summary["out"] = str(args.out)
     print(json.dumps(summary))
     return 0

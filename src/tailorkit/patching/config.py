@@ -17,7 +17,7 @@ from typing import Literal
 Sensitivity = Literal["weight", "delta"]
 Normalization = Literal["row_block_z", "layer_z", "none"]
 Scope = Literal["block", "layer", "global"]
-NonLinearPolicy = Literal["keep_finetuned", "revert"]
+NonLinearPolicy = Literal["sparsify", "keep_pretrained", "keep_finetuned", "revert"]
 Combine = Literal["sum", "overlap_average", "joint"]
 TopkScope = Literal["tensor", "global"]
 
@@ -38,7 +38,10 @@ class PatchConfig:
         layers: Regex (re.search) on module names choosing which eligible modules are tailored.
         skip_unchanged: Leave modules whose weight equals the pretrained weight alone (frozen during fine-tuning).
         non_linear_policy: Every parameter that is not a tailored weight (biases, norms, embeddings, excluded
-            layers): "keep_finetuned" (released code) or "revert" to the pretrained value.
+            layers) and that a fine-tune changed: "sparsify" (default: keep its int(density * n) largest task-vector
+            entries, as mergekit trims every tensor, so the whole model differs from the pretrained one in at most
+            `density` of the tensors the fine-tune changed), "keep_pretrained" (alias "revert") or
+            "keep_finetuned" (the released code; the whole-model patch then exceeds `density`).
         alpha: Model Tailor: weight of salience |W_ft - W_pre| in the fused score; 1 - alpha goes to sensitivity
             (0.8 in main_model_tailor.py's sparsegpt.py, 0.5 in the llava/ copy).
         sensitivity: Model Tailor: "weight" = W^2 / U_jj^2 (released code, SparseGPT's zeroing cost) or "delta" =
@@ -70,7 +73,7 @@ class PatchConfig:
     density: float = 0.1
     layers: str = ".*"
     skip_unchanged: bool = True
-    non_linear_policy: NonLinearPolicy = "keep_finetuned"
+    non_linear_policy: NonLinearPolicy = "sparsify"
     alpha: float = 0.8
     sensitivity: Sensitivity = "weight"
     normalization: Normalization = "row_block_z"
@@ -98,9 +101,10 @@ class PatchConfig:
             re.compile(self.layers)
         except re.error as err:
             raise ValueError(f"layers: expected a regular expression, got {self.layers!r} ({err})") from None
-        if self.non_linear_policy not in ("keep_finetuned", "revert"):
+        if self.non_linear_policy not in ("sparsify", "keep_pretrained", "keep_finetuned", "revert"):
             raise ValueError(
-                f"non_linear_policy: expected 'keep_finetuned' or 'revert', got {self.non_linear_policy!r}"
+                "non_linear_policy: expected 'sparsify', 'keep_pretrained' (alias 'revert') or 'keep_finetuned', "
+                f"got {self.non_linear_policy!r}"
             )
         if not _number(self.alpha) or not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha: expected a number in [0, 1], got {self.alpha!r}")

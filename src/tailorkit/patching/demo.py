@@ -2,9 +2,9 @@
 
 An MLP (64-256-256-10) learns digits 0-4, is fine-tuned on 5-9 (same head; class-incremental, it forgets 0-4
 completely), and is then patched at 10 % density by magnitude top-k, Model Tailor without and with compensation
-(both signs) and WiSE-FT. The picture shows old-class vs new-class accuracy per method. The notes
-(shared/notes/patching-model-tailor.md 4.3) found that OBS-sign compensation trades old for new accuracy here:
-the compensation pulls the outputs on new-task calibration inputs towards the fine-tune.
+(both signs) and WiSE-FT. The picture shows old-class vs new-class accuracy per method. OBS-sign compensation
+trades old for new accuracy here (docs/patching.md#demo): the compensation pulls the outputs on new-task
+calibration inputs towards the fine-tune.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The forgetting experiment of `tailorkit bench patching` (shared/notes/patching-model-tailor.md, section 4.4).
+"""The forgetting experiment of `tailorkit bench patching` (docs/patching.md#the-benchmark-tailorkit-bench-patching).
 
 MiniLM-L6 (all-MiniLM-L6-v2, real pretrained weights) stands for the MLLM. Its original abilities are the zero-shot
 similarity benchmarks it was trained for: Lee document similarity (Pearson over 1,225 pairs, 256 tokens), WordSim-353

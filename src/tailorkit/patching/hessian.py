@@ -5,8 +5,9 @@ Eligible layers are nn.Linear (weight (out, in)), transformers' Conv1D (GPT-2; w
 matrix is its transpose) and nn.Conv2d (weight (out, in, kh, kw) flattened to (out, in*kh*kw); inputs unfolded
 with the layer's kernel, stride, padding and dilation, groups = 1 only).
 
-H accumulates in float64 over real tokens only: when a calibration batch carries an attention mask, padded
-positions are dropped before x x^T (`token_mask` below). The released code averages 2 x x^T over samples; here H is
+H accumulates over real tokens only: when a calibration batch carries an attention mask, padded positions are
+dropped before x x^T (`token_mask` below). Each batch's product is taken in the input's precision (float32 for
+float32 models, as SparseGPT) and summed in float64. The released code averages 2 x x^T over samples; here H is
 the mean of x x^T over tokens. The factor and the averaging unit do not change the OBS solution, and the damping is
 relative to mean(diag H), so it is scale-free too.
 """
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,7 @@ __all__ = [
     "inverse_cholesky",
     "module_weight",
     "reconstruction_error",
+    "run_calibration",
     "set_matrix",
     "token_mask",
 ]
@@ -104,16 +107,24 @@ def _layer_inputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class HessianAccumulator:
-    """Forward pre-hooks that accumulate H = mean over tokens of x x^T (float64) for a set of modules.
+    """Forward pre-hooks that accumulate H = mean over tokens of x x^T for a set of modules.
 
-    Use as a context manager; `hessians[name]` (in, in) and `counts[name]` are filled while calibration runs.
+    Use as a context manager; `hessian(name)` (in, in, float64) is ready once calibration has run. Each batch's
+    X^T X is one matrix product in the input's precision (float32 for float32 models, as SparseGPT accumulates),
+    added into a float64 sum. Linear / Conv1D modules that receive the very same input tensor one after the other
+    (the query, key and value projections of an attention block) reuse one product, and modules whose sums came
+    from the same products get the same Hessian object from `hessian`, so callers may cache work per Hessian.
     """
 
     def __init__(self, modules: dict[str, nn.Module]) -> None:
         self.modules = modules
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
+        self._events: dict[str, list[int]] = {}
+        self._last: tuple[torch.Tensor, torch.Tensor, int] | None = None
+        self._event = 0
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._cache: dict[tuple[int, ...], torch.Tensor] = {}
 
     def __enter__(self) -> HessianAccumulator:
         for name, module in self.modules.items():
@@ -124,18 +135,29 @@ class HessianAccumulator:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._last = None
 
     def _hook(self, name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
         def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            rows = _layer_inputs(module, args[0].detach()).to(torch.float64)
-            if rows.numel() == 0:
+            x = args[0]
+            last = self._last
+            if last is not None and last[0] is x and eligible_kind(module) != "conv2d":
+                _, gram, n = last  # the same input as the module hooked just before: the same product
+            else:
+                rows = _layer_inputs(module, x.detach())
+                if rows.dtype not in (torch.float32, torch.float64):
+                    rows = rows.float()
+                gram, n = (rows.t() @ rows).to(torch.float64), rows.shape[0]
+                self._event += 1
+                self._last = (x, gram, n)
+            if n == 0:
                 return
-            gram = rows.t() @ rows
             if name in self.sums:
                 self.sums[name] += gram
             else:
-                self.sums[name] = gram
-            self.counts[name] = self.counts.get(name, 0) + rows.shape[0]
+                self.sums[name] = gram.clone()
+            self.counts[name] = self.counts.get(name, 0) + n
+            self._events.setdefault(name, []).append(self._event)
 
         return hook
 
@@ -143,7 +165,10 @@ class HessianAccumulator:
         """H = mean x x^T (float64); ValueError if the module saw no calibration tokens."""
         if self.counts.get(name, 0) == 0:
             raise ValueError(f"layer {name!r} received no calibration tokens; is the calibration empty?")
-        return self.sums[name] / self.counts[name]
+        key = tuple(self._events[name])
+        if key not in self._cache:
+            self._cache[key] = self.sums[name] / self.counts[name]
+        return self._cache[key]
 
 
 def inverse_cholesky(h: torch.Tensor, percdamp: float, *, name: str = "", max_tries: int = 8) -> torch.Tensor:
@@ -183,3 +208,39 @@ def reconstruction_error(diff: torch.Tensor, h: torch.Tensor) -> float:
     """||diff X||_F^2 / n_tokens = trace(diff H diff^T) for H = mean x x^T. Shapes: diff (out, in), h (in, in)."""
     d = diff.to(torch.float64)
     return float(((d @ h.to(torch.float64)) * d).sum())
+
+
+def run_calibration(model: nn.Module, batches: Sequence[Any], *, stop_after: nn.Module | None = None) -> None:
+    """Run `batches` through `model` without gradients (eval mode, restored after).
+
+    A batch is a dict (keyword arguments; its "attention_mask", if any, masks padding out of the Hessians), a
+    tensor, or a tuple/list of positional arguments. `stop_after`: abort each forward once this submodule has run
+    (later layers' outputs are not needed to accumulate a block's Hessians).
+    """
+
+    class _Stop(Exception):
+        pass
+
+    def stop_hook(*_: object) -> None:
+        raise _Stop
+
+    handle = stop_after.register_forward_hook(stop_hook) if stop_after is not None else None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                try:
+                    if isinstance(batch, Mapping):
+                        with token_mask(batch.get("attention_mask")):
+                            model(**batch)
+                    elif isinstance(batch, tuple | list):
+                        model(*batch)
+                    else:
+                        model(batch)
+                except _Stop:
+                    pass
+    finally:
+        model.train(was_training)
+        if handle is not None:
+            handle.remove()

@@ -1,13 +1,19 @@
-"""Shared helpers of the data-free baselines: task vectors of the eligible weights and top-k masks."""
+"""Shared helpers of the data-free baselines: task vectors of one eligible weight at a time, and top-k masks.
+
+The baselines stream: each weight's task vectors are read (lazily, on checkpoints), trimmed, merged and written
+before the next weight is read, so they never hold every task vector at once. Only a global top-k
+(`topk_scope="global"`) needs one pass over all weights first; it keeps boolean masks, not task vectors.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from tailorkit.patching.engine import PatchContext
+from tailorkit.patching.config import PatchConfig
 from tailorkit.patching.hessian import module_weight
+from tailorkit.patching.methods.base import PatchContext
 
-__all__ = ["global_topk_masks", "set_weight", "task_vectors", "tensor_topk_mask"]
+__all__ = ["global_topk_masks", "set_weight", "task_masks", "task_vectors", "task_vectors_one", "tensor_topk_mask"]
 
 
 def task_vectors(ctx: PatchContext, name: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -16,7 +22,7 @@ def task_vectors(ctx: PatchContext, name: str) -> tuple[torch.Tensor, list[torch
     pre = ctx.base[key].detach()
     dtype = torch.float64 if pre.dtype == torch.float64 else torch.float32
     pre = pre.to(dtype)
-    return pre, [s[key].detach().to(dtype) - pre for s in ctx.finetuned]
+    return pre, [s[key].detach().to(dtype=dtype, device=pre.device) - pre for s in ctx.finetuned]
 
 
 def set_weight(ctx: PatchContext, name: str, value: torch.Tensor) -> None:
@@ -46,3 +52,26 @@ def global_topk_masks(values: dict[str, torch.Tensor], density: float) -> dict[s
         out[name] = allm[offset : offset + v.numel()].reshape(v.shape)
         offset += v.numel()
     return out
+
+
+def task_masks(ctx: PatchContext, config: PatchConfig) -> list[dict[str, torch.Tensor]] | None:
+    """Per task, the trimming masks of a global top-k (`topk_scope="global"`), else None (trim per tensor).
+
+    The global pass holds |tau| of one task at a time and keeps only the boolean masks.
+    """
+    if config.topk_scope != "global":
+        return None
+    out = []
+    for t in range(len(ctx.finetuned)):
+        taus = {name: task_vectors_one(ctx, name, t).abs_() for name in ctx.targets}
+        out.append(global_topk_masks(taus, config.density))
+        del taus
+    return out
+
+
+def task_vectors_one(ctx: PatchContext, name: str, t: int) -> torch.Tensor:
+    """tau_t of module `name`'s weight (float32, float64 stays float64)."""
+    key = f"{name}.weight"
+    pre = ctx.base[key].detach()
+    dtype = torch.float64 if pre.dtype == torch.float64 else torch.float32
+    return ctx.finetuned[t][key].detach().to(dtype=dtype, device=pre.device) - pre.to(dtype)

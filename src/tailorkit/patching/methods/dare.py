@@ -10,8 +10,8 @@ import torch
 
 from tailorkit.core.seeding import torch_generator
 from tailorkit.patching.config import PatchConfig
-from tailorkit.patching.engine import METHODS, MethodInfo, PatchContext
 from tailorkit.patching.methods._common import set_weight, task_vectors
+from tailorkit.patching.methods.base import METHODS, MethodInfo, PatchContext
 
 __all__ = ["dare"]
 

@@ -45,18 +45,27 @@ from torch import nn
 
 from tailorkit.core.progress import track
 from tailorkit.patching.config import PatchConfig
-from tailorkit.patching.engine import METHODS, MethodInfo, PatchContext, PatchError, run_calibration
 from tailorkit.patching.hessian import (
     HessianAccumulator,
     get_matrix,
     inverse_cholesky,
     module_weight,
     reconstruction_error,
+    run_calibration,
     set_matrix,
     token_mask,
 )
+from tailorkit.patching.methods.base import METHODS, MethodInfo, PatchContext, PatchError
 
-__all__ = ["block_groups", "importance_scores", "model_tailor", "tailor_matrix", "topk_mask"]
+__all__ = [
+    "block_groups",
+    "importance_scores",
+    "model_tailor",
+    "obs_block_sweep",
+    "regmean_merge",
+    "tailor_matrix",
+    "topk_mask",
+]
 
 
 def topk_mask(scores: torch.Tensor, density: float) -> torch.Tensor:
@@ -109,6 +118,7 @@ def tailor_matrix(
     *,
     mask: torch.Tensor | None = None,
     name: str = "",
+    u: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """Model Tailor on one (out, in) weight.
 
@@ -119,6 +129,7 @@ def tailor_matrix(
         config: density, alpha, sensitivity, normalization, scope ("block" selects inside the sweep, anything else
             needs `mask`), block_size, percdamp, compensate, compensation_sign.
         mask: A fixed patch mask (True = patch) instead of selecting one.
+        u: `inverse_cholesky(h, config.percdamp)` when the caller has it already (layers sharing a Hessian).
 
     Returns:
         (W_hat, mask, errors) with errors {"mask_only", "compensated", "pretrained"} = ||(W_ft - .) X||^2 / n.
@@ -133,7 +144,7 @@ def tailor_matrix(
     w = w_ft.to(dtype).clone()
     wp = w_pre.to(dtype)
     salience = (w_ft.to(dtype) - wp).abs()
-    u = inverse_cholesky(h, config.percdamp, name=name).to(dtype)
+    u = (inverse_cholesky(h, config.percdamp, name=name) if u is None else u).to(dtype)
     u_diag = torch.diagonal(u)
     if mask is None and config.scope != "block":
         mask = topk_mask(importance_scores(w, wp, salience, u_diag, config), config.density)
@@ -153,22 +164,9 @@ def tailor_matrix(
             w[:, i1:i2] = torch.where(m1, w1, wp1)
             continue
         u1 = u[i1:i2, i1:i2]
-        # The sweep runs on the transposed block so that every column of W is a contiguous row and the rank-1
-        # update is one in-place addr_ (no temporaries); the arithmetic is SparseGPT's column loop.
-        w1t = w1.t().contiguous()
-        wp1t = wp1.t().contiguous()
-        m1t = m1.t().contiguous()
-        err1t = torch.empty_like(w1t)
-        zero = torch.zeros((), dtype=dtype, device=w.device)
-        for i in range(i2 - i1):
-            err = torch.where(m1t[i], zero, w1t[i] - wp1t[i]) / u1[i, i]
-            if i + 1 < i2 - i1:
-                w1t[i + 1 :].addr_(u1[i, i + 1 :], err, alpha=sign)
-            w1t[i] = torch.where(m1t[i], w1t[i], wp1t[i])
-            err1t[i] = err
-        w[:, i1:i2] = w1t.t()
+        w[:, i1:i2], err1 = obs_block_sweep(w1, wp1, m1, u1, sign)
         if i2 < cols:
-            w[:, i2:].addmm_(err1t.t(), u[i1:i2, i2:], alpha=sign)
+            w[:, i2:].addmm_(err1, u[i1:i2, i2:], alpha=sign)
     w_hat = w.to(w_ft.dtype)
     target = w_ft.to(torch.float64)
     errors = {
@@ -177,6 +175,41 @@ def tailor_matrix(
         "pretrained": reconstruction_error(target - w_pre.to(torch.float64), h),
     }
     return w_hat, chosen, errors
+
+
+def obs_block_sweep(
+    w1: torch.Tensor, wp1: torch.Tensor, m1: torch.Tensor, u1: torch.Tensor, sign: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SparseGPT's left-to-right OBS column loop over one block, for a fixed patch mask.
+
+    Column i's entries outside the patch revert to W_pre with err_i = (w_i - wp_i) / U_ii (0 inside the patch), and
+    the columns to its right move by sign * err_i U_i,i+1:. Written for speed on the CPU: the block is transposed so
+    that every column is a contiguous row, the per-column scale r_i / U_ii (r = 1 outside the patch) is computed
+    once, every view is made before the loop, and the final where(patch, W, W_pre) is taken once for the block
+    (a column is never read again after its own step), so each column costs three in-place kernels. Same arithmetic
+    as the released code's loop (tests/patching/test_model_tailor.py compares it with a plain transcription).
+
+    Returns:
+        (new block, Err) with Err the (rows, b) errors that the columns right of the block are updated with.
+
+    Shapes:
+        w1, wp1, m1: (rows, b); u1: (b, b) upper triangular.
+    """
+    b = w1.shape[1]
+    w1t = w1.t().contiguous()
+    wp1t = wp1.t().contiguous()
+    scale = (~m1).t().to(w1.dtype) / torch.diagonal(u1).unsqueeze(1)
+    err1t = torch.empty_like(w1t)
+    cols, pres, errs, scales = w1t.unbind(0), wp1t.unbind(0), err1t.unbind(0), scale.unbind(0)
+    tails = [w1t[i + 1 :] for i in range(b - 1)]
+    urows = [u1[i, i + 1 :] for i in range(b - 1)]
+    for i in range(b):
+        err = torch.sub(cols[i], pres[i], out=errs[i])
+        err.mul_(scales[i])
+        if i + 1 < b:
+            tails[i].addr_(urows[i], err, alpha=sign)
+    new = torch.where(m1, w1t.t(), wp1)
+    return new, err1t.t()
 
 
 def block_groups(names: list[str]) -> dict[str, list[str]]:
@@ -259,13 +292,18 @@ def _tailor_one(
             acc = _hessians(model, members, batches, stop)
         hess_s += time.perf_counter() - t0
         t0 = time.perf_counter()
+        factors: dict[int, torch.Tensor] = {}  # inverse Cholesky factor per Hessian object (q, k, v share one)
         for name, mod in members.items():
             h = acc.hessian(name)
+            if id(h) not in factors:
+                factors[id(h)] = inverse_cholesky(h, config.percdamp, name=name)
             if keep_hessians is not None:
                 keep_hessians[name] = h
             w_ft = get_matrix(mod).clone()
             w_pre = get_matrix(mod, base[f"{name}.weight"]).to(w_ft.device)
-            w_hat, mask, errors = tailor_matrix(w_ft, w_pre, h, config, mask=fixed.get(name), name=name)
+            w_hat, mask, errors = tailor_matrix(
+                w_ft, w_pre, h, config, mask=fixed.get(name), name=name, u=factors[id(h)]
+            )
             masks[name] = mask
             info.layer_errors[f"{name}.weight"] = errors
             if config.sequential:
@@ -403,6 +441,26 @@ def mask_only(ctx: PatchContext, config: PatchConfig) -> MethodInfo:
     return model_tailor(ctx, replace(config, compensate=False))
 
 
+def regmean_merge(
+    weights: list[torch.Tensor], hessians: list[torch.Tensor], percdamp: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RegMean: W = (sum_t W_t H_t)(sum_t H_t + damp I)^-1, the minimiser of sum_t ||(W_t - W) X_t||^2.
+
+    Computed in float64 on the Hessians' device (the weights are moved there); damp = percdamp * mean(diag sum H).
+    Returns (W, sum_t H_t). Shapes: weights (out, in) each, hessians (in, in) each.
+    """
+    h_sum = torch.stack([h.to(torch.float64) for h in hessians]).sum(0)
+    damp = percdamp * torch.diagonal(h_sum).mean() + 1e-12  # a tensor on the Hessians' device, no sync
+    eye = torch.eye(h_sum.shape[0], dtype=h_sum.dtype, device=h_sum.device)
+    rhs = torch.stack(
+        [
+            w.to(dtype=torch.float64, device=h_sum.device) @ h.to(torch.float64)
+            for w, h in zip(weights, hessians, strict=True)
+        ]
+    ).sum(0)
+    return torch.linalg.solve(h_sum + damp * eye, rhs.t()).t(), h_sum
+
+
 def _multi_task(ctx: PatchContext, config: PatchConfig, info: MethodInfo) -> MethodInfo:
     import copy
     from dataclasses import replace
@@ -424,7 +482,7 @@ def _multi_task(ctx: PatchContext, config: PatchConfig, info: MethodInfo) -> Met
     info.task_masks = [{f"{n}.weight": m[n] for n in names} for m in task_masks]
     for name in names:
         mod = ctx.targets[name]
-        w_pre = get_matrix(mod, ctx.base[f"{name}.weight"]).to(torch.float32)
+        w_pre = get_matrix(mod, ctx.base[f"{name}.weight"]).to(dtype=torch.float32, device=module_weight(mod).device)
         union = torch.stack([m[name] for m in task_masks]).any(0)
         if config.combine in ("sum", "overlap_average"):
             delta = sum((tw[name].float() - w_pre) for tw in tailored)
@@ -434,15 +492,12 @@ def _multi_task(ctx: PatchContext, config: PatchConfig, info: MethodInfo) -> Met
                 delta = delta / count
             set_matrix(mod, w_pre + delta)
         else:  # joint: RegMean merge of the fine-tuned weights, one compensation with H = sum_t H_t on the union
-            h_sum = sum(hs[name] for hs in hessians)
-            assert isinstance(h_sum, torch.Tensor)
-            ws = [get_matrix(m.get_submodule(name)).to(torch.float64) for m in ctx.models]
-            damp = config.percdamp * float(torch.diagonal(h_sum).mean()) + 1e-12
-            eye = torch.eye(h_sum.shape[0], dtype=torch.float64)
-            rhs = sum(w @ hs[name] for w, hs in zip(ws, hessians, strict=True))
-            assert isinstance(rhs, torch.Tensor)
-            merged = torch.linalg.solve(h_sum + damp * eye, rhs.t()).t()
-            w_hat, _, errors = tailor_matrix(merged.float(), w_pre, h_sum, config, mask=union, name=name)
+            hs_t = [hs[name] for hs in hessians]
+            ws = [get_matrix(mod, s[f"{name}.weight"]) for s in ctx.finetuned]
+            merged, h_sum = regmean_merge(ws, hs_t, config.percdamp)
+            w_hat, _, errors = tailor_matrix(
+                merged.float(), w_pre.to(merged.device), h_sum, config, mask=union, name=name
+            )
             info.layer_errors[f"{name}.weight"] = errors
             set_matrix(mod, w_hat)
         info.masks[f"{name}.weight"] = _weight_mask(mod, union)

@@ -3,7 +3,7 @@ entries by magnitude, elect a sign per entry (sign of the sum of the trimmed vec
 agree with it (disjoint mean: divided by the number of agreeing tasks, as PEFT; mergekit divides by the sum of the
 task weights, which is the same with unit weights), and add lam times the result. Trimming is per tensor by
 default (mergekit, PEFT) or global (`topk_scope="global"`, the original code). With one task and lam = 1 this is
-exactly magnitude top-k (tested).
+exactly magnitude top-k (tested). Streams one weight at a time (see `tailorkit.patching.methods._common`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from tailorkit.patching.config import PatchConfig
-from tailorkit.patching.engine import METHODS, MethodInfo, PatchContext
-from tailorkit.patching.methods._common import global_topk_masks, set_weight, task_vectors, tensor_topk_mask
+from tailorkit.patching.methods._common import set_weight, task_masks, task_vectors, tensor_topk_mask
+from tailorkit.patching.methods.base import METHODS, MethodInfo, PatchContext
 
 __all__ = ["ties", "ties_merge"]
 
@@ -29,17 +29,17 @@ def ties_merge(taus: list[torch.Tensor], masks: list[torch.Tensor], lam: float) 
 @METHODS.register("ties")
 def ties(ctx: PatchContext, config: PatchConfig) -> MethodInfo:
     info = MethodInfo()
-    vectors = {name: task_vectors(ctx, name) for name in ctx.targets}
-    per_task = []
-    for t in range(len(ctx.finetuned)):
-        taus = {name: v[1][t] for name, v in vectors.items()}
-        if config.topk_scope == "global":
-            per_task.append(global_topk_masks(taus, config.density))
-        else:
-            per_task.append({name: tensor_topk_mask(tau, config.density) for name, tau in taus.items()})
-    for name, (pre, task_taus) in vectors.items():
-        masks = [m[name] for m in per_task]
-        set_weight(ctx, name, pre + ties_merge(task_taus, masks, config.lam))
+    fixed = task_masks(ctx, config)
+    per_task: list[dict[str, torch.Tensor]] = [{} for _ in ctx.finetuned]
+    for name in ctx.targets:
+        pre, taus = task_vectors(ctx, name)
+        masks = [
+            fixed[t][name] if fixed is not None else tensor_topk_mask(tau, config.density) for t, tau in enumerate(taus)
+        ]
+        set_weight(ctx, name, pre + ties_merge(taus, masks, config.lam))
         info.masks[f"{name}.weight"] = torch.stack(masks).any(0)
-    info.task_masks = [{f"{n}.weight": m for n, m in masks.items()} for masks in per_task]
+        for t, m in enumerate(masks):
+            per_task[t][f"{name}.weight"] = m
+        del pre, taus
+    info.task_masks = per_task
     return info

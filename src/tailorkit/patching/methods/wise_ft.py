@@ -6,8 +6,8 @@ theta_pre + lam * sum_t tau_t on the eligible weights. With one task, lam = alph
 from __future__ import annotations
 
 from tailorkit.patching.config import PatchConfig
-from tailorkit.patching.engine import METHODS, MethodInfo, PatchContext
 from tailorkit.patching.methods._common import set_weight, task_vectors
+from tailorkit.patching.methods.base import METHODS, MethodInfo, PatchContext
 
 __all__ = ["task_arithmetic"]
 
