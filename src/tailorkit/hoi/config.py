@@ -11,10 +11,10 @@ from typing import Literal
 
 from tailorkit.core.config import check, check_int_at_least, check_number_at_least
 
-Variant = Literal["single", "cascade", "hodn"]
+Variant = Literal["single", "cascade", "hodn", "cascade_deep", "single_deep"]
 Link = Literal["human", "object", "pair", "none"]
 
-VARIANTS = ("single", "cascade", "hodn")
+VARIANTS = ("single", "cascade", "hodn", "cascade_deep", "single_deep")
 LINKS = ("human", "object", "pair", "none")
 
 
@@ -30,6 +30,12 @@ class SynthConfig:
         texture: "photo" fills objects with crops of real photos (OpenCV samples); "flat" with one random colour.
         look_distance: A human looks at the nearest object in its facing half-plane within this fraction of the
             image side.
+        held_look: Interaction changes the object's look [synthetic stand-in, our design for issue 22]: an object
+            some hand holds (a `hold` label) is drawn tilted inside its box (a skewed quadrilateral touching all four
+            sides, leaning the holder's way), in the hand's shadow (texture darkened to 60 %) and partly covered
+            by the holder's fist (a disc of the figure's colour, radius 0.45 figure units, at the hand). Boxes and
+            labels are unchanged (the same scenes, annotation for annotation, as with it off), so only the object's
+            appearance carries the interaction. Off by default; the bench turns it on (`HOIBenchConfig.held_look`).
     """
 
     image_size: int = 128
@@ -39,8 +45,10 @@ class SynthConfig:
     max_objects: int = 2
     texture: Literal["photo", "flat"] = "photo"
     look_distance: float = 0.6
+    held_look: bool = False
 
     def __post_init__(self) -> None:
+        check(isinstance(self.held_look, bool), f"held_look: expected true or false, got {self.held_look!r}")
         check(
             isinstance(self.image_size, int) and 48 <= self.image_size <= 512,
             f"image_size: expected 48..512, got {self.image_size!r}",
@@ -92,7 +100,10 @@ class ModelConfig:
 
     Attributes:
         variant: "single" (QPIC-like: one decoder), "cascade" (CDN-like: pair decoder -> interaction decoder),
-            "hodn" (human decoder + object decoder -> interaction decoder).
+            "hodn" (human decoder + object decoder -> interaction decoder), and HODN's depth-matched controls
+            "cascade_deep" (pair decoder of human_layers + object_layers layers -> interaction decoder of
+            inter_layers) and "single_deep" (one decoder of human_layers + object_layers + inter_layers layers):
+            the same decoder layers and parameters as HODN (issue 22).
         backbone: "efficientnet_lite0" (real ImageNet weights) or "tiny" (a small CNN, for tests).
         backbone_stage: EfficientNet stage whose map feeds the encoder (3: stride 16, 112 channels).
         freeze_backbone: Keep the backbone fixed (its features can then be cached, as the bench does).

@@ -4,10 +4,14 @@ QPIC: Tamura, Ohashi, Yoshinaga, "QPIC: Query-Based Pairwise Human-Object Intera
 Contextual Information", CVPR 2021 (`hitachi-rd-cv/qpic`). Each decoder layer's output feeds all four heads (human
 box, object box, object class, verbs); earlier layers give the auxiliary outputs. Deviation: CPU scale (small
 backbone, d = 64, 3 layers by default) rather than ResNet-50 + 6 layers.
+
+`single_deep` is HODN's depth-matched control (issue 22): one decoder of human_layers + object_layers + inter_layers
+layers (6 at the defaults), HODN's decoder parameters up to two final LayerNorms.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -32,3 +36,10 @@ class SingleDecoder(HOIModel):
 @MODELS.register("single")
 def build_single(cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> HOIModel:
     return SingleDecoder(cfg, num_obj_classes, num_verbs)
+
+
+@MODELS.register("single_deep")
+def build_single_deep(cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> HOIModel:
+    """The single decoder with HODN's decoder depth: human_layers + object_layers + inter_layers layers."""
+    deep = dataclasses.replace(cfg, dec_layers=cfg.human_layers + cfg.object_layers + cfg.inter_layers)
+    return SingleDecoder(deep, num_obj_classes, num_verbs)
