@@ -120,7 +120,9 @@ class TuneConfig:
         prompt_channels: Channels of each SLPT prompt (the updater reads them) [inferred; sized for ~6 %].
         updater_width: Hidden channels of the feature-aware prompt updater [inferred; sized for ~6 %].
         stages: Stages that get prompts: "all" or a comma list like "enc2,enc3,dec0".
-        discrepancy: lambda of the diversification term -lambda * mean pairwise L2 between sets [inferred, 0..0.1].
+        discrepancy: lambda of the diversification term -lambda * mean pairwise L2 between sets [inferred]; on by
+            default (issue 22), 0.1 = the best of (0.1, 0.3, 1.0) on a LiTS pool validation split
+            (`python -m tailorkit.active.validation`; lambda = 0 scored higher there, docs/active.md).
         head_init: "pretrained" starts the fresh lesion head from the upstream head (a random head collapsed to
             background in the notes' pilot), "random" draws it.
         steps: Optimisation steps.
@@ -139,7 +141,7 @@ class TuneConfig:
     prompt_channels: int = 4
     updater_width: int = 4
     stages: str = "all"
-    discrepancy: float = 0.0
+    discrepancy: float = 0.1
     head_init: Literal["pretrained", "random"] = "pretrained"
     steps: int = 150
     batch_size: int = 8

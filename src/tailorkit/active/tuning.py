@@ -1,9 +1,9 @@
 """Training and inference for the tuners, and the Dice metrics.
 
 Loss per prompt set: BCE (lesion pixels weighted by `pos_weight`) + soft Dice, averaged over sets. With
-`discrepancy` = lambda > 0 the loss subtracts lambda * mean pairwise squared difference of the sets' probabilities
-(notes 1.2, [inferred]); the sets then share each step's images and geometric transform (so their predictions are
-pixel-aligned) and differ only in intensity jitter. With lambda = 0 (default) every set draws its own images and
+`discrepancy` = lambda > 0 (the default, 0.1) the loss subtracts lambda * mean pairwise squared difference of the
+sets' probabilities (notes 1.2, [inferred]); the sets then share each step's images and geometric transform (so their
+predictions are pixel-aligned) and differ only in intensity jitter. With lambda = 0 every set draws its own images and
 its own view (rotation by k * 90 degrees, flips, gamma and noise).
 
 Shapes:
