@@ -20,14 +20,16 @@ link=human > link=object (role mAP); sg_obj raises object mAP and role mAP (stri
 (CDN > QPIC at equal decoder depth, the ordering HODN builds on; if it fails, the setting does not reproduce the
 baselines' published ordering and HODN's lead over them measures the setting, not the method).
 
-Modes. Quick: small scenes (<= 1 human, <= 2 objects, 128 px), 600 training scenes, 450 steps, 3 training seeds x 8
-rows on two worker processes; an early-training signal (`extra.mode_note`). Estimate from the committed quick run
-(docs/results/hoi-quick.json): about 7.5 min on 2 idle cores. Evidence (the plan): 6 paired bench seeds of quick mode
-with one training seed each (seed = data draw + initialisation), about 2.6 min per seed = 16 min, plus a budget curve
-x1 and x4 (450 and 1800 steps) of the decisive rows (hodn, cascade_deep, hodn_no_sg_obj): about 1.4 + 5 min per seed
-= 38 min; total about 54 min on 2 idle cores. The 3,000-step evidence issue 22 asks for is full mode over paired
-seeds, `tailorkit bench hoi --mode full --seeds 10 --out F.json`: about 27 min per seed (8 rows, ~7 CPU-min per
-HODN run, 2 workers), 4.5 h for 10 seeds, resumable (each seed's outcome is kept in F.json.parts/).
+Modes. Quick: small scenes (<= 1 human, <= 2 objects, 128 px), 600 training scenes, 450 steps, 2 training seeds x 8
+rows on two worker processes; an early-training signal (`extra.mode_note`). The committed quick run
+(docs/results/hoi-quick.json, 3 training seeds) used 1,352 CPU-s, 682 s of the busier worker: 2 seeds take about
+2/3 of that, 7.6 min. Evidence (the plan): 6 paired bench seeds of quick mode with one training seed each (seed = data
+draw + initialisation): per seed 8 runs (425 CPU-s) on 2 workers, about 3.8 min, 23 min in all; plus a budget curve x1
+and x2 (450 and 900 steps) of the decisive rows (hodn, cascade_deep, hodn_no_sg_obj; ~53 CPU-s each per 450 steps):
+about 2 + 3.8 min per seed, 35 min; total about 58 min on 2 cores (CPU times measured with load ~2). The 3,000-step
+evidence issue 22 asks for is full mode over paired seeds, `tailorkit bench hoi --mode full --seeds 10 --out F.json`:
+about 30 min per seed (8 rows, ~7 CPU-min per HODN run, more for single_deep, 2 workers), about 5 h for 10 seeds,
+resumable (each seed's outcome is kept in F.json.parts/).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class HOIBenchConfig:
         workers: Worker processes (one torch thread each); 1 runs everything in this process.
     """
 
-    seeds: int = 3
+    seeds: int = 2
     rows: tuple[str, ...] = tuple(ROWS)
     held_look: bool = True
     workers: int = 2
@@ -170,7 +172,7 @@ def _progress_line(i: int, n: int, res: dict[str, Any]) -> str:
         budget_fields=("steps", "full_steps"),
         one_seed={"seeds": 1},
         seeds=6,
-        curve=(1, 4),
+        curve=(1, 2),
         decisive={"rows": DECISIVE},
         decisive_claims=("hodn_beats_cascade_deep", "sg_obj_object_map", "sg_obj_role_map"),
         base_mode="quick",
