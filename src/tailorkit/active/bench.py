@@ -27,9 +27,9 @@ seeds when the runner pairs one-seed calls; one seed: `undecided`):
 - `gate-selection-beats-random-<d>` (validity gate): the mean of entropy's and core-set's Dice minus random's > 0.
   If it fails, selection does not matter on that pool and no selection method (TESLA included) can be judged there.
 Modes. Quick: 1 seed (indicative), LiTS + SynthLiver rare, budget 5 %, 150 tuning steps at 48 px, arms random,
-entropy, core-set, TESLA. Evidence (the plan): 6 paired seeds of quick mode (about 4.5 min each on 2 idle cores,
-27 min), plus a step-budget curve x1, x2 of the decisive pairs (TESLA vs random, SLPT vs full fine-tuning, on
-SynthLiver rare; about 1 + 2 min per seed, 18 min): about 45 min. Full: 5 seeds in one call, budgets 5 % and
+entropy, core-set, TESLA; measured 7.1 min (docs/results/active-quick.json). Evidence (the plan): 5 paired seeds of
+quick mode (36 min), plus a step-budget curve x1, x2 of the decisive pairs (TESLA vs random, SLPT vs full
+fine-tuning, on SynthLiver rare, no reference; about 1.1 + 2.2 min per seed, 17 min): about 53 min. Full: 5 seeds in one call, budgets 5 % and
 10 %, 2x steps, BALD and USL added.
 """
 
@@ -233,7 +233,7 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     plan=EvidencePlan(
         budget_fields=("tune.steps",),  # every compared fit (selection model, tuners, reference) scales with it
         one_seed={"seeds": 1},
-        seeds=6,
+        seeds=5,
         curve=(1, 2),
         decisive={"datasets": ("synthliver_rare",), "arms": ("random", "tesla"), "reference": False},
         decisive_claims=("synthliver_rare-tesla-beats-random", "synthliver_rare-prompt-beats-full-ft"),
