@@ -49,5 +49,5 @@ def build_cascade(cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> HOI
 @MODELS.register("cascade_deep")
 def build_cascade_deep(cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> HOIModel:
     """The cascade with HODN's decoder depth: pair layers = human_layers + object_layers."""
-    deep = dataclasses.replace(cfg, pair_layers=cfg.human_layers + cfg.object_layers)
+    deep = dataclasses.replace(cfg, variant="cascade", pair_layers=cfg.human_layers + cfg.object_layers)
     return CascadeDecoder(deep, num_obj_classes, num_verbs)

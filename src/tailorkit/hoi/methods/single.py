@@ -41,5 +41,7 @@ def build_single(cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> HOIM
 @MODELS.register("single_deep")
 def build_single_deep(cfg: ModelConfig, num_obj_classes: int, num_verbs: int) -> HOIModel:
     """The single decoder with HODN's decoder depth: human_layers + object_layers + inter_layers layers."""
-    deep = dataclasses.replace(cfg, dec_layers=cfg.human_layers + cfg.object_layers + cfg.inter_layers)
+    deep = dataclasses.replace(
+        cfg, variant="single", dec_layers=cfg.human_layers + cfg.object_layers + cfg.inter_layers
+    )
     return SingleDecoder(deep, num_obj_classes, num_verbs)
