@@ -27,8 +27,7 @@ PACKAGE = "tailorkit"
 
 # Cycles known and being fixed on another branch, as the set of modules in the strongly connected component.
 # Delete an entry when that branch is merged; an entry that no longer matches a cycle fails the test, so none stays.
-ALLOWED_DEFERRED: dict[frozenset[str], str] = {
-}
+ALLOWED_DEFERRED: dict[frozenset[str], str] = {}
 ALLOWED_MODULE_LEVEL: dict[frozenset[str], str] = {}
 
 
@@ -208,9 +207,6 @@ def test_detector_finds_cycles_and_skips_type_checking(toy: Path) -> None:
 # Private names (a leading underscore) imported from another module, known and being fixed elsewhere:
 # (importing module, imported module, name) -> the branch that fixes it. A stale entry fails the test.
 PRIVATE_ALLOWED: dict[tuple[str, str, str], str] = {
-    # active/bench.py made evaluate_model public and keeps `_evaluate` as an alias until active/cli.py imports the
-    # public name (cli.py belongs to branch `users`); then delete this entry and the alias.
-    ("tailorkit.active.cli", "tailorkit.active.bench", "_evaluate"): "users",
     ("tailorkit.films.bench", "tailorkit.films.study", "_finite"): "films",
     ("tailorkit.registration.bench", "tailorkit.registration.pipeline", "_pair"): "registration",
     ("tailorkit.registration.bench", "tailorkit.registration.pipeline", "_to_volume"): "registration",

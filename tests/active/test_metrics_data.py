@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,37 @@ def test_synthliver_is_seeded_exact_and_skewed() -> None:
         assert bool(mask.any()) == (tag != "-") or tag != "-"  # no mask without a lesion
     up = synthliver(10, 32, seed=4, lesions=False)
     assert all(t == "-" for t in up.tags) and up.masks.reshape(10, -1).any(axis=1).all()  # liver masks
+
+
+def test_synthliver_rare_mode_is_rare_in_the_pool_and_common_in_the_test() -> None:
+    from tailorkit.active.data import load_split
+
+    cfg = DataConfig(dataset="synthliver_rare", patch=32, synth_pool=100, synth_test=40, synth_upstream=8)
+    split = load_split(cfg)
+    pool_rim = [i for i, t in enumerate(split.pool.tags) if "rim" in t]
+    test_rim = [i for i, t in enumerate(split.test.tags) if "rim" in t]
+    assert len(pool_rim) == 3 and len(test_rim) == 12  # 3 % and 30 %, exactly
+    assert all(split.pool.masks[i].any() for i in pool_rim)
+    # the plain SynthLiver draws rim lesions at its usual rate, and draw 0 is unchanged by the new options
+    plain = load_split(dataclasses.replace(cfg, dataset="synthliver"))
+    assert sum("rim" in t for t in plain.pool.tags) > 5
+    assert np.array_equal(plain.pool.images, synthliver(100, 32, 1234).images)
+    # another draw: new pool and test, the same upstream (so the same pretrained backbone)
+    other = load_split(dataclasses.replace(cfg, draw=1))
+    assert not np.array_equal(other.pool.images, split.pool.images)
+    assert np.array_equal(other.upstream.images, split.upstream.images)
+
+
+def test_set_agreement_is_pairwise_dice_of_the_sets() -> None:
+    from tailorkit.active.tuning import set_agreement
+
+    probs = np.zeros((2, 3, 4, 4), np.float32)
+    probs[:, :, :2] = 0.9  # all three sets: the top half
+    assert set_agreement(probs) == 1.0
+    probs[:, 2] = 0.0
+    probs[:, 2, :1] = 0.9  # set 2: only the top row -> Dice with the others 2*4/(8+4) = 2/3
+    assert set_agreement(probs) == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+    assert np.isnan(set_agreement(probs[:, :1]))
 
 
 def test_lits_split_has_a_gap_and_no_tumour_in_upstream(lits_or_skip) -> None:

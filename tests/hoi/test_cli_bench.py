@@ -106,25 +106,89 @@ def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "expected a file written by `tailorkit hoi train`" in capsys.readouterr().err
 
 
+TINY_BENCH = ["workers=1", "n_train=8", "n_test=4", "steps=1", "image_size=48", "batch_size=4"]
+
+
 def test_bench_writes_the_contract_document(tmp_path: Path) -> None:
     import_bench_module("hoi")
-    cfg = bench_config(
-        "hoi", None, ["seeds=2", "workers=1", "n_train=8", "n_test=4", "steps=1", "image_size=48", "batch_size=4"]
-    )
-    doc = run_bench("hoi", quick=True, out=tmp_path / "hoi.json", config=cfg)
+    cfg = bench_config("hoi", None, ["seeds=2", *TINY_BENCH])
+    doc = run_bench("hoi", quick=True, seed=4, out=tmp_path / "hoi.json", config=cfg)
     validate_bench(json.loads((tmp_path / "hoi.json").read_text()))
     assert [r["method"] for r in doc["rows"]] == [
-        "single", "cascade", "hodn", "hodn_link_object", "hodn_no_sg_obj", "hodn_sg_hum",
+        "single", "cascade", "single_deep", "cascade_deep", "hodn", "hodn_link_object", "hodn_no_sg_obj",
+        "hodn_sg_hum",
     ]  # fmt: skip
-    assert {c["id"] for c in doc["claims"]} == {
-        "hodn_beats_single", "hodn_beats_cascade", "link_human_beats_object", "sg_obj_object_map", "sg_obj_role_map",
-        "sg_hum_control_hurts",
-    }  # fmt: skip
+    assert [c["id"] for c in doc["claims"]] == [
+        "hodn_beats_cascade_deep", "hodn_beats_single_deep", "link_human_beats_object", "sg_obj_object_map",
+        "sg_obj_role_map", "sg_hum_control_hurts", "gate-cascade-beats-single",
+    ]  # fmt: skip
     for row in doc["rows"]:
         assert set(row["metrics"]) == {"role_map", "human_ap", "object_map", "vcoco_role_ap_s1", "train_seconds"}
         assert len(row["params"]["per_seed"]["role_map"]) == 2
-    with pytest.raises(ValueError, match="seeds"):
-        bench_config("hoi", None, ["seeds=1"])
+        assert row["params"]["training_seeds"] == [4, 1004]  # bench seed 4 fixes the training seeds too
+        assert row["params"]["held_look"] is True
+    params = {r["method"]: r["params"]["trainable_params"] for r in doc["rows"]}
+    assert abs(params["cascade_deep"] - params["hodn"]) <= 0.01 * params["hodn"]
+    for claim in doc["claims"]:
+        assert claim["kind"] == "paired" and claim["n"] == 2 and len(claim["values_per_seed"]) == 2
+    with pytest.raises(ValueError, match="rows"):
+        bench_config("hoi", None, ["rows=[hodn, qpic]"])
+
+
+def test_bench_decisive_rows_and_one_seed_plan(tmp_path: Path) -> None:
+    """The plan: one training seed per call (= the bench seed), the decisive rows alone carry their claims, and
+    --budget 2 doubles every step count."""
+    from tailorkit.core.bench import BENCHES, scale_budget, with_settings
+
+    import_bench_module("hoi")
+    plan = BENCHES.get("hoi").plan
+    cfg = bench_config("hoi", None, TINY_BENCH)
+    doubled = scale_budget(cfg, plan.budget_fields, 2)
+    assert set(plan.budget_fields) == {"steps", "full_steps"}
+    for name in plan.budget_fields:
+        assert getattr(doubled, name) == 2 * getattr(cfg, name)
+    one = with_settings(with_settings(cfg, plan.one_seed), plan.decisive)
+    doc = run_bench("hoi", quick=True, seed=7, config=one)
+    assert [r["method"] for r in doc["rows"]] == ["hodn", "cascade_deep", "hodn_no_sg_obj"]
+    assert {r["params"]["training_seeds"][0] for r in doc["rows"]} == {7}
+    assert {c["id"] for c in doc["claims"]} == {"hodn_beats_cascade_deep", "sg_obj_object_map", "sg_obj_role_map"}
+    assert set(plan.decisive_claims) == {c["id"] for c in doc["claims"]}
+    assert all(c["verdict"] == "undecided" and c["n"] == 1 for c in doc["claims"])  # one seed decides nothing
+
+
+def _cells(row_values: dict[str, list[float]]) -> dict[str, list[dict[str, object]]]:
+    return {
+        row: [{"metrics": {m: v for m in ("role_map", "object_map", "human_ap")}} for v in values]
+        for row, values in row_values.items()
+    }
+
+
+def test_claims_are_per_seed_paired_differences_decided_by_the_interval() -> None:
+    from tailorkit.core.evidence import merge_claims
+    from tailorkit.hoi.bench import ROWS, make_claims
+
+    base = [0.50, 0.52, 0.48, 0.51, 0.49]
+    # HODN ahead of the cascade by 0.02 +- a little on every seed: holds; single equal to cascade_deep up to noise
+    # in both directions: the gate is undecided; hodn_no_sg_obj ahead of HODN: the sg_obj claims fail.
+    rows = {r: base for r in ROWS}
+    rows["hodn"] = [v + 0.02 + 0.001 * k for k, v in enumerate(base)]
+    rows["cascade_deep"] = base
+    rows["single_deep"] = [v + d for v, d in zip(base, [0.01, -0.01, 0.01, -0.01, 0.0], strict=True)]
+    rows["hodn_no_sg_obj"] = [v + 0.05 + 0.001 * k for k, v in enumerate(base)]
+    claims = {c.id: c for c in make_claims(_cells(rows))}
+    assert claims["hodn_beats_cascade_deep"].verdict == "holds"
+    assert claims["hodn_beats_cascade_deep"].value == pytest.approx(0.022)
+    assert claims["gate-cascade-beats-single"].verdict == "undecided"
+    assert claims["sg_obj_object_map"].verdict == "fails" and claims["sg_obj_role_map"].verdict == "fails"
+    # the old rule passed sg_obj at a mean drop down to -0.01 and link on any positive mean: a tiny positive mean
+    # with a wide spread is now undecided
+    rows["hodn_link_object"] = [v + d for v, d in zip(rows["hodn"], [-0.05, 0.05, -0.04, 0.04, -0.001], strict=True)]
+    assert {c.id: c for c in make_claims(_cells(rows))}["link_human_beats_object"].verdict == "undecided"
+    # one seed per call: each claim carries its single difference, and the runner's merge decides over calls
+    per_call = [make_claims(_cells({r: [v[k]] for r, v in rows.items()})) for k in range(5)]
+    merged = {c.id: c for c in merge_claims(per_call)}
+    assert merged["hodn_beats_cascade_deep"].verdict == "holds" and merged["hodn_beats_cascade_deep"].n == 5
+    assert merged["sg_obj_role_map"].verdict == "fails"
 
 
 @pytest.mark.parametrize("name", ["hodn_synth.yaml", "hodn_hico.yaml"])

@@ -56,6 +56,51 @@ def test_crowded_scenes_keep_no_degenerate_object_box() -> None:
     assert max(len(ann.boxes) for ann in data.annotations) == 5
 
 
+def test_held_look_changes_only_held_objects_deterministically() -> None:
+    """held_look: the same scenes (boxes and labels) as without it; an image differs exactly when it has a `hold`
+    label, and only inside the held objects' boxes (fist included: it sits at the hand, inside the box); a rerun
+    under the same seed gives the same pixels."""
+    cfg = SynthConfig(image_size=96, n_train=60, n_test=4)
+    plain, held = make_synth(cfg, 3, "train"), make_synth(dataclasses.replace(cfg, held_look=True), 3, "train")
+    again = make_synth(dataclasses.replace(cfg, held_look=True), 3, "train")
+    assert plain.images is not None and held.images is not None and again.images is not None
+    assert np.array_equal(held.images, again.images)
+    n_held = 0
+    hold = SYNTH_VERBS.index("hold")
+    for i, (a, b) in enumerate(zip(plain.annotations, held.annotations, strict=True)):
+        assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.hois, b.hois)
+        changed = (plain.images[i] != held.images[i]).any(axis=2)
+        held_objects = {int(o) for _, o, v in a.hois if v == hold}
+        assert changed.any() == bool(held_objects), i
+        if held_objects:
+            n_held += 1
+            inside = np.zeros_like(changed)
+            for o in held_objects:
+                x1, y1, x2, y2 = a.boxes[o]
+                inside[int(y1) - 3 : int(np.ceil(y2)) + 3, int(x1) - 3 : int(np.ceil(x2)) + 3] = True
+            assert changed[inside].sum() > 0.9 * changed.sum(), i  # (the fist may spill a little past the box)
+    assert n_held >= 10
+
+
+def test_a_held_object_is_drawn_differently_from_the_same_object_not_held() -> None:
+    from tailorkit.hoi.data import _draw_object
+
+    box = np.array([10.0, 8.0, 30.0, 40.0])
+    out = []
+    for held in (0, 1, -1, 1):
+        img = Image.new("RGB", (48, 48), (100, 100, 100))
+        _draw_object(img, "box", box, np.random.default_rng(5), "photo", held)
+        out.append(np.asarray(img))
+    plain, right, left, right_again = out
+    assert not np.array_equal(plain, right) and not np.array_equal(right, left)
+    assert np.array_equal(right, right_again)
+    # tilted: the box's corners are background when held, object when not
+    assert (plain[9, 11] != 100).any() and (right[9, 11] == 100).all()
+    # shaded: where both cover the object, the held one is darker
+    both = (plain != 100).any(axis=2) & (right != 100).any(axis=2)
+    assert right[both].mean() < 0.75 * plain[both].mean()
+
+
 def _figure(facing: int = 1) -> _Figure:
     joints = {
         "head": (20.0, 10.0), "shoulder": (20.0, 15.0), "hip": (20.0, 30.0),

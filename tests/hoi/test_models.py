@@ -17,14 +17,14 @@ from .conftest import tiny_config
 
 
 def test_every_variant_registered() -> None:
-    assert METHODS.names() == ["cascade", "hodn", "single"]
-    with pytest.raises(RegistryError, match="expected one of: cascade, hodn, single"):
+    assert METHODS.names() == ["cascade", "cascade_deep", "hodn", "single", "single_deep"]
+    with pytest.raises(RegistryError, match="expected one of: cascade, cascade_deep, hodn, single, single_deep"):
         METHODS.get("qpic")
     with pytest.raises(ValueError, match="link"):
         ModelConfig(link="both")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("variant", ["single", "cascade", "hodn"])
+@pytest.mark.parametrize("variant", ["single", "cascade", "hodn", "cascade_deep", "single_deep"])
 def test_output_shapes_and_aux_layers(variant: str) -> None:
     cfg = tiny_config(variant).model
     model = build_model(cfg, 5, 4).train()
@@ -32,10 +32,39 @@ def test_output_shapes_and_aux_layers(variant: str) -> None:
     assert out["pred_obj_logits"].shape == (2, 4, 6)
     assert out["pred_verb_logits"].shape == (2, 4, 4)
     assert out["pred_sub_boxes"].shape == out["pred_obj_boxes"].shape == (2, 4, 4)
-    assert len(out["aux_outputs"]) == (1 if variant != "single" else cfg.dec_layers - 1)
+    # aux outputs: the cascades align their decoders' last layers (the shorter decoder's depth minus one)
+    expected = {"single": cfg.dec_layers - 1, "single_deep": 5, "cascade": 1, "cascade_deep": 1, "hodn": 1}
+    assert len(out["aux_outputs"]) == expected[variant]
     assert ((out["pred_sub_boxes"] > 0) & (out["pred_sub_boxes"] < 1)).all()
     with pytest.raises(ValueError, match="exactly one of"):
         model()
+
+
+def _decoder_layers(model: torch.nn.Module) -> int:
+    from tailorkit.hoi.transformer import DecoderLayer
+
+    return sum(isinstance(m, DecoderLayer) for m in model.modules())
+
+
+def _trainable(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_depth_matched_controls_have_hodns_layers_and_parameters() -> None:
+    """cascade_deep and single_deep: HODN's 6 decoder layers and its trainable parameters within 1 % (the default
+    model sizes, frozen EfficientNet backbone as in the bench); the shallow baselines are well below (so the match is
+    not trivial)."""
+    cfg = ModelConfig(backbone="tiny", freeze_backbone=True)  # the bench's sizes; a frozen backbone counts nothing
+    models = {v: build_model(dataclasses.replace(cfg, variant=v), 5, 4) for v in METHODS.names()}  # type: ignore[arg-type]
+    counts = {v: _trainable(m) for v, m in models.items()}
+    layers = {v: _decoder_layers(m) for v, m in models.items()}
+    assert layers == {"hodn": 6, "cascade_deep": 6, "single_deep": 6, "cascade": 4, "single": 3}
+    for v in ("cascade_deep", "single_deep"):
+        assert abs(counts[v] - counts["hodn"]) / counts["hodn"] < 0.01, counts
+    for v in ("cascade", "single"):
+        assert counts[v] < 0.85 * counts["hodn"], counts
+    deep = models["cascade_deep"]
+    assert len(deep.pair_decoder.layers) == 4 and len(deep.inter_decoder.layers) == 2  # type: ignore[union-attr]
 
 
 def _verb_grads(**flags: object) -> tuple[float, float]:

@@ -1,24 +1,36 @@
-"""`tailorkit bench active`: SLPT's claims on the real LiTS volume and on SynthLiver, with paired seeds.
+"""`tailorkit bench active`: SLPT's claims on the real LiTS volume and on SynthLiver with a rare mode, with paired
+seeds.
 
 Protocol [inferred, docs/active.md#benchmark; SLPT's own protocol is unknown]: per dataset, a U-Net pretrained on the
 liver (organ) task is frozen (cached on disk). For each seed and each selection arm, the ActiveLearner picks a budget of
 5 % of the pool in two rounds (half label-free, half with a selection model trained on the first half; USL picks all at
 once), revealing the pool's lesion masks as the oracle. Then each final tuner (SLPT prompts and full fine-tuning; plus
 the extra tuning baselines on the random selection) trains on the selected labels and is scored on the test set. The
-full-pool reference trains the same tuners on every pool label (`full_pool_steps` x the steps).
-Seeds are paired: every arm at seed s shares the random warm start, model initialisations and training seeds.
+full-pool reference trains the same tuners on every pool label for its own, longer budget (`full_pool_steps` x the
+steps; chosen on a pool validation split, docs/active.md). SLPT's K prompt sets are diversified by default
+(TuneConfig.discrepancy, chosen on a pool validation split). Seeds: bench seed s fixes the data draw (SynthLiver: pool
+and test draw s; LiTS has one volume, so its draw is fixed) and every initialisation: the k seeds of one call are s, s +
+1000, ..., so distinct bench seeds share none. Every arm at a seed shares the random warm start, model initialisations
+and training seeds (paired).
 
 Rows: "<dataset>/<arm>/<tuner>" with dice_global, dice_per_case, fraction_of_full (per-seed Dice / full-pool Dice of
-the same tuner and seed, averaged), tunable_fraction, their seed standard deviations, and selection statistics
-(share of lesion-positive items selected; SynthLiver: items with a rare rim-enhancing lesion).
+the same tuner and seed), tunable_fraction, set_agreement (SLPT: mean pairwise Dice between the K sets' test masks;
+1 = identical sets), their seed standard deviations, and selection statistics (share of lesion-positive items
+selected; SynthLiver: items with a rim-enhancing lesion, the rare type of synthliver_rare).
 
-Claims, per dataset (computed from the rows):
-- prompt tuning (SLPT, tunable fraction reported) >= full fine-tuning at 5 % labels on TESLA's selection: the mean
-  paired difference of global Dice over seeds is >= 0 (its seed SD is in the text);
-- SLPT's tunable fraction is about the paper's 6 % (within 0.02..0.10);
-- TESLA > random, entropy and core-set: mean paired difference minus its seed SD > 0 (SLPT-tuned Dice);
-- TESLA's fraction_of_full at 5 % >= the paper's 0.94.
-Quick mode: 3 seeds, budget 5 %, 150 tuning steps at 48 px; full mode: 5 seeds, budgets 5 % and 10 %, 2x steps.
+Claims, per dataset, each a per-seed quantity decided by its 95 % t interval (over the call's seeds, or over bench
+seeds when the runner pairs one-seed calls; one seed: `undecided`):
+- `<d>-prompt-beats-full-ft`: SLPT - full fine-tuning (global Dice, TESLA's selection) > 0;
+- `<d>-tunable-fraction`: SLPT's tunable fraction within 0.02..0.10 (the paper's ~6 %);
+- `<d>-tesla-beats-<random|entropy|coreset>`: TESLA - the baseline (SLPT-tuned global Dice) > 0;
+- `<d>-tesla-fraction-of-full`: TESLA + SLPT at 5 % / the full-pool SLPT reference > the paper's 0.94;
+- `gate-selection-beats-random-<d>` (validity gate): the mean of entropy's and core-set's Dice minus random's > 0.
+  If it fails, selection does not matter on that pool and no selection method (TESLA included) can be judged there.
+Modes. Quick: 1 seed (indicative), LiTS + SynthLiver rare, budget 5 %, 150 tuning steps at 48 px, arms random,
+entropy, core-set, TESLA; measured 7.1 min (docs/results/active-quick.json). Evidence (the plan): 5 paired seeds of
+quick mode (36 min), plus a step-budget curve x1, x2 of the decisive pairs (TESLA vs random, SLPT vs full
+fine-tuning, on SynthLiver rare, no reference; about 1.1 + 2.2 min per seed, 17 min): about 53 min. Full: 5 seeds
+in one call, budgets 5 % and 10 %, 2x steps, BALD and USL added.
 """
 
 from __future__ import annotations
@@ -36,7 +48,7 @@ import numpy as np
 import torch
 
 from tailorkit.active.config import BackboneConfig, DataConfig, DatasetName, SelectConfig, TuneConfig, budget_count
-from tailorkit.core.bench import register_bench
+from tailorkit.core.bench import EvidencePlan, register_bench
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
 from tailorkit.core.workers import worker_pool
@@ -54,27 +66,31 @@ class ActiveBenchConfig:
     """Settings of the active bench (quick-mode values; `full_*` replace them in full mode).
 
     Attributes:
-        datasets: "lits" and/or "synthliver".
-        seeds: Paired seeds (3 quick; `full_seeds` in full mode).
+        datasets: "lits", "synthliver" and/or "synthliver_rare" (the rare-mode pool).
+        seeds: Paired seeds in one call (1 in quick mode: indicative; the runner pairs calls; `full_seeds` in full
+            mode).
         budgets: Label budgets as pool fractions (quick: 5 %; `full_budgets` in full mode).
         arms: Selection strategies compared (every mode).
         full_arms: Strategies added in full mode (MC-dropout BALD and USL k-means; left out of quick mode for time).
         tuners: Final tuners trained on every arm's selection.
         extra_tuners: Tuning baselines trained on the random arm's selection only, in full mode (left out of quick
             mode to keep it within 8 minutes on 2 cores; no claim uses them).
-        full_pool_steps: Step multiplier of the full-pool reference.
+        reference: Train the full-pool reference (fraction_of_full); off in the decisive curve runs.
+        full_pool_steps: Step multiplier of the full-pool reference (its own budget: 18 labels for 150 steps are
+            seen ~70 times each, the whole pool ~3 times; chosen on a pool validation split, docs/active.md).
         selection_steps: Step multiplier of the selection model (SLPT trained on round-one labels to rank the pool).
         workers: Worker processes (one torch thread each).
     """
 
-    datasets: tuple[str, ...] = ("lits", "synthliver")
-    seeds: int = 3
+    datasets: tuple[str, ...] = ("lits", "synthliver_rare")
+    seeds: int = 1
     budgets: tuple[float, ...] = (0.05,)
     arms: tuple[str, ...] = ("random", "entropy", "coreset", "tesla")
     full_arms: tuple[str, ...] = ("bald", "usl")
     tuners: tuple[str, ...] = ("slpt", "full_ft")
     extra_tuners: tuple[str, ...] = ("head_only", "scratch")
-    full_pool_steps: float = 1.0
+    reference: bool = True
+    full_pool_steps: float = 4.0
     selection_steps: float = 0.5
     workers: int = 2
     data: DataConfig = field(default_factory=DataConfig)
@@ -87,8 +103,8 @@ class ActiveBenchConfig:
 
     def __post_init__(self) -> None:
         for d in self.datasets:
-            if d not in ("lits", "synthliver"):
-                raise ValueError(f"datasets: expected 'lits' and/or 'synthliver', got {d!r}")
+            if d not in ("lits", "synthliver", "synthliver_rare"):
+                raise ValueError(f"datasets: expected 'lits', 'synthliver' and/or 'synthliver_rare', got {d!r}")
         for name in ("seeds", "workers", "full_seeds"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -103,7 +119,7 @@ class ActiveBenchConfig:
             TUNERS.get(tuner)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=8)
 def _dataset(data: DataConfig, backbone: BackboneConfig) -> tuple[Any, Any]:
     from tailorkit.active.backbone import pretrained_backbone
     from tailorkit.active.data import load_split
@@ -112,10 +128,20 @@ def _dataset(data: DataConfig, backbone: BackboneConfig) -> tuple[Any, Any]:
     return split, pretrained_backbone(split.upstream, backbone, progress=False)
 
 
-def _for(config: ActiveBenchConfig, dataset: str) -> tuple[Any, Any]:
-    """The split and pretrained backbone of `dataset` under the bench's data and backbone settings."""
-    data = dataclasses.replace(config.data, dataset=cast(DatasetName, dataset))
+def _for(config: ActiveBenchConfig, dataset: str, seed: int = 0) -> tuple[Any, Any]:
+    """The split and pretrained backbone of `dataset` under the bench's data and backbone settings; SynthLiver's
+    pool/test draw is `seed` (LiTS and folders have one draw)."""
+    draw = seed if dataset.startswith("synthliver") else 0
+    data = dataclasses.replace(config.data, dataset=cast(DatasetName, dataset), draw=draw)
     return _dataset(data, config.backbone)
+
+
+SEED_STRIDE = 1000  # seed i of bench seed s is s + SEED_STRIDE * i
+
+
+def bench_seeds(seed: int, k: int) -> list[int]:
+    """The k seeds of one call at bench seed `seed`: the first is `seed` itself, so calls s, s+1, ... share none."""
+    return [seed + SEED_STRIDE * i for i in range(k)]
 
 
 def evaluate_model(model: Any, test: Any) -> dict[str, float]:
@@ -124,10 +150,6 @@ def evaluate_model(model: Any, test: Any) -> dict[str, float]:
 
     pred = predict(model, test.images).mean(axis=1) > 0.5
     return {"dice_global": dice_global(pred, test.masks), "dice_per_case": dice_per_case(pred, test.masks)}
-
-
-# Transitional: active/cli.py still imports the old private name; delete this line once it imports evaluate_model.
-_evaluate = evaluate_model
 
 
 def _train_eval(split: Any, backbone: Any, idx: np.ndarray, tune: TuneConfig, seed: int) -> dict[str, float]:
@@ -140,6 +162,10 @@ def _train_eval(split: Any, backbone: Any, idx: np.ndarray, tune: TuneConfig, se
     train(model, split.pool.images[idx], split.pool.masks[idx], tune, derive_seed(seed, "final-train"))
     out = evaluate_model(model, split.test)
     out["tunable_fraction"] = model.tunable_fraction()
+    if model.n_sets > 1:
+        from tailorkit.active.tuning import predict, set_agreement
+
+        out["set_agreement"] = set_agreement(predict(model, split.test.images))
     out["cpu_seconds"] = time.process_time() - began
     return out
 
@@ -152,7 +178,7 @@ def run_cell(
 
     torch.set_num_threads(1)
     began, cpu = time.perf_counter(), time.process_time()
-    split, backbone = _for(config, dataset)
+    split, backbone = _for(config, dataset, seed)
     tune = dataclasses.replace(config.tune, steps=steps)
     results: dict[str, Any] = {}
     if group == ("full_pool",):
@@ -202,23 +228,35 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(clean), statistics.stdev(clean) if len(clean) > 1 else 0.0
 
 
-@register_bench("active", config=ActiveBenchConfig)
+@register_bench(
+    "active",
+    config=ActiveBenchConfig,
+    plan=EvidencePlan(
+        budget_fields=("tune.steps",),  # every compared fit (selection model, tuners, reference) scales with it
+        one_seed={"seeds": 1},
+        seeds=5,
+        curve=(1, 2),
+        decisive={"datasets": ("synthliver_rare",), "arms": ("random", "tesla"), "reference": False},
+        decisive_claims=("synthliver_rare-tesla-beats-random", "synthliver_rare-prompt-beats-full-ft"),
+        base_mode="quick",
+    ),
+)
 def active_bench(config: ActiveBenchConfig, mode: str, seed: int, device: torch.device) -> BenchOutcome:
     if device.type != "cpu":
         status("active bench: workers run on CPU (the small U-Net is faster there); --device ignored")
     full = mode == "full"
-    seeds = [seed + s for s in range(config.full_seeds if full else config.seeds)]
+    seeds = bench_seeds(seed, config.full_seeds if full else config.seeds)
     budgets = config.full_budgets if full else config.budgets
     steps = round(config.tune.steps * (config.full_steps_multiplier if full else 1.0))
     if not full:
         config = dataclasses.replace(config, extra_tuners=())
     arms = tuple(config.arms) + (tuple(a for a in config.full_arms if a not in config.arms) if full else ())
     for dataset in config.datasets:  # pretrain (or load) each backbone once, before the workers need it
-        _for(config, dataset)
+        _for(config, dataset, seed)
     cells: list[tuple[str, int, float, tuple[str, ...]]] = []
     for dataset in config.datasets:
         for s in seeds:
-            for group in GROUPS:
+            for group in GROUPS if config.reference else GROUPS[:-1]:
                 kept = group if group == ("full_pool",) else tuple(a for a in group if a in arms)
                 if kept:
                     for b in budgets if kept != ("full_pool",) else (budgets[0],):
@@ -240,7 +278,7 @@ def active_bench(config: ActiveBenchConfig, mode: str, seed: int, device: torch.
                 outputs[i] = future.result()
                 _report(cells[i], outputs[i], done, len(cells))
     rows, claims, per_seed = _rows_and_claims(config, arms, cells, outputs, seeds, budgets)
-    splits = [_for(config, d)[0] for d in config.datasets]
+    splits = [_for(config, d, seed)[0] for d in config.datasets]
     data = DataInfo(
         " + ".join(s.name for s in splits),
         "; ".join(s.source for s in splits),
@@ -323,25 +361,25 @@ def _rows_and_claims(
         )
     claims: list[Claim] = []
 
-    def paired(dataset: str, a: tuple[str, str], b_: tuple[str, str], budget: float) -> tuple[float, float]:
-        x, y = table.get((dataset, budget, *a), {}), table.get((dataset, budget, *b_), {})
-        diffs = [x[s]["dice_global"] - y[s]["dice_global"] for s in seeds if s in x and s in y]
-        return _mean_sd(diffs)
+    def dice(dataset: str, arm: str, tuner: str, budget: float) -> dict[int, float]:
+        return {s: m["dice_global"] for s, m in table.get((dataset, budget, arm, tuner), {}).items()}
+
+    def beats(cid: str, text: str, a: dict[int, float], b: dict[int, float]) -> None:
+        both = [s for s in seeds if s in a and s in b]
+        if both:
+            claims.append(Claim.beats(cid, text, [a[s] for s in both], [b[s] for s in both]))
 
     b5 = budgets[0]
     for dataset in config.datasets:
         if "tesla" in arms and {"slpt", "full_ft"} <= set(config.tuners):
-            m, sd = paired(dataset, ("tesla", "slpt"), ("tesla", "full_ft"), b5)
-            frac = statistics.fmean(v["tunable_fraction"] for v in table[(dataset, b5, "tesla", "slpt")].values())
-            claims.append(
-                Claim.at_least(
-                    f"{dataset}-prompt-ge-full-ft",
-                    f"{dataset}: SLPT prompts ({frac:.1%} tunable) >= full fine-tuning at {b5:.0%} labels (TESLA "
-                    f"selection): mean paired global-Dice difference {m:+.4f} (seed SD {sd:.4f}) >= 0",
-                    m,
-                    0.0,
-                )
+            beats(
+                f"{dataset}-prompt-beats-full-ft",
+                f"{dataset}: SLPT prompts > full fine-tuning at {b5:.0%} labels (TESLA selection): per-seed paired "
+                "global-Dice difference, 95 % t interval > 0",
+                dice(dataset, "tesla", "slpt", b5),
+                dice(dataset, "tesla", "full_ft", b5),
             )
+            frac = statistics.fmean(v["tunable_fraction"] for v in table[(dataset, b5, "tesla", "slpt")].values())
             claims.append(
                 Claim.within(
                     f"{dataset}-tunable-fraction",
@@ -353,29 +391,37 @@ def _rows_and_claims(
             )
         if "tesla" in arms and "slpt" in config.tuners:
             for other in ("random", "entropy", "coreset"):
-                if other not in arms:
-                    continue
-                m, sd = paired(dataset, ("tesla", "slpt"), (other, "slpt"), b5)
-                value = m - sd
+                if other in arms:
+                    beats(
+                        f"{dataset}-tesla-beats-{other}",
+                        f"{dataset}: TESLA > {other} (SLPT-tuned global Dice at {b5:.0%}): per-seed paired "
+                        "difference, 95 % t interval > 0",
+                        dice(dataset, "tesla", "slpt", b5),
+                        dice(dataset, other, "slpt", b5),
+                    )
+            fractions = [v.get("fraction_of_full", math.nan) for v in table[(dataset, b5, "tesla", "slpt")].values()]
+            if fractions:  # NaN where the reference scored 0 (no ratio): left out of the interval, not hidden
                 claims.append(
-                    Claim(
-                        f"{dataset}-tesla-gt-{other}",
-                        f"{dataset}: TESLA > {other} (SLPT-tuned global Dice at {b5:.0%}): mean paired difference "
-                        f"{m:+.4f} minus its seed SD {sd:.4f} > 0",
-                        float(value),
-                        0.0,
-                        bool(math.isfinite(value) and value > 0),
+                    Claim.beats(
+                        f"{dataset}-tesla-fraction-of-full",
+                        f"{dataset}: TESLA + SLPT at {b5:.0%} labels / the full-pool SLPT reference (its own "
+                        f"{config.full_pool_steps:g}x steps) > the paper's {PAPER_FRACTION_OF_FULL} (its own data; not "
+                        "comparable in scale): per-seed ratio, 95 % t interval",
+                        fractions,
+                        None,
+                        PAPER_FRACTION_OF_FULL,
                     )
                 )
-            fractions = [v.get("fraction_of_full", math.nan) for v in table[(dataset, b5, "tesla", "slpt")].values()]
-            fmean, fsd = _mean_sd(fractions)
+        if "slpt" in config.tuners and {"random", "entropy", "coreset"} <= set(arms):
+            rnd, ent, core = (dice(dataset, a, "slpt", b5) for a in ("random", "entropy", "coreset"))
+            shared = [s for s in seeds if s in rnd and s in ent and s in core]
             claims.append(
-                Claim.at_least(
-                    f"{dataset}-tesla-fraction-of-full",
-                    f"{dataset}: TESLA + SLPT at {b5:.0%} labels reaches {fmean:.1%} (seed SD {fsd:.1%}) of the "
-                    f"full-pool global Dice; the paper reports 94 % (its own data; not comparable in scale)",
-                    fmean,
-                    PAPER_FRACTION_OF_FULL,
+                Claim.beats(
+                    f"gate-selection-beats-random-{dataset}",
+                    f"validity gate, {dataset}: selection matters on this pool: mean of entropy's and core-set's "
+                    "SLPT global Dice minus random's, per seed, 95 % t interval > 0 (if it fails, no selection "
+                    "method can be judged on this pool)",
+                    [(ent[s] + core[s]) / 2 - rnd[s] for s in shared],
                 )
             )
     per_seed = {  # JSON has no NaN: undefined values (per-case Dice without lesions) become null

@@ -168,7 +168,7 @@ def tune_cmd(args: argparse.Namespace) -> int:
     import torch
 
     from tailorkit.active.backbone import pretrained_backbone
-    from tailorkit.active.bench import _evaluate
+    from tailorkit.active.bench import evaluate_model
     from tailorkit.active.config import budget_count
     from tailorkit.active.data import load_split
     from tailorkit.active.loop import ActiveLearner
@@ -201,7 +201,7 @@ def tune_cmd(args: argparse.Namespace) -> int:
         learner.update({i: split.pool.masks[learner.index[i]] for i in ids})
     model = learner.fit()
     metrics = {
-        **_evaluate(model, split.test),
+        **evaluate_model(model, split.test),
         "tunable_fraction": model.tunable_fraction(),
         "labels": len(learner.labels),
     }
@@ -225,7 +225,7 @@ def eval_cmd(args: argparse.Namespace) -> int:
     from safetensors.torch import load_file
 
     from tailorkit.active.backbone import pretrained_backbone
-    from tailorkit.active.bench import _evaluate
+    from tailorkit.active.bench import evaluate_model
     from tailorkit.active.data import load_split
     from tailorkit.active.methods import make_tuner
     from tailorkit.cli.main import UsageError, device_from
@@ -244,7 +244,7 @@ def eval_cmd(args: argparse.Namespace) -> int:
     backbone = pretrained_backbone(split.upstream, config.backbone).to(device)
     model = make_tuner(backbone, config.tune, 0).to(device)
     model.load_state_dict(load_file(str(weights), device=str(device)))
-    metrics = _evaluate(model, split.test)
+    metrics = evaluate_model(model, split.test)
     print(f"{config.tune.method} ({model.tunable_fraction():.3f} tunable) on {split.name}:")
     print(f"  global Dice {metrics['dice_global']:.4f}, per-case Dice {metrics['dice_per_case']:.4f}")
     return 0

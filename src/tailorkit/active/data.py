@@ -10,7 +10,9 @@ SynthLiver [inferred design, docs/active.md#data-and-its-limits]: 2D abdominal s
 muscle rim 40 HU), a deformed liver (60 +- 10 HU), bright tubular vessels (150-200 HU) and lesions of three subtypes
 with skewed frequencies: large hypodense (70 %), small hypodense (< 3 px radius, 20 %) and near-isodense with an
 enhancing rim (10 %); count ~ Poisson(1.5); correlated noise and a Gaussian PSF. Labels are exact (the lesion footprint
-inside the liver). The upstream task is liver segmentation on a separate draw that never shows lesion labels.
+inside the liver). The upstream task is liver segmentation on a separate draw that never shows lesion labels. SynthLiver
+rare [our design, issue 22]: the rim-enhancing type only in a few pool scans (`rare_pool`, 3 %) and in more test scans
+(`rare_test`, 30 %): random labelling of 5 % of the pool usually misses it, so selection can matter.
 
 Folder: every `*.nii`/`*.nii.gz` in root is a volume (read by tailorkit.data.volumes.load_volume, RAS+), masks
 under root/labels/ with the same file name (lesion = voxel value > 0; optional for the pool); items are axial
@@ -137,10 +139,19 @@ def _blob(size: int, cy: float, cx: float, radius: float, rng: np.random.Generat
 
 
 def synthliver(
-    n: int, size: int, seed: int, lesions: bool = True, window_hu: tuple[float, float] = (-200.0, 250.0)
+    n: int,
+    size: int,
+    seed: int,
+    lesions: bool = True,
+    window_hu: tuple[float, float] = (-200.0, 250.0),
+    rare_share: float | None = None,
 ) -> SegSet:
     """`n` SynthLiver slices of side `size` with exact lesion masks (all zero when lesions=False; then `masks`
-    hold the liver, the upstream task). Tags list the lesion subtypes of each image ("-" for none)."""
+    hold the liver, the upstream task). Tags list the lesion subtypes of each image ("-" for none).
+
+    `rare_share` (the rare-mode pool): exactly round(rare_share * n) images, at seeded positions, hold one
+    rim-enhancing lesion (beside their usual ones); every lesion of the other images is large or small (in the
+    proportion 70 : 20)."""
     if n < 1 or size < 16:
         raise ValueError(f"synthliver: expected n >= 1 and size >= 16, got n={n}, size={size}")
     rng = np.random.default_rng(seed)
@@ -149,6 +160,11 @@ def synthliver(
     tags: list[str] = []
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     s = float(size)
+    rare: set[int] = set()
+    if rare_share is not None:  # which images hold the rare type: from their own stream
+        picks = np.random.default_rng([seed, 7]).permutation(n)[: round(rare_share * n)]
+        rare = {int(i) for i in picks}
+    plain_probs = np.array(SUBTYPE_PROBS[:2]) / sum(SUBTYPE_PROBS[:2])
     for i in range(n):
         hu = np.full((size, size), -1000.0, np.float32)
         by, bx = s / 2 + rng.normal(0, 0.02 * s, 2)
@@ -169,8 +185,14 @@ def synthliver(
         kinds = []
         count = rng.poisson(1.5) if lesions else 0
         inside = np.argwhere(ndimage.binary_erosion(liver, iterations=2))
-        for _ in range(count if len(inside) else 0):
-            kind = SUBTYPES[rng.choice(3, p=SUBTYPE_PROBS)]
+        planned: list[str | None] = [None] * count  # None: drawn below from the subtype frequencies
+        if rare_share is not None and lesions:
+            planned = [None] * count + (["rim"] if i in rare else [])
+        for plan in planned if len(inside) else []:
+            if rare_share is None:
+                kind = SUBTYPES[rng.choice(3, p=SUBTYPE_PROBS)]
+            else:
+                kind = plan or SUBTYPES[rng.choice(2, p=plain_probs)]
             cy, cx = inside[rng.integers(len(inside))]
             if kind == "large":
                 blob = _blob(size, cy, cx, s * np.exp(rng.normal(np.log(0.08), 0.25)), rng)
@@ -196,14 +218,28 @@ def synthliver(
 
 
 def synth_split(config: DataConfig) -> Split:
+    """SynthLiver pool / test of draw `config.draw` (draw 0: seeds synth_seed, synth_seed + 1) and the upstream
+    draw (synth_seed + 2, the same for every draw); `synthliver_rare` gives pool and test their rare-mode shares."""
+    from tailorkit.core.seeding import derive_seed
+
     s = config.synth_seed
-    return Split(
-        pool=synthliver(config.synth_pool, config.patch, s, window_hu=config.window),
-        test=synthliver(config.synth_test, config.patch, s + 1, window_hu=config.window),
-        upstream=synthliver(config.synth_upstream, config.patch, s + 2, lesions=False, window_hu=config.window),
-        name=f"SynthLiver ({config.patch}px; lesion subtypes large 70 %, small 20 %, rim-enhancing 10 %)",
-        source=f"procedural, tailorkit.active.data.synthliver (seed {s})",
+    pool_seed, test_seed = (s, s + 1) if config.draw == 0 else (derive_seed(s, "pool", config.draw),
+                                                                 derive_seed(s, "test", config.draw))  # fmt: skip
+    rare = config.dataset == "synthliver_rare"
+    kinds = (
+        f"rim-enhancing lesions in {config.rare_pool:.0%} of pool and {config.rare_test:.0%} of test scans"
+        if rare
+        else "lesion subtypes large 70 %, small 20 %, rim-enhancing 10 %"
     )
+    return Split(
+        pool=synthliver(config.synth_pool, config.patch, pool_seed, window_hu=config.window,
+                        rare_share=config.rare_pool if rare else None),
+        test=synthliver(config.synth_test, config.patch, test_seed, window_hu=config.window,
+                        rare_share=config.rare_test if rare else None),
+        upstream=synthliver(config.synth_upstream, config.patch, s + 2, lesions=False, window_hu=config.window),
+        name=f"SynthLiver{' rare' if rare else ''} ({config.patch}px; {kinds}; draw {config.draw})",
+        source=f"procedural, tailorkit.active.data.synthliver (seed {s}, draw {config.draw})",
+    )  # fmt: skip
 
 
 def load_folder(root: str | Path, patch: int, window_hu: tuple[float, float], need_masks: bool = False) -> SegSet:
@@ -241,7 +277,7 @@ def load_split(config: DataConfig) -> Split:
     """The pool / test / upstream split named by `config.dataset` ("folder": test = pool, upstream = pool)."""
     if config.dataset == "lits":
         return lits_split(config)
-    if config.dataset == "synthliver":
+    if config.dataset in ("synthliver", "synthliver_rare"):
         return synth_split(config)
     pool = load_folder(config.root, config.patch, config.window, need_masks=False)
     return Split(pool, pool, pool, f"NIfTI folder {config.root}", str(config.root))

@@ -1,9 +1,9 @@
 """Training and inference for the tuners, and the Dice metrics.
 
 Loss per prompt set: BCE (lesion pixels weighted by `pos_weight`) + soft Dice, averaged over sets. With `discrepancy` =
-lambda > 0 the loss subtracts lambda * mean pairwise squared difference of the sets' probabilities ([inferred],
-docs/active.md#the-method-as-implemented); the sets then share each step's images and geometric transform (so their
-predictions are pixel-aligned) and differ only in intensity jitter. With lambda = 0 (default) every set draws its own
+lambda > 0 (the default, 0.1) the loss subtracts lambda * mean pairwise squared difference of the sets' probabilities
+([inferred], docs/active.md#the-method-as-implemented); the sets then share each step's images and geometric transform
+(so their predictions are pixel-aligned) and differ only in intensity jitter. With lambda = 0 every set draws its own
 images and its own view (rotation by k * 90 degrees, flips, gamma and noise).
 
 Shapes:
@@ -22,7 +22,15 @@ from tailorkit.active.config import TuneConfig
 from tailorkit.active.methods.base import SegModel
 from tailorkit.core.progress import bar
 
-__all__ = ["dice_global", "dice_per_case", "enable_dropout", "predict", "segmentation_loss", "tune"]
+__all__ = [
+    "dice_global",
+    "dice_per_case",
+    "enable_dropout",
+    "predict",
+    "segmentation_loss",
+    "set_agreement",
+    "tune",
+]
 
 
 def _augment(
@@ -178,3 +186,15 @@ def dice_per_case(pred: np.ndarray, target: np.ndarray) -> float:
         raise ValueError(f"dice: prediction {p.shape} and target {t.shape} differ")
     scores = [dice_global(pi, ti) for pi, ti in zip(p, t, strict=True) if ti.any()]
     return float(np.mean(scores)) if scores else float("nan")
+
+
+def set_agreement(probs: np.ndarray, threshold: float = 0.5) -> float:
+    """Mean pairwise global Dice between the K prompt sets' masks (probs (N, K, *S) > threshold): 1.0 when the sets
+    agree everywhere, lower the more they disagree; NaN for one set. Pairs where neither set predicts anything
+    count as full agreement (1.0)."""
+    k = probs.shape[1]
+    if k < 2:
+        return float("nan")
+    masks = probs > threshold
+    pairs = [dice_global(masks[:, i], masks[:, j]) for i in range(k) for j in range(i + 1, k)]
+    return float(np.mean(pairs))

@@ -1,7 +1,8 @@
 """`tailorkit.hoi`: human-object interaction detection, HODN (arXiv:2308.10158) beside QPIC- and CDN-like baselines.
 
 Public API:
-    build_model(model_config, num_obj_classes, num_verbs) -> HOIModel   variants `single`, `cascade`, `hodn` (METHODS)
+    build_model(model_config, num_obj_classes, num_verbs) -> HOIModel   variants `single`, `cascade`, `hodn`
+        and the depth-matched controls `cascade_deep`, `single_deep` (METHODS)
     train(config, data, features=...) -> TrainResult; evaluate(model, data, eval_config) -> metrics
     predict(model, image, size=...) -> Detections; save_checkpoint / load_checkpoint
     make_synth(synth_config, seed, split) -> HOIDataset; read_hico_det(path), read_vcoco(path)   data

@@ -1,19 +1,35 @@
-"""`tailorkit bench hoi`: HODN beside the QPIC-like and CDN-like baselines and its ablations, on SynthHOI.
+"""`tailorkit bench hoi`: HODN beside the QPIC-like and CDN-like baselines, their depth-matched controls and
+HODN's ablations, on SynthHOI.
 
-Protocol [our design; docs/hoi.md#the-benchmark]: one SynthHOI train/test draw per bench seed; a frozen
-EfficientNet-Lite0 (real ImageNet weights) whose stage-3 features are computed once and shared by every run; each row
-trains the same transformer sizes with the same optimiser, steps and batch order for each training seed (3 by default),
-so per-seed differences are paired. Rows: single, cascade, hodn (link=human, sg_obj), hodn_link_object, hodn_no_sg_obj,
-hodn_sg_hum (the negative control). Metrics (means over seeds; per-seed values in params): role_map (HICO-style triplet
-mAP, all-point VOC AP, IoU >= 0.5 on both boxes), human_ap (interacting humans), object_map (interacting objects, mean
-over classes), vcoco_role_ap_s1, train_seconds (CPU seconds per training run).
+Protocol [our design; docs/hoi.md#the-benchmark]: bench seed s fixes the SynthHOI train/test draw AND every training
+seed: the k training seeds of one call are s, s + 1000, ..., s + 1000 (k - 1) (the same for every row, so per-seed
+differences are paired; distinct bench seeds never share a training seed). A frozen EfficientNet-Lite0 (real ImageNet
+weights) gives stage-3 features computed once per call and shared by every run; each row trains the same transformer
+sizes with the same optimiser, steps and batch order. Rows (`rows` selects): single, cascade (the shallow baselines: 3
+and 2 + 2 decoder layers), cascade_deep and single_deep (the depth-matched controls: HODN's 6 decoder layers and
+parameters), hodn (link=human, sg_obj), hodn_link_object, hodn_no_sg_obj, hodn_sg_hum (the negative control). SynthHOI
+is drawn with `held_look` on (a held object is tilted, shaded and under the fist, so object detection and interaction
+recognition compete for the object's features: the stop-gradient's premise). Metrics (means over the call's seeds;
+per-seed values in params): role_map (HICO-style triplet mAP, all-point VOC AP, IoU >= 0.5 on both boxes), human_ap,
+object_map, vcoco_role_ap_s1, train_seconds; params hold the trainable parameter count and final losses.
 
-Claims (computed from the rows): hodn > single and hodn > cascade on role mAP with mean paired difference > 2 SD of
-the differences; link=human > link=object on mean role mAP; sg_obj gives equal or higher object mAP and role mAP
-(within `equal_tolerance`); sg_hum lowers human AP or role mAP. Quick mode: small scenes (<= 1 human, <= 2 objects,
-128 px), 600 training scenes, few hundred steps per run, two worker processes (one thread each); its budget is
-<= 8 minutes on 2 idle cores. A DETR-style detector does not converge in minutes on CPU: quick mode measures an
-early-training signal, stated in the JSON (`extra.mode_note`).
+Claims, each a per-seed paired difference decided by its 95 % t interval (`Claim.beats`; over the call's training
+seeds, or over bench seeds when the runner pairs one-seed calls): HODN > cascade_deep and > single_deep (role mAP);
+link=human > link=object (role mAP); sg_obj raises object mAP and role mAP (strictly: "higher", margin 0); sg_hum
+(the control) lowers role mAP; the validity gate `gate-cascade-beats-single`: cascade_deep > single_deep on role mAP
+(CDN > QPIC at equal decoder depth, the ordering HODN builds on; if it fails, the setting does not reproduce the
+baselines' published ordering and HODN's lead over them measures the setting, not the method).
+
+Modes. Quick: small scenes (<= 1 human, <= 2 objects, 128 px), 600 training scenes, 450 steps, 2 training seeds x 8
+rows on two worker processes; an early-training signal (`extra.mode_note`). The committed quick run
+(docs/results/hoi-quick.json, 3 training seeds) used 1,352 CPU-s, 682 s of the busier worker: 2 seeds take about
+2/3 of that, 7.6 min. Evidence (the plan): 6 paired bench seeds of quick mode with one training seed each (seed = data
+draw + initialisation): per seed 8 runs (425 CPU-s) on 2 workers, about 3.8 min, 23 min in all; plus a budget curve x1
+and x2 (450 and 900 steps) of the decisive rows (hodn, cascade_deep, hodn_no_sg_obj; ~53 CPU-s each per 450 steps):
+about 2 + 3.8 min per seed, 35 min; total about 58 min on 2 cores (CPU times measured with load ~2). The 3,000-step
+evidence issue 22 asks for is full mode over paired seeds, `tailorkit bench hoi --mode full --seeds 10 --out F.json`:
+about 30 min per seed (8 rows, ~7 CPU-min per HODN run, more for single_deep, 2 workers), about 5 h for 10 seeds,
+resumable (each seed's outcome is kept in F.json.parts/).
 """
 
 from __future__ import annotations
@@ -29,7 +45,7 @@ from typing import Any
 
 import torch
 
-from tailorkit.core.bench import register_bench
+from tailorkit.core.bench import EvidencePlan, register_bench
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
 from tailorkit.core.workers import worker_pool
@@ -41,12 +57,21 @@ __all__ = ["ROWS", "HOIBenchConfig", "hoi_bench"]
 ROWS: dict[str, dict[str, Any]] = {
     "single": {"variant": "single"},
     "cascade": {"variant": "cascade"},
+    "single_deep": {"variant": "single_deep"},
+    "cascade_deep": {"variant": "cascade_deep"},
     "hodn": {"variant": "hodn", "link": "human", "sg_obj": True, "sg_hum": False},
     "hodn_link_object": {"variant": "hodn", "link": "object", "sg_obj": True, "sg_hum": False},
     "hodn_no_sg_obj": {"variant": "hodn", "link": "human", "sg_obj": False, "sg_hum": False},
     "hodn_sg_hum": {"variant": "hodn", "link": "human", "sg_obj": True, "sg_hum": True},
 }
 METRICS = ("role_map", "human_ap", "object_map", "vcoco_role_ap_s1")
+SEED_STRIDE = 1000  # training seed i of bench seed s is s + SEED_STRIDE * i
+DECISIVE = ("hodn", "cascade_deep", "hodn_no_sg_obj")
+
+
+def training_seeds(seed: int, k: int) -> list[int]:
+    """The k training seeds of bench seed `seed`: the first is `seed` itself, so one-seed calls s, s+1, ... differ."""
+    return [seed + SEED_STRIDE * i for i in range(k)]
 
 
 @dataclass(frozen=True)
@@ -54,12 +79,15 @@ class HOIBenchConfig:
     """Settings of the HOI bench (quick-mode values; `full_*` replace them in full mode).
 
     Attributes:
-        seeds: Training seeds per row (paired across rows).
+        seeds: Training seeds per row in one call (paired across rows); 1 under the runner's paired seeds.
+        rows: Rows to run (names of `ROWS`); claims whose rows are missing are left out.
+        held_look: SynthHOI's `held_look` (held objects tilted, shaded, under the fist): on in the bench.
         workers: Worker processes (one torch thread each); 1 runs everything in this process.
-        equal_tolerance: "Equal or higher" for the stop-gradient claims means a mean drop of at most this.
     """
 
-    seeds: int = 3
+    seeds: int = 2
+    rows: tuple[str, ...] = tuple(ROWS)
+    held_look: bool = True
     workers: int = 2
     image_size: int = 128
     n_train: int = 600
@@ -70,7 +98,6 @@ class HOIBenchConfig:
     batch_size: int = 16
     lr: float = 1e-3
     num_queries: int = 8
-    equal_tolerance: float = 0.01
     full_n_train: int = 3000
     full_n_test: int = 500
     full_max_humans: int = 2
@@ -84,8 +111,9 @@ class HOIBenchConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-        if self.seeds < 2:
-            raise ValueError(f"seeds: expected >= 2 (the paired claims need a spread), got {self.seeds}")
+        unknown = [r for r in self.rows if r not in ROWS]
+        if unknown or not self.rows or len(set(self.rows)) != len(self.rows):
+            raise ValueError(f"rows: expected distinct names from {list(ROWS)}, got {list(self.rows)!r}")
 
 
 def train_config(config: HOIBenchConfig, mode: str, row: str) -> TrainConfig:
@@ -96,6 +124,7 @@ def train_config(config: HOIBenchConfig, mode: str, row: str) -> TrainConfig:
         n_test=config.full_n_test if full else config.n_test,
         max_humans=config.full_max_humans if full else config.max_humans,
         max_objects=config.full_max_objects if full else config.max_objects,
+        held_look=config.held_look,
     )
     model = ModelConfig(num_queries=config.full_num_queries if full else config.num_queries, **ROWS[row])
     optim = OptimConfig(
@@ -128,6 +157,7 @@ def _job(args: tuple[TrainConfig, HOIDataset, HOIDataset, int, str, str]) -> dic
         "cpu": time.process_time() - cpu,
         "pid": os.getpid(),
         "final_loss": sum(result.losses[-20:]) / len(result.losses[-20:]),
+        "trainable_params": sum(p.numel() for p in result.model.parameters() if p.requires_grad),
     }
 
 
@@ -135,12 +165,19 @@ def _progress_line(i: int, n: int, res: dict[str, Any]) -> str:
     return f"hoi bench: {i + 1}/{n} {res['row']} seed {res['seed']}: role mAP {res['metrics']['role_map']:.3f}"
 
 
-def _paired(a: list[float], b: list[float]) -> tuple[float, float]:
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
-    return statistics.fmean(diffs), statistics.stdev(diffs) if len(diffs) > 1 else float("inf")
-
-
-@register_bench("hoi", config=HOIBenchConfig)
+@register_bench(
+    "hoi",
+    config=HOIBenchConfig,
+    plan=EvidencePlan(
+        budget_fields=("steps", "full_steps"),
+        one_seed={"seeds": 1},
+        seeds=6,
+        curve=(1, 2),
+        decisive={"rows": DECISIVE},
+        decisive_claims=("hodn_beats_cascade_deep", "sg_obj_object_map", "sg_obj_role_map"),
+        base_mode="quick",
+    ),
+)
 def hoi_bench(config: HOIBenchConfig, mode: str, seed: int, device: torch.device) -> BenchOutcome:
     from tailorkit.hoi.data import make_synth
     from tailorkit.hoi.methods import build_model
@@ -160,7 +197,9 @@ def hoi_bench(config: HOIBenchConfig, mode: str, seed: int, device: torch.device
     bare_train = dataclasses.replace(train_data, images=None)
     bare_test = dataclasses.replace(test_data, images=None)
     jobs = [
-        (train_config(config, mode, row), bare_train, bare_test, s, row) for s in range(config.seeds) for row in ROWS
+        (train_config(config, mode, row), bare_train, bare_test, s, row)
+        for s in training_seeds(seed, config.seeds)
+        for row in config.rows
     ]
     with tempfile.TemporaryDirectory(prefix="tailorkit-hoi-") as tmp:
         cache = str(Path(tmp) / "features.pt")
@@ -178,7 +217,7 @@ def hoi_bench(config: HOIBenchConfig, mode: str, seed: int, device: torch.device
                 res = results[-1]
                 status(_progress_line(i, len(args), res))
     per: dict[str, list[dict[str, Any]]] = {
-        row: sorted((r for r in results if r["row"] == row), key=lambda r: r["seed"]) for row in ROWS
+        row: sorted((r for r in results if r["row"] == row), key=lambda r: r["seed"]) for row in config.rows
     }
     rows = []
     for row, cells in per.items():
@@ -186,13 +225,15 @@ def hoi_bench(config: HOIBenchConfig, mode: str, seed: int, device: torch.device
         metrics["train_seconds"] = statistics.fmean(c["train_seconds"] for c in cells)
         params = {
             **ROWS[row],
-            "seeds": config.seeds,
+            "training_seeds": [c["seed"] for c in cells],
             "steps": base.optim.steps,
+            "held_look": config.held_look,
+            "trainable_params": cells[0]["trainable_params"],
             "per_seed": {m: [round(c["metrics"][m], 4) for c in cells] for m in METRICS},
             "final_loss": [round(c["final_loss"], 3) for c in cells],
         }
         rows.append(Row(row, metrics, params, seconds=sum(c["wall"] for c in cells)))
-    claims = make_claims(per, config.equal_tolerance)
+    claims = make_claims(per)
     per_worker: dict[int, float] = {}
     for r in results:
         per_worker[r["pid"]] = per_worker.get(r["pid"], 0.0) + r["cpu"]
@@ -207,9 +248,10 @@ def hoi_bench(config: HOIBenchConfig, mode: str, seed: int, device: torch.device
         claims=claims,
         extra={
             "mode_note": (
-                f"{mode}: {config.seeds} training seeds x {len(ROWS)} rows, {base.optim.steps} steps of batch "
+                f"{mode}: {config.seeds} training seed(s) x {len(config.rows)} rows, {base.optim.steps} steps of batch "
                 f"{base.optim.batch_size}, <= {base.data.max_humans} human(s) and <= {base.data.max_objects} objects "
-                "per scene; frozen EfficientNet-Lite0 stage-3 features cached once."
+                f"per scene, held_look {'on' if config.held_look else 'off'}; frozen EfficientNet-Lite0 stage-3 "
+                "features cached once."
                 + (" An early-training signal, not converged detectors." if mode == "quick" else "")
             ),
             "feature_seconds": round(feature_seconds, 1),
@@ -219,56 +261,36 @@ def hoi_bench(config: HOIBenchConfig, mode: str, seed: int, device: torch.device
     )
 
 
-def make_claims(per: dict[str, list[dict[str, Any]]], tolerance: float) -> list[Claim]:
-    """The bench's claims from the per-seed cells of each row."""
+#: (claim id, text, row a, row b, metric): "a beats b on metric", a per-seed paired difference with margin 0.
+CLAIMS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("hodn_beats_cascade_deep", "HODN > the depth-matched cascade (same decoder layers and parameters) on role mAP",
+     "hodn", "cascade_deep", "role_map"),
+    ("hodn_beats_single_deep", "HODN > the depth-matched single decoder on role mAP", "hodn", "single_deep",
+     "role_map"),
+    ("link_human_beats_object", "Human-Guide Linking: link=human > link=object on role mAP", "hodn",
+     "hodn_link_object", "role_map"),
+    ("sg_obj_object_map", "the stop-gradient on object features raises object mAP (sg_obj on - off > 0)", "hodn",
+     "hodn_no_sg_obj", "object_map"),
+    ("sg_obj_role_map", "the stop-gradient on object features raises role mAP (sg_obj on - off > 0)", "hodn",
+     "hodn_no_sg_obj", "role_map"),
+    ("sg_hum_control_hurts", "control: a stop-gradient on human features lowers role mAP (HODN - sg_hum > 0)", "hodn",
+     "hodn_sg_hum", "role_map"),
+    ("gate-cascade-beats-single", "validity gate: the depth-matched cascade > the depth-matched single decoder on "
+     "role mAP (CDN > QPIC at equal depth); if it fails, the setting is what HODN's lead measures", "cascade_deep",
+     "single_deep", "role_map"),
+)  # fmt: skip
+
+
+def make_claims(per: dict[str, list[dict[str, Any]]]) -> list[Claim]:
+    """The bench's claims from the per-seed cells of each row: per-seed paired differences, decided by their t
+    interval over the seeds present (one seed: `undecided`, its value the single difference, for the runner to
+    pair). Claims whose rows were not run are left out."""
 
     def values(row: str, metric: str) -> list[float]:
         return [float(c["metrics"][metric]) for c in per[row]]
 
-    claims = []
-    for other in ("single", "cascade"):
-        mean, sd = _paired(values("hodn", "role_map"), values(other, "role_map"))
-        claims.append(
-            Claim(
-                f"hodn_beats_{other}",
-                f"HODN role mAP > {other} role mAP: mean paired difference over seeds minus 2 SD of the differences "
-                f"> 0 (mean {mean:+.4f}, SD {sd:.4f})",
-                mean - 2 * sd,
-                0.0,
-                bool(mean - 2 * sd > 0),
-            )
-        )
-    mean, _ = _paired(values("hodn", "role_map"), values("hodn_link_object", "role_map"))
-    claims.append(
-        Claim(
-            "link_human_beats_object",
-            "link=human role mAP - link=object role mAP > 0 (mean over seeds)",
-            mean,
-            0.0,
-            mean > 0,
-        )
-    )
-    for metric in ("object_map", "role_map"):
-        mean, _ = _paired(values("hodn", metric), values("hodn_no_sg_obj", metric))
-        claims.append(
-            Claim.at_least(
-                f"sg_obj_{metric}",
-                f"stop-gradient on objects gives equal or higher {metric}: mean(sg_obj on - off) >= -{tolerance}",
-                mean,
-                -tolerance,
-            )
-        )
-    drop_h, _ = _paired(values("hodn", "human_ap"), values("hodn_sg_hum", "human_ap"))
-    drop_r, _ = _paired(values("hodn", "role_map"), values("hodn_sg_hum", "role_map"))
-    value = max(drop_h, drop_r)
-    claims.append(
-        Claim(
-            "sg_hum_control_hurts",
-            f"stop-gradient on humans (control) lowers human AP (by {drop_h:+.4f}) or role mAP (by {drop_r:+.4f}): "
-            "the larger mean drop > 0",
-            value,
-            0.0,
-            value > 0,
-        )
-    )
-    return claims
+    return [
+        Claim.beats(cid, text + " (per-seed paired difference, 95 % t interval > 0)", values(a, m), values(b, m))
+        for cid, text, a, b, m in CLAIMS
+        if a in per and b in per
+    ]

@@ -12,10 +12,10 @@ from typing import Any, Literal, TypeVar
 
 from tailorkit.core.config import check, check_int_at_least, check_number_at_least
 
-Variant = Literal["single", "cascade", "hodn"]
+Variant = Literal["single", "cascade", "hodn", "cascade_deep", "single_deep"]
 Link = Literal["human", "object", "pair", "none"]
 
-VARIANTS = ("single", "cascade", "hodn")
+VARIANTS = ("single", "cascade", "hodn", "cascade_deep", "single_deep")
 LINKS = ("human", "object", "pair", "none")
 
 
@@ -31,6 +31,12 @@ class SynthConfig:
         texture: "photo" fills objects with crops of real photos (OpenCV samples); "flat" with one random colour.
         look_distance: A human looks at the nearest object in its facing half-plane within this fraction of the
             image side.
+        held_look: Interaction changes the object's look [synthetic stand-in, our design for issue 22]: an object
+            some hand holds (a `hold` label) is drawn tilted inside its box (a skewed quadrilateral touching all four
+            sides, leaning the holder's way), in the hand's shadow (texture darkened to 60 %) and partly covered
+            by the holder's fist (a disc of the figure's colour, radius 0.45 figure units, at the hand). Boxes and
+            labels are unchanged (the same scenes, annotation for annotation, as with it off), so only the object's
+            appearance carries the interaction. Off by default; the bench turns it on (`HOIBenchConfig.held_look`).
     """
 
     image_size: int = 128
@@ -40,8 +46,10 @@ class SynthConfig:
     max_objects: int = 2
     texture: Literal["photo", "flat"] = "photo"
     look_distance: float = 0.6
+    held_look: bool = False
 
     def __post_init__(self) -> None:
+        check(isinstance(self.held_look, bool), f"held_look: expected true or false, got {self.held_look!r}")
         check(
             isinstance(self.image_size, int) and 48 <= self.image_size <= 512,
             f"image_size: expected 48..512, got {self.image_size!r}",
@@ -145,15 +153,45 @@ class HODNOptions:
         )
 
 
+@dataclass(frozen=True)
+class DepthMatchedOptions:
+    """The options of the depth-matched controls `cascade_deep` and `single_deep`: HODN's decoder depths, which they
+    match (cascade_deep: a pair decoder of human_layers + object_layers, then inter_layers; single_deep: one decoder
+    of all three).
+
+    Attributes:
+        human_layers / object_layers / inter_layers: HODN's decoder depths being matched.
+    """
+
+    human_layers: int = 2
+    object_layers: int = 2
+    inter_layers: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("human_layers", "object_layers", "inter_layers"):
+            check_int_at_least(name, getattr(self, name), 1)
+
+
 # Each variant's own options. ModelConfig keeps them as flat fields (so config files and `model.link=object` style
 # overrides are unchanged) and refuses a field that belongs only to other variants when it is set away from its
 # default: such a setting would be silently ignored.
-VARIANT_OPTIONS: dict[str, type] = {"single": SingleOptions, "cascade": CascadeOptions, "hodn": HODNOptions}
+VARIANT_OPTIONS: dict[str, type] = {
+    "single": SingleOptions,
+    "cascade": CascadeOptions,
+    "hodn": HODNOptions,
+    "cascade_deep": DepthMatchedOptions,
+    "single_deep": DepthMatchedOptions,
+}
 OptionsT = TypeVar("OptionsT")
 
 
 def _option_names(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
+
+
+def defaults_of(cls: type) -> dict[str, Any]:
+    """The default of every option of `cls` (a variant that builds another variant resets the options it read)."""
+    return {f.name: f.default for f in dataclasses.fields(cls)}
 
 
 def variant_options(variant: str, **options: Any) -> Any:
@@ -172,7 +210,10 @@ class ModelConfig:
 
     Attributes:
         variant: "single" (QPIC-like: one decoder), "cascade" (CDN-like: pair decoder -> interaction decoder),
-            "hodn" (human decoder + object decoder -> interaction decoder).
+            "hodn" (human decoder + object decoder -> interaction decoder), and HODN's depth-matched controls
+            "cascade_deep" (pair decoder of human_layers + object_layers layers -> interaction decoder of
+            inter_layers) and "single_deep" (one decoder of human_layers + object_layers + inter_layers layers):
+            the same decoder layers and parameters as HODN (issue 22).
         backbone: "efficientnet_lite0" (real ImageNet weights) or "tiny" (a small CNN, for tests).
         backbone_stage: EfficientNet stage whose map feeds the encoder (3: stride 16, 112 channels).
         freeze_backbone: Keep the backbone fixed (its features can then be cached, as the bench does).

@@ -12,7 +12,9 @@ torso, two arms, two legs) and objects of four classes (ball, box, stick, kite) 
 (OpenCV's sample photos). Intents drive the pose (an arm stretched to an object, a raised leg at a ball, a seated
 figure on a box), but labels are read from the final geometry: `hold` iff a hand end lies in the object box dilated
 by 1 px; `kick` iff a foot end lies in a ball's box; `sit_on` iff the hip lies on a box's top edge within the box's
-width; `look` for the nearest object whose centre is on the facing side within `look_distance` of the head.
+width; `look` for the nearest object whose centre is on the facing side within `look_distance` of the head. With
+`SynthConfig.held_look` a held object is drawn tilted, shaded and under the holder's fist (a synthetic stand-in for
+interaction changing an object's look), with the same boxes and labels.
 """
 
 from __future__ import annotations
@@ -178,7 +180,17 @@ def _object_shape(cls: str, cx: float, cy: float, u: float, rng: np.random.Gener
     return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
 
-def _draw_object(img: Image.Image, cls: str, box: np.ndarray, rng: np.random.Generator, texture: str) -> None:
+HELD_TILT = 0.3  # held_look: the tilted outline's corners sit this fraction of the side along each box edge
+HELD_SHADE = 0.6  # held_look: a held object's texture is darkened to this share
+HELD_FIST = 0.45  # held_look: radius of the holder's fist, in figure units
+
+
+def _draw_object(
+    img: Image.Image, cls: str, box: np.ndarray, rng: np.random.Generator, texture: str, held: int = 0
+) -> None:
+    """Paste the object's textured shape into `box`. `held` = +1 / -1 (the holder's facing) draws it as held
+    (`SynthConfig.held_look`): tilted inside the same box, leaning that way, and shaded. Draws from `rng` exactly as
+    an object not held does, so the rest of the scene is the same either way."""
     x1, y1, x2, y2 = (float(v) for v in box)
     ix1, iy1 = int(np.floor(x1)), int(np.floor(y1))
     w, h = int(np.ceil(x2)) - ix1, int(np.ceil(y2)) - iy1
@@ -187,12 +199,22 @@ def _draw_object(img: Image.Image, cls: str, box: np.ndarray, rng: np.random.Gen
     lx1, ly1, lx2, ly2 = x1 - ix1, y1 - iy1, x2 - ix1 - 1, y2 - iy1 - 1
     if cls == "ball":
         d.ellipse([lx1, ly1, lx2, ly2], fill=255)
+    elif held:  # a tilted outline touching all four sides of the box (its box is unchanged)
+        a, b = HELD_TILT * (lx2 - lx1), HELD_TILT * (ly2 - ly1)
+        if held > 0:
+            quad = [(lx1 + a, ly1), (lx2, ly1 + b), (lx2 - a, ly2), (lx1, ly2 - b)]
+        else:
+            quad = [(lx2 - a, ly1), (lx2, ly2 - b), (lx1 + a, ly2), (lx1, ly1 + b)]
+        d.polygon(quad, fill=255)
     elif cls == "kite":
         mx, my = (lx1 + lx2) / 2, (ly1 + ly2) / 2
         d.polygon([(mx, ly1), (lx2, my), (mx, ly2), (lx1, my)], fill=255)
     else:
         d.rectangle([lx1, ly1, lx2, ly2], fill=255)
-    img.paste(_texture(rng, w, h, texture), (ix1, iy1), mask)
+    tex = _texture(rng, w, h, texture)
+    if held:
+        tex = Image.fromarray((np.asarray(tex, dtype=np.float32) * HELD_SHADE).astype(np.uint8))
+    img.paste(tex, (ix1, iy1), mask)
 
 
 @dataclass
@@ -240,7 +262,8 @@ def _figure(x: float, ground: float, u: float, facing: int, intent: str, rng: np
     return _Figure(f, joints, 0.6 * u, max(2.0, 0.35 * u))
 
 
-def _draw_figure(img: Image.Image, fig: _Figure, colour: tuple[int, int, int]) -> None:
+def _draw_figure(img: Image.Image, fig: _Figure, colour: tuple[int, int, int], fists: tuple[str, ...] = ()) -> None:
+    """Draw the stick figure; `fists` names hands (hand0 / hand1) drawn as a fist over what they hold."""
     d = ImageDraw.Draw(img)
     j, w = fig.joints, round(fig.width)
     d.line([j["shoulder"], j["hip"]], fill=colour, width=w)
@@ -256,6 +279,10 @@ def _draw_figure(img: Image.Image, fig: _Figure, colour: tuple[int, int, int]) -
     e = max(1.0, r * 0.3)
     ex = hx + fig.facing * r * 0.55
     d.ellipse([ex - e, hy - 0.2 * r - e, ex + e, hy - 0.2 * r + e], fill=(255, 255, 255))
+    f = HELD_FIST * r / 0.6  # head radius is 0.6 figure units
+    for hand in fists:
+        px, py = j[hand]
+        d.ellipse([px - f, py - f, px + f, py + f], fill=colour)
 
 
 def _inside(point: tuple[float, float], box: np.ndarray, margin: float = 1.0) -> bool:
@@ -351,11 +378,19 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray
     kept = [(np.clip(b, 0, s), c) for b, c in zip(obj_boxes, obj_classes, strict=True)]
     kept = [(b, c) for b, c in kept if min(b[2] - b[0], b[3] - b[1]) >= MIN_OBJECT_PX]
     obj_boxes, obj_classes = [b for b, _ in kept], [c for _, c in kept]
-    for box, cls in zip(obj_boxes, obj_classes, strict=True):
-        _draw_object(img, cls, box, rng, cfg.texture)
-    for fig in figs:
-        _draw_figure(img, fig, tuple(int(c) for c in rng.integers(0, 70, 3)))  # type: ignore[arg-type]
     labels = _labels(figs, obj_boxes, obj_classes, cfg.look_distance * s)
+    # held_look: the labels (read from the geometry alone) decide which objects are drawn as held, and by whom.
+    held: dict[int, int] = {}
+    fists: list[set[str]] = [set() for _ in figs]
+    if cfg.held_look:
+        for h, o, verb in labels:
+            if verb == "hold":
+                held.setdefault(o, figs[h].facing)
+                fists[h] |= {k for k in ("hand0", "hand1") if _inside(figs[h].joints[k], obj_boxes[o])}
+    for o, (box, cls) in enumerate(zip(obj_boxes, obj_classes, strict=True)):
+        _draw_object(img, cls, box, rng, cfg.texture, held.get(o, 0))
+    for fig, fist in zip(figs, fists, strict=True):
+        _draw_figure(img, fig, tuple(int(c) for c in rng.integers(0, 70, 3)), tuple(sorted(fist)))  # type: ignore[arg-type]
     boxes = np.array([np.clip(b, 0, s) for b in human_boxes] + obj_boxes, dtype=np.float32).reshape(-1, 4)
     cls_idx = [0] * n_h + [SYNTH_OBJECTS.index(c) for c in obj_classes]
     hois = np.array([(h, n_h + o, SYNTH_VERBS.index(v)) for h, o, v in labels], dtype=np.int64).reshape(-1, 3)

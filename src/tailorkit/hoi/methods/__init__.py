@@ -1,4 +1,5 @@
-"""HOI detector variants, one module per method, registered by name in `METHODS` (single, cascade, hodn)."""
+"""HOI detector variants, one module per method, registered by name in `METHODS` (single, cascade, hodn,
+and HODN's depth-matched controls cascade_deep and single_deep)."""
 
 from __future__ import annotations
 
