@@ -38,7 +38,7 @@ from tailorkit.continual.methods.cassle import predictor_distill
 from tailorkit.continual.nets import frozen_copy, mlp
 from tailorkit.core.seeding import torch_generator
 
-__all__ = ["CPPF", "CPPFExtras", "init_prototypes", "sinkhorn"]
+__all__ = ["CPPF", "CPPFExtras", "init_prototypes", "reserved_count", "sinkhorn"]
 
 
 def init_prototypes(count: int, dim: int, kind: str, generator: torch.Generator) -> torch.Tensor:
@@ -48,6 +48,12 @@ def init_prototypes(count: int, dim: int, kind: str, generator: torch.Generator)
         q, _ = torch.linalg.qr(g[:dim].T)  # dim x dim orthogonal
         return q.T[:count].contiguous()
     return F.normalize(g[:count], dim=1)
+
+
+def reserved_count(settings: CPPFConfig, proj_dim: int, phase: int, phases: int) -> int:
+    """How many future prototypes (each one masked dimension) the reserving terms act on in `phase` (0-based)."""
+    future = settings.prototypes_per_phase * (phases - 1 - phase)
+    return max(0, min(future, round(settings.reserve_fraction * proj_dim)))
 
 
 @torch.no_grad()
@@ -78,13 +84,15 @@ class CPPFExtras(nn.Module):
         past: nn.Module | None,
         predictor: nn.Module | None,
         present: nn.Module | None,
+        reserve: int | None = None,
     ) -> None:
         super().__init__()
         self.phase, self.per_phase = phase, per_phase
         self.register_buffer("prototypes", prototypes.clone())
         lo, hi = phase * per_phase, (phase + 1) * per_phase
+        reserve = prototypes.shape[0] - hi if reserve is None else max(0, min(reserve, prototypes.shape[0] - hi))
         self.current = nn.Parameter(prototypes[lo:hi].clone()) if train_protos else None
-        self.register_buffer("reserved", prototypes[hi:].clone())
+        self.register_buffer("reserved", prototypes[hi : hi + reserve].clone())
         self.past, self.predictor, self.present = past, predictor, present
 
     def all_prototypes(self) -> torch.Tensor:
@@ -120,7 +128,10 @@ class CPPF(Strategy):
         if s.mtd_present:
             steps = max(1, round(s.present_fraction * ctx.config.optim.steps_per_phase))
             present = frozen_copy(ctx.pretrain(ctx.student, steps, "present"))
-        return CPPFExtras(ctx.phase, s.prototypes_per_phase, protos, s.pc or s.esr, past, predictor, present)
+        reserve = reserved_count(s, m.proj_dim, ctx.phase, ctx.phases)
+        return CPPFExtras(
+            ctx.phase, s.prototypes_per_phase, protos, s.pc or s.esr, past, predictor, present, reserve=reserve
+        )
 
     def terms(self, extras: nn.Module, out: StepOutputs) -> dict[str, torch.Tensor]:
         assert isinstance(extras, CPPFExtras)
