@@ -362,8 +362,8 @@ def _domain_images(
         ((xt, yt),) = _take_per_class(xt, yt, per_domain, counts[1:], rng)
         names = tuple(f"fashion {n}" for n in FASHION_MNIST_CLASSES)
     else:
-        images, labels = mnist_5k() if domain == "mnist_5k" else opencv_digits()
-        (x, y), (xt, yt) = _take_per_class(images, labels, per_domain, counts, rng)
+        pool_x, pool_y = mnist_5k() if domain == "mnist_5k" else opencv_digits()
+        (x, y), (xt, yt) = _take_per_class(pool_x, pool_y, per_domain, counts, rng)
         names = tuple(f"{domain} {i}" for i in range(10))
     return _as_set(x, y, config.image_size), _as_set(xt, yt, config.image_size), names[:per_domain]
 
