@@ -18,7 +18,18 @@ everything below the module names is the notes' proposed specification (notes 1.
   whose in-batch relations are distilled into the student (row-wise KL, diagonal masked).
 - L = L_ssl + lambda_pc (L_swap + L_res-proto) + lambda_res L_esr + lambda_past L_past + lambda_rel L_rel.
 
-Every module is switchable (`pc`, `esr`, `mtd_past`, `mtd_present`) for the ablations; with all four off CPPF is
+Inferred details that are options (`CPPFConfig`; docs/continual.md, "CPPF's options", says how they were chosen on
+held-out glyph classes, never on the bench's classes):
+
+- the reserved fraction of the embedding space, `reserve_fraction`: the reserving terms act on at most
+  round(reserve_fraction * proj_dim) future prototypes (orthonormal, so one masked dimension each; 1.0 = every
+  future prototype: 30 of 64 dimensions in phase 1 with K = 10, T = 4);
+- the present-teacher schedule: it trains for `present_fraction` x the phase's steps (0.5: 55 of 110 steps in the
+  earlier quick bench), then is frozen and distilled for the whole phase at weight `lambda_rel`;
+- the loss weights `lambda_pc`, `lambda_res`, `lambda_past`, `lambda_rel`, `esr_pull`.
+
+Every module is switchable (`pc`, `esr`, `mtd_past`, `mtd_present`) for the ablations and the single-module rows;
+a switched-off module adds no term, a zero weight adds a zero term (tested); with all four off CPPF is
 fine-tuning. Cost: the present teacher adds `present_fraction` x the phase's steps and each step runs up to two
 teacher forwards (reported as `train_seconds` in the bench).
 """
