@@ -274,7 +274,12 @@ def _paired(per_order: dict[str, list[dict[str, float]]], a: str, b: str, metric
         seeds=5,
         curve=(1, 4),
         decisive={"methods": list(DECISIVE)},
-        decisive_claims=("gate-cassle-beats-finetune", "aia-cppf-gt-cassle", "aia-cppf-gt-finetune"),
+        decisive_claims=(
+            "gate-cassle-beats-finetune",
+            "gate-finetune-forgets",
+            "aia-cppf-gt-cassle",
+            "aia-cppf-gt-finetune",
+        ),
     ),
 )
 def continual_bench(config: ContinualBenchConfig, mode: str, seed: int, device: torch.device) -> BenchOutcome:
