@@ -24,10 +24,10 @@ Claims, each written as THIS seed's paired quantity (mean over its `orders`), de
 - `ablation-*` (with `ablations=true`): CPPF minus CPPF without one module, decided by interval, never by the
   sign of a mean. "CPPF <= Joint" cannot fail for a sound run: it is a sanity check in `extra.sanity`.
 
-Cost (worker CPU seconds, one order, 200 steps; docs/results/continual-quick.json): see docs/continual.md. Quick
-mode is one seed, one order, 10 rows: about 570 worker CPU seconds estimated from the exploration runs, i.e.
-~5 minutes on 2 idle cores. Evidence mode (plan below): 5 seeds x ~570 s + curve x1, x4 of the decisive rows
-(FT, CaSSLe, CPPF: ~180 s per seed at x1) x 5 seeds = 2850 + 4500 CPU s, about 62 minutes on 2 idle cores. A x16
+Cost (docs/results/continual-quick.json): quick mode is one seed, one order, 10 rows: 479 worker CPU seconds,
+263 s wall on 2 cores (load average 1.5). Evidence mode (plan below): 5 seeds x ~480 s + curve x1, x4 of the
+decisive rows (FT, CaSSLe, CPPF: 166 worker CPU s per seed at x1) x 5 seeds = 2400 + 4150 CPU s, about 55 minutes
+on 2 idle cores. A x16
 curve point alone would cost ~4 hours on 2 cores: it is not in the plan (ask for it with `--curve 1,4,16`).
 Full mode uses a larger encoder and image and 450 steps per phase (not timed here).
 """
