@@ -109,3 +109,26 @@ def test_fashion_mnist_benchmark() -> None:
     bench = load_or_skip(make_benchmark, config, 0)
     assert bench.train.images.shape == (40, 1, 20, 20)
     assert bench.class_names[0] == "T-shirt/top" or len(bench.class_names) == 4
+
+
+def test_domains_give_one_domain_per_phase_in_a_seeded_order() -> None:
+    config = DataConfig(
+        dataset="domains", n_classes=8, phases=4, train_per_class=6, test_per_class=3, image_size=16, probe_per_class=6
+    )
+    bench = make_benchmark(config, seed=0, order=0)
+    assert bench.train.images.shape == (48, 1, 16, 16) and torch.bincount(bench.test.labels).tolist() == [3] * 8
+    # domain d holds class ids 2d, 2d+1; every phase is exactly one domain, each domain once
+    assert sorted({c // 2 for c in p} == {p[0] // 2} for p in bench.phases) == [True] * 4
+    assert sorted(p[0] // 2 for p in bench.phases) == [0, 1, 2, 3]
+    orders = {tuple(p[0] // 2 for p in make_benchmark(config, seed=0, order=k).phases) for k in range(4)}
+    assert len(orders) > 1  # the class order permutes which domain comes when
+    again = make_benchmark(config, seed=0, order=0)
+    assert torch.equal(bench.train.images, again.train.images) and bench.phases == again.phases
+    # the domains differ in style: glyphs are dark on light, the digit and clothing images light on dark
+    means = [float(bench.train.images[bench.train.labels // 2 == d].float().mean()) for d in range(4)]
+    assert means[0] > 128 > max(means[1:])
+    assert "glyph" in bench.class_names[0] and "fashion" in bench.class_names[2]
+    with pytest.raises(Exception, match="phases"):
+        DataConfig(dataset="domains", n_classes=8, phases=2)
+    with pytest.raises(Exception, match="domains"):
+        DataConfig(dataset="domains", n_classes=8, phases=4, domains=("glyphs", "glyphs", "mnist_5k", "x"))

@@ -139,3 +139,92 @@ def test_ssl_losses_are_finite_and_train_the_encoder(name: str) -> None:
     loss.backward()
     grads = [p.grad for p in model.student.parameters()]
     assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def _cppf_config(**settings: object) -> RunConfig:
+    import dataclasses
+
+    from tailorkit.continual.config import CPPFConfig, StrategyConfig
+
+    base = tiny_config("cppf")
+    return dataclasses.replace(
+        base,
+        strategy=StrategyConfig(name="cppf", cppf=CPPFConfig(prototypes_per_phase=2, **settings)),  # type: ignore[arg-type]
+    )
+
+
+def test_reserve_fraction_sets_the_masked_dimensions() -> None:
+    from tailorkit.continual.methods.cppf import reserved_count
+
+    # tiny: proj_dim 8, K = 2, T = 3 -> 4 future prototypes in phase 1, 2 in phase 2, 0 in the last
+    all_future = _cppf_config()
+    assert [reserved_count(all_future.strategy.cppf, 8, t, 3) for t in range(3)] == [4, 2, 0]
+    quarter = _cppf_config(reserve_fraction=0.25)  # round(0.25 * 8) = 2 dimensions at most
+    assert [reserved_count(quarter.strategy.cppf, 8, t, 3) for t in range(3)] == [2, 2, 0]
+    assert [reserved_count(_cppf_config(reserve_fraction=0.0).strategy.cppf, 8, t, 3) for t in range(3)] == [0] * 3
+    model_all = _setup(all_future, 0)[0].extras
+    model_quarter = _setup(quarter, 0)[0].extras
+    # the reserved rows are the next phases' first prototypes, in order
+    assert model_all.reserved.shape == (4, 8) and model_quarter.reserved.shape == (2, 8)
+    assert torch.equal(model_quarter.reserved, model_all.reserved[:2])
+    # ESR's projection energy: a feature along an unreserved future prototype costs nothing, a reserved one does
+    s = quarter.strategy.cppf
+    settings = dict(pc=False, mtd_past=False, mtd_present=False, esr_pull=0.0)
+    for fraction, expect_zero in ((0.25, True), (1.0, False)):
+        model, data, _ = _setup(_cppf_config(reserve_fraction=fraction, **settings), 0)
+        direction = model_all.reserved[3]  # the 4th future prototype: reserved only with fraction 1
+        from tailorkit.continual.methods.base import StepOutputs
+
+        z = direction.expand(4, 8).clone()
+        out = StepOutputs((data[:4], data[:4]), (z, z), (z, z), model.ssl)
+        esr = model.strategy.terms(model.extras, out)["esr"]
+        assert (float(esr.detach()) < 1e-6) == expect_zero, (fraction, float(esr.detach()))
+    assert s.reserve_fraction == 0.25
+    with pytest.raises(Exception, match="reserve_fraction"):
+        _cppf_config(reserve_fraction=1.5)
+
+
+@pytest.mark.parametrize(
+    ("on", "key"), [("pc", "pc"), ("esr", "esr"), ("mtd_past", "mtd_past"), ("mtd_present", "mtd_present")]
+)
+def test_a_single_module_adds_only_its_own_term(on: str, key: str) -> None:
+    flags = {"pc": False, "esr": False, "mtd_past": False, "mtd_present": False, on: True}
+    _, _, terms = _setup(_cppf_config(**flags), 1)
+    assert set(terms) == {key} and torch.isfinite(terms[key])
+
+
+@pytest.mark.parametrize(
+    ("weight", "key"),
+    [("lambda_pc", "pc"), ("lambda_res", "esr"), ("lambda_past", "mtd_past"), ("lambda_rel", "mtd_present")],
+)
+def test_a_zero_loss_weight_contributes_zero_loss(weight: str, key: str) -> None:
+    _, _, terms = _setup(_cppf_config(**{weight: 0.0}), 1)
+    _, _, default = _setup(_cppf_config(), 1)
+    assert float(terms[key].detach()) == 0.0 and float(default[key].detach()) != 0.0
+    for other in set(default) - {key}:  # the other modules are untouched
+        assert torch.allclose(terms[other], default[other])
+
+
+def test_present_fraction_sets_the_teacher_schedule() -> None:
+    steps: list[int] = []
+    config = _cppf_config(present_fraction=0.5)
+    config = __import__("dataclasses").replace(
+        config, optim=__import__("dataclasses").replace(config.optim, steps_per_phase=10, warmup_steps=1)
+    )
+    torch.manual_seed(0)
+    student = Student(1, config.model)
+    ctx = PhaseContext(
+        phase=0,
+        phases=3,
+        config=config,
+        student=student,
+        previous=None,
+        data=torch.zeros(16, 1, 16, 16, dtype=torch.uint8),
+        carry={},
+        pretrain=lambda m, n, name: steps.append(n) or copy.deepcopy(m),  # type: ignore[func-returns-value]
+        seed=0,
+    )
+    make_strategy(config).begin_phase(ctx)
+    assert steps == [5]
+    make_strategy(_cppf_config(mtd_present=False)).begin_phase(ctx)
+    assert steps == [5]  # no present teacher, no pretraining

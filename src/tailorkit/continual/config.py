@@ -12,7 +12,8 @@ from typing import Literal
 
 from tailorkit.core.config import check, check_int_at_least, check_number_at_least
 
-DatasetName = Literal["glyphs", "fashion_mnist", "mnist_5k", "folder"]
+DatasetName = Literal["glyphs", "fashion_mnist", "mnist_5k", "folder", "domains"]
+DOMAINS: tuple[str, ...] = ("glyphs", "fashion_mnist", "mnist_5k", "opencv_digits")
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -29,7 +30,14 @@ class DataConfig:
 
     Attributes:
         dataset: "glyphs" (procedural, from matplotlib's fonts), "fashion_mnist", "mnist_5k" (offline assets) or
-            "folder" (a CIFAR-100 / ImageNet-100 style `root/{train,test}/<class>/<image>` tree at `root`).
+            "folder" (a CIFAR-100 / ImageNet-100 style `root/{train,test}/<class>/<image>` tree at `root`), or
+            "domains": one visual domain per phase (`domains`), so that every phase shifts in style as well as in
+            classes. [inferred benchmark design, not from the paper]
+        domains: dataset="domains" only: the domains, one per phase (phases must equal their number), each giving
+            n_classes / phases classes of its own: "glyphs" (glyph characters class_offset.., all fonts, dark on
+            light), "fashion_mnist", "mnist_5k", "opencv_digits" (OpenCV's digits.png; light on dark, unlike MNIST's
+            stroke and framing). Class ids are domain-major (domain d holds ids d*k .. d*k + k - 1); the class order
+            permutes which domain comes in which phase.
         root: Folder for dataset="folder".
         n_classes: Classes used (the first n of the class set; glyphs has up to 100).
         phases: Number of phases T; classes are split evenly along the class order.
@@ -54,9 +62,11 @@ class DataConfig:
     phase_styles: bool = True
     probe_per_class: int = 100
     class_offset: int = 0
+    domains: tuple[str, ...] = DOMAINS
 
     def __post_init__(self) -> None:
-        check(self.dataset in ("glyphs", "fashion_mnist", "mnist_5k", "folder"), f"dataset: got {self.dataset!r}")
+        ok = self.dataset in ("glyphs", "fashion_mnist", "mnist_5k", "folder", "domains")
+        check(ok, f"dataset: expected glyphs, fashion_mnist, mnist_5k, folder or domains, got {self.dataset!r}")
         check(self.dataset != "folder" or bool(self.root), "root: expected a folder when dataset='folder', got ''")
         for name in ("n_classes", "phases", "train_per_class", "test_per_class", "probe_per_class"):
             _positive_int(name, getattr(self, name))
@@ -72,6 +82,18 @@ class DataConfig:
         check(self.probe_per_class <= self.train_per_class, "probe_per_class: expected <= train_per_class")
         ok = isinstance(self.class_offset, int) and self.class_offset >= 0
         check(ok, f"class_offset: expected an int >= 0, got {self.class_offset!r}")
+        if self.dataset == "domains":
+            bad = [d for d in self.domains if d not in DOMAINS]
+            check(not bad, f"domains: expected names from {DOMAINS}, got {list(self.domains)!r}")
+            check(len(set(self.domains)) == len(self.domains), f"domains: expected no repeats, got {self.domains!r}")
+            check(
+                len(self.domains) == self.phases,
+                f"phases: dataset='domains' needs one phase per domain ({len(self.domains)}), got {self.phases}",
+            )
+            check(
+                self.n_classes // self.phases <= 10,
+                f"n_classes: at most 10 per domain (the digit and Fashion-MNIST domains have 10), got {self.n_classes}",
+            )
 
 
 @dataclass(frozen=True)
@@ -136,7 +158,13 @@ class CPPFConfig:
         lambda_pc, lambda_res, lambda_past, lambda_rel: Loss weights.
         esr_pull: Weight of the pull to the nearest current prototype inside the ESR term.
         rel_temperature: Temperature of the relation distillation softmax.
-        present_fraction: Present-teacher training steps as a fraction of the phase's steps.
+        present_fraction: Present-teacher training steps as a fraction of the phase's steps (the teacher schedule:
+            the teacher trains first, then is frozen and distilled at `lambda_rel` for the whole phase).
+        reserve_fraction: The largest fraction of the projection space the reserving terms (PC's log-mean-exp,
+            ESR's projection energy) keep free: in phase t they act on the first
+            min(K (T - 1 - t), round(reserve_fraction * proj_dim)) future prototypes (the next phases' first;
+            orthonormal, so each is one masked dimension). 0 switches reserving off; any value >= K (T - 1) /
+            proj_dim reserves every future prototype (30 of 64 dimensions in phase 1 with K = 10, T = 4: 0.47).
     """
 
     pc: bool = True
@@ -155,9 +183,11 @@ class CPPFConfig:
     esr_pull: float = 0.5
     rel_temperature: float = 0.1
     present_fraction: float = 0.5
+    reserve_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         _positive_int("prototypes_per_phase", self.prototypes_per_phase)
+        check(0 <= self.reserve_fraction <= 1, f"reserve_fraction: expected [0, 1], got {self.reserve_fraction!r}")
         _positive_int("sinkhorn_iters", self.sinkhorn_iters)
         for name in ("lambda_pc", "lambda_res", "lambda_past", "lambda_rel", "esr_pull"):
             _nonneg(name, getattr(self, name))

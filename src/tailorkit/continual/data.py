@@ -10,6 +10,9 @@
   forget at CPU scale (docs/continual.md#inferred-details).
 - Class orders are seeded permutations: order k is `permutation(seed, "class-order", k)`; the phases are consecutive
   equal chunks of it (CaSSLe's `randperm(num_classes).chunk(num_tasks)`, with our own seed derivation).
+- `domains` [inferred benchmark design]: one visual domain per phase (glyphs dark on light, Fashion-MNIST, MNIST-5k,
+  OpenCV's digits), each with its own classes, in a seeded domain order: the strongest style shift between phases
+  that the offline assets allow, so that fine-tuning has something to forget.
 - `fashion_mnist` and `mnist_5k` come from the offline assets; `load_image_folder` reads a CIFAR-100 / ImageNet-100
   style tree `root/{train,test}/<class name>/<image>` for users who have those datasets.
 
@@ -330,8 +333,69 @@ def _folder_benchmark(config: DataConfig, seed: int, order: int) -> Benchmark:
     )
 
 
+def _domain_images(
+    domain: str, config: DataConfig, per_domain: int, seed: int, order: int
+) -> tuple[ImageSet, ImageSet, tuple[str, ...]]:
+    """Train and test images of one domain's first `per_domain` classes (labels 0..per_domain-1)."""
+    counts = (config.train_per_class, config.test_per_class)
+    rng = numpy_generator(seed, "domains", domain, "subset")
+    if domain == "glyphs":
+        chars = GLYPHS[config.class_offset : config.class_offset + per_domain]
+        if len(chars) < per_domain:
+            raise ValueError(f"class_offset: glyphs has {len(GLYPHS)} classes, got {config.class_offset + per_domain}")
+        fonts = [f for g in FONT_GROUPS.values() for f in g]
+        sets = []
+        for split, n in zip(("train", "test"), counts, strict=True):
+            gen = torch_generator(seed, "domains-glyphs", order, split)
+            style = numpy_generator(seed, "domains-glyphs-style", order, split)
+            labels = [c for c in range(per_domain) for _ in range(n)]
+            picks = [fonts[i] for i in style.integers(0, len(fonts), len(labels))]
+            images = render_glyphs([chars[c] for c in labels], picks, [0] * len(labels), config.image_size, gen)
+            sets.append(ImageSet(images, torch.tensor(labels, dtype=torch.long)))
+        return sets[0], sets[1], tuple(f"glyph {c}" for c in chars)
+    from tailorkit.assets import FASHION_MNIST_CLASSES, fashion_mnist, mnist_5k, opencv_digits
+
+    if domain == "fashion_mnist":
+        x, y = fashion_mnist("train")
+        xt, yt = fashion_mnist("test")
+        ((x, y),) = _take_per_class(x, y, per_domain, counts[:1], rng)
+        ((xt, yt),) = _take_per_class(xt, yt, per_domain, counts[1:], rng)
+        names = tuple(f"fashion {n}" for n in FASHION_MNIST_CLASSES)
+    else:
+        pool_x, pool_y = mnist_5k() if domain == "mnist_5k" else opencv_digits()
+        (x, y), (xt, yt) = _take_per_class(pool_x, pool_y, per_domain, counts, rng)
+        names = tuple(f"{domain} {i}" for i in range(10))
+    return _as_set(x, y, config.image_size), _as_set(xt, yt, config.image_size), names[:per_domain]
+
+
+def _domains_benchmark(config: DataConfig, seed: int, order: int) -> Benchmark:
+    """One domain per phase; which domain comes when, and the class order inside a phase, follow (seed, order)."""
+    per = config.n_classes // config.phases
+    trains, tests, names = [], [], []
+    for d, domain in enumerate(config.domains):
+        train, test, domain_names = _domain_images(domain, config, per, seed, order)
+        trains.append(ImageSet(train.images, train.labels + d * per))
+        tests.append(ImageSet(test.images, test.labels + d * per))
+        names += list(domain_names)
+    rng = numpy_generator(seed, "domain-order", order)
+    phases = tuple(tuple(int(d * per + c) for c in rng.permutation(per)) for d in rng.permutation(len(config.domains)))
+    channels = {s.images.shape[1] for s in trains}
+    if len(channels) != 1:
+        raise ValueError(f"domains: images differ in channels {sorted(channels)}")
+    return Benchmark(
+        "domains",
+        "glyphs (matplotlib fonts) + tailorkit assets " + ", ".join(d for d in config.domains if d != "glyphs"),
+        ImageSet(torch.cat([s.images for s in trains]), torch.cat([s.labels for s in trains])),
+        ImageSet(torch.cat([s.images for s in tests]), torch.cat([s.labels for s in tests])),
+        phases,
+        tuple(names),
+    )
+
+
 def make_benchmark(config: DataConfig, seed: int, order: int = 0) -> Benchmark:
     """The benchmark `config` describes, for class order `order` (deterministic in (config, seed, order))."""
+    if config.dataset == "domains":
+        return _domains_benchmark(config, seed, order)
     if config.dataset == "glyphs":
         return _glyph_benchmark(config, seed, order)
     if config.dataset == "folder":

@@ -18,7 +18,18 @@ everything below the module names is our specification (docs/continual.md#the-me
   whose in-batch relations are distilled into the student (row-wise KL, diagonal masked).
 - L = L_ssl + lambda_pc (L_swap + L_res-proto) + lambda_res L_esr + lambda_past L_past + lambda_rel L_rel.
 
-Every module is switchable (`pc`, `esr`, `mtd_past`, `mtd_present`) for the ablations; with all four off CPPF is
+Inferred details that are options (`CPPFConfig`; docs/continual.md, "CPPF's options", says how they were chosen on
+held-out glyph classes, never on the bench's classes):
+
+- the reserved fraction of the embedding space, `reserve_fraction`: the reserving terms act on at most
+  round(reserve_fraction * proj_dim) future prototypes (orthonormal, so one masked dimension each; 1.0 = every
+  future prototype: 30 of 64 dimensions in phase 1 with K = 10, T = 4);
+- the present-teacher schedule: it trains for `present_fraction` x the phase's steps (0.5: 55 of 110 steps in the
+  earlier quick bench), then is frozen and distilled for the whole phase at weight `lambda_rel`;
+- the loss weights `lambda_pc`, `lambda_res`, `lambda_past`, `lambda_rel`, `esr_pull`.
+
+Every module is switchable (`pc`, `esr`, `mtd_past`, `mtd_present`) for the ablations and the single-module rows;
+a switched-off module adds no term, a zero weight adds a zero term (tested); with all four off CPPF is
 fine-tuning. Cost: the present teacher adds `present_fraction` x the phase's steps and each step runs up to two
 teacher forwards (reported as `train_seconds` in the bench).
 """
@@ -38,7 +49,7 @@ from tailorkit.continual.methods.cassle import predictor_distill
 from tailorkit.continual.nets import frozen_copy, mlp
 from tailorkit.core.seeding import torch_generator
 
-__all__ = ["CPPF", "CPPFExtras", "init_prototypes", "sinkhorn"]
+__all__ = ["CPPF", "CPPFExtras", "init_prototypes", "reserved_count", "sinkhorn"]
 
 
 def init_prototypes(count: int, dim: int, kind: str, generator: torch.Generator) -> torch.Tensor:
@@ -48,6 +59,12 @@ def init_prototypes(count: int, dim: int, kind: str, generator: torch.Generator)
         q, _ = torch.linalg.qr(g[:dim].T)  # dim x dim orthogonal
         return q.T[:count].contiguous()
     return F.normalize(g[:count], dim=1)
+
+
+def reserved_count(settings: CPPFConfig, proj_dim: int, phase: int, phases: int) -> int:
+    """How many future prototypes (each one masked dimension) the reserving terms act on in `phase` (0-based)."""
+    future = settings.prototypes_per_phase * (phases - 1 - phase)
+    return max(0, min(future, round(settings.reserve_fraction * proj_dim)))
 
 
 @torch.no_grad()
@@ -78,13 +95,15 @@ class CPPFExtras(nn.Module):
         past: nn.Module | None,
         predictor: nn.Module | None,
         present: nn.Module | None,
+        reserve: int | None = None,
     ) -> None:
         super().__init__()
         self.phase, self.per_phase = phase, per_phase
         self.register_buffer("prototypes", prototypes.clone())
         lo, hi = phase * per_phase, (phase + 1) * per_phase
+        reserve = prototypes.shape[0] - hi if reserve is None else max(0, min(reserve, prototypes.shape[0] - hi))
         self.current = nn.Parameter(prototypes[lo:hi].clone()) if train_protos else None
-        self.register_buffer("reserved", prototypes[hi:].clone())
+        self.register_buffer("reserved", prototypes[hi : hi + reserve].clone())
         self.past, self.predictor, self.present = past, predictor, present
 
     def all_prototypes(self) -> torch.Tensor:
@@ -120,7 +139,10 @@ class CPPF(Strategy):
         if s.mtd_present:
             steps = max(1, round(s.present_fraction * ctx.config.optim.steps_per_phase))
             present = frozen_copy(ctx.pretrain(ctx.student, steps, "present"))
-        return CPPFExtras(ctx.phase, s.prototypes_per_phase, protos, s.pc or s.esr, past, predictor, present)
+        reserve = reserved_count(s, m.proj_dim, ctx.phase, ctx.phases)
+        return CPPFExtras(
+            ctx.phase, s.prototypes_per_phase, protos, s.pc or s.esr, past, predictor, present, reserve=reserve
+        )
 
     def terms(self, extras: nn.Module, out: StepOutputs) -> dict[str, torch.Tensor]:
         assert isinstance(extras, CPPFExtras)
