@@ -265,3 +265,53 @@ def test_cli_method_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["register", "run", str(f), str(m), "--out", str(out), "--method", "syn"]) == 2
     assert "convexadam" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _far_pair(tmp_path: Path) -> tuple[Path, Path, torch.Tensor]:
+    """NIfTI files of the ellipsoid and a copy rotated by 10 degrees, shifted, on a grid whose origin is 150 mm
+    away (the elastix wrapper used to crash on such a pair), and the true fixed -> moving displacement."""
+    from tailorkit.anatomy.geometry import tensor_affine
+
+    far = AFF.copy()
+    far[:3, 3] += 150.0
+    grid, mgrid = tensor_affine(AFF), tensor_affine(far)  # what the CLI reads the files back as
+    fixed = _ellipsoid(5) * (T.grid_points(SHAPE, AFF).norm(dim=0) < 75)
+    psi = _rigid(10.0, (6.0, -4.0, 3.0))
+    psi[:3, 3] += 150.0
+    moving = T.warp_image(fixed, grid, T.affine_displacement(np.linalg.inv(psi), SHAPE, mgrid), mgrid)
+    f = _write(tmp_path / "fixed.nii.gz", fixed.numpy().transpose(2, 1, 0), AFF)
+    m = _write(tmp_path / "moving.nii.gz", moving.numpy().transpose(2, 1, 0), far)
+    return f, m, T.affine_displacement(psi, SHAPE, grid)
+
+
+FAST_METHODS = ["mind", "ants", "ants_affine", "demons", "convexadam"]
+
+
+@pytest.mark.parametrize(
+    "method", [*FAST_METHODS, pytest.param("elastix", marks=pytest.mark.slow)]
+)  # elastix: ~35 s at 32 iterations
+def test_cli_runs_every_installed_method_from_the_same_initialisation(method: str, tmp_path: Path) -> None:
+    from tailorkit.cli.main import main
+    from tailorkit.registration.cli import PEER_METHODS
+    from tailorkit.registration.io import load_displacement
+    from tailorkit.registration.peers import peer_missing
+
+    if method in PEER_METHODS and (reason := peer_missing(PEER_METHODS[method])):
+        pytest.skip(reason)
+    f, m, truth = _far_pair(tmp_path)
+    out = tmp_path / method
+    extra = ["--iterations", "32"] if method == "elastix" else []
+    assert main(["register", "run", str(f), str(m), "--out", str(out), "--method", method, *extra]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == PEER_METHODS.get(method, method) and metrics["quality"]["passed"]
+    assert metrics["init"]["chosen"] != "identity"  # 150 mm apart: identity does not even overlap
+    disp, _ = load_displacement(out / "displacement.nii.gz")
+    inside = torch.as_tensor(np.asarray(nib.load(str(f)).dataobj).transpose(2, 1, 0)) > 0
+    err = float((disp - truth).norm(dim=0)[inside].mean())
+    init = torch.as_tensor(np.asarray(metrics["init_fixed_to_moving_world"]))
+    from tailorkit.anatomy.geometry import tensor_affine
+
+    init_err = float(
+        (T.affine_displacement(init.numpy(), SHAPE, tensor_affine(AFF)) - truth).norm(dim=0)[inside].mean()
+    )
+    assert err < 3.0 and err < init_err + 0.5, (err, init_err)

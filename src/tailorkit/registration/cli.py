@@ -2,7 +2,8 @@
 
 tailorkit register run FIXED MOVING --out DIR [--method auto|same|mind|ants|ants_affine|elastix|demons|convexadam]
         [--labels MOVING_LABELS] [--fixed-labels FIXED_LABELS] [--labels-threshold T] [--accept-poor]
-        [--steps affine,coarse,deform,io] [--threads N] [--model SAM.pt] [--deform-net NET.pt] [KEY=VALUE ...]
+        [--steps affine,coarse,deform,io] [--threads N] [--model SAM.pt] [--deform-net NET.pt] [--multimodal]
+        [--iterations N] [KEY=VALUE ...]
     registers MOVING to FIXED (NIfTI, MGH, MetaImage, NRRD or a DICOM series directory) and writes DIR/warped.nii.gz
     (the moving image on the fixed grid, with the fixed image's affine), DIR/warped_labels.nii.gz (with --labels;
     resampled through the label map's own affine, nearest neighbour or label_mode=onehot), DIR/displacement.nii.gz
@@ -69,6 +70,9 @@ def add_parser(sub: Any) -> None:
         "--accept-poor", action="store_true", help="exit 0 even when the quality checks refuse the result"
     )
     parser.add_argument("--multimodal", action="store_true", help="peers: the images have different contrasts")
+    parser.add_argument(
+        "--iterations", type=int, default=None, help="elastix: MaximumNumberOfIterations per resolution (default 256)"
+    )
     parser.add_argument("--steps", default=None, help="comma-separated subset of affine,coarse,deform,io (default all)")
     parser.add_argument("--threads", type=int, default=0, help="torch / ITK threads (default: leave as is; peers 1)")
     parser.add_argument("--model", type=Path, default=None, help="SAM model.pt (`tailorkit anatomy train`)")
@@ -107,6 +111,9 @@ def run_cmd(args: argparse.Namespace) -> int:
         reason = peer_missing(PEER_METHODS[args.method])
         if reason:
             raise UsageError(f"tailorkit register: --method {args.method}: {reason}")
+    if args.iterations is not None and (args.method != "elastix" or args.iterations < 1):
+        raise UsageError(f"tailorkit register: --iterations: expected an int >= 1 with --method elastix, got "
+                         f"{args.iterations} with --method {args.method}")  # fmt: skip
     if args.method == "demons" and args.multimodal:
         raise UsageError("tailorkit register: --method demons compares intensities directly; not with --multimodal")
     if args.steps:
@@ -298,9 +305,10 @@ def _run_peer(
     init, init_info = initialise(fixed, faff, moving, maff, config)
     t1 = time.perf_counter()
     name = PEER_METHODS[args.method]
+    options = {"iterations": args.iterations} if args.iterations is not None else {}
     disp = run_peer(
         name, fixed.numpy(), faff, moving.numpy(), maff, threads=max(1, args.threads), multimodal=args.multimodal,
-        init=init, init_margin_mm=config.init.margin_mm,
+        init=init, init_margin_mm=config.init.margin_mm, **options,
     )  # fmt: skip
     t2 = time.perf_counter()
     quality = assess_result(fixed, faff, moving, maff, disp, init, config)

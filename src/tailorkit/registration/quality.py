@@ -125,7 +125,8 @@ def check_affine(
     similarity_before: float,
     similarity_after: float,
 ) -> tuple[bool, list[str], dict[str, Any]]:
-    """The acceptance test of a fitted affine: (accepted, reasons for refusing, statistics)."""
+    """The acceptance test of a fitted affine: (accepted, reasons for refusing, statistics). A NaN similarity (none
+    measured) skips the similarity condition."""
     stats = affine_stats(matrix, fixed_points, moving_points, config.inlier_mm)
     stats.update(similarity_before=similarity_before, similarity_after=similarity_after)
     reasons = []
@@ -139,7 +140,7 @@ def check_affine(
             f"{stats['inliers']} of {stats['matches']} matches within {config.inlier_mm:g} mm of the fit "
             f"(expected >= {config.min_inliers} and >= {config.min_inlier_fraction:.0%})"
         )
-    if not similarity_after > similarity_before:
+    if np.isfinite(similarity_before) and np.isfinite(similarity_after) and not similarity_after > similarity_before:
         reasons.append(f"similarity {similarity_after:.4f} not above the starting point's {similarity_before:.4f}")
     stats["accepted"] = not reasons
     return not reasons, reasons, stats
