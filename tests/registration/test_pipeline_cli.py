@@ -14,7 +14,7 @@ from tailorkit.registration import transforms as T
 from tailorkit.registration.config import AffineConfig, DeformNetConfig, FeatureConfig, RegistrationConfig
 from tailorkit.registration.deform_net import DeformNet, correlation, lncc_loss, train_deform
 from tailorkit.registration.features import FeatureMap, mind_features
-from tailorkit.registration.pipeline import _pair, prepare, register_arrays
+from tailorkit.registration.pipeline import deform_pair, prepare, register_arrays
 from tailorkit.registration.same import fit_affine, sam_affine
 
 
@@ -125,7 +125,7 @@ def test_deformation_network_forward_and_training_steps() -> None:
     moving = T.warp_image(fixed, aff, -T.affine_displacement(a, (24, 32, 28), aff), aff)
     rc = RegistrationConfig(spacing_mm=3.0, features=FeatureConfig(kind="mind"))
     prep = prepare(fixed, aff, moving, aff, rc)
-    pair = _pair(prep, torch.zeros(3, 24, 32, 28))
+    pair = deform_pair(prep, torch.zeros(3, 24, 32, 28))
     _, losses = train_deform([pair], cfg, progress=False)
     assert len(losses) == 6 and all(np.isfinite(losses))
     assert losses[-1] < losses[0]
@@ -200,12 +200,14 @@ def test_bad_input_gives_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     bad = tmp_path / "bad.nii.gz"
     bad.write_bytes(b"not a nifti")
     good = _write(tmp_path / "good.nii.gz", img, aff)
-    # the CLI turns VolumeError (an input error) into one line and exit status 2 (docs/architecture.md, "Errors")
     assert main(["register", str(good), str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "bad.nii.gz" in capsys.readouterr().err
-    lab = _write(tmp_path / "lab.nii.gz", np.zeros((5, 5, 5), np.int16), aff)
+    far = np.eye(4)
+    far[:3, 3] = 500.0  # a label map elsewhere in the world: nothing to carry over
+    lab = _write(tmp_path / "lab.nii.gz", np.zeros((5, 5, 5), np.int16), far)
     assert main(["register", str(good), str(good), "--labels", str(lab), "--out", str(tmp_path / "o")]) == 2
-    assert "moving image's shape" in capsys.readouterr().err
+    assert "overlapping the moving image" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
     with pytest.raises(ValueError, match="steps"):
         RegistrationConfig(steps=("affine", "warp"))
     with pytest.raises(ValueError, match=r"features\.kind=sam"):

@@ -85,7 +85,8 @@ DECISIVE = ("finetune", "cassle", "cppf")
 # CPPF's options were chosen on these glyph classes (characters 40..79, phase styles), never on the bench's classes.
 TUNING_CLASS_OFFSET = 40
 # The CPPF option values chosen on the tuning classes (docs/continual.md, "CPPF's options"): the best validation AIA
-# of three pre-registered candidates (the specification's default weights; reserve_fraction 0.1; lambda_pc, lambda_res, lambda_rel / 10).
+# of three pre-registered candidates (the specification's default weights; reserve_fraction 0.1; lambda_pc,
+# lambda_res, lambda_rel / 10).
 TUNED_CPPF = CPPFConfig(lambda_pc=0.05, lambda_res=0.01, lambda_rel=0.1)
 
 

@@ -1,4 +1,5 @@
-"""`tailorkit bench registration`: the known-transform benchmark of the notes (9.1-9.4; issue 6).
+"""`tailorkit bench registration`: the known-transform benchmark (docs/registration.md#the-benchmark;
+issue 6).
 
 Fixed image: the MNI152 ICBM 2009a T1 with its 116 AAL labels and the 116 AAL centroids as landmarks
 (`anatomy.bench_atlas`) at the working spacing (3 mm quick, 2 mm full). Moving images: the atlas moved by known
@@ -6,10 +7,12 @@ random deformations phi = A o exp(v) (`anatomy.random_deformation`, exact invers
 psi is known at every landmark. Tiers: easy (8 deg, +/-8 % scale, 6 mm shift, 6 mm SVF), hard (15 deg, +/-10 %,
 12 mm, 12 mm), cross (the easy geometry rendered in the T2-like contrast 0.9 CSF + 0.45 GM + 0.2 WM).
 
-Rows (per tier, mean over its pairs): identity; SAME++ cumulatively (`same_affine`, `same_coarse`, `same_deform`,
-`same_io`) with a SAM embedding; the same steps on MIND-like features (`mind_*`, no deformation network); the
-peers ANTs affine, ANTs SyN, SimpleITK affine + demons (mono-modal tiers only), elastix affine + B-spline,
-convexAdam. Metrics: `dice` (mean over the 116 AAL labels, moving labels warped by nearest neighbour), `tre_mm`
+Rows (per tier, mean over its pairs): identity; `init` (the initial transform alone, `registration.init`); SAME++
+cumulatively (`same_affine`, `same_coarse`, `same_deform`, `same_io`) with a SAM embedding; the same steps on
+MIND-like features (`mind_*`, no deformation network); the peers ANTs affine, ANTs SyN, SimpleITK affine + demons
+(mono-modal tiers only), elastix affine + B-spline, convexAdam, each starting from the same initialisation
+(`peer_init`). Every SAME++ / MIND row includes the initialisation and the affine acceptance test.
+Metrics: `dice` (mean over the 116 AAL labels, moving labels warped by nearest neighbour), `tre_mm`
 (mean over the 116 landmarks), `folding_pct` and `sdlogj` (inside the atlas brain mask), `seconds` (wall per pair,
 same run) and `cpu_seconds`. SAME++ times include embedding the moving scan; training is reported separately.
 
@@ -125,7 +128,7 @@ def _train_deform_net(
     atlas: Atlas, config: BenchConfig, reg: RegistrationConfig, model: Any, seed: int, fixed_features: Any
 ) -> tuple[Any, list[float]]:
     from tailorkit.registration.deform_net import train_deform
-    from tailorkit.registration.pipeline import _pair, prepare
+    from tailorkit.registration.pipeline import deform_pair, prepare
     from tailorkit.registration.same import sam_affine, sam_coarse
 
     aff = tensor_affine(atlas.affine)
@@ -137,7 +140,7 @@ def _train_deform_net(
         moving = torch.as_tensor(to_tensor_order(d.warp(atlas.t1, atlas.affine)))
         prep = prepare(fixed, aff, moving, aff, reg, model, fixed_features=fixed_features)
         ar = sam_affine(prep.fixed_features, prep.moving_features, reg.affine, prep.mask)
-        pairs.append(_pair(prep, sam_coarse(ar, tuple(fixed.shape), aff, reg.coarse)))
+        pairs.append(deform_pair(prep, sam_coarse(ar, tuple(fixed.shape), aff, reg.coarse)))
     deform_cfg = dataclasses.replace(reg.deform, seed=derive_seed(seed, "registration-bench-deform"))
     return train_deform(pairs, deform_cfg, progress=False)
 
@@ -214,16 +217,29 @@ def _same_job(config: BenchConfig, mode: str, seed: int, spacing: float, pairs: 
 
 
 def _peers_job(config: BenchConfig, mode: str, spacing: float, pairs: list[BenchPair]) -> dict[str, Any]:
-    """Worker: every available peer on every pair."""
+    """Worker: the initialisation alone (row `init`), then every available peer on every pair, each starting from
+    that initialisation when `peer_init` (its time added to the peer's)."""
     from tailorkit.registration.peers import PEERS, peer_missing, run_peer
+    from tailorkit.registration.pipeline import initialise
 
     _threads(config.threads)
     cpu0 = time.process_time()
     atlas = bench_atlas(spacing)
     aff = tensor_affine(atlas.affine)
     fixed = to_tensor_order(atlas.t1)
+    reg = dataclasses.replace(config.registration, spacing_mm=spacing, threads=0)
     skipped: dict[str, str] = {}
     results: list[dict[str, Any]] = []
+    inits: list[tuple[np.ndarray | None, float, float]] = []
+    for pair in pairs:
+        c0, w0 = time.process_time(), time.perf_counter()
+        matrix, _ = initialise(torch.as_tensor(fixed), aff, torch.as_tensor(pair.moving), aff, reg)
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        disp = T.affine_displacement(matrix, tuple(fixed.shape), aff)
+        results.append(
+            {"method": "init", "tier": pair.tier, "metrics": evaluate(disp, atlas, pair), "seconds": wall, "cpu": cpu}
+        )
+        inits.append((matrix, wall, cpu) if config.peer_init else (None, 0.0, 0.0))
     for name in config.peers:
         reason = peer_missing(name)
         if reason:
@@ -235,10 +251,16 @@ def _peers_job(config: BenchConfig, mode: str, spacing: float, pairs: list[Bench
                 skipped[f"{name}/cross"] = "mono-modal method (compares intensities directly)"
                 continue
             status(f"registration bench: {name} pair {i + 1}/{len(pairs)} ({pair.tier})")
+            init, init_wall, init_cpu = inits[i]
             c0, w0 = time.process_time(), time.perf_counter()
-            options = {"iterations": config.quick_elastix_iterations} if (name == "elastix" and mode == "quick") else {}
-            disp = run_peer(name, fixed, aff, pair.moving, aff, max(1, config.threads), multimodal, **options)
-            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            options: dict[str, Any] = {}
+            if name == "elastix" and mode == "quick":
+                options["iterations"] = config.quick_elastix_iterations
+            disp = run_peer(
+                name, fixed, aff, pair.moving, aff, max(1, config.threads), multimodal, init=init,
+                init_margin_mm=reg.init.margin_mm, **options,
+            )  # fmt: skip
+            wall, cpu = time.perf_counter() - w0 + init_wall, time.process_time() - c0 + init_cpu
             results.append(
                 {"method": name, "tier": pair.tier, "metrics": evaluate(disp, atlas, pair), "seconds": wall, "cpu": cpu}
             )
@@ -278,6 +300,8 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
             params: dict[str, Any] = {"tier": tier, "pairs": len(runs), "threads": config.threads}
             if name == "elastix" and quick:
                 params["iterations"] = config.quick_elastix_iterations
+            if name in config.peers or name == "init":
+                params["init"] = config.registration.init.kind if (config.peer_init or name == "init") else "none"
             if name.startswith(("same_", "mind_")):
                 params["features"] = "sam" if name.startswith("same_") else "mind"
                 params["stages"] = "+".join(SAME_STAGES[: SAME_STAGES.index(name.split("_")[1]) + 1])

@@ -1,8 +1,9 @@
 """Settings of SAME++ registration, its deformation-network training and its benchmark (frozen dataclasses).
 
-Every detail the official code (alibaba-damo-academy/same; /work/shared/notes/anatomy-and-registration.md section 5)
-fixes is a default here with its source; every inferred or CPU-driven change is a setting marked [inferred] or
-[CPU], so the official value can be restored.
+Every detail the official code (alibaba-damo-academy/same) fixes is a default here with its source; every inferred
+or CPU-driven change is a setting marked [inferred] or [CPU], so the official value can be restored. The reading of
+the official code behind each default is in docs/registration.md#the-method-as-implemented; the initialisation and
+the checks that refuse a poor result (not part of SAME++) are in docs/registration.md#initialisation-and-checks.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def _pos(name: str, value: object) -> None:
 class FeatureConfig:
     """Which features drive the matching steps.
 
-    kind: "sam" (a trained SAM embedding: fine + coarse descriptors on the fine grid, notes 5.1), "mind" (MIND-like
+    kind: "sam" (a trained SAM embedding: fine + coarse descriptors on the fine grid,
+    docs/registration.md#the-method-as-implemented), "mind" (MIND-like
     self-similarity of the intensities, the fallback without a trained embedding [inferred]) or "auto" (sam when a
     model is given, else mind).
     """
@@ -48,7 +50,15 @@ class FeatureConfig:
 
 @dataclass(frozen=True)
 class AffineConfig:
-    """SAM-Affine (notes 5.1): cycle-consistent grid matches + least squares."""
+    """SAM-Affine (docs/registration.md#the-method-as-implemented): cycle-consistent grid matches + least squares.
+
+    The acceptance test of the fitted affine (docs/registration.md#initialisation-and-checks) [inferred]: it is kept
+    only when det(A) lies in [min_det, max_det], the condition number of its linear part is at most `max_condition`,
+    at least `min_inliers` matches and a share `min_inlier_fraction` of them lie within `inlier_mm` of the fit, and
+    the similarity to the fixed image improves on the initialisation's; otherwise the pipeline falls back to the
+    initialisation and says so. `model`: "affine" (official), "rigid" (rotation + translation fitted to the
+    matches) or "rigid+affine" (rigid first; when accepted the moving image is re-aligned, re-matched, then affine).
+    """
 
     query_stride_mm: float = 16.0  # official: every 8th voxel at 2 mm
     cycle_rounds: int = 5  # official find_point_in_vol_stable rounds
@@ -58,6 +68,14 @@ class AffineConfig:
     mask_percentile: float = 20.0  # queries where the fixed intensity exceeds this percentile ("body mask") [inferred]
     search_radius_mm: float = 0.0  # 0 = whole image (official); > 0 restricts matches to a window [inferred]
     mind_search_radius_mm: float = 40.0  # window used with MIND-like features, which are not globally unique [inferred]
+    model: Literal["affine", "rigid", "rigid+affine"] = "affine"
+    check: bool = True  # apply the acceptance test below (off = the official behaviour: always accept)
+    min_det: float = 0.25
+    max_det: float = 4.0
+    max_condition: float = 2.0
+    inlier_mm: float = 10.0
+    min_inliers: int = 8
+    min_inlier_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         _pos("query_stride_mm", self.query_stride_mm)
@@ -67,12 +85,26 @@ class AffineConfig:
         check_number_at_least("mind_search_radius_mm", self.mind_search_radius_mm, 0.0)
         check(self.fit in ("lstsq", "huber"), f"affine.fit: expected lstsq or huber, got {self.fit!r}")
         check_int_at_least("min_matches", self.min_matches, 4)
+        check(
+            self.model in ("affine", "rigid", "rigid+affine"),
+            f"affine.model: expected affine, rigid or rigid+affine, got {self.model!r}",
+        )
+        _pos("min_det", self.min_det)
+        check(self.max_det >= self.min_det, f"max_det: expected >= min_det ({self.min_det}), got {self.max_det!r}")
+        check_number_at_least("max_condition", self.max_condition, 1.0)
+        _pos("inlier_mm", self.inlier_mm)
+        check_int_at_least("min_inliers", self.min_inliers, 3)
+        check(
+            0 <= self.min_inlier_fraction <= 1,
+            f"min_inlier_fraction: expected [0, 1], got {self.min_inlier_fraction!r}",
+        )
         check(0 <= self.mask_percentile < 100, f"mask_percentile: expected [0, 100), got {self.mask_percentile!r}")
 
 
 @dataclass(frozen=True)
 class CoarseConfig:
-    """SAM-Coarse (notes 5.2): a dense field on a coarse grid fitted to the matches by Adam."""
+    """SAM-Coarse (docs/registration.md#the-method-as-implemented): a dense field on a coarse grid fitted to the
+    matches by Adam."""
 
     stride: int = 16  # grid = working grid / 16 (official: image size / 16)
     iterations: int = 100  # official CLI default (function default 800)
@@ -88,7 +120,8 @@ class CoarseConfig:
 
 @dataclass(frozen=True)
 class DeformNetConfig:
-    """SAM-Deform (notes 5.3): a VoxelMorph-style U-Net on the SAM correlation volume, SVF + scaling and squaring.
+    """SAM-Deform (docs/registration.md#the-method-as-implemented): a VoxelMorph-style U-Net on the SAM correlation
+    volume, SVF + scaling and squaring.
 
     [CPU] The whole network runs on the fine feature grid (half the working resolution); the official encoder sees
     the full-resolution images and joins the correlation at its first downsampled level.
@@ -121,7 +154,7 @@ class DeformNetConfig:
 
 @dataclass(frozen=True)
 class IOConfig:
-    """SAM-IO instance optimisation (notes 5.4)."""
+    """SAM-IO instance optimisation (docs/registration.md#the-method-as-implemented)."""
 
     iterations: int = 50
     lr: float = 0.05  # Adam, [-1, 1] units, eps 1e-4
@@ -138,6 +171,51 @@ class IOConfig:
 
 
 @dataclass(frozen=True)
+class InitConfig:
+    """The initial transform every method starts from (docs/registration.md#initialisation-and-checks) [inferred].
+
+    kind: "moments" (candidates: identity, the centre-of-mass translation and the principal-axes rotations about
+    it with det +1 and at most `max_rotation_deg`; the one with the highest similarity wins, so the result is never
+    worse than identity by that measure), "com" (identity or the centre-of-mass translation, whichever is more
+    similar) or "none" (identity). Moments are those of each image's foreground (Otsu threshold).
+    """
+
+    kind: Literal["moments", "com", "none"] = "moments"
+    max_rotation_deg: float = 60.0
+    margin_mm: float = 12.0  # the pre-aligned moving image covers the fixed working grid plus this margin
+
+    def __post_init__(self) -> None:
+        check(self.kind in ("moments", "com", "none"), f"init.kind: expected moments, com or none, got {self.kind!r}")
+        check_number_at_least("max_rotation_deg", self.max_rotation_deg, 0.0)
+        check_number_at_least("margin_mm", self.margin_mm, 0.0)
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Checks that refuse a poor result (docs/registration.md#initialisation-and-checks) [inferred thresholds].
+
+    A result is poor when the share of folded voxels (det J <= 0) inside the fixed foreground exceeds
+    `max_folding_pct`, when the median det J there lies outside [min_det, max_det] (a reflection or a collapse),
+    or when the similarity to the fixed image (`similarity`: "mind" = mean cosine of MIND-like descriptors, which
+    compares across contrasts; "ncc" = normalised cross-correlation) is lower than the initialisation's by more
+    than `tolerance`. The CLI exits 3 on a poor result unless --accept-poor is given.
+    """
+
+    similarity: Literal["mind", "ncc"] = "mind"
+    max_folding_pct: float = 1.0
+    min_det: float = 0.25
+    max_det: float = 4.0
+    tolerance: float = 0.01
+
+    def __post_init__(self) -> None:
+        check(self.similarity in ("mind", "ncc"), f"quality.similarity: expected mind or ncc, got {self.similarity!r}")
+        check_number_at_least("max_folding_pct", self.max_folding_pct, 0.0)
+        _pos("min_det", self.min_det)
+        check(self.max_det >= self.min_det, f"max_det: expected >= min_det ({self.min_det}), got {self.max_det!r}")
+        check_number_at_least("tolerance", self.tolerance, 0.0)
+
+
+@dataclass(frozen=True)
 class RegistrationConfig:
     """The SAME++ pipeline: which steps, on which features, at which working spacing."""
 
@@ -148,6 +226,8 @@ class RegistrationConfig:
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
     deform: DeformNetConfig = field(default_factory=DeformNetConfig)
     io: IOConfig = field(default_factory=IOConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     label_mode: Literal["nearest", "onehot"] = "nearest"
     threads: int = 0  # torch threads; 0 = leave as is
 
@@ -183,7 +263,10 @@ class DeformTrainConfig:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """`tailorkit bench registration` (notes 9.2-9.4): known-transform pairs of MNI152 + AAL."""
+    """`tailorkit bench registration` (docs/registration.md#the-benchmark): known-transform pairs of MNI152 + AAL.
+
+    `peer_init`: the peers start from the registration's initialisation (`registration.init`) like SAME++ does.
+    """
 
     quick_spacing_mm: float = 3.0
     full_spacing_mm: float = 2.0
@@ -201,6 +284,7 @@ class BenchConfig:
     quick_elastix_iterations: int = 64  # quick mode only (elastix default 256 per resolution; ~90 CPU-s per pair)
     workers: int = 2  # SAME++ in one process, the peers in another
     threads: int = 1
+    peer_init: bool = True
     use_cache: bool = True  # load the SAM embedding / deformation network from $TAILORKIT_HOME/registration/
 
     def __post_init__(self) -> None:

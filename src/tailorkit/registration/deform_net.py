@@ -1,4 +1,5 @@
-"""SAME++ step 3, SAM-Deform (notes 5.3 [verified: code], `SAMReg/cores/voxelmorph.py`, `layers.py`): a
+"""SAME++ step 3, SAM-Deform ([verified: code] `SAMReg/cores/voxelmorph.py`, `layers.py`;
+docs/registration.md#the-method-as-implemented): a
 VoxelMorph-style U-Net that sees the SAM correlation volume and predicts a stationary velocity field, integrated by
 scaling and squaring (7 steps), trained with LNCC + diffusion on the velocity.
 
@@ -15,7 +16,7 @@ scaling and squaring (7 steps), trained with LNCC + diffusion on the velocity.
 - Loss (official `train_config_abdomen_wSAMLoss.py`): `lncc_weight` x (1 - squared-form LNCC, cc = cross^2 /
   (var_I var_J), window `lncc_window`) + `grad_weight` x VoxelMorph `Grad('l2', loss_mult=2)` on the velocity; the
   configured-but-unused `FeatSim` SAM loss is not added (as in the official `train_kernel`).
-- Training (`train_deform`): Adam on pairs prepared by `prepare_pair` (features + the SAM-Affine + SAM-Coarse
+- Training (`train_deform`): Adam on pairs made by `pipeline.deform_pair` (features + the SAM-Affine + SAM-Coarse
   pre-alignment of each pair, computed once). [CPU] ~100 steps on a few random deformations of the atlas instead
   of 200 epochs x 380 AbdomenCTCT pairs.
 """

@@ -3,9 +3,9 @@
 A `FeatureMap` is a (C, *shape) tensor of unit vectors on a grid with an index -> world mm affine, so that a dot
 product is a similarity in [-1, 1]. Both kinds live on a grid of half the working resolution (SAM's fine grid).
 
-- `sam_features` (SAME++, notes 5.1): the fine and the coarse SAM head (coarse sampled at the fine voxels,
-  re-normalised), concatenated and divided by sqrt(2), so a dot product is (cos_fine + cos_coarse) / 2, the official
-  `match` score / 2 (`anatomy.Embedding.descriptors`).
+- `sam_features` (SAME++, docs/registration.md#the-method-as-implemented): the fine and the coarse SAM head (coarse
+  sampled at the fine voxels, re-normalised), concatenated and divided by sqrt(2), so a dot product is (cos_fine +
+  cos_coarse) / 2, the official `match` score / 2 (`anatomy.Embedding.descriptors`).
 - `mind_features` [inferred]: a MIND-like self-similarity descriptor (Heinrich et al., MedIA 2012): for each
   axis-aligned neighbour offset r (+/- d voxels along each axis, for every dilation d), the box-filtered squared
   difference D(x, r) of the image and its shift, MIND(x, r) = exp(-D(x, r) / V(x)) with V the mean of D over r; the

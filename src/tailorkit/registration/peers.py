@@ -3,11 +3,11 @@
 
 Every peer takes the fixed and moving image in tensor (z, y, x) order with (d, h, w) -> world RAS+ affines and
 returns the fixed -> moving map as a displacement on the fixed grid. The map is read back the same way for every
-tool (notes 9.2): three "coordinate images" holding the world x, y, z of each moving voxel are warped with the
-tool's own resampler and transform onto the fixed grid, so the warped coordinates are psi(y) and every metric is
-computed identically. The coordinate images extend `margin` voxels beyond the moving image (coordinates are linear
-in the index), so points mapped just outside the moving field of view still read back correctly. convexAdam returns
-a voxel displacement directly (its own resampler is `map_coordinates` of that field), converted to world mm.
+tool (docs/registration.md#peers): three "coordinate images" holding the world x, y, z of each moving voxel are warped
+with the tool's own resampler and transform onto the fixed grid, so the warped coordinates are psi(y) and every metric
+is computed identically. The coordinate images extend `margin` voxels beyond the moving image (coordinates are linear in
+the index), so points mapped just outside the moving field of view still read back correctly. convexAdam returns a voxel
+displacement directly (its own resampler is `map_coordinates` of that field), converted to world mm.
 
 The peers are optional: each is imported lazily and `PEERS.available(name)` gives the reason when it is absent.
 Thread counts are set per call (ITK's global default, ANTs' environment variable, torch for convexAdam) and
@@ -64,18 +64,33 @@ def run_peer(
     moving_affine: np.ndarray,
     threads: int = 1,
     multimodal: bool = False,
+    init: np.ndarray | None = None,
+    init_margin_mm: float = 12.0,
     **options: Any,
 ) -> torch.Tensor:
     """The fixed -> moving displacement (3, *fixed.shape) world mm of peer `name` (`options`: the peer's own,
-    e.g. `iterations` for elastix)."""
+    e.g. `iterations` for elastix).
+
+    `init` (4, 4): a fixed -> moving world matrix to start from (e.g. `pipeline.initialise`, what SAME++ starts
+    from): the moving image is resampled through it onto the fixed grid plus `init_margin_mm`, the peer registers
+    that, and the result is init o psi_peer. Every tool thus starts from the same transform (the elastix wrapper
+    sets no initial transform of its own, and fails when the images do not overlap).
+    """
     reason = peer_missing(name)
     if reason:
         raise RuntimeError(f"peer {name}: {reason}")
     fixed = np.ascontiguousarray(fixed, dtype=np.float32)
     moving = np.ascontiguousarray(moving, dtype=np.float32)
-    return PEERS.get(name).fn(
-        fixed, np.asarray(fixed_affine), moving, np.asarray(moving_affine), threads, multimodal, **options
-    )
+    fa, ma = np.asarray(fixed_affine, dtype=np.float64), np.asarray(moving_affine, dtype=np.float64)
+    if init is None or np.allclose(init, np.eye(4)):
+        return PEERS.get(name).fn(fixed, fa, moving, ma, threads, multimodal, **options)
+    from tailorkit.registration.pipeline import prealign
+    from tailorkit.registration.transforms import compose_affine
+
+    pre, paff = prealign(torch.as_tensor(moving), ma, np.asarray(init), fixed.shape, fa, init_margin_mm)
+    pre_np = np.ascontiguousarray(pre.numpy(), dtype=np.float32)
+    disp = PEERS.get(name).fn(fixed, fa, pre_np, paff, threads, multimodal, **options)
+    return compose_affine(np.asarray(init, dtype=np.float64), disp, fa)
 
 
 def _itk_geometry(tensor_affine: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:

@@ -1,28 +1,30 @@
 """SAME++ steps 1, 2 and 4: SAM-Affine, SAM-Coarse, SAM-IO (Tian et al., arXiv 2311.14986; official code
-alibaba-damo-academy/same, read in full for /work/shared/notes/anatomy-and-registration.md section 5).
+alibaba-damo-academy/same, read in full; what it fixes is listed in docs/registration.md#the-method-as-implemented).
 
 Every step takes `FeatureMap`s of the fixed and the moving image and returns a fixed -> moving world map, so that
 each is usable alone and the pipeline composes them (`pipeline.register`). Written for 2D and 3D.
 
-- `sam_affine` (notes 5.1 [verified: code]): queries on a `query_stride_mm` grid of the fixed feature map inside a
-  foreground mask; match = arg-max similarity over the whole moving map; stable matching: up to `cycle_rounds`
-  forward/backward rounds, a query whose backward match lands in its own feature voxel is kept (otherwise it moves
-  to its backward match and tries again); keep score > `score_threshold`; least squares on homogeneous world
-  coordinates (official `torch.linalg.lstsq`, no robust weighting; `fit="huber"` uses `anatomy.robust_affine`, a
-  flagged improvement). [inferred] With fewer than `min_matches` passing, the best-scoring stable ones are used;
-  the official code works in [-1, 1] coordinates and the fixed/moving roles follow the pull-back convention here.
-- `sam_coarse` (notes 5.2): a zero-initialised displacement on a grid of the working grid / `stride`, Adam
-  (lr 0.05, 100 iterations, [-1, 1] units), minimising the mean squared distance between A(q + u(q)) and the
-  matched moving points plus `diffusion` x mean squared forward differences. The result A o (id + u) is the
-  pre-alignment for the later steps. [inferred] the field is applied before the affine (the composition order is
-  not pinned down by the notes).
-- `sam_io` (notes 5.4): a zero-initialised displacement on the fixed feature grid, Adam lr 0.05 (eps 1e-4), 50
-  iterations; every iteration the parameter is smoothed by `smooth_pools` 3^n average pools; loss = -mean cosine
-  of the warped moving features and the fixed features + `diffusion` x mean squared forward differences of the
-  smoothed displacement ([-1, 1] units). The result is upsampled linearly to the working grid, smoothed by the same
-  pools and composed with the previous map. [inferred] One cosine over the concatenated (fine + coarse)
-  descriptor instead of the sum of the two heads' cosines; [CPU] descriptors wider than `pca_channels` (SAM's 256)
-  are first projected on their leading principal directions (`project_features`).
+- `sam_affine` ([verified: code], docs/registration.md#the-method-as-implemented): queries on a `query_stride_mm` grid
+  of the fixed feature map inside a foreground mask; match = arg-max similarity over the whole moving map; stable
+  matching: up to `cycle_rounds` forward/backward rounds, a query whose backward match lands in its own feature voxel is
+  kept (otherwise it moves to its backward match and tries again); keep score > `score_threshold`; least squares on
+  homogeneous world coordinates (official `torch.linalg.lstsq`, no robust weighting; `fit="huber"` uses
+  `anatomy.robust_affine`, a flagged improvement). [inferred] With fewer than `min_matches` passing, the best-scoring
+  stable ones are used; the official code works in [-1, 1] coordinates and the fixed/moving roles follow the pull-back
+  convention here. `model="rigid"` fits a rotation + translation (Kabsch) instead, for the rigid-then-affine option
+  (docs/registration.md#initialisation-and-checks).
+- `sam_coarse` (docs/registration.md#the-method-as-implemented): a zero-initialised displacement on a grid of the
+  working grid / `stride`, Adam (lr 0.05, 100 iterations, [-1, 1] units), minimising the mean squared distance between
+  A(q + u(q)) and the matched moving points plus `diffusion` x mean squared forward differences. The result A o (id + u)
+  is the pre-alignment for the later steps. [inferred] the field is applied before the affine (the composition order is
+  not pinned down by the official code's reading).
+- `sam_io` (docs/registration.md#the-method-as-implemented): a zero-initialised displacement on the fixed feature grid,
+  Adam lr 0.05 (eps 1e-4), 50 iterations; every iteration the parameter is smoothed by `smooth_pools` 3^n average pools;
+  loss = -mean cosine of the warped moving features and the fixed features + `diffusion` x mean squared forward
+  differences of the smoothed displacement ([-1, 1] units). The result is upsampled linearly to the working grid,
+  smoothed by the same pools and composed with the previous map. [inferred] One cosine over the concatenated (fine +
+  coarse) descriptor instead of the sum of the two heads' cosines; [CPU] descriptors wider than `pca_channels` (SAM's
+  256) are first projected on their leading principal directions (`project_features`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "AffineResult",
     "cycle_matches",
     "fit_affine",
+    "fit_rigid",
     "half_extent",
     "project_features",
     "sam_affine",
@@ -170,10 +173,33 @@ def fit_affine(src: torch.Tensor, dst: torch.Tensor, method: str = "lstsq") -> n
     return out
 
 
+def fit_rigid(src: torch.Tensor, dst: torch.Tensor) -> np.ndarray:
+    """Rotation + translation with dst ~ R src + t (Kabsch, det R = +1). Shapes: (M, n), (M, n) -> (n+1, n+1)."""
+    n = src.shape[1]
+    if len(src) < n:
+        raise ValueError(f"fit_rigid: expected at least {n} correspondences, got {len(src)}")
+    a, b = src.double().cpu().numpy(), dst.double().cpu().numpy()
+    ca, cb = a.mean(0), b.mean(0)
+    u, _, vt = np.linalg.svd((a - ca).T @ (b - cb))
+    d = np.ones(n)
+    d[-1] = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
+    rot = vt.T @ np.diag(d) @ u.T
+    out = np.eye(n + 1)
+    out[:n, :n], out[:n, n] = rot, cb - rot @ ca
+    return out
+
+
 def sam_affine(
-    fixed: FeatureMap, moving: FeatureMap, config: AffineConfig, mask: torch.Tensor | None = None
+    fixed: FeatureMap,
+    moving: FeatureMap,
+    config: AffineConfig,
+    mask: torch.Tensor | None = None,
+    model: str = "affine",
 ) -> AffineResult:
-    """SAM-Affine (see the module docstring). `mask`: (fixed feature grid) bool foreground, or None for all."""
+    """SAM-Affine (see the module docstring). `mask`: (fixed feature grid) bool foreground, or None for all;
+    `model`: "affine" or "rigid" (the transform fitted to the matches)."""
+    if model not in ("affine", "rigid"):
+        raise ValueError(f"sam_affine model: expected affine or rigid, got {model!r}")
     n = len(fixed.shape)
     spacing = float(np.linalg.norm(fixed.affine[:n, :n], axis=0).mean())
     stride = max(1, round(config.query_stride_mm / spacing))
@@ -197,7 +223,7 @@ def sam_affine(
         order = cand[torch.argsort(score[cand], descending=True)][: config.min_matches]
         keep = torch.zeros_like(keep)
         keep[order] = True
-    matrix = fit_affine(q[keep], m[keep], config.fit)
+    matrix = fit_rigid(q[keep], m[keep]) if model == "rigid" else fit_affine(q[keep], m[keep], config.fit)
     return AffineResult(matrix, q[keep], m[keep], score[keep], int(stable.sum()), len(idx))
 
 

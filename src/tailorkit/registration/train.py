@@ -32,7 +32,7 @@ def train_deform_network(
     from tailorkit.data.volumes import load_volume
     from tailorkit.registration.deform_net import train_deform
     from tailorkit.registration.models import save_deform_net
-    from tailorkit.registration.pipeline import _pair, prepare
+    from tailorkit.registration.pipeline import deform_pair, prepare
     from tailorkit.registration.same import sam_affine, sam_coarse
 
     reg = config.registration
@@ -71,7 +71,7 @@ def train_deform_network(
             else:
                 acfg = reg.affine
             ar = sam_affine(prep.fixed_features, prep.moving_features, acfg, prep.mask)
-            pairs.append(_pair(prep, sam_coarse(ar, tuple(fixed.shape), aff, reg.coarse)))
+            pairs.append(deform_pair(prep, sam_coarse(ar, tuple(fixed.shape), aff, reg.coarse)))
         net, losses = train_deform(pairs, reg.deform, progress=progress)
     finally:
         torch.set_num_threads(threads)
