@@ -22,22 +22,14 @@ ARCH = (DOCS / "architecture.md").read_text()
 # An entry that is no longer needed fails the test, so none stays behind.
 CITATIONS_ALLOWED = {
     # "notes N.N" / machine-path citations inside these folders are fixed on their own branches.
-    "src/tailorkit/patching/": "patching",
     "src/tailorkit/films/": "films",
-    "src/tailorkit/registration/": "registration",
-    "docs/patching.md": "patching",
     "docs/films.md": "films",
-    "docs/registration.md": "registration",
-    "tests/patching/": "patching",
     "tests/films/": "films",
-    "tests/registration/": "registration",
     "tests/test_docs.py": "this file",  # the pattern below
 }
 METHODS_EXCEPTIONS = {
     # Two method families, two registries (TUNERS, STRATEGIES); docs/architecture.md says so. Not a branch: permanent.
     "active": "documented",
-    # patching keeps METHODS in engine.py (an import cycle); branch `patching` moves it to methods/base.py.
-    "patching": "patching",
 }
 
 

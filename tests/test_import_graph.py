@@ -206,12 +206,7 @@ def test_detector_finds_cycles_and_skips_type_checking(toy: Path) -> None:
 
 # Private names (a leading underscore) imported from another module, known and being fixed elsewhere:
 # (importing module, imported module, name) -> the branch that fixes it. A stale entry fails the test.
-PRIVATE_ALLOWED: dict[tuple[str, str, str], str] = {
-    ("tailorkit.films.bench", "tailorkit.films.study", "_finite"): "films",
-    ("tailorkit.registration.bench", "tailorkit.registration.pipeline", "_pair"): "registration",
-    ("tailorkit.registration.bench", "tailorkit.registration.pipeline", "_to_volume"): "registration",
-    ("tailorkit.registration.train", "tailorkit.registration.pipeline", "_pair"): "registration",
-}
+PRIVATE_ALLOWED: dict[tuple[str, str, str], str] = {}
 
 
 def private_imports(src: Path, package: str) -> set[tuple[str, str, str]]:

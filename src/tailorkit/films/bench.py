@@ -26,7 +26,7 @@ from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
 from tailorkit.films import analysis as A
 from tailorkit.films.config import FilmConfig, LatticeConfig, ModelConfig, RunConfig
-from tailorkit.films.study import _finite, analyze_results
+from tailorkit.films.study import finite_metrics, analyze_results
 from tailorkit.films.sweep import run_serial, run_sweep
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def _speed_rows(cfg: FilmsBenchConfig) -> list[Row]:
         rows.append(
             Row(
                 "rejection-kmc",
-                _finite(
+                finite_metrics(
                     {
                         "events_per_s": b["events_per_cpu_s"],
                         "attempts_per_s": b["attempts"] / b["cpu_s"],

@@ -20,7 +20,7 @@ from tailorkit.core.results import Row
 from tailorkit.films import analysis as A
 
 
-def _finite(metrics: dict[str, float]) -> dict[str, float]:
+def finite_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
 
 
@@ -106,7 +106,7 @@ def analyze_results(results: list[dict[str, Any]]) -> tuple[list[Row], dict[str,
                 "t_obs_end": summaries[0]["t_end"],
                 "t_obs": list(summaries[0].get("t_obs", [])),
             }
-        rows.append(Row(f"dplm-{geo}", _finite(metrics), params, float(sum(s["wall_s"] for s in summaries))))
+        rows.append(Row(f"dplm-{geo}", finite_metrics(metrics), params, float(sum(s["wall_s"] for s in summaries))))
     temps = sorted(T for (d, T), v in tau_bulk.items() if d == "" and math.isfinite(v))
     if len(temps) >= 2:
         taus = [tau_bulk[("", T)] for T in temps]

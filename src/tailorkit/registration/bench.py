@@ -149,7 +149,7 @@ def _same_job(config: BenchConfig, mode: str, seed: int, spacing: float, pairs: 
     """Worker: train or load the SAM embedding and the deformation network, then run SAME++ on every pair."""
     from tailorkit.registration.features import mind_features, sam_features
     from tailorkit.registration.models import cache_dir, cached_sam, config_key, load_deform_net, save_deform_net
-    from tailorkit.registration.pipeline import _to_volume, prepare, register_arrays
+    from tailorkit.registration.pipeline import to_volume, prepare, register_arrays
 
     _threads(config.threads)
     cpu0 = time.process_time()
@@ -167,7 +167,7 @@ def _same_job(config: BenchConfig, mode: str, seed: int, spacing: float, pairs: 
     sam_cfg = _sam_config(config, mode, seed)
     status(f"registration bench: SAM embedding ({sam_cfg.steps} steps)")
     model, sam_source, sam_seconds = cached_sam(sam_cfg, use_cache=config.use_cache)
-    fixed_sam = sam_features(_to_volume(fixed, aff), model)
+    fixed_sam = sam_features(to_volume(fixed, aff), model)
     key = config_key(sam_cfg, reg.deform, reg.affine, reg.coarse, spacing, config.easy, config.hard, seed)
     deform_path = cache_dir() / f"deform_{key}.pt"
     start = time.perf_counter()

@@ -124,7 +124,7 @@ def _resample(image: torch.Tensor, affine: np.ndarray, shape: tuple[int, ...], t
     return sample(image[None].float(), affine, grid_points(shape, target, image.device))[0]
 
 
-def _to_volume(image: torch.Tensor, affine: np.ndarray) -> Any:
+def to_volume(image: torch.Tensor, affine: np.ndarray) -> Any:
     from tailorkit.anatomy.geometry import tensor_affine
     from tailorkit.data.volumes import Volume
 
@@ -178,7 +178,7 @@ def _moving_features(
     moving: torch.Tensor, affine: np.ndarray, kind: str, config: RegistrationConfig, model: Any
 ) -> FeatureMap:
     if kind == "sam":
-        return sam_features(_to_volume(moving, affine), model)
+        return sam_features(to_volume(moving, affine), model)
     return mind_features(moving, affine, config.features)
 
 
@@ -227,7 +227,7 @@ def prepare(
         raise ValueError(f"init: expected an ({n + 1}, {n + 1}) world matrix, got shape {np.shape(frame)}")
     mwork, paff = prealign(mnative, maff, frame, shape, waff, config.init.margin_mm)
     if kind == "sam":
-        ff = fixed_features or sam_features(_to_volume(fixed, fixed_affine), model)
+        ff = fixed_features or sam_features(to_volume(fixed, fixed_affine), model)
         identity = np.allclose(frame, np.eye(n + 1))
         mf = _moving_features(moving if identity else mwork, moving_affine if identity else paff, kind, config, model)
     else:
