@@ -26,7 +26,7 @@ from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
 from tailorkit.films import analysis as A
 from tailorkit.films.config import FilmConfig, LatticeConfig, ModelConfig, RunConfig
-from tailorkit.films.study import finite_metrics, analyze_results
+from tailorkit.films.study import analyze_results, finite_metrics
 from tailorkit.films.sweep import run_serial, run_sweep
 
 if TYPE_CHECKING:

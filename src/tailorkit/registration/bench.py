@@ -149,7 +149,7 @@ def _same_job(config: BenchConfig, mode: str, seed: int, spacing: float, pairs: 
     """Worker: train or load the SAM embedding and the deformation network, then run SAME++ on every pair."""
     from tailorkit.registration.features import mind_features, sam_features
     from tailorkit.registration.models import cache_dir, cached_sam, config_key, load_deform_net, save_deform_net
-    from tailorkit.registration.pipeline import to_volume, prepare, register_arrays
+    from tailorkit.registration.pipeline import prepare, register_arrays, to_volume
 
     _threads(config.threads)
     cpu0 = time.process_time()
