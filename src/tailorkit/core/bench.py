@@ -110,7 +110,7 @@ def with_settings(config: Any, updates: Mapping[str, Any]) -> Any:
 
 
 def scale_budget(config: Any, fields: Iterable[str], budget: float) -> Any:
-    """`config` with every step-count setting in `fields` multiplied by `budget` (rounded, at least 1)."""
+    """`config` with every step-count setting in `fields` multiplied by `budget` (whole counts rounded, at least 1)."""
     fields = tuple(fields)
     if budget == 1:
         return config
@@ -124,7 +124,8 @@ def scale_budget(config: Any, fields: Iterable[str], budget: float) -> Any:
         node: Any = data
         for part in key.split("."):
             node = node[part]
-        updates[key] = max(1, round(node * budget))
+        # A step count stays a whole number (at least 1); a time budget (a float: films' seconds per run) scales as is.
+        updates[key] = node * budget if isinstance(node, float) else max(1, round(node * budget))
     return with_settings(config, updates)
 
 
