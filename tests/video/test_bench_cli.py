@@ -115,6 +115,7 @@ def test_evidence_plan_budget_doubles_every_fit() -> None:
     assert set(decisive.methods) == set(DECISIVE_ARMS)
     ids = {c.id for c in claims_from_rows([_row(m, 0.2) for m in decisive.methods], decisive)}
     assert set(plan.decisive_claims) <= ids  # the curve's claims are computed in the decisive run
+    assert {"sif", "coop_temporal", "motion_static"} <= set(DECISIVE_ARMS) and plan.seeds >= 5
 
 
 def test_few_shot_index_balanced_and_nested() -> None:

@@ -44,7 +44,7 @@ def test_tiny_bench_over_two_paired_seeds(tmp_path: Path, encoder: Any) -> None:
         frames=4,
         size=32,
         optim=OptimSettings(steps=2, batch=8),
-        arrow_windows=2,
+        arrow=False,  # decoding the six real videos would make this test slow; window_starts is tested above
         workers=1,
         cache_dir=str(tmp_path / "cache"),
     )
@@ -55,8 +55,7 @@ def test_tiny_bench_over_two_paired_seeds(tmp_path: Path, encoder: Any) -> None:
     claims = {c["id"]: c for c in doc["claims"]}
     assert {"sif-beats-coop_temporal-every-k", "sif-beats-static", "dynamic-beats-static"} <= set(claims)
     assert all(c["n"] == 2 for c in claims.values())
-    assert not {"arrow-mean-pooling-at-chance", "shapes-mean-pooling-direction-blind"} & set(claims)
+    assert "shapes-mean-pooling-direction-blind" not in claims and "arrow-motion-above-chance" not in claims
     for seed in ("3", "4"):
         checks = doc["extra"]["per_seed"][seed]["sanity"]
-        assert {c["id"] for c in checks} == {"shapes-mean-pooling-direction-blind", "arrow-mean-pooling-at-chance"}
-        assert all(c["passed"] for c in checks)
+        assert [c["id"] for c in checks] == ["shapes-mean-pooling-direction-blind"] and checks[0]["passed"]
