@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch
 from tailorkit.anatomy import BenchConfig, MatchConfig, NetConfig, SAMNet, bench_atlas, tissue_contrast
 from tailorkit.anatomy.bench import landmark_metrics, make_queries, run_anatomy_bench
 from tailorkit.anatomy.train import TrainedModel
-from tailorkit.core.results import outcome_to_document
+from tailorkit.core.results import Row, outcome_to_document
 from tests.conftest import load_or_skip
 
 
@@ -62,8 +64,14 @@ def test_bench_contract_with_untrained_toy_networks(atlas):
     }
     assert "ants_syn" in doc["extra"]["skipped"]
     ident = next(r for r in doc["rows"] if r["method"] == "identity" and r["params"]["tier"] == "hard")
+    fp = next(
+        r
+        for r in doc["rows"]
+        if (r["method"], r["params"].get("embedding"), r["params"]["tier"]) == ("fixed_point", "samv2", "hard")
+    )
     claim = next(c for c in doc["claims"] if c["id"] == "embedding_beats_identity_hard")
-    assert claim["target"] == pytest.approx(0.5 * ident["metrics"]["mre_mm"])
+    assert claim["target"] == 0.5
+    assert claim["value"] == pytest.approx(fp["metrics"]["mre_mm"] / ident["metrics"]["mre_mm"])
 
 
 @pytest.mark.slow
@@ -105,3 +113,63 @@ def test_training_in_a_worker_process_equals_training_here(atlas):
     assert remote.losses == local.losses and len(local.losses) == 2
     for (name, a), b in zip(remote.net.state_dict().items(), local.net.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def _toy_rows(mre: dict[tuple[str, str | None, str], float]) -> list[Row]:
+    return [
+        Row(method, {"mre_mm": value}, {"embedding": embedding, "tier": tier})
+        for (method, embedding, tier), value in mre.items()
+    ]
+
+
+def test_claims_are_per_seed_gaps_against_fixed_targets():
+    """Each claim is this seed's paired quantity (an MRE gap in mm or a ratio) against a constant target."""
+    from tailorkit.anatomy.bench import _claims
+
+    mre = {("identity", None, "hard"): 14.0}
+    for tier in ("easy", "hard", "cross"):
+        for emb in ("sam", "samv2"):
+            mre[("nn", emb, tier)] = 12.0
+            mre[("fixed_point", emb, tier)] = 10.0
+    mre[("fixed_point", "sam", "cross")] = 24.0
+    claims = {c.id: c for c in _claims(_toy_rows(mre))}
+    assert claims["fixed_point_beats_nn"].value == pytest.approx(2.0) and claims["fixed_point_beats_nn"].holds
+    assert claims["embedding_beats_identity_hard"].value == pytest.approx(10 / 14)
+    assert claims["embedding_beats_identity_hard"].target == 0.5 and not claims["embedding_beats_identity_hard"].holds
+    assert claims["samv2_beats_sam_cross_modality"].value == pytest.approx(14.0)
+    assert all(c.target in (0.0, 0.5) for c in claims.values())  # no target taken from another row
+    mre[("fixed_point", "sam", "cross")] = 9.0  # SAM better on the cross tier: the claim fails
+    assert not {c.id: c for c in _claims(_toy_rows(mre))}["samv2_beats_sam_cross_modality"].holds
+
+
+def test_claims_merge_over_seeds():
+    from tailorkit.anatomy.bench import _claims
+    from tailorkit.core.evidence import merge_claims
+
+    per_seed = []
+    for gap in (3.0, 5.0, 4.0, 6.0, 2.0):
+        mre = {("identity", None, "hard"): 14.0}
+        for tier in ("easy", "hard", "cross"):
+            for emb in ("sam", "samv2"):
+                mre[("nn", emb, tier)] = 12.0
+                mre[("fixed_point", emb, tier)] = 10.0
+        mre[("fixed_point", "sam", "cross")] = 10.0 + gap
+        per_seed.append(_claims(_toy_rows(mre)))
+    merged = {c.id: c for c in merge_claims(per_seed)}
+    assert merged["samv2_beats_sam_cross_modality"].verdict == "holds"
+    assert merged["samv2_beats_sam_cross_modality"].value == pytest.approx(4.0)
+    assert merged["embedding_beats_identity_hard"].verdict == "fails"  # 10/14 on every seed: a zero-width interval
+
+
+def test_evidence_plan_budget_doubles_every_training():
+    from tailorkit.anatomy.bench import PLAN
+    from tailorkit.core.bench import BENCHES, scale_budget, with_settings
+
+    plan = BENCHES.get("anatomy").plan
+    assert plan is PLAN and plan.one_seed == {} and plan.seeds >= 5
+    config = BenchConfig()
+    doubled = scale_budget(config, plan.budget_fields, 2)
+    assert (doubled.quick_steps, doubled.full_steps) == (2 * config.quick_steps, 2 * config.full_steps)
+    assert dataclasses.replace(doubled, quick_steps=config.quick_steps, full_steps=config.full_steps) == config
+    # the curve's decisive run is the whole bench (SAMv2 and SAM), so its x1 point is the main run's seeds
+    assert with_settings(with_settings(config, plan.one_seed), plan.decisive) == config and 1 in plan.curve

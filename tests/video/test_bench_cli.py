@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
 from tailorkit.core.results import Row
-from tailorkit.video.bench import VideoBenchConfig, claims_from_rows, few_shot_index
+from tailorkit.video.bench import (
+    DECISIVE_ARMS,
+    PLAN,
+    VideoBenchConfig,
+    claims_from_rows,
+    clip_resolution,
+    few_shot_index,
+    sanity_checks,
+)
 
 
 def _row(name: str, acc: float, **extra: float) -> Row:
@@ -30,13 +39,83 @@ def test_claims_follow_rows() -> None:
     claims = {c.id: c for c in claims_from_rows(rows, config)}
     assert claims["sif-beats-coop_mean-every-k"].holds
     assert claims["sif-beats-coop_mean-every-k"].value == pytest.approx(0.3)
-    assert claims["dynamic-beats-static"].holds
-    assert claims["novel-well-above-chance"].holds
-    assert claims["arrow-mean-pooling-at-chance"].holds and claims["arrow-motion-above-chance"].holds
+    assert claims["dynamic-beats-static"].holds and claims["sif-beats-static"].holds
+    assert claims["novel-well-above-chance"].holds and claims["novel-beats-temporal"].holds
+    assert claims["arrow-motion-above-chance"].holds
     rows[-1].metrics["accuracy_k4"] = 0.15  # below CoOp + temporal at one K: the claim fails
     claims = {c.id: c for c in claims_from_rows(rows, config)}
     assert not claims["sif-beats-coop_temporal-every-k"].holds
     assert claims["sif-beats-coop_temporal-every-k"].value == pytest.approx(-0.05)
+
+
+def _gap_rows(static: list[float], dynamic: list[float]) -> list[Row]:
+    return [
+        Row("motion_static", {f"accuracy_k{k}": a for k, a in zip((2, 4, 8), static, strict=True)}),
+        Row("motion_dynamic", {f"accuracy_k{k}": a for k, a in zip((2, 4, 8), dynamic, strict=True)}),
+    ]
+
+
+def test_gap_claims_need_a_whole_clip_not_float_rounding() -> None:
+    """A tie (0 clips) never holds, also with the float32 rounding that once decided it; one clip more does."""
+    config = VideoBenchConfig()
+    n_test, n_novel = clip_resolution(config)
+    assert (n_test, n_novel) == (3 * 8 * 6 * 2, 8 * 6 * 2)
+    one = 1 / n_test
+    tie = claims_from_rows(_gap_rows([0.1, 0.2, 0.3], [0.1, 0.2 + 5e-9, 0.3]), config)
+    (claim,) = [c for c in tie if c.id == "dynamic-beats-static"]
+    assert not claim.holds and claim.kind == "at_least" and claim.target == pytest.approx(0.5 / (3 * n_test))
+    ahead = claims_from_rows(_gap_rows([0.1, 0.2, 0.3], [0.1, 0.2 + one, 0.3]), config)
+    assert [c.holds for c in ahead if c.id == "dynamic-beats-static"] == [True]
+    behind = claims_from_rows(_gap_rows([0.1, 0.2, 0.3], [0.1, 0.2 - one, 0.3 + one]), config)  # net 0 clips
+    assert [c.holds for c in behind if c.id == "dynamic-beats-static"] == [False]
+
+
+def test_claims_decided_over_seeds_by_the_interval() -> None:
+    """Per-seed gaps merge into an interval: gaps of +1..+3 clips hold, gaps straddling zero stay undecided."""
+    from tailorkit.core.evidence import merge_claims
+
+    config = VideoBenchConfig()
+    one = 1 / clip_resolution(config)[0]
+    per_seed = [claims_from_rows(_gap_rows([0.1] * 3, [0.1 + d * one] * 3), config) for d in (1, 2, 3, 2, 1)]
+    (merged,) = merge_claims(per_seed)
+    assert merged.verdict == "holds" and merged.n == 5 and merged.wins == 5
+    per_seed = [claims_from_rows(_gap_rows([0.1] * 3, [0.1 + d * one] * 3), config) for d in (2, -2, 1, -1, 0)]
+    (merged,) = merge_claims(per_seed)
+    assert merged.verdict == "undecided" and merged.wins == 2
+
+
+def test_sanity_checks_are_not_claims() -> None:
+    config = VideoBenchConfig()
+    rows = [Row("coop_mean", {"direction_accuracy_k8": 0.5, "arrow_direction_accuracy": 0.5, "accuracy_k8": 0.1})]
+    assert claims_from_rows(rows, config) == []
+    checks = {c["id"]: c for c in sanity_checks(rows, config)}
+    assert set(checks) == {"shapes-mean-pooling-direction-blind", "arrow-mean-pooling-at-chance"}
+    assert all(c["passed"] for c in checks.values())
+    rows[0].metrics["direction_accuracy_k8"] = 0.5 + 1 / 288  # a lost pairing shows as a failed check
+    assert not {c["id"]: c for c in sanity_checks(rows, config)}["shapes-mean-pooling-direction-blind"]["passed"]
+    assert [c["id"] for c in sanity_checks(rows, dataclasses.replace(config, arrow=False))] == [
+        "shapes-mean-pooling-direction-blind"
+    ]
+
+
+def test_evidence_plan_budget_doubles_every_fit() -> None:
+    from tailorkit.core.bench import BENCHES, scale_budget, with_settings
+
+    plan = BENCHES.get("video").plan
+    assert plan is PLAN and plan.budget_fields == ("optim.steps",) and plan.one_seed == {}
+    config = VideoBenchConfig()
+    doubled = scale_budget(config, plan.budget_fields, 2)
+    assert doubled.optim.steps == 2 * config.optim.steps
+    assert doubled.optim == dataclasses.replace(config.optim, steps=2 * config.optim.steps)  # only the steps move
+    # the configs the bench builds from it: quick keeps the doubled steps, full doubles them again
+    assert doubled.effective("quick").optim.steps == 2 * config.optim.steps
+    assert doubled.effective("full").optim.steps == 4 * config.optim.steps
+    decisive = scale_budget(with_settings(config, plan.decisive), plan.budget_fields, 2)
+    assert decisive.optim.steps == 2 * config.optim.steps and not decisive.arrow
+    assert set(decisive.methods) == set(DECISIVE_ARMS)
+    ids = {c.id for c in claims_from_rows([_row(m, 0.2) for m in decisive.methods], decisive)}
+    assert set(plan.decisive_claims) <= ids  # the curve's claims are computed in the decisive run
+    assert {"sif", "coop_temporal", "motion_static"} <= set(DECISIVE_ARMS) and plan.seeds >= 5
 
 
 def test_few_shot_index_balanced_and_nested() -> None:

@@ -10,6 +10,12 @@ by playback: forward or time-reversed, at 1x (every ``step``-th frame) or 2x (ev
 4 classes. Training clips start in the first 60 % of each video, test clips in the last 30 % (a 10 % gap against
 near-duplicate windows). A clip and its reversal have the same frames, so mean pooling is at chance (50 %) on the
 direction by construction; speed is what frame order *and* frame spread can show.
+
+With a ``seed`` the window starts are a seeded draw (:func:`window_starts`: one start drawn uniformly in each of
+``windows`` equal strata of the split's range, so the windows stay spread over the part of the video while their
+positions change with the seed); without one they are evenly spaced. The train/test assignment itself is fixed by
+time (first 60 % / last 30 %): assigning windows to splits at random would put near-duplicate windows of one
+stretch of video on both sides.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 import torch
 
 from tailorkit.core.progress import status
+from tailorkit.core.seeding import numpy_generator
 from tailorkit.nets.dual_encoder import DualEncoder
 from tailorkit.video.config import DataConfig, ShapesConfig
 from tailorkit.video.features import FeatureCache, encode_frames, model_key, preprocessing_key
@@ -37,6 +44,7 @@ __all__ = [
     "clip_features",
     "folder_features",
     "shapes_features",
+    "window_starts",
 ]
 
 Features = dict[str, torch.Tensor]
@@ -142,6 +150,21 @@ def video_frame_features(
     return (cache or FeatureCache()).get_or_compute(key, compute)["emb"]
 
 
+def window_starts(lo: int, last: int, windows: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Clip start positions in ``[lo, last]``: evenly spaced, or with ``rng`` one uniform draw per equal stratum.
+
+    Returns the sorted distinct starts (fewer than ``windows`` when the range has fewer positions).
+    """
+    if last < lo:
+        return np.zeros(0, dtype=int)
+    if rng is None:
+        return np.unique(np.linspace(lo, last, windows).round().astype(int))
+    edges = np.linspace(lo, last + 1, windows + 1)
+    low = np.floor(edges[:-1]).astype(int)
+    high = np.maximum(np.floor(edges[1:]).astype(int), low + 1)  # exclusive; a stratum holds >= 1 position
+    return np.unique(np.minimum(rng.integers(low, high), last))
+
+
 def arrow_of_time(
     encoder: DualEncoder,
     manifest: Mapping[str, Any] | None,
@@ -153,13 +176,15 @@ def arrow_of_time(
     videos: Sequence[str] = ARROW_VIDEOS,
     max_frames: int = 400,
     cache: FeatureCache | None = None,
+    seed: int | None = None,
 ) -> tuple[tuple[Features, torch.Tensor], tuple[Features, torch.Tensor], list[str]]:
     """Train and test clips of the arrow-of-time check (see module docstring).
 
     Args:
         frames: T per clip. step: Frame step at 1x (2x uses 2 * step).
-        windows: Clip start positions per video and split (evenly spread in the split's part of the video).
+        windows: Clip start positions per video and split (spread over the split's part of the video).
         max_frames: Decode at most this many frames per video (vtest has 795).
+        seed: Draw the window starts (see :func:`window_starts`); None = evenly spaced.
 
     Returns:
         (train features, labels), (test features, labels), class names; labels 0..3 = ARROW_CLASSES.
@@ -173,10 +198,8 @@ def arrow_of_time(
         n = len(emb)
         ranges = {"train": (0, int(0.6 * n)), "test": (int(0.7 * n), n)}
         for split, (lo, hi) in ranges.items():
-            last = hi - span
-            if last < lo:
-                continue
-            for start in np.unique(np.linspace(lo, last, windows).round().astype(int)):
+            rng = None if seed is None else numpy_generator(seed, "video-arrow-windows", name, split)
+            for start in window_starts(lo, hi - span, windows, rng):
                 for speed in (1, 2):
                     idx = start + np.arange(frames) * step * speed
                     clip = emb[torch.as_tensor(idx)]
