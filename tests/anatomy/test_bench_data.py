@@ -144,7 +144,7 @@ def test_claims_are_per_seed_gaps_against_fixed_targets():
 
 def test_claims_merge_over_seeds():
     from tailorkit.anatomy.bench import _claims
-    from tailorkit.core.evidence import merge_claims
+    from tailorkit.core.results import merge_claims
 
     per_seed = []
     for gap in (3.0, 5.0, 4.0, 6.0, 2.0):

@@ -109,7 +109,7 @@ def _toy_metrics(aia: float, forgetting: float, final: float | None = None) -> d
 
 def test_claims_are_paired_per_seed_quantities_on_toy_rows() -> None:
     from tailorkit.continual.bench import METHODS, ContinualBenchConfig, _claims
-    from tailorkit.core.evidence import merge_claims
+    from tailorkit.core.results import merge_claims
 
     # two orders in this seed: the claim value is the mean over orders of the paired difference
     rows = {m: [_toy_metrics(0.50, 0.10), _toy_metrics(0.60, 0.10)] for m in METHODS}

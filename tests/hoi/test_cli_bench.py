@@ -164,7 +164,7 @@ def _cells(row_values: dict[str, list[float]]) -> dict[str, list[dict[str, objec
 
 
 def test_claims_are_per_seed_paired_differences_decided_by_the_interval() -> None:
-    from tailorkit.core.evidence import merge_claims
+    from tailorkit.core.results import merge_claims
     from tailorkit.hoi.bench import ROWS, make_claims
 
     base = [0.50, 0.52, 0.48, 0.51, 0.49]

@@ -44,7 +44,7 @@ def test_unknown_options_are_errors() -> None:
     ("variant", "setting", "owners"),
     [
         ("single", {"link": "object"}, "hodn"),
-        ("single", {"inter_layers": 3}, "cascade and hodn"),
+        ("single", {"inter_layers": 3}, "cascade and hodn and cascade_deep and single_deep"),
         ("hodn", {"dec_layers": 2}, "single"),
         ("cascade", {"sg_obj": False}, "hodn"),
     ],

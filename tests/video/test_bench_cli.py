@@ -72,7 +72,7 @@ def test_gap_claims_need_a_whole_clip_not_float_rounding() -> None:
 
 def test_claims_decided_over_seeds_by_the_interval() -> None:
     """Per-seed gaps merge into an interval: gaps of +1..+3 clips hold, gaps straddling zero stay undecided."""
-    from tailorkit.core.evidence import merge_claims
+    from tailorkit.core.results import merge_claims
 
     config = VideoBenchConfig()
     one = 1 / clip_resolution(config)[0]
