@@ -5,6 +5,7 @@ CI installs every asset (`make test` runs `tailorkit assets install` first), so 
 
 from __future__ import annotations
 
+import locale
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -39,3 +40,13 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def restore_locale() -> Iterator[None]:
+    """Put the C locale back after every test: a native library (the registration peers load ITK / ANTs) can switch
+    it to "C", after which Python's default text encoding is ASCII and every later test reading UTF-8 text fails."""
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != saved:
+        locale.setlocale(locale.LC_ALL, saved)

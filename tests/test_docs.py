@@ -16,7 +16,7 @@ from tailorkit.core.bench import SUBSYSTEMS
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "tailorkit"
 DOCS = ROOT / "docs"
-ARCH = (DOCS / "architecture.md").read_text()
+ARCH = (DOCS / "architecture.md").read_text(encoding="utf-8")
 
 # Work on other branches (issue 23) that this test already expects; delete an entry when that branch is merged.
 # An entry that is no longer needed fails the test, so none stays behind.
@@ -106,7 +106,7 @@ def test_bench_list_equals_registered_benches() -> None:
     documented = re.findall(r"`([a-z_]+)`", sentence.group(1))
     registered = []
     for bench in sorted(PKG.glob("*/bench.py")):
-        for node in ast.walk(ast.parse(bench.read_text())):
+        for node in ast.walk(ast.parse(bench.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "register_bench":
                 registered.append(ast.literal_eval(node.args[0]))
     assert documented == list(SUBSYSTEMS)
@@ -118,7 +118,7 @@ def test_methods_base_holds_the_registry() -> None:
     for folder in sorted(PKG.glob("*/methods/")):
         name = folder.parent.name
         base = folder / "base.py"
-        tree = ast.parse(base.read_text() if base.is_file() else "")
+        tree = ast.parse(base.read_text(encoding="utf-8") if base.is_file() else "")
         assigned = {
             t.id
             for node in tree.body
@@ -156,7 +156,7 @@ def _allowed(path: Path) -> str | None:
 def test_no_citation_of_documents_outside_the_repository() -> None:
     bad, still_needed = [], set()
     for path in _sources():
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if OUTSIDE.search(line):
                 if _allowed(path):
                     still_needed.add(_allowed(path))
@@ -201,10 +201,10 @@ def test_github_slug() -> None:
 
 
 def test_links_to_docs_sections_resolve() -> None:
-    cache = {p.name: anchors(p.read_text()) for p in DOCS.glob("*.md")}
+    cache = {p.name: anchors(p.read_text(encoding="utf-8")) for p in DOCS.glob("*.md")}
     bad = []
     for path in _sources():
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         links = re.findall(r"docs/([\w-]+\.md)#([\w-]+)", text)
         if path.suffix == ".md":
             links += [(path.name, a) for a in re.findall(r"\]\(#([\w-]+)\)", text)]
@@ -218,8 +218,8 @@ def test_links_to_docs_sections_resolve() -> None:
 def test_cited_sections_are_not_empty() -> None:
     # A section the source cites instead of the notes must carry the detail, not only a heading.
     for path in _sources():
-        for doc, anchor in set(re.findall(r"docs/([\w-]+\.md)#([\w-]+)", path.read_text())):
-            text = (DOCS / doc).read_text()
+        for doc, anchor in set(re.findall(r"docs/([\w-]+\.md)#([\w-]+)", path.read_text(encoding="utf-8"))):
+            text = (DOCS / doc).read_text(encoding="utf-8")
             headings = [line for line in text.splitlines() if re.match(r"#{1,6} ", line)]
             match = [h for h in headings if anchor in anchors(h)]
             if not match:

@@ -71,7 +71,7 @@ def import_graph(src: Path, package: str, *, deferred: bool) -> dict[str, set[st
     for name, path in files.items():
         is_package = path.name == "__init__.py"
         targets: set[str] = set()
-        for node in _imports(ast.parse(path.read_text(), str(path)).body, deferred):
+        for node in _imports(ast.parse(path.read_text(encoding="utf-8"), str(path)).body, deferred):
             if isinstance(node, ast.Import):
                 targets.update(alias.name for alias in node.names)
                 continue
@@ -214,7 +214,7 @@ def private_imports(src: Path, package: str) -> set[tuple[str, str, str]]:
     found = set()
     for path in sorted((src / package).rglob("*.py")):
         name = _module_name(path, src)
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             if not isinstance(node, ast.ImportFrom):
                 continue
             if node.level:

@@ -228,7 +228,7 @@ class VideoFolder:
                     if file.suffix.lower() in VIDEO_SUFFIXES:
                         clips.append(Clip(file, index[f], self.classes[index[f]], "all"))
         else:
-            with open(splits_csv, newline="") as handle:
+            with open(splits_csv, newline="", encoding="utf-8") as handle:
                 reader = csv.DictReader(handle)
                 missing = {"path", "label", "split"} - set(reader.fieldnames or [])
                 if missing:
