@@ -315,9 +315,10 @@ def test_cli_runs_every_installed_method_from_the_same_initialisation(method: st
     init_err = float(
         (T.affine_displacement(init.numpy(), SHAPE, tensor_affine(AFF)) - truth).norm(dim=0)[inside].mean()
     )
-    if method == "elastix" and code == 3:
-        # measured once: elastix capped at 32 iterations left this pair worse than the moments initialisation
-        # (2.6 mm vs 0.44 mm, median det J 0.78) and the checks refused it; the refusal must then be deserved
+    if code == 3:
+        # A peer may leave this pair worse than the moments initialisation and be refused (measured once: elastix
+        # capped at 32 iterations, 2.6 mm vs 0.44 mm; ANTs' affine, multi-threaded and sampled, refused once in
+        # several runs): the refusal must then be deserved.
         assert err > init_err, (err, init_err)
         return
     assert code == 0 and err < 3.0 and err < init_err + 0.5, (err, init_err)
