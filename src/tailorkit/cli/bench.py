@@ -103,6 +103,14 @@ def add_parser(sub: Any) -> None:
         help="rerun a committed bench result with its own settings and report, per claim, whether the new value "
         "falls inside the committed interval (exit 1 if any falls outside)",
     )
+    repro.add_argument(
+        "--verdicts",
+        type=Path,
+        default=None,
+        metavar="FILE.json",
+        help="print a bench result's claims as a Markdown Verdicts table (claim, value, target, interval, seeds "
+        "won, verdict) for docs/<subsystem>.md, and exit; runs nothing",
+    )
     _common(repro)
     repro.set_defaults(func=run_reproduce_cmd)
 
@@ -143,6 +151,8 @@ def run_reproduce_cmd(args: argparse.Namespace) -> int:
     from tailorkit.core.progress import status
     from tailorkit.core.report import write_reproduce_report
 
+    if args.verdicts is not None:
+        return print_verdicts_cmd(args)
     if args.check is not None:
         return run_check_cmd(args)
     mode = _mode(args)
@@ -177,19 +187,33 @@ def run_reproduce_cmd(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def run_check_cmd(args: argparse.Namespace) -> int:
-    """`tailorkit reproduce --check FILE.json`: rerun a committed result and compare claim by claim."""
-    from tailorkit.cli.main import UsageError, device_from
-    from tailorkit.core.bench import rerun_document
-    from tailorkit.core.evidence import check_against
+def _load_committed(path: Path) -> dict[str, Any]:
+    from tailorkit.cli.main import UsageError
     from tailorkit.core.results import load_bench
 
     try:
-        old = load_bench(args.check)
+        return load_bench(path)
     except OSError as err:
-        raise UsageError(f"tailorkit: error: {args.check}: cannot read ({err.strerror})") from None
+        raise UsageError(f"tailorkit: error: {path}: cannot read ({err.strerror})") from None
     except ValueError as err:
-        raise UsageError(f"tailorkit: error: {args.check}: expected a bench JSON document ({err})") from None
+        raise UsageError(f"tailorkit: error: {path}: expected a bench JSON document ({err})") from None
+
+
+def print_verdicts_cmd(args: argparse.Namespace) -> int:
+    """`tailorkit reproduce --verdicts FILE.json`: the Markdown Verdicts table of a committed result."""
+    from tailorkit.core.report import verdicts_markdown
+
+    print(verdicts_markdown(_load_committed(args.verdicts)))
+    return 0
+
+
+def run_check_cmd(args: argparse.Namespace) -> int:
+    """`tailorkit reproduce --check FILE.json`: rerun a committed result and compare claim by claim."""
+    from tailorkit.cli.main import device_from
+    from tailorkit.core.bench import rerun_document
+    from tailorkit.core.evidence import check_against
+
+    old = _load_committed(args.check)
     new = rerun_document(old, device=device_from(args.device), out=args.out / "check" / f"{old['subsystem']}.json")
     lines, outside = check_against(old, new)
     print("\n".join(lines))

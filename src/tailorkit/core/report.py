@@ -192,3 +192,30 @@ def write_demo_report(sections: Sequence[DemoSection], out_dir: str | Path, fail
     if failures:
         body.append("<h2>Parts that failed</h2>" + html_table(["part", "error"], sorted(failures.items())))
     return write_text_atomic(out / "index.html", _page("tailorkit demo", "\n".join(body)))
+
+
+VERDICT_HEADER = ("claim", "value", "target", "95 % interval", "seeds won", "verdict")
+
+
+def _g(x: Any) -> str:
+    return "" if x is None else f"{x:.4g}"
+
+
+def verdict_cells(claim: dict[str, Any]) -> list[str]:
+    """A claim's cells in a docs Verdicts table, formatted the one way that tests/test_docs.py checks against."""
+    verdict = claim.get("verdict") or ("holds" if claim["holds"] else "fails")
+    low, high = claim.get("ci_low"), claim.get("ci_high")
+    interval = "" if low is None or high is None or low == high else f"[{low:+.4g}, {high:+.4g}]"
+    wins = "" if claim.get("wins") is None else f"{claim['wins']}/{claim.get('n', 1)}"
+    return [f"`{claim['id']}`", _g(claim["value"]), _g(claim["target"]), interval, wins, verdict]
+
+
+def verdicts_markdown(doc: dict[str, Any]) -> str:
+    """The Verdicts table of a bench document in Markdown, with an empty diagnosis column for the docs to fill.
+
+    `tailorkit reproduce --verdicts FILE.json` prints it; a docs table preceded by the comment
+    `<!-- verdicts: docs/results/FILE.json -->` must keep these cells equal to the committed JSON (a test checks).
+    """
+    lines = ["| " + " | ".join((*VERDICT_HEADER, "diagnosis")) + " |", "|" + "---|" * (len(VERDICT_HEADER) + 1)]
+    lines += ["| " + " | ".join((*verdict_cells(c), "")) + " |" for c in doc["claims"]]
+    return "\n".join(lines)
