@@ -28,7 +28,7 @@ def test_z1_and_u_match_the_reference_formula() -> None:
         cfg = small_config(mod_T=T)
         v = np.linspace(-0.5, 0.5, 200_001)
         assert z1(cfg) == pytest.approx(np.trapezoid(np.exp(-v / T), v), rel=1e-8)
-        # notes: u = V_min - T ln[T (1 - e^(-1/T))] = -T ln Z1
+        # docs/films.md#exact-equilibrium-start: u = V_min - T ln[T (1 - e^(-1/T))] = -T ln Z1
         assert u_lattice_gas(cfg) == pytest.approx(-0.5 - T * math.log(T * (1 - math.exp(-1 / T))), rel=1e-12)
         assert u_lattice_gas(cfg) == pytest.approx(-T * math.log(z1(cfg)), rel=1e-12)
 
@@ -82,7 +82,8 @@ def test_preheat_matches_exact_lattice_gas_enumeration() -> None:
 
 
 def test_top_layer_void_enrichment_close_to_z1() -> None:
-    """At low void density the top layer is enriched by ~Z1 (one bond fewer per top void) [notes §1.2]."""
+    """At low void density the top layer is enriched by ~Z1 (one bond fewer per top void)
+    [docs/films.md#exact-equilibrium-start]."""
     T = 0.25
     top = interior = 0.0
     for seed in range(12):

@@ -104,7 +104,6 @@ class SAMTrainConfig:
     # 0.75 voxel at 3 mm (official 2 mm at 2 mm); docs/anatomy.md#inferred-or-changed
     positive_distance_mm: float = 2.25
     ignore_distance_mm: float = 20.0
-    pre_select_pos: int = 2000
     after_select_pos: int = 100
     pre_select_neg: int = 2000
     after_select_neg: int = 500
@@ -154,7 +153,6 @@ class SAMTrainConfig:
         ):
             _positive(name, getattr(self, name))
         for name in (
-            "pre_select_pos",
             "after_select_pos",
             "pre_select_neg",
             "after_select_neg",

@@ -39,10 +39,3 @@ def torch_generator(seed: int, *names: str | int, device: torch.device | str | N
 def numpy_generator(seed: int, *names: str | int) -> np.random.Generator:
     """A numpy Generator (PCG64) seeded with `derive_seed(seed, *names)` (or `seed` itself when no names)."""
     return np.random.default_rng(derive_seed(seed, *names) if names else seed)
-
-
-def as_numpy_generator(rng: np.random.Generator | int | None, default_seed: int = 0) -> np.random.Generator:
-    """Accept a Generator, a seed or None (-> `default_seed`) and return a Generator."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    return np.random.default_rng(default_seed if rng is None else rng)

@@ -1,12 +1,12 @@
 """From measured curves to the paper's quantities: tau(z), KWW beta, bulk fits, nu, film mobility, S, T_c, front.
 
-Film mobility [inferred, notes §1.4]: Maxwell closure eta(z) = G tau(z); no-slip substrate at z = 0, stress-free top;
-M = int_0^h (h - z)^2 / eta(z) dz. On layers j = 0..h-1 (j = 0 at the substrate): M = (1/3G) sum_j w_j / tau_j with
-w_j = (h - j)^3 - (h - j - 1)^3 (sum_j w_j = h^3), eta_eff = h^3 / (3M), so eta_eff / eta_bulk = tau_eff / tau_bulk
-with tau_eff = h^3 / sum_j (w_j / tau_j), the weighted harmonic mean. Mobile layer thickness l = number of layers
-below the top with tau(z) < tau_bulk / e; surface fraction S = sum_{j >= h - l} w_j / tau_j / sum_j w_j / tau_j;
-T_c(h) where S = 1/2. Front depth d(t): layers from the top, contiguous, with at least half of their particles
-relaxed by t.
+Film mobility [inferred, docs/films.md#film-mobility]: Maxwell closure eta(z) = G tau(z); no-slip substrate at
+z = 0, stress-free top; M = int_0^h (h - z)^2 / eta(z) dz. On layers j = 0..h-1 (j = 0 at the substrate):
+M = (1/3G) sum_j w_j / tau_j with w_j = (h - j)^3 - (h - j - 1)^3 (sum_j w_j = h^3), eta_eff = h^3 / (3M), so
+eta_eff / eta_bulk = tau_eff / tau_bulk with tau_eff = h^3 / sum_j (w_j / tau_j), the weighted harmonic mean.
+Mobile layer thickness l = number of layers below the top with tau(z) < tau_bulk / e; surface fraction
+S = sum_{j >= h - l} w_j / tau_j / sum_j w_j / tau_j; T_c(h) where S = 1/2. Front depth d(t): layers from the
+top, contiguous, with at least half of their particles relaxed by t.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`tailorkit bench films`: the reduced reproduction of arXiv:2402.11210 (notes §4.4) plus the speed comparison.
+"""`tailorkit bench films`: the reduced reproduction of arXiv:2402.11210 (docs/films.md#reduced-reproduction-plan) plus
+the speed comparison.
 
 Quick (<= 5 min on 2 cores): bulk 48x48 and films h = 6, 16 (Lx = 256) at T = 0.30, 0.22, 0.18, one seed, plus bulk
 runs at phi_v = 0.02 for the facilitation exponent nu. Full (budget ~40 min, not run here): bulk 64x64 and h = 6, 10,

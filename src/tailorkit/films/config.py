@@ -1,9 +1,10 @@
 """Settings of a film (or bulk) DPLM run: frozen dataclasses validated in `__post_init__`.
 
-Verified (notes §1.2, reference code `zhangns/dplm-public`): square lattice, pair energies V from g(V) uniform on
-[-0.5, 0.5], swap rate w0 exp(-(E0 + dE/2)/T) with w0 = 1e6, E0 = 1.5, void fraction phi_v ~ 0.01.
-Inferred (notes §1.3, §4.2; options here): the film geometry (periodic in x, closed top, substrate modes), the
-observables (F_s at q = pi/2 along x, 1/e threshold), the first-relaxation criterion |dr|^2 >= 4, the preheat length.
+Verified (docs/films.md#base-model, reference code `zhangns/dplm-public`): square lattice, pair energies V from
+g(V) uniform on [-0.5, 0.5], swap rate w0 exp(-(E0 + dE/2)/T) with w0 = 1e6, E0 = 1.5, void fraction phi_v ~ 0.01.
+Inferred (docs/films.md#film-geometry-and-substrate, docs/films.md#observables-and-defaults; options here): the
+film geometry (periodic in x, closed top, substrate modes), the observables (F_s at q = pi/2 along x, 1/e
+threshold), the first-relaxation criterion |dr|^2 >= 4, the preheat length.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ class FilmConfig:
         """phi_v x sites (bulk, or `void_matching = "canonical"`); for films with `"interior"` (default) the count
         that gives the interior the void density phi_v of the bulk: each free-surface-like layer (the top, and the
         bottom of a bare substrate) holds Z1 times the interior density in the dilute limit (a void there breaks one
-        bond fewer). [inferred, notes §4.1 "grand-canonical void insertion"; without it surface enrichment depletes
+        bond fewer). [inferred, docs/films.md#void-matching-in-films; without it surface enrichment depletes
         the interior of thin films, which with tau ~ phi_v^-nu, nu ~ 2, slows them markedly]"""
         lat, m = self.lattice, self.model
         if lat.geometry == "bulk" or m.void_matching == "canonical":

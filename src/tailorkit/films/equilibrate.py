@@ -1,4 +1,4 @@
-"""Exact equilibrium start (notes §1.2, "ap=2" of the reference code, generalised to films).
+"""Exact equilibrium start (docs/films.md#exact-equilibrium-start, "ap=2" of the reference code, generalised to films).
 
 1. Lattice-gas preheat [verified: reference code; film generalisation inferred]: in equilibrium the void arrangement
    is weighted by Z1^(number of bonds), bonds to a smooth or pinned substrate included, i.e. a lattice gas with bond

@@ -1,12 +1,13 @@
 """Pair energies V_kl drawn from g(V) by a seeded hash, Boltzmann-weighted overrides, Z1(T) and u(T).
 
-Verified (notes §1.2): g uniform on [V0, V0 + 1] with V0 = -0.5 in the reference code; the exact equilibrium has the
-V of every occupied bond distributed as g(V) exp(-V/T) / Z1 with Z1 = int g(V) exp(-V/T) dV, and the void
-arrangement weighted by Z1^(number of bonds), i.e. a lattice gas with constant bond energy u = -T ln Z1.
-Inferred (notes §3.4): the particle-pair variant (V depends on the two particle ids only) with V_kl computed lazily
-as V0 + (V1 - V0) * splitmix64(seed ^ (min*N_ids + max)) / 2**64 instead of an N x N table, and O(1) overrides: each
-particle keeps the ids of its nd initial neighbours with their Boltzmann-drawn V ("table modified at t = 0").
-g = "delta" (all V = V0) is the tracer/lattice-gas limit used in tests.
+Verified (docs/films.md#base-model, docs/films.md#exact-equilibrium-start): g uniform on [V0, V0 + 1] with
+V0 = -0.5 in the reference code; the exact equilibrium has the V of every occupied bond distributed as
+g(V) exp(-V/T) / Z1 with Z1 = int g(V) exp(-V/T) dV, and the void arrangement weighted by Z1^(number of bonds),
+i.e. a lattice gas with constant bond energy u = -T ln Z1.
+Inferred (docs/films.md#interactions): the particle-pair variant (V depends on the two particle ids only) with
+V_kl computed lazily as V0 + (V1 - V0) * splitmix64(seed ^ (min*N_ids + max)) / 2**64 instead of an N x N table,
+and O(1) overrides: each particle keeps the ids of its nd initial neighbours with their Boltzmann-drawn V ("table
+modified at t = 0"). g = "delta" (all V = V0) is the tracer/lattice-gas limit used in tests.
 
 Parameter arrays shared by all kernels (packed once by `pack_params`):
     fpar: [1/(2T), w0 exp(-E0/T), V0, V1, v_substrate, v_const, relax_r2]

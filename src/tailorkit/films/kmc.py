@@ -1,11 +1,11 @@
 """Rejection-free kinetic Monte Carlo (BKL / n-fold way) of the DPLM: rates, binary sum tree, the event loop.
 
-Verified (notes §1.2, reference code): events are (void, direction) pairs, a particle next to a void swaps into it at
-w = w0 exp(-(E0 + dE/2)/T), dE = (bonds the particle forms at the void site, without the bond to its old site) -
-(bonds it breaks at its old site); detailed balance w(A->B)/w(B->A) = exp(-dE/T); only rates near the two changed
-sites change. Deliberate deviations: the waiting time is exponential, dt = -ln(U)/R (the reference code uses 1/R;
-that is exact only on average), and parents are recomputed from their children on each update (no running-sum
-drift), with a periodic full rebuild kept as a safeguard.
+Verified (docs/films.md#base-model, reference code): events are (void, direction) pairs, a particle next to a
+void swaps into it at w = w0 exp(-(E0 + dE/2)/T), dE = (bonds the particle forms at the void site, without the
+bond to its old site) - (bonds it breaks at its old site); detailed balance w(A->B)/w(B->A) = exp(-dE/T); only
+rates near the two changed sites change. Deliberate deviations: the waiting time is exponential, dt = -ln(U)/R
+(the reference code uses 1/R; that is exact only on average), and parents are recomputed from their children on
+each update (no running-sum drift), with a periodic full rebuild kept as a safeguard.
 
 Tree layout: void v owns the aligned leaf block [v*B, v*B + B) (B = nd rounded up to a power of two; padding leaves
 stay 0), leaves at tree[P + i], root tree[1], so all of a void's rates are refreshed with one walk to the root.

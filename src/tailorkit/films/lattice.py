@@ -3,7 +3,8 @@
 Sites are numbered s = x + Lx*(y + Ly*z) (y absent in 2D), so the layer is z = s // (Lx*Ly) and the column is
 s % (Lx*Ly). Directions come in opposite pairs (d, d ^ 1): +x, -x, (+y, -y,) +z, -z. Sentinels in the neighbour
 table: FREE (-1) = nothing there (the free surface above a film, a bare substrate); SUBSTRATE (-2) = a substrate
-particle (smooth or pinned) below z = 0. [inferred: notes §1.3; the paper's exact surface/substrate are unverified]
+particle (smooth or pinned) below z = 0. [inferred: docs/films.md#film-geometry-and-substrate; the paper's exact
+surface and substrate are unverified]
 """
 
 from __future__ import annotations

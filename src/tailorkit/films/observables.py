@@ -1,9 +1,10 @@
 """Layer-resolved observables measured on the state at logarithmically spaced times (numba, O(N) per call).
 
 Layers are those of the particles at the time origin t = 0 (the exact equilibrium start is a valid origin).
-[inferred, notes §4.3; options in RunConfig] F_s(q, t; z0) = <cos(q dx)> along x (and y in 3D, averaged), q = pi/2
-by default; lateral MSD; bond persistence = fraction of the t = 0 nearest-neighbour pairs still adjacent; hops per
-particle; void density per layer; fraction of particles relaxed (first |dr|^2 >= relax_r2) per layer.
+[inferred, docs/films.md#observables-and-defaults; options in RunConfig] F_s(q, t; z0) = <cos(q dx)> along x
+(and y in 3D, averaged), q = pi/2 by default; lateral MSD; bond persistence = fraction of the t = 0
+nearest-neighbour pairs still adjacent; hops per particle; void density per layer; fraction of particles relaxed
+(first |dr|^2 >= relax_r2) per layer.
 """
 
 from __future__ import annotations
