@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -34,7 +35,8 @@ def test_tiny_bench_follows_the_contract(tmp_path: Path) -> None:
         for metric in ("tau", "tau_top_over_interior", "surface_fraction", "events_per_s"):
             assert metric in row["metrics"], (metric, row)
     ids = {c["id"] for c in doc["claims"]}
-    assert {"bulk-tau-range", "surface-faster", "eta-below-bulk", "nu-grows", "front-advances", "speed-L30"} <= ids
+    assert {"surface-faster", "eta-below-bulk", "nu-grows", "front-from-surface", "front-advances", "speed-L30"} <= ids
+    assert "bulk-tau-range" not in ids and "bulk-tau-range-quick" in doc["extra"]["sanity"]  # quick: a setting check
     assert "speed-L100" not in ids and "speedup-vs-rejection" in ids
     speed = [r for r in doc["rows"] if r["method"] == "rejection-free-kmc"]
     assert sorted(r["params"]["L"] for r in speed) == [12, 30] and all(r["metrics"]["events_per_s"] > 0 for r in speed)
@@ -62,3 +64,21 @@ def test_full_mode_plan() -> None:
     assert any(j.lattice.dim == 3 and j.lattice.geometry == "bulk" for j in jobs)
     quick = _jobs(FilmsBenchConfig(), "quick", 0)
     assert len(quick) == 12 and {j.model.T for j in quick} == {0.30, 0.22, 0.18}
+
+
+def test_front_from_surface_compares_the_top_with_every_other_layer() -> None:
+    from tailorkit.films.bench import top_first_ratio
+
+    assert top_first_ratio([5.0, 9.0, 8.0, 2.0]) == 2.0 / 5.0  # the top (last) relaxes first: < 1
+    # the audit's case: the top beats the middle layer but the substrate layer (first) relaxes fastest
+    assert top_first_ratio([1.0, 9.0, 8.0, 2.0]) == 2.0
+    assert math.isnan(top_first_ratio([3.0, None, 2.0]))  # a layer that never half-relaxed: not measurable
+
+
+def test_front_levels_count_a_gradual_front_not_a_jump() -> None:
+    from tailorkit.films.bench import front_levels
+
+    assert front_levels([0, 1, 3, 16], 16) == 2.0  # the audit's 0 -> 1 -> 3 -> 16: a jump with two stutters
+    assert front_levels([0, 0, 16, 16], 16) == 0.0  # the whole film at once
+    assert front_levels([0, 1, 2, 2, 4, 5, 7, 9, 16], 16) == 6.0  # layer by layer
+    assert front_levels([0, 3, 2, 16], 16) == -1.0  # a retreat

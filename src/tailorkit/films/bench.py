@@ -176,6 +176,32 @@ def _speed_rows(cfg: FilmsBenchConfig) -> list[Row]:
     return rows
 
 
+def top_first_ratio(t_half: list[float | None]) -> float:
+    """Half-relaxation time of the top layer (last) over the fastest other layer's; < 1: the top relaxes first.
+
+    Every layer counts, the substrate layer too: comparing only the top with the middle (the earlier claim) passed a
+    seed on which the substrate layer relaxed fastest (issue 18's audit). nan when a layer never half-relaxed.
+    """
+    if len(t_half) < 2 or any(t is None or not math.isfinite(t) for t in t_half):
+        return math.nan
+    return float(t_half[-1]) / min(float(t) for t in t_half[:-1])
+
+
+def front_levels(depth: list[float], h: int) -> float:
+    """Distinct front depths strictly between 0 and h that d(t) passes through; -1 if d(t) ever retreats.
+
+    A front that advances layer by layer visits many intermediate depths; a film that relaxes all at once jumps
+    0 -> h and visits none. Counting advances instead (the earlier claim: at least 3) passed 0 -> 1 -> 3 -> 16, a
+    jump with two stutters, and depended on how often d(t) was sampled.
+    """
+    d = np.asarray(depth, dtype=float)
+    if d.size == 0:
+        return math.nan
+    if (np.diff(d) < 0).any():
+        return -1.0
+    return float(len({x for x in d.tolist() if 0 < x < h}))
+
+
 def _claims(rows: list[Row], extra: dict[str, Any], mode: str) -> list[Claim]:
     claims = []
     bulk = {
@@ -186,16 +212,24 @@ def _claims(rows: list[Row], extra: dict[str, Any], mode: str) -> list[Claim]:
     }
     temps = sorted(bulk)
     decades = math.log10(bulk[temps[0]] / bulk[temps[-1]]) if len(temps) > 1 else math.nan
-    target = 1.5 if mode == "quick" else 4.0
-    claims.append(
-        _claim(
-            "min",
-            "bulk-tau-range",
-            f"bulk tau rises >= {target} decades from T={temps[-1]} to T={temps[0]}",
-            decades,
-            target,
+    if mode == "quick":
+        # The design asks >= 4 decades over T 0.30 -> 0.15; quick mode stops at 0.18, where no such range exists.
+        # So in quick mode the range only checks the setting (is it glassy enough for the film claims?), not a claim.
+        extra.setdefault("sanity", {})["bulk-tau-range-quick"] = {
+            "value": decades,
+            "pass": bool(decades >= 1.5),
+            "text": f"bulk tau rises >= 1.5 decades from T={temps[-1]} to T={temps[0]} (quick range; not a claim)",
+        }
+    else:
+        claims.append(
+            _claim(
+                "min",
+                "bulk-tau-range",
+                f"bulk tau rises >= 4 decades from T={temps[-1]} to T={temps[0]}",
+                decades,
+                4.0,
+            )
         )
-    )
     films = [r for r in rows if r.method == "dplm-film" and r.params.get("substrate") == "smooth"]
     cold = [r.metrics.get("tau_top_over_interior", math.nan) for r in films if r.params["T"] <= 0.20]
     claims.append(
@@ -254,29 +288,24 @@ def _claims(rows: list[Row], extra: dict[str, Any], mode: str) -> list[Claim]:
     coldest = min(ts) if ts else math.nan
     thick = max(hs) if hs else 0
     front = extra["films"].get(f"h{thick}_smooth_T{coldest:g}", {})
-    half = front.get("t_half_relax_z") or []
-    ratio = math.nan
-    if half and half[-1] is not None and half[len(half) // 2] is not None:
-        ratio = half[-1] / half[len(half) // 2]
     claims.append(
         _claim(
             "max",
             "front-from-surface",
-            f"h={thick}, T={coldest}: the top layer half-relaxes before the middle layer (time ratio)",
-            ratio,
+            f"h={thick}, T={coldest}: the top layer half-relaxes first of all layers (its time over the fastest other "
+            "layer's, substrate included)",
+            top_first_ratio(front.get("t_half_relax_z") or []),
             1.0,
         )
     )
-    depth = np.asarray(front.get("front_depth") or [0.0])
-    steps = np.diff(depth)
-    advances = float((steps > 0).sum()) if (steps >= 0).all() else -1.0
     claims.append(
-        Claim.at_least(
+        _claim(
+            "min",
             "front-advances",
-            f"h={thick}, T={coldest}: the mobile front d(t) advances "
-            "monotonically (number of advances; -1 if it ever retreats)",
-            advances,
-            3.0,
+            f"h={thick}, T={coldest}: a mobile front crosses the film gradually: distinct depths strictly inside the "
+            f"film that d(t) passes through (target h/4 = {thick / 4:g}; -1 if d(t) ever retreats)",
+            front_levels(front.get("front_depth") or [], thick),
+            thick / 4,
         )
     )
     # issue 24's goals (per CPU second; the C++ reference code reaches 4.6-5.0 M at L = 30 and 1.8-2.4 M at L = 100)
