@@ -249,6 +249,9 @@ def test_an_interrupted_multi_seed_run_resumes_from_its_parts(toy_bench: str, tm
     assert len(list((tmp_path / "toy.json.parts").glob("*.json"))) == 2
     doc = run_bench(toy_bench, mode="quick", seeds=4, out=out)
     assert [s for s, _ in SEEN] == [0, 1, 2, 2, 3]  # seeds 0 and 1 were reused, not rerun
+    # each seed's cost is kept with its part, so the resumed document still says what every seed took
+    timings = doc["evidence"]["seed_timings"]
+    assert [t["seed"] for t in timings] == [0, 1, 2, 3] and all(t["seconds"] >= 0 for t in timings)
     fresh = run_bench(toy_bench, mode="quick", seeds=4)  # no parts: every seed runs
     assert [c["value"] for c in doc["claims"]] == [c["value"] for c in fresh["claims"]]
     SEEN.clear()

@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import json
 import math
+import os
 import resource
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -246,13 +247,16 @@ def run_bench(
     parts = Path(out).with_name(Path(out).name + ".parts") if out is not None and (n_seeds > 1 or budgets) else None
     wall, cpu = time.perf_counter(), _cpu_seconds()
     curve_rows: list[dict[str, Any]] = []
+    seed_timings: list[dict[str, Any] | None] = []
     try:
         bench_threads = torch.get_num_threads()
         if n_seeds == 1:
             outcome = bench.fn(config, fn_mode, seed, dev)
         else:
             per_seed = with_settings(config, plan.one_seed)
-            outcome = merge_outcomes(_over_seeds(bench, per_seed, fn_mode, seed_list, dev, name, parts), seed_list)
+            outcome = merge_outcomes(
+                _over_seeds(bench, per_seed, fn_mode, seed_list, dev, name, parts, seed_timings), seed_list
+            )
         decisive = with_settings(with_settings(config, plan.one_seed), plan.decisive) if budgets else None
         for k, b in enumerate(budgets, 1):
             if b == 1 and n_seeds > 1:  # the main run already measured the decisive pairs at this budget
@@ -285,6 +289,9 @@ def run_bench(
         if n_seeds == 1
         else f"claims decided on 95 % t intervals over {n_seeds} paired seeds",
     }
+    if seed_timings:
+        # `seconds` above is this call's; with parts reused from earlier calls, these say what each seed cost
+        doc["evidence"]["seed_timings"] = seed_timings
     if curve_rows:
         doc["curve"] = curve_rows
     if config is not None:
@@ -315,23 +322,42 @@ def _over_seeds(
     device: torch.device,
     name: str,
     parts: Path | None = None,
+    timings: list[dict[str, Any] | None] | None = None,
 ) -> list[BenchOutcome]:
-    """One call of the bench function per seed, with a count and an ETA; seeds already in `parts` are reused."""
+    """One call of the bench function per seed, with a count and an ETA; seeds already in `parts` are reused.
+
+    `timings` (if given) receives one entry per seed: wall and CPU seconds of the call that measured it and the load
+    average at its start (kept in the part, so a resumed run still reports what each seed cost; None for parts
+    written before timings were kept).
+    """
+    timings = timings if timings is not None else []
     outcomes = []
     start, ran = time.perf_counter(), 0
     for k, s in enumerate(seeds):
         cached = None if parts is None else parts / f"{_part_key(name, config, mode, s, device)}.json"
         if cached is not None and cached.exists():
-            outcomes.append(outcome_from_json(json.loads(cached.read_text())))
+            saved = json.loads(cached.read_text())
+            outcomes.append(outcome_from_json(saved))
+            timings.append(saved.get("timing"))
             status(f"bench {name}: seed {s} ({k + 1}/{len(seeds)}) reused from {cached}")
             continue
         if ran:
             eta = (time.perf_counter() - start) / ran * (len(seeds) - k)
             status(f"bench {name}: seed {s} ({k + 1}/{len(seeds)}, about {eta / 60:.1f} min left)")
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        wall, cpu = time.perf_counter(), _cpu_seconds()
         outcomes.append(bench.fn(config, mode, s, device))
+        timings.append(
+            {
+                "seed": s,
+                "seconds": time.perf_counter() - wall,
+                "cpu_seconds": _cpu_seconds() - cpu,
+                "load_at_start": load,
+            }
+        )
         ran += 1
         if cached is not None:
-            write_json_atomic(cached, outcome_to_json(outcomes[-1]))
+            write_json_atomic(cached, {**outcome_to_json(outcomes[-1]), "timing": timings[-1]})
     return outcomes
 
 
