@@ -257,3 +257,23 @@ def test_an_interrupted_multi_seed_run_resumes_from_its_parts(toy_bench: str, tm
     SEEN.clear()
     run_bench(toy_bench, mode="quick", seeds=4, budget=2, out=out)  # other settings: other parts
     assert [s for s, _ in SEEN] == [0, 1, 2, 3]
+
+
+def _gated(config: ToyConfig, mode: str, seed: int, device: object) -> BenchOutcome:
+    """gate-a holds on every seed; gate-b straddles its target (+-1 around 0), so the pair is undecided."""
+    claims = [
+        Claim.at_least("gate-a", "a", 1.0 + 0.1 * seed, 0.0),
+        Claim.at_least("gate-b", "b", (-1.0) ** seed, 0.0),
+        Claim.at_least("ours-beats-baseline", "ours > baseline", 1.0, 0.0),
+    ]
+    return BenchOutcome(DataInfo("toy", "made here", 1, 1), [Row("ours", {"acc": 1.0})], claims)
+
+
+def test_the_gates_joint_verdict_is_written_beside_the_claims(monkeypatch: pytest.MonkeyPatch) -> None:
+    if "toy-gated" not in BENCHES:
+        register_bench("toy-gated", config=ToyConfig, plan=EvidencePlan(one_seed={"inner_seeds": 1}))(_gated)
+    monkeypatch.setattr(bench_module, "import_bench_module", lambda name: None)
+    doc = run_bench("toy-gated", mode="quick", seeds=3)
+    assert doc["evidence"]["gate"] == {"verdict": "undecided", "claims": ["gate-a", "gate-b"]}
+    one = run_bench("toy-gated", mode="quick", seeds=1)  # seed 0 alone: both gates hold, indicatively
+    assert one["evidence"]["gate"]["verdict"] == "holds" and one["evidence"]["indicative"]

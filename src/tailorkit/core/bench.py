@@ -289,6 +289,11 @@ def run_bench(
         if n_seeds == 1
         else f"claims decided on 95 % t intervals over {n_seeds} paired seeds",
     }
+    gates = [c for c in doc["claims"] if c["id"].startswith("gate-")]
+    if gates:  # the validity gates' joint verdict: any failed gate fails it; all holding hold it
+        verdicts = {c.get("verdict") or ("holds" if c["holds"] else "fails") for c in gates}
+        joint = "fails" if "fails" in verdicts else "holds" if verdicts == {"holds"} else "undecided"
+        doc["evidence"]["gate"] = {"verdict": joint, "claims": [c["id"] for c in gates]}
     if seed_timings:
         # `seconds` above is this call's; with parts reused from earlier calls, these say what each seed cost
         doc["evidence"]["seed_timings"] = seed_timings
