@@ -6,8 +6,9 @@ polarity (prototype classification in its own output space), then patch the fine
 method, on the same eligible tensors (the 18 linear weights of the fine-tuned layers), and measure
 
 - retention R_O = mean over Lee (Pearson), WordSim-353 and SimLex-999 (Spearman) and, with `gloss_retrieval` on
-  (the default), WordNet gloss -> lemma retrieval R@1 (`tailorkit.patching.gloss`, `gloss_items` = 400 fixed items) of
-  score / score_pretrained; each score is also its own column (`lee`, `ws353`, `simlex`, `gloss_r1`, `gloss_mrr`),
+  (the default), WordNet gloss -> lemma retrieval R@1 (`tailorkit.patching.gloss`, `gloss_items` = 300 fixed
+  items) of score / score_pretrained; each score is also its own column (`lee`, `ws353`, `simlex`, `gloss_r1`,
+  `gloss_mrr`),
 - efficiency E_N = acc / acc_finetuned and gain G_N = (acc - acc_pre) / (acc_ft - acc_pre) on the test split,
 - patch_fraction = entries that differ from pretrained / entries of the tensors the fine-tune changed (biases and
   norms included; the default policy `sparsify` trims them like the weights, so this is <= rho),
@@ -86,7 +87,7 @@ class PatchingBenchConfig:
     multitask: bool = True
     mergekit: bool = True
     gloss_retrieval: bool = True
-    gloss_items: int = 400
+    gloss_items: int = 300
 
     def __post_init__(self) -> None:
         for d in (self.density, *self.full_densities):

@@ -62,7 +62,7 @@ def retrieval_scores(queries: torch.Tensor, keys: torch.Tensor) -> dict[str, flo
 
 
 @lru_cache(maxsize=4)
-def gloss_items(n: int = 400) -> tuple[tuple[str, str], ...]:
+def gloss_items(n: int = 300) -> tuple[tuple[str, str], ...]:
     """`n` (lemma, gloss) pairs chosen by the fixed rule of the module docstring (cached per process)."""
     if n < 2:
         raise ValueError(f"gloss_items: expected n >= 2, got {n}")
