@@ -70,9 +70,12 @@ class BackboneConfig:
     """The frozen pretrained backbone.
 
     Attributes:
-        name: "efficientnet_lite0" (real ImageNet weights), "vit" or "swin" (small, random init).
+        name: "efficientnet_lite0" (real ImageNet weights), "vit" or "swin" (small, random init: shapes for a
+            user's own weights).
         pretrained: EfficientNet only: load the ImageNet weights (False: random init, for tests).
         vit_dim, vit_depth, vit_patch: ViT size.
+        weights: A safetensors file with the slot backbone's state dict, loaded strictly in place of the
+            initialisation ("" : none). EfficientNet then skips its ImageNet weights.
     """
 
     name: Literal["efficientnet_lite0", "vit", "swin"] = "efficientnet_lite0"
@@ -80,6 +83,7 @@ class BackboneConfig:
     vit_dim: int = 96
     vit_depth: int = 6
     vit_patch: int = 8
+    weights: str = ""
 
     def __post_init__(self) -> None:
         for name in ("vit_dim", "vit_depth", "vit_patch"):
@@ -159,7 +163,8 @@ class MethodConfig:
             )
         check(
             self.budget_pct == 0 or self.r == _DEFAULT_R,
-            f"r: unused when budget_pct is set (the width is derived from the budget); expected {_DEFAULT_R}, got {self.r!r}",
+            f"r: unused when budget_pct is set (the width is derived from the budget); "
+            f"expected {_DEFAULT_R}, got {self.r!r}",
         )
 
 
