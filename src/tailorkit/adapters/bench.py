@@ -259,9 +259,10 @@ def _run(
     workers = config.workers if device.type == "cpu" else 1
     for s in seeds:
         run_cfg = replace(base, seed=s)
-        train, test = make_data(run_cfg, textures)
-        if config.split == "val":  # every row is evaluated on validation scenes; the test scenes stay unused
-            test = make_split(run_cfg, "val", textures)
+        if config.split == "val":  # every row is scored on validation scenes; test scenes are not even rendered
+            train, test = make_split(run_cfg, "train", textures), make_split(run_cfg, "val", textures)
+        else:
+            train, test = make_data(run_cfg, textures)
         tune = make_split(run_cfg, "tune", textures) if tuned else None
         jobs: dict[str, tuple[TrainConfig, int]] = {}
         for name in order:
