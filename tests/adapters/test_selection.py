@@ -3,12 +3,14 @@ bench (tiny settings; the bench runs here take seconds)."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import pytest
 import torch
 
 from tailorkit.adapters import data as data_module
+from tailorkit.adapters import selection
 from tailorkit.adapters.config import MethodConfig
 from tailorkit.adapters.data import SCENE_STREAMS, make_data, make_split, scene_seed
 from tailorkit.adapters.runner import build_model, train_model
@@ -62,14 +64,35 @@ def test_state_is_copied_when_saved() -> None:
     assert stopper.best_state is not None and torch.equal(stopper.best_state["w"], torch.zeros(2))
 
 
-def test_fit_with_early_stopping_restores_the_best_checkpoint() -> None:
+def test_fit_with_early_stopping_restores_the_best_checkpoint(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     cfg = tiny_config("vmt", backbone="vit")
     cfg = replace(cfg, optim=replace(cfg.optim, steps=6, lr=0.05))
     train, _ = make_data(cfg)
     tune = make_split(cfg, "tune")
+    # the states after every step of the same (deterministic) fit
+    states: dict[int, dict[str, torch.Tensor]] = {}
+    train_model(
+        build_model(cfg), train, cfg, on_step=lambda done, m: states.update({done: copy.deepcopy(m.state_dict())})
+    )
+    # a toy validation curve with its minimum at step 4 of 6
+    curve = iter([3.0, 1.0, 2.0])
+    monkeypatch.setattr(selection, "validation_loss", lambda m, data: next(curve))
     model = build_model(cfg)
     stopper = fit_with_early_stopping(model, train, tune, cfg, eval_every=2)
-    assert [s for s, _ in stopper.history] == [2, 4, 6]
+    assert stopper.history == [(2, 3.0), (4, 1.0), (6, 2.0)] and stopper.best_step == 4
+    got = model.state_dict()
+    assert all(torch.equal(got[k], states[4][k]) for k in got)
+    assert not all(torch.equal(got[k], states[6][k]) for k in got)
+
+
+def test_fit_with_early_stopping_on_real_tune_scenes() -> None:
+    cfg = tiny_config("vmt", backbone="vit")
+    cfg = replace(cfg, optim=replace(cfg.optim, steps=4))
+    train, _ = make_data(cfg)
+    tune = make_split(cfg, "tune")
+    model = build_model(cfg)
+    stopper = fit_with_early_stopping(model, train, tune, cfg, eval_every=3)
+    assert [s for s, _ in stopper.history] == [3, 4]
     assert stopper.best_loss == min(loss for _, loss in stopper.history)
     assert validation_loss(model, tune) == pytest.approx(stopper.best_loss, rel=1e-6)
 
