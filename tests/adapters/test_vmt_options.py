@@ -240,3 +240,19 @@ def test_task_parameters_count_the_own_up_projection() -> None:
     assert enc.task_parameters() == sum(8 * s.d_out + 1 for s in contributing)
     shared = make_encoder(copy.deepcopy(bb), TASKS, replace(MethodConfig(), name="shared_adapter", placement="conv"))
     assert shared.task_parameters() == 0 and shared.trainable_parameters() > 0
+
+
+@pytest.mark.parametrize("backbone", ["vit", "efficientnet_lite0"])
+def test_a_deep_copy_of_a_conv_placed_encoder_uses_its_own_adapters(backbone: str) -> None:
+    enc = make_encoder(_vit() if backbone == "vit" else _effnet(), TASKS, MethodConfig(placement="conv"))
+    _randomise(enc)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        before = enc(x)
+        twin = copy.deepcopy(enc)
+        assert all(torch.equal(a, b) for t in TASKS for a, b in zip(twin(x)[t], before[t], strict=True))
+        for p in twin.slot_modules.parameters():
+            p.mul_(2.0)
+        changed, again = twin(x), enc(x)
+    assert all(torch.equal(a, b) for t in TASKS for a, b in zip(again[t], before[t], strict=True))
+    assert not torch.allclose(changed["semseg"][-1], before["semseg"][-1])

@@ -33,7 +33,7 @@ Options added for issue 19 (each [inferred], each off by default so the defaults
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -230,6 +230,25 @@ def width_for_budget(sites: Sequence[AdapterSite], n_tasks: int, config: MethodC
     return r
 
 
+class _ConvHook:
+    """placement="conv": the forward hook that runs one site's adapter parallel to a Conv2d (channels first) or
+    Linear (tokens) layer. An object, not a closure, so that a deep copy of the encoder hooks the copy's adapters."""
+
+    def __init__(self, encoder: VMTEncoder, site: AdapterSite) -> None:
+        self.encoder, self.site = encoder, site
+
+    def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        enc, site, x = self.encoder, self.site, inputs[0]
+        conv = isinstance(module, nn.Conv2d)
+        delta, sides = enc.slot_modules[site.key](x.permute(0, 2, 3, 1) if conv else x)
+        if site.stage is not None and sides:
+            if not conv:  # ViT tokens (B, N, d) -> the (B, g, g, d) grid of the stage map
+                g = enc.backbone.grid
+                sides = [h.reshape(h.shape[0], g, g, h.shape[-1]) for h in sides]
+            enc._record(site.stage, sides)
+        return output + (delta.permute(0, 3, 1, 2) if conv else delta)
+
+
 class VMTEncoder(MultiTaskEncoder):
     """One backbone pass; shared adapters steer the generic stream, task side outputs go to the decoders."""
 
@@ -283,21 +302,8 @@ class VMTEncoder(MultiTaskEncoder):
             prev = acc[t][stage]
             acc[t][stage] = h if prev is None else prev + h
 
-    def _conv_hook(self, site: AdapterSite) -> Callable[..., torch.Tensor]:
-        """placement="conv": the adapter runs parallel to one Conv2d (channels first) or Linear (tokens) layer."""
-
-        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-            x = inputs[0]
-            conv = isinstance(module, nn.Conv2d)
-            delta, sides = self.slot_modules[site.key](x.permute(0, 2, 3, 1) if conv else x)
-            if site.stage is not None and sides:
-                if not conv:  # ViT tokens (B, N, d) -> the (B, g, g, d) grid of the stage map
-                    g = self.backbone.grid
-                    sides = [h.reshape(h.shape[0], g, g, h.shape[-1]) for h in sides]
-                self._record(site.stage, sides)
-            return output + (delta.permute(0, 3, 1, 2) if conv else delta)
-
-        return hook
+    def _conv_hook(self, site: AdapterSite) -> _ConvHook:
+        return _ConvHook(self, site)
 
     def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         n_stages = len(self.backbone.stage_channels)
