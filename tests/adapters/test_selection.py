@@ -192,3 +192,21 @@ def test_several_variants_of_one_method_are_refused_on_test_scenes(capsys) -> No
     assert main(["bench", "adapters", "--quick", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert "expected them on split=val" in err and "\n" not in err
+
+
+def test_new_settings_at_their_defaults_keep_the_saved_evidence_parts_reusable() -> None:
+    import hashlib
+    import json
+
+    from tailorkit.adapters.bench import AdaptersBenchConfig
+    from tailorkit.core.bench import _part_key
+    from tailorkit.core.config import to_dict
+
+    cfg = replace(AdaptersBenchConfig(), seeds_full=1)
+    before = {k: v for k, v in to_dict(cfg).items() if k not in AdaptersBenchConfig.part_key_omit_at_default}
+    settings = json.dumps(before, sort_keys=True, default=str)
+    digest = hashlib.sha256(f"adapters|quick|0|cpu|{settings}".encode()).hexdigest()[:16]
+    cpu = torch.device("cpu")
+    assert _part_key("adapters", cfg, "quick", 0, cpu) == f"adapters-quick-seed0-{digest}"
+    for changed in (replace(cfg, split="val"), replace(cfg, reference="tuned"), replace(cfg, variants=("vmt",))):
+        assert _part_key("adapters", changed, "quick", 0, cpu) != f"adapters-quick-seed0-{digest}"
