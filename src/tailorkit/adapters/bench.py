@@ -130,6 +130,10 @@ class AdaptersBenchConfig:
             f"reference_lrs: expected one or more learning rates > 0, got {self.reference_lrs!r}",
         )
         check_int_at_least("reference_eval_every", self.reference_eval_every, 1)
+        check(
+            len(set(self.reference_lrs)) == len(self.reference_lrs),
+            f"reference_lrs: expected distinct learning rates, got {self.reference_lrs!r}",
+        )
         check(len(set(self.variants)) == len(self.variants), f"variants: expected distinct specs, got {self.variants}")
         per_method: dict[str, int] = {}
         for spec in self.variants:
@@ -330,7 +334,10 @@ def _run(
             options = {k: v for k, v in to_dict(variants[name]).items() if k != "name" and v != default[k]}
             params.update(method=variants[name].name, options=options)
         if name == "single_task_full_ft" and tuned:
-            params["reference"] = list(reference_runs)
+            # per seed (also after merging seeds: metrics_per_seed): the chosen learning rate and stopping step
+            metrics["reference_lr"] = statistics.fmean(r["lr"] for r in reference_runs)
+            metrics["reference_best_step"] = statistics.fmean(r["best_step"] for r in reference_runs)
+            params.update(reference="tuned", reference_lrs=list(config.reference_lrs))
         if len(seeds) > 1:
             metrics["delta_m_ci95"] = _ci95(dms[name])
             params["delta_m_per_seed"] = dms[name]
