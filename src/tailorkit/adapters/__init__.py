@@ -2,11 +2,13 @@
 frozen pretrained backbone, beside the PETL and fine-tuning baselines.
 
 Public API:
-    build_backbone(name) -> slot backbone            efficientnet_lite0 (real ImageNet weights), vit, swin
+    build_backbone(name) -> slot backbone            efficientnet_lite0 (real ImageNet weights), vit, swin (shapes)
+    load_backbone_weights(backbone, file)             a user's safetensors weights, loaded strictly
     make_encoder(backbone, tasks, method_config)      any registered method (METHODS)
     build_model(config) / train_model / evaluate      the shared multi-task loop
     save_run / load_run                               trainable-only safetensors + manifest (backbone checked)
     render_scenes, load_photo_textures                SynthContext scenes with exact labels for six tasks
+    make_split(config, split)                         train / test / val / tune scenes (disjoint seed streams)
     read_pascal_context                               the ASTMT PASCAL-Context multi-task folder layout
     delta_m, task_loss, TaskMeter                     losses, metrics and the multi-task relative improvement
     encoder_flops, step_seconds, cost_curve           cost versus number of tasks
@@ -14,10 +16,16 @@ Public API:
 
 from __future__ import annotations
 
-from tailorkit.adapters.backbones import EfficientNetSlots, backbone_fingerprint, build_backbone, count_parameters
+from tailorkit.adapters.backbones import (
+    EfficientNetSlots,
+    backbone_fingerprint,
+    build_backbone,
+    count_parameters,
+    load_backbone_weights,
+)
 from tailorkit.adapters.config import BackboneConfig, DataConfig, MethodConfig, OptimConfig, TrainConfig
 from tailorkit.adapters.cost import cost_curve, encoder_flops, step_seconds
-from tailorkit.adapters.data import MultiTaskData, make_data, read_pascal_context
+from tailorkit.adapters.data import MultiTaskData, make_data, make_split, read_pascal_context
 from tailorkit.adapters.methods import METHODS, MultiTaskEncoder, make_encoder
 from tailorkit.adapters.methods.vmt import VMTEncoder, VMTSlot
 from tailorkit.adapters.model import DenseDecoder, MultiTaskModel
@@ -50,10 +58,12 @@ __all__ = [
     "delta_m",
     "encoder_flops",
     "evaluate",
+    "load_backbone_weights",
     "load_photo_textures",
     "load_run",
     "make_data",
     "make_encoder",
+    "make_split",
     "read_pascal_context",
     "render_scenes",
     "save_run",

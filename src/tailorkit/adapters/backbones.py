@@ -14,11 +14,16 @@ runs in parallel to it: its tap is the block input (average-pooled by the block'
 resolution) and its delta is added to the block output, including on blocks that change width or resolution
 (where the block has no skip connection). The classifier head (``_conv_head``, ``_fc``) is not part of the dense
 encoder and is dropped, so "backbone parameters" counts the stem and the 16 blocks (2.96 M of the 4.65 M).
+
+Which backbones are real: EfficientNet-Lite0 is the only pretrained one (real ImageNet weights). ViT and Swin are
+architectures (shapes) with a seeded random initialisation; a user's own weights for them load strictly from a
+safetensors file (``weights=``, :func:`load_backbone_weights`: every key and shape must match the slot backbone).
 """
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +32,7 @@ from torch import nn
 from tailorkit.nets.efficientnet_lite import EfficientNetLite0, MBConv, load_efficientnet_lite0
 from tailorkit.nets.vit import SlotHook, SlotInfo, ViT
 
-__all__ = ["EfficientNetSlots", "backbone_fingerprint", "build_backbone", "count_parameters"]
+__all__ = ["EfficientNetSlots", "backbone_fingerprint", "build_backbone", "count_parameters", "load_backbone_weights"]
 
 
 class EfficientNetSlots(nn.Module):
@@ -95,20 +100,24 @@ def build_backbone(
     vit_dim: int = 96,
     vit_depth: int = 6,
     vit_patch: int = 8,
+    weights: str = "",
 ) -> nn.Module:
     """A slot backbone by name: ``efficientnet_lite0`` (real ImageNet weights unless ``pretrained=False``), ``vit``
     or ``swin`` (small, seeded random init: no pretrained ViT/Swin installs offline, docs/assets.md). Random
-    initialisations are seeded by ``seed``, so that every process builds the same network.
+    initialisations are seeded by ``seed``, so that every process builds the same network. ``weights``: a
+    safetensors file of the slot backbone's state dict, loaded strictly in place of the initialisation (EfficientNet
+    is then built without its ImageNet weights).
 
     Raises:
         ValueError: Unknown name (the message lists the valid ones).
+        tailorkit.core.errors.InputError: ``weights`` unreadable or not matching the backbone (one line).
         tailorkit.assets.AssetMissing: EfficientNet weights requested but not installed.
     """
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)  # scoped: the global state is restored below, so callers' streams are untouched
     try:
         if name == "efficientnet_lite0":
-            net = load_efficientnet_lite0() if pretrained else EfficientNetLite0()
+            net = load_efficientnet_lite0() if pretrained and not weights else EfficientNetLite0()
             model: nn.Module = EfficientNetSlots(net)
         elif name == "vit":
             stages = 3 if vit_depth % 3 == 0 else 2 if vit_depth % 2 == 0 else 1
@@ -121,7 +130,40 @@ def build_backbone(
             raise ValueError(f"backbone: expected one of efficientnet_lite0, vit, swin; got {name!r}")
     finally:
         torch.random.set_rng_state(gen_state)
+    if weights:
+        load_backbone_weights(model, weights)
     return model.eval()
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | Path) -> nn.Module:
+    """Load a safetensors state dict into ``backbone`` strictly: the same keys (parameters and persistent buffers)
+    and shapes, else a one-line error naming the file and the first offending key.
+
+    Raises:
+        tailorkit.core.errors.InputError: Unreadable file, a missing or unexpected key, or a shape mismatch.
+    """
+    from safetensors.torch import load_file
+
+    from tailorkit.core.errors import InputError, check_safetensors
+
+    file = check_safetensors(path, what="backbone.weights")
+    state = load_file(str(file))
+    own = backbone.state_dict()
+    kind = type(backbone).__name__
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise InputError(f"backbone.weights {file}: missing key {missing[0]!r} ({len(missing)} missing) for {kind}")
+    extra = sorted(set(state) - set(own))
+    if extra:
+        raise InputError(f"backbone.weights {file}: unexpected key {extra[0]!r} ({len(extra)} extra) for {kind}")
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise InputError(
+                f"backbone.weights {file}: {key!r} has shape {tuple(value.shape)}, "
+                f"{kind} expects {tuple(own[key].shape)}"
+            )
+    backbone.load_state_dict(state, strict=True)
+    return backbone
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -13,6 +13,12 @@ Full mode: 3 seeds (mean and 95 % t-interval of delta_m), every method that appl
 transformer), 600 steps on 2 000 scenes: about 1.5 CPU-hours on 2 cores (an estimate from the quick run's
 per-step costs, not a measurement).
 
+Choosing on validation scenes (docs/adapters.md#choosing-on-validation-scenes; all off by default, so the default
+rows are today's): ``split="val"`` evaluates every row on validation scenes (a scene stream the test scenes never
+use) instead of the test scenes; ``variants`` adds rows for method options (``"vmt:task_module=lowrank_up"``), several
+per method only on ``split="val"``; ``reference="tuned"`` makes the single-task full fine-tuning reference choose its
+backbone learning rate from ``reference_lrs`` and its stopping step on "tune" scenes (their own stream).
+
 Claims (computed from the rows): VMT trainable fraction about 1 % (within 0.5 points), Lite about 0.35-0.5 % and
 below VMT; encoder
 FLOPs ratio T=8/T=1 below 1.15 for VMT and within 1 of T for per-task adapters and LoRA; delta_m of VMT > 0; VMT
@@ -27,18 +33,20 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from tailorkit.adapters.backbones import build_backbone
 from tailorkit.adapters.config import DataConfig, MethodConfig, OptimConfig, TrainConfig
 from tailorkit.adapters.cost import cost_curve, with_method
+from tailorkit.adapters.data import make_split
 from tailorkit.adapters.runner import build_model, evaluate, make_data, train_model
+from tailorkit.adapters.selection import fit_with_early_stopping, parse_variant
 from tailorkit.adapters.synth import PHOTOS, load_photo_textures
 from tailorkit.adapters.tasks import TASKS, delta_m
 from tailorkit.core.bench import EvidencePlan, register_bench
-from tailorkit.core.config import check_int_at_least
+from tailorkit.core.config import check, check_int_at_least, to_dict
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
 from tailorkit.core.workers import timed, worker_pool
@@ -67,6 +75,14 @@ class AdaptersBenchConfig:
         seeds_full: Seeds in full mode.
         cost_tasks: Task counts of the cost rows; cost_timing: also time training steps.
         threads: torch threads per fit; workers: processes fitting methods side by side on CPU (1: in this one).
+        split: Scenes every row is evaluated on: "test" (default) or "val" (validation scenes, a seed stream the
+            test scenes never use: choose options here).
+        variants: Extra rows, each ``METHOD:KEY=VALUE+KEY=VALUE`` over MethodConfig keys (the row is named by the
+            string). On split="test" at most one variant per method (the one chosen on split="val").
+        reference: "fixed" (default: single-task full FT at ``full_ft_lr`` for the whole budget) or "tuned" (its
+            backbone learning rate chosen from ``reference_lrs`` by the lowest validation loss on "tune" scenes,
+            with early stopping: the checkpoint of lowest tune loss, evaluated every ``reference_eval_every``
+            steps and after the last).
     """
 
     methods: tuple[str, ...] = ()
@@ -91,9 +107,43 @@ class AdaptersBenchConfig:
     workers: int = 2
     textures: str = "photos"
     pretrained: bool = True
+    split: Literal["test", "val"] = "test"
+    variants: tuple[str, ...] = ()
+    reference: Literal["fixed", "tuned"] = "fixed"
+    reference_lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
+    reference_eval_every: int = 25
+    #: settings added for issue 19: at their defaults they leave the evidence parts' keys unchanged (core.bench)
+    part_key_omit_at_default: ClassVar[tuple[str, ...]] = (
+        "split",
+        "variants",
+        "reference",
+        "reference_lrs",
+        "reference_eval_every",
+    )
 
     def __post_init__(self) -> None:
         check_int_at_least("workers", self.workers, 1)
+        check(self.split in ("test", "val"), f"split: expected 'test' or 'val', got {self.split!r}")
+        check(self.reference in ("fixed", "tuned"), f"reference: expected 'fixed' or 'tuned', got {self.reference!r}")
+        check(
+            len(self.reference_lrs) >= 1 and all(isinstance(v, int | float) and v > 0 for v in self.reference_lrs),
+            f"reference_lrs: expected one or more learning rates > 0, got {self.reference_lrs!r}",
+        )
+        check_int_at_least("reference_eval_every", self.reference_eval_every, 1)
+        check(
+            len(set(self.reference_lrs)) == len(self.reference_lrs),
+            f"reference_lrs: expected distinct learning rates, got {self.reference_lrs!r}",
+        )
+        check(len(set(self.variants)) == len(self.variants), f"variants: expected distinct specs, got {self.variants}")
+        per_method: dict[str, int] = {}
+        for spec in self.variants:
+            _, method = parse_variant(spec, MethodConfig(r=self.r))
+            per_method[method.name] = per_method.get(method.name, 0) + 1
+            check(
+                self.split == "val" or per_method[method.name] == 1,
+                f"variants: several {method.name} variants on split=test; expected them on split=val (choose there, "
+                "then run the one chosen on test)",
+            )
 
 
 # Relative training cost of each method in the quick run (train seconds, docs/adapters.md): the submission order.
@@ -111,16 +161,26 @@ FIT_COST = {
 _FIT_INPUTS: dict[str, Any] = {}
 
 
-def _keep_fit_inputs(backbone: torch.nn.Module, train: Any, test: Any) -> None:
-    """Worker initializer (and the serial path): the frozen backbone and the data every fit of a seed shares."""
-    _FIT_INPUTS.update(backbone=backbone, train=train, test=test)
+def _keep_fit_inputs(backbone: torch.nn.Module, train: Any, test: Any, tune: Any = None) -> None:
+    """Worker initializer (and the serial path): the frozen backbone and the data every fit of a seed shares
+    (``test`` is the evaluation split: test or validation scenes; ``tune``: the tuned reference's scenes)."""
+    _FIT_INPUTS.update(backbone=backbone, train=train, test=test, tune=tune)
 
 
-def _fit(cfg: TrainConfig, name: str, device: torch.device) -> tuple[dict[str, float], dict[str, Any], float]:
-    """Train and evaluate one method (top level so that it pickles): metrics, parameter counts, train seconds."""
+def _fit(
+    cfg: TrainConfig, name: str, device: torch.device, eval_every: int = 0
+) -> tuple[dict[str, float], dict[str, Any], float]:
+    """Train and evaluate one method (top level so that it pickles): metrics, parameter counts, train seconds.
+    ``eval_every`` > 0: early stopping on the tune scenes (fit_info then holds the best step and its tune loss)."""
     model = build_model(cfg, copy.deepcopy(_FIT_INPUTS["backbone"]))
     start = time.perf_counter()
-    train_model(model, _FIT_INPUTS["train"], cfg, device=device, label=name)
+    stop = None
+    if eval_every:
+        stop = fit_with_early_stopping(
+            model, _FIT_INPUTS["train"], _FIT_INPUTS["tune"], cfg, eval_every=eval_every, device=device, label=name
+        )
+    else:
+        train_model(model, _FIT_INPUTS["train"], cfg, device=device, label=name)
     train_s = time.perf_counter() - start
     metrics = evaluate(model, _FIT_INPUTS["test"], device=device)
     enc = model.encoder
@@ -130,6 +190,8 @@ def _fit(cfg: TrainConfig, name: str, device: torch.device) -> tuple[dict[str, f
         "task_params": float(enc.task_parameters()),
         "backbone_passes": enc.passes_per_batch,
     }
+    if stop is not None:
+        fit_info.update(best_step=stop.best_step, tune_loss=stop.best_loss)
     return metrics, fit_info, train_s
 
 
@@ -196,30 +258,54 @@ def _run(
     backbone = build_backbone("efficientnet_lite0", pretrained=config.pretrained)
     textures = load_photo_textures(config.textures, seed=0)  # type: ignore[arg-type]
     keys = _metric_keys(config.tasks)
-    per_seed: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
+    variants = dict(parse_variant(spec, base.method) for spec in config.variants)
+    names = [*methods, *variants]
+    tuned = config.reference == "tuned"
+    per_seed: dict[str, list[dict[str, float]]] = {m: [] for m in names}
     info: dict[str, dict[str, Any]] = {}
-    seconds: dict[str, float] = {m: 0.0 for m in methods}
-    worker_cpu: dict[str, float] = {m: 0.0 for m in methods}
+    seconds: dict[str, float] = {m: 0.0 for m in names}
+    worker_cpu: dict[str, float] = {m: 0.0 for m in names}
+    reference_runs: list[dict[str, Any]] = []
     # Longest fits first, so that two workers finish together (the order does not change any result).
-    order = sorted(methods, key=lambda m: FIT_COST.get(m, 1), reverse=True)
+    order = sorted(names, key=lambda m: FIT_COST.get(variants[m].name if m in variants else m, 1), reverse=True)
     workers = config.workers if device.type == "cpu" else 1
     for s in seeds:
         run_cfg = replace(base, seed=s)
-        train, test = make_data(run_cfg, textures)
-        jobs = {name: with_method(run_cfg, name) for name in order}
-        status(f"adapters bench: seed {s}, {len(jobs)} methods on {workers} worker(s)")
+        if config.split == "val":  # every row is scored on validation scenes; test scenes are not even rendered
+            train, test = make_split(run_cfg, "train", textures), make_split(run_cfg, "val", textures)
+        else:
+            train, test = make_data(run_cfg, textures)
+        tune = make_split(run_cfg, "tune", textures) if tuned else None
+        jobs: dict[str, tuple[TrainConfig, int]] = {}
+        for name in order:
+            if name in variants:
+                jobs[name] = (replace(run_cfg, method=variants[name]), 0)
+            elif name == "single_task_full_ft" and tuned:
+                for lr in config.reference_lrs:
+                    cfg = with_method(replace(run_cfg, optim=replace(run_cfg.optim, full_ft_lr=lr)), name)
+                    jobs[f"{name}@full_ft_lr={lr:g}"] = (cfg, config.reference_eval_every)
+            else:
+                jobs[name] = (with_method(run_cfg, name), 0)
+        status(f"adapters bench: seed {s}, {len(jobs)} fits on {workers} worker(s), scoring on {config.split} scenes")
         if workers == 1:
-            _keep_fit_inputs(backbone, train, test)
-            done = ((name, timed(_fit, cfg, name, device)) for name, cfg in jobs.items())
+            _keep_fit_inputs(backbone, train, test, tune)
+            done = ((name, timed(_fit, cfg, name, device, every)) for name, (cfg, every) in jobs.items())
             outputs = dict(done)
         else:
             # Every fit is seeded on its own, so worker processes give the rows of the serial run.
             with worker_pool(
-                workers, threads=config.threads or 1, initializer=_keep_fit_inputs, initargs=(backbone, train, test)
+                workers,
+                threads=config.threads or 1,
+                initializer=_keep_fit_inputs,
+                initargs=(backbone, train, test, tune),
             ) as pool:
-                futures = {name: pool.submit(timed, _fit, cfg, name, device) for name, cfg in jobs.items()}
+                futures = {
+                    name: pool.submit(timed, _fit, cfg, name, device, every) for name, (cfg, every) in jobs.items()
+                }
                 outputs = {name: future.result() for name, future in futures.items()}
-        for name in methods:
+        if tuned:
+            outputs["single_task_full_ft"] = _choose_reference(outputs, config, s, reference_runs)
+        for name in names:
             (metrics, fit_info, train_s), _, cpu_s = outputs[name]
             per_seed[name].append(metrics)
             info[name] = fit_info
@@ -227,7 +313,7 @@ def _run(
             worker_cpu[name] += cpu_s
     rows = []
     dms: dict[str, list[float]] = {}
-    for name in methods:
+    for name in names:
         dms[name] = [
             delta_m({k: m[k] for k in keys}, {k: st[k] for k in keys}, keys)
             for m, st in zip(per_seed[name], per_seed["single_task_full_ft"], strict=True)
@@ -241,6 +327,17 @@ def _run(
             "task_params": info[name]["task_params"],
         }
         params: dict[str, Any] = {"kind": "accuracy", "seeds": seeds, "backbone_passes": info[name]["backbone_passes"]}
+        if config.split != "test":
+            params["split"] = config.split
+        if name in variants:
+            default = to_dict(base.method)
+            options = {k: v for k, v in to_dict(variants[name]).items() if k != "name" and v != default[k]}
+            params.update(method=variants[name].name, options=options)
+        if name == "single_task_full_ft" and tuned:
+            # per seed (also after merging seeds: metrics_per_seed): the chosen learning rate and stopping step
+            metrics["reference_lr"] = statistics.fmean(r["lr"] for r in reference_runs)
+            metrics["reference_best_step"] = statistics.fmean(r["best_step"] for r in reference_runs)
+            params.update(reference="tuned", reference_lrs=list(config.reference_lrs))
         if len(seeds) > 1:
             metrics["delta_m_ci95"] = _ci95(dms[name])
             params["delta_m_per_seed"] = dms[name]
@@ -283,7 +380,34 @@ def _run(
         # The runner's cpu_seconds counts this process only; with workers the fits run elsewhere.
         "worker_cpu_seconds": {m: round(v, 1) for m, v in worker_cpu.items()},
     }
+    if config.split != "test":
+        extra["split"] = config.split
+    if variants:
+        extra["variants"] = list(variants)
+    if tuned:
+        extra["reference"] = {"kind": "tuned", "lrs": list(config.reference_lrs), "runs": reference_runs}
     return BenchOutcome(data, rows, claims, extra=extra)
+
+
+def _choose_reference(
+    outputs: dict[str, Any], config: AdaptersBenchConfig, seed: int, runs: list[dict[str, Any]]
+) -> Any:
+    """The tuned reference of one seed: the learning rate whose early-stopped fit has the lowest tune-scene loss
+    (ties: the first in ``reference_lrs``). Only tune-scene losses choose; the scored split plays no part."""
+    fits = {lr: outputs.pop(f"single_task_full_ft@full_ft_lr={lr:g}") for lr in config.reference_lrs}
+    best = min(config.reference_lrs, key=lambda lr: fits[lr][0][1]["tune_loss"])
+    runs.append(
+        {
+            "seed": seed,
+            "lr": best,
+            "best_step": fits[best][0][1]["best_step"],
+            "tune_loss": {f"{lr:g}": round(fits[lr][0][1]["tune_loss"], 6) for lr in config.reference_lrs},
+        }
+    )
+    (metrics, fit_info, _), wall, _ = fits[best]
+    train_s = sum(f[0][2] for f in fits.values())  # the reference's cost is the whole grid
+    cpu_s = sum(f[2] for f in fits.values())
+    return (metrics, fit_info, train_s), wall, cpu_s
 
 
 def _claims(rows: list[Row], cost: dict[str, dict[str, float]], config: AdaptersBenchConfig) -> list[Claim]:

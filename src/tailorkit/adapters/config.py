@@ -21,6 +21,13 @@ def _nonneg(name: str, value: object) -> None:
     check_number_at_least(name, value, 0.0)
 
 
+_DEFAULT_R = 8  # MethodConfig.r
+
+
+def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    check(value in allowed, f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which scenes and tasks.
@@ -63,9 +70,12 @@ class BackboneConfig:
     """The frozen pretrained backbone.
 
     Attributes:
-        name: "efficientnet_lite0" (real ImageNet weights), "vit" or "swin" (small, random init).
+        name: "efficientnet_lite0" (real ImageNet weights), "vit" or "swin" (small, random init: shapes for a
+            user's own weights).
         pretrained: EfficientNet only: load the ImageNet weights (False: random init, for tests).
         vit_dim, vit_depth, vit_patch: ViT size.
+        weights: A safetensors file with the slot backbone's state dict, loaded strictly in place of the
+            initialisation ("" : none). EfficientNet then skips its ImageNet weights.
     """
 
     name: Literal["efficientnet_lite0", "vit", "swin"] = "efficientnet_lite0"
@@ -73,6 +83,7 @@ class BackboneConfig:
     vit_dim: int = 96
     vit_depth: int = 6
     vit_patch: int = 8
+    weights: str = ""
 
     def __post_init__(self) -> None:
         for name in ("vit_dim", "vit_depth", "vit_patch"):
@@ -90,11 +101,18 @@ class MethodConfig:
         scale: Scale s of the shared adapter output (AdaptFormer's 0.1).
         learn_scale: Make s a learnable per-channel vector (initialised to ``scale``).
         task_module: VMT's task-specific knowledge extraction on the bottleneck: "scale_shift" (gamma, beta in R^r,
-            init 1, 0), "linear" (r x r, init identity), "gate" (SE-style sigmoid gate) or "none" (the shared
-            adapter ablation: task features = generic features).
+            init 1, 0), "linear" (r x r, init identity), "gate" (SE-style sigmoid gate), "lowrank_up" (each task its
+            own zero-init r x d_out up-projection in place of the shared W_up) or "none" (the shared adapter
+            ablation: task features = generic features).
         task_scale: Initial scale s_t of each task side output (learnable scalar per slot and task).
         task_feature_source: "all_blocks_in_stage" (sum side outputs of every block of a stage whose width matches
-            the stage map) or "last_block" (MTLoRA-like).
+            the stage map) or "last_block" (only the last block of each stage, MTLoRA-like).
+        placement: VMT adapters parallel to the whole block ("block") or one parallel to each block's expansion
+            and projection layer ("conv": EfficientNet's expand / project 1x1 convs, the ViT MLP's fc1 / fc2; the
+            projection adapter carries the task modules). VMT family only.
+        budget_pct: 0 (off): the width is ``r``. Above 0: the width is derived, the largest r whose VMT parameter
+            count (methods/vmt.py, vmt_parameter_count) is at most budget_pct % of the backbone's parameters, for
+            the run's number of tasks; ``r`` must then stay at its default. VMT family only.
         combine: How side outputs meet the stage map: "add", "replace_generic" (F + sum(h_t - s g)) or "concat".
         insert_last: Insert adapters only in the last N blocks (0: every block).
         share_mode: "none" (VMT) or "transpose" (VMT-Lite: W_up = W_down^T with a channel cycle where widths
@@ -106,13 +124,15 @@ class MethodConfig:
     """
 
     name: str = "vmt"
-    r: int = 8
+    r: int = _DEFAULT_R
     act: Literal["relu", "gelu"] = "relu"
     scale: float = 0.1
     learn_scale: bool = False
-    task_module: Literal["scale_shift", "linear", "gate", "none"] = "scale_shift"
+    task_module: Literal["scale_shift", "linear", "gate", "lowrank_up", "none"] = "scale_shift"
     task_scale: float = 0.1
     task_feature_source: Literal["all_blocks_in_stage", "last_block"] = "all_blocks_in_stage"
+    placement: Literal["block", "conv"] = "block"
+    budget_pct: float = 0.0
     combine: Literal["add", "replace_generic", "concat"] = "add"
     insert_last: int = 0
     share_mode: Literal["none", "transpose"] = "none"
@@ -129,6 +149,23 @@ class MethodConfig:
         _nonneg("task_scale", self.task_scale)
         _nonneg("lora_alpha", self.lora_alpha)
         check(isinstance(self.insert_last, int) and self.insert_last >= 0, "insert_last: expected an int >= 0")
+        _one_of("task_module", self.task_module, ("scale_shift", "linear", "gate", "lowrank_up", "none"))
+        _one_of("task_feature_source", self.task_feature_source, ("all_blocks_in_stage", "last_block"))
+        _one_of("placement", self.placement, ("block", "conv"))
+        _nonneg("budget_pct", self.budget_pct)
+        vmt_family = ("vmt", "vmt_lite", "shared_adapter")
+        for key, default in (("placement", "block"), ("budget_pct", 0.0)):
+            value = getattr(self, key)
+            check(
+                value == default or self.name in vmt_family,
+                f"{key}: used by {', '.join(vmt_family)} only; expected {default!r} for method {self.name!r}, "
+                f"got {value!r}",
+            )
+        check(
+            self.budget_pct == 0 or self.r == _DEFAULT_R,
+            f"r: unused when budget_pct is set (the width is derived from the budget); "
+            f"expected {_DEFAULT_R}, got {self.r!r}",
+        )
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,22 @@ import torch
 from tailorkit.adapters.config import TrainConfig
 from tailorkit.adapters.synth import PART_CLASSES, SEMSEG_CLASSES, load_photo_textures, render_scenes
 
-__all__ = ["N_CLASSES", "PASCAL_CLASSES", "MultiTaskData", "make_data", "normalise", "read_pascal_context"]
+__all__ = [
+    "N_CLASSES",
+    "PASCAL_CLASSES",
+    "SCENE_STREAMS",
+    "MultiTaskData",
+    "make_data",
+    "make_split",
+    "normalise",
+    "read_pascal_context",
+    "scene_seed",
+]
+
+#: SynthContext scene streams of one run seed: scenes of split k are rendered from seed ``1000 * seed + k``. ``val``
+#: scenes choose among options (the bench's ``split="val"``), ``tune`` scenes choose the tuned reference's learning
+#: rate and early-stopping step; neither is ever a test scene, for any pair of run seeds (the streams differ mod 1000).
+SCENE_STREAMS = {"train": 0, "test": 1, "val": 2, "tune": 3}
 
 N_CLASSES = {"semseg": len(SEMSEG_CLASSES), "parts": len(PART_CLASSES)}
 
@@ -63,21 +78,32 @@ def make_data(config: TrainConfig, textures: Any = None) -> tuple[MultiTaskData,
         )
     if textures is None:
         textures = load_photo_textures(data.textures, seed=config.seed)
-    sets = []
-    for split, n in (("train", data.n_train), ("test", data.n_test)):
-        scenes = render_scenes(
-            n,
-            data.image_size,
-            config.seed * 1000 + (0 if split == "train" else 1),
-            textures,
-            max_objects=data.max_objects,
-        )
-        targets = {}
-        for task in data.tasks:
-            arr = getattr(scenes, task)
-            targets[task] = torch.from_numpy(arr.copy())
-        sets.append(MultiTaskData(normalise(torch.from_numpy(scenes.images)), targets, dict(N_CLASSES)))
-    return sets[0], sets[1]
+    return make_split(config, "train", textures), make_split(config, "test", textures)
+
+
+def scene_seed(seed: int, split: str) -> int:
+    """The render seed of split ``split`` (a key of :data:`SCENE_STREAMS`) for run seed ``seed``."""
+    if split not in SCENE_STREAMS:
+        raise ValueError(f"split: expected one of {', '.join(SCENE_STREAMS)}, got {split!r}")
+    return seed * 1000 + SCENE_STREAMS[split]
+
+
+def make_split(config: TrainConfig, split: str, textures: Any = None, n: int | None = None) -> MultiTaskData:
+    """SynthContext scenes of one split (train: ``n_train`` scenes, the others ``n_test`` unless ``n`` is given).
+
+    Raises:
+        ValueError: An unknown split, or a PASCAL-Context source (its folder has train and val lists only).
+    """
+    data = config.data
+    if data.source != "synthcontext":
+        raise ValueError(f"make_split: expected source synthcontext, got {data.source!r}")
+    seed = scene_seed(config.seed, split)
+    if textures is None:
+        textures = load_photo_textures(data.textures, seed=config.seed)
+    count = n if n is not None else data.n_train if split == "train" else data.n_test
+    scenes = render_scenes(count, data.image_size, seed, textures, max_objects=data.max_objects)
+    targets = {task: torch.from_numpy(getattr(scenes, task).copy()) for task in data.tasks}
+    return MultiTaskData(normalise(torch.from_numpy(scenes.images)), targets, dict(N_CLASSES))
 
 
 PASCAL_CLASSES = {"semseg": 21, "parts": 7}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ def build_model(
             vit_dim=b.vit_dim,
             vit_depth=b.vit_depth,
             vit_patch=b.vit_patch,
+            weights=b.weights,
         )
     init_state = torch.random.get_rng_state()
     torch.manual_seed(config.seed)  # adapter and decoder init: scoped, the caller's global stream is restored
@@ -113,8 +115,13 @@ def train_model(
     device: torch.device | None = None,
     progress: bool | None = None,
     label: str = "train",
+    on_step: Callable[[int, MultiTaskModel], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` on ``data`` for ``config.optim.steps`` steps; returns the loss history and timings."""
+    """Train ``model`` on ``data`` for ``config.optim.steps`` steps; returns the loss history and timings.
+
+    ``on_step(steps_done, model)``, if given, runs after every optimiser step (early stopping evaluates there; it
+    must leave the model in train mode and not draw from torch's global random stream).
+    """
     opt_cfg = config.optim
     dev = device or torch.device("cpu")
     model.to(dev).train()
@@ -145,6 +152,8 @@ def train_model(
             optimizer.step()
             step_seconds.append(time.perf_counter() - start)
             history.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(step + 1, model)
             pbar.update(1)
             pbar.set_postfix(loss=f"{history[-1]:.3f}")
     model.eval()

@@ -367,7 +367,13 @@ def _over_seeds(
 
 
 def _part_key(name: str, config: Any, mode: str, seed: int, device: torch.device) -> str:
-    settings = json.dumps(to_dict(config) if config is not None else None, sort_keys=True, default=str)
+    plain = to_dict(config) if config is not None else None
+    # Settings added to a bench after parts were saved leave the key alone while at their defaults (a config class
+    # lists them in `part_key_omit_at_default`), so that the saved parts stay reusable.
+    for key in getattr(config, "part_key_omit_at_default", ()):
+        if plain is not None and plain.get(key) == to_dict(type(config)()).get(key):
+            del plain[key]
+    settings = json.dumps(plain, sort_keys=True, default=str)
     digest = hashlib.sha256(f"{name}|{mode}|{seed}|{device.type}|{settings}".encode()).hexdigest()[:16]
     return f"{name}-{mode}-seed{seed}-{digest}"
 

@@ -17,12 +17,24 @@ No official code exists; this is a reconstruction (docs/adapters.md#the-method-a
   r -> d_in map is cycled over output channels (channel j reads j mod d_in), a parameter-free generalisation; a
   separate up bias and a learnable per-channel scale initialised to 0 (W_up cannot start at zero).
 - [inferred] EfficientNet: side outputs join the stage map only from blocks whose width equals the stage's.
+
+Options added for issue 19 (each [inferred], each off by default so the defaults give today's encoder exactly):
+
+- ``task_module="lowrank_up"``: task t gets its own up-projection U_t (r x d_out, zero-init) instead of the shared
+  W_up, h_t = s_t (z U_t): a rank-r map of the shared bottleneck, so task features are not confined to the shared
+  up-projection's directions.
+- ``task_feature_source``: "all_blocks_in_stage" (every block, summed: today) or "last_block" (last of each stage).
+- ``placement="conv"``: instead of one adapter parallel to the whole block, one parallel to the block's expansion
+  conv / fc1 and one parallel to its projection conv / fc2 (EfficientNet MBConv / ViT MLP); the projection adapter
+  carries the task modules. Swin is not supported.
+- ``budget_pct``: the bottleneck width r is derived from a parameter budget in percent of the backbone's parameters:
+  the largest r with :func:`vmt_parameter_count` (r) <= budget_pct / 100 * backbone parameters.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -31,7 +43,7 @@ from torch import nn
 from tailorkit.adapters.config import MethodConfig
 from tailorkit.adapters.methods.base import METHODS, MultiTaskEncoder, activation
 
-__all__ = ["VMTEncoder", "VMTSlot"]
+__all__ = ["AdapterSite", "VMTEncoder", "VMTSlot", "adapter_sites", "vmt_parameter_count", "width_for_budget"]
 
 
 class VMTSlot(nn.Module):
@@ -41,9 +53,9 @@ class VMTSlot(nn.Module):
         tap: (..., d_in) -> delta (..., d_out), sides: T tensors (..., d_out) (none when task_module="none")
     """
 
-    def __init__(self, d_in: int, d_out: int, n_tasks: int, config: MethodConfig) -> None:
+    def __init__(self, d_in: int, d_out: int, n_tasks: int, config: MethodConfig, r: int | None = None) -> None:
         super().__init__()
-        r = config.r
+        r = config.r if r is None else r
         self.d_in, self.d_out, self.n_tasks = d_in, d_out, n_tasks
         self.lite = config.share_mode == "transpose"
         self.act = activation(config.act)
@@ -69,11 +81,17 @@ class VMTSlot(nn.Module):
             init = torch.eye(r) if self.task_module == "linear" else torch.zeros(r, r)
             self.task_weight = nn.Parameter(init.repeat(n_tasks, 1, 1))
             self.task_bias = nn.Parameter(torch.zeros(n_tasks, r))
+        elif self.task_module == "lowrank_up":
+            # each task's own up-projection U_t (r x d_out), zero-init: side outputs start at 0 (Lite included)
+            self.task_up = nn.Parameter(torch.zeros(n_tasks, r, d_out))
         elif self.task_module != "none":
-            raise ValueError(f"task_module: expected scale_shift, linear, gate or none, got {self.task_module!r}")
+            raise ValueError(
+                f"task_module: expected scale_shift, linear, gate, lowrank_up or none, got {self.task_module!r}"
+            )
         if self.task_module != "none":
             # Lite's tied W_up is not zero at init, so its side outputs start at 0 through s_t = 0.
-            self.task_scale = nn.Parameter(torch.full((n_tasks,), 0.0 if self.lite else float(config.task_scale)))
+            zero = self.lite and self.task_module != "lowrank_up"
+            self.task_scale = nn.Parameter(torch.full((n_tasks,), 0.0 if zero else float(config.task_scale)))
 
     def up_project(self, z: torch.Tensor, bias: bool = True) -> torch.Tensor:
         if self.lite:
@@ -100,9 +118,135 @@ class VMTSlot(nn.Module):
             return delta, []
         sides = []
         for t in range(self.n_tasks):
-            h = self.task_scale[t] * self.up_project(self.extract(z, t), bias=False)
+            if self.task_module == "lowrank_up":
+                h = self.task_scale[t] * (z @ self.task_up[t])
+            else:
+                h = self.task_scale[t] * self.up_project(self.extract(z, t), bias=False)
             sides.append(h - delta if self.combine == "replace_generic" else h)
         return delta, sides
+
+
+@dataclass(frozen=True)
+class AdapterSite:
+    """Where one VMT adapter runs: its key in ``slot_modules``, the block, widths, the stage its task side outputs
+    join (None: shared adapter only) and the backbone module it runs parallel to ("" for block placement)."""
+
+    key: str
+    slot: int
+    d_in: int
+    d_out: int
+    stage: int | None
+    module: str = ""
+
+
+# (expansion, projection) module names per block i: EfficientNet's MBConv convs, the ViT MLP's Linear layers
+_CONV_SITES = (("_blocks.{i}._expand_conv", "_blocks.{i}._project_conv"), ("blocks.{i}.mlp.fc1", "blocks.{i}.mlp.fc2"))
+
+
+def _widths(module: nn.Module) -> tuple[int, int]:
+    if isinstance(module, nn.Conv2d):
+        return module.in_channels, module.out_channels
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    raise ValueError(f"placement=conv: expected a Conv2d or Linear layer, got {type(module).__name__}")
+
+
+def adapter_sites(backbone: Any, config: MethodConfig) -> list[AdapterSite]:
+    """The adapter sites of ``config`` on ``backbone`` (``placement``, ``insert_last``, ``task_feature_source``).
+
+    Raises:
+        ValueError: placement="conv" on a backbone without expansion / projection layers (Swin).
+    """
+    slots = backbone.slots
+    first = len(slots) - config.insert_last if config.insert_last else 0
+    stage_ch = backbone.stage_channels
+    last_in_stage = {s.stage: s.index for s in slots}
+    sites = []
+    for s in slots:
+        if s.index < first:
+            continue
+        contributes = s.d_out == stage_ch[s.stage] and (
+            config.task_feature_source == "all_blocks_in_stage" or last_in_stage[s.stage] == s.index
+        )
+        stage = s.stage if contributes else None
+        if config.placement == "block":
+            sites.append(AdapterSite(str(s.index), s.index, s.d_in, s.d_out, stage))
+            continue
+        modules = dict(backbone.named_modules())
+        names = next((pair for pair in _CONV_SITES if pair[1].format(i=s.index) in modules), None)
+        if names is None:
+            raise ValueError(
+                f"placement=conv: expected an EfficientNet-Lite0 or ViT backbone (expansion / projection layers), "
+                f"got {type(backbone).__name__}"
+            )
+        expand, project = (n.format(i=s.index) for n in names)
+        if expand in modules:
+            d_in, d_out = _widths(modules[expand])
+            sites.append(AdapterSite(f"{s.index}_expand", s.index, d_in, d_out, None, expand))
+        d_in, d_out = _widths(modules[project])
+        sites.append(AdapterSite(f"{s.index}_project", s.index, d_in, d_out, stage, project))
+    return sites
+
+
+def _task_module_size(task_module: str, r: int, d_out: int) -> int:
+    """Parameters of one task's extraction module at one site (the scalar s_t excluded)."""
+    return {"scale_shift": 2 * r, "linear": r * r + r, "gate": r * r + r, "lowrank_up": r * d_out}[task_module]
+
+
+def vmt_parameter_count(sites: Sequence[AdapterSite], n_tasks: int, config: MethodConfig, r: int) -> int:
+    """Trainable VMT parameters at width r (docs/adapters.md#options-for-issue-19), exactly what the encoder builds:
+
+    sum over sites of  r d_in + r + r d_out + d_out [+ d_out with learn_scale]   (Lite: r d_in + r + 2 d_out)
+    plus, on sites whose side outputs reach a stage map, T (m(r) + 1) with m = 2r (scale_shift), r^2 + r (linear,
+    gate) or r d_out (lowrank_up), and nothing for task_module="none".
+    """
+    lite = config.share_mode == "transpose"
+    total = 0
+    for site in sites:
+        if lite:
+            total += r * site.d_in + r + 2 * site.d_out
+        else:
+            total += r * site.d_in + r + r * site.d_out + site.d_out + (site.d_out if config.learn_scale else 0)
+        if site.stage is not None and config.task_module != "none":
+            total += n_tasks * (_task_module_size(config.task_module, r, site.d_out) + 1)
+    return total
+
+
+def width_for_budget(sites: Sequence[AdapterSite], n_tasks: int, config: MethodConfig, backbone_params: int) -> int:
+    """The largest r >= 1 whose :func:`vmt_parameter_count` fits ``config.budget_pct`` % of the backbone.
+
+    Raises:
+        ValueError: Even r = 1 is over the budget.
+    """
+    budget = config.budget_pct / 100.0 * backbone_params
+    if vmt_parameter_count(sites, n_tasks, config, 1) > budget:
+        raise ValueError(
+            f"budget_pct: {config.budget_pct:g} % of the backbone ({budget:.0f} parameters) is below the smallest "
+            f"adapter (r=1: {vmt_parameter_count(sites, n_tasks, config, 1)} parameters); expected a larger budget"
+        )
+    r = 1
+    while r < 4096 and vmt_parameter_count(sites, n_tasks, config, r + 1) <= budget:
+        r += 1
+    return r
+
+
+class _ConvHook:
+    """placement="conv": the forward hook that runs one site's adapter parallel to a Conv2d (channels first) or
+    Linear (tokens) layer. An object, not a closure, so that a deep copy of the encoder hooks the copy's adapters."""
+
+    def __init__(self, encoder: VMTEncoder, site: AdapterSite) -> None:
+        self.encoder, self.site = encoder, site
+
+    def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        enc, site, x = self.encoder, self.site, inputs[0]
+        conv = isinstance(module, nn.Conv2d)
+        delta, sides = enc.slot_modules[site.key](x.permute(0, 2, 3, 1) if conv else x)
+        if site.stage is not None and sides:
+            if not conv:  # ViT tokens (B, N, d) -> the (B, g, g, d) grid of the stage map
+                g = enc.backbone.grid
+                sides = [h.reshape(h.shape[0], g, g, h.shape[-1]) for h in sides]
+            enc._record(site.stage, sides)
+        return output + (delta.permute(0, 3, 1, 2) if conv else delta)
 
 
 class VMTEncoder(MultiTaskEncoder):
@@ -112,28 +256,28 @@ class VMTEncoder(MultiTaskEncoder):
 
     def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
         super().__init__(backbone, tasks, config)
-        slots = backbone.slots
-        first = len(slots) - config.insert_last if config.insert_last else 0
-        self.active = [s.index for s in slots if s.index >= first]
-        stage_ch = backbone.stage_channels
-        last_in_stage = {s.stage: s.index for s in slots}
-        self.contributes = {
-            s.index: s.stage
-            for s in slots
-            if s.index in self.active
-            and s.d_out == stage_ch[s.stage]
-            and (config.task_feature_source == "all_blocks_in_stage" or last_in_stage[s.stage] == s.index)
-        }
-        # blocks whose side outputs reach no decoder get no task modules (they would never train)
+        self.sites = adapter_sites(backbone, config)
+        #: the bottleneck width in use: config.r, or the one derived from config.budget_pct
+        self.r = config.r
+        if config.budget_pct > 0:
+            self.r = width_for_budget(self.sites, len(tasks), config, self.backbone_parameters())
+        self.active = sorted({site.slot for site in self.sites})
+        self.contributes = {site.slot: site.stage for site in self.sites if site.stage is not None}
+        # sites whose side outputs reach no decoder get no task modules (they would never train)
         no_tasks = replace(config, task_module="none")
         self.slot_modules = nn.ModuleDict(
             {
-                str(i): VMTSlot(
-                    slots[i].d_in, slots[i].d_out, len(tasks), config if i in self.contributes else no_tasks
+                site.key: VMTSlot(
+                    site.d_in, site.d_out, len(tasks), config if site.stage is not None else no_tasks, self.r
                 )
-                for i in self.active
+                for site in self.sites
             }
         )
+        self._acc: list[list[torch.Tensor | None]] | None = None
+        if config.placement == "conv":
+            modules = dict(backbone.named_modules())
+            for site in self.sites:
+                modules[site.module].register_forward_hook(self._conv_hook(site))
 
     @property
     def stage_channels(self) -> tuple[int, ...]:
@@ -149,6 +293,18 @@ class VMTEncoder(MultiTaskEncoder):
         )
         return per_all // len(self.tasks)
 
+    def _record(self, stage: int | None, sides: list[torch.Tensor]) -> None:
+        """Add the task side outputs (channel-last grids) of one site to their stage's sums."""
+        acc = self._acc
+        if stage is None or acc is None:
+            return
+        for t, h in enumerate(sides):
+            prev = acc[t][stage]
+            acc[t][stage] = h if prev is None else prev + h
+
+    def _conv_hook(self, site: AdapterSite) -> _ConvHook:
+        return _ConvHook(self, site)
+
     def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         n_stages = len(self.backbone.stage_channels)
         acc: list[list[torch.Tensor | None]] = [[None] * n_stages for _ in self.tasks]
@@ -157,14 +313,14 @@ class VMTEncoder(MultiTaskEncoder):
             if i not in self.active:
                 return None
             delta, sides = self.slot_modules[str(i)](tap)
-            stage = self.contributes.get(i)
-            if stage is not None:
-                for t, h in enumerate(sides):
-                    prev = acc[t][stage]
-                    acc[t][stage] = h if prev is None else prev + h
+            self._record(self.contributes.get(i), sides)
             return delta
 
-        generic = self.backbone.forward_stages(x, hook)
+        self._acc = acc
+        try:
+            generic = self.backbone.forward_stages(x, hook if self.config.placement == "block" else None)
+        finally:
+            self._acc = None
         out: dict[str, list[torch.Tensor]] = {}
         for t, task in enumerate(self.tasks):
             maps = []
