@@ -3,10 +3,10 @@
 tailorkit adapters train vmt.yaml --out runs/vmt [key=value ...]
     trains one method on the configured data and writes RUN_DIR/trainable.safetensors (the trainable parameters
     only), RUN_DIR/manifest.json (backbone name and fingerprint, method, tasks, config) and RUN_DIR/metrics.json.
-tailorkit adapters eval runs/vmt [backbone.weights=FILE.safetensors]
+tailorkit adapters eval runs/vmt
     rebuilds the backbone, refuses a manifest whose backbone does not match, loads the saved parameters and prints
-    every task's metrics on the configured test split. `backbone.weights` (a setting, in either verb) loads a
-    user's safetensors state dict for the backbone slot strictly.
+    every task's metrics on the configured test split. A user's backbone weights are the training setting
+    `backbone.weights=FILE.safetensors` (loaded strictly); eval rebuilds the backbone from the run's saved config.
 """
 
 from __future__ import annotations
