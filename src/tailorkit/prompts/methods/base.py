@@ -35,6 +35,7 @@ from tailorkit.nets.dual_encoder import N_IMAGE_STAGES, N_TEMPLATE_CTX, STAGE_IN
 __all__ = [
     "IMAGE_SLOTS",
     "METHODS",
+    "GeneratedPrompts",
     "PromptLearner",
     "make_learner",
     "register_method",
@@ -191,6 +192,47 @@ class PromptLearner(nn.Module):
 
     def trainable_count(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+class GeneratedPrompts:
+    """Record the prompts a learner generates in one forward: within ``with GeneratedPrompts(learner) as rec:`` its
+    ``text_deltas`` and ``image_tokens`` are computed once per bank combination and reused, so every task that uses
+    the same banks sees the same tensors; ``rec.tensors()`` lists them (for gradients with respect to the generated
+    prompts rather than the parameters that generate them, tailorkit.prompts.grouping)."""
+
+    def __init__(self, learner: PromptLearner) -> None:
+        self.learner = learner
+        self.text: dict[tuple[int, ...], list[torch.Tensor | None]] = {}
+        self.image: dict[tuple[int, ...], dict[int, torch.Tensor]] = {}
+
+    def __enter__(self) -> GeneratedPrompts:
+        learner = self.learner
+        text, image = learner.text_deltas, learner.image_tokens
+
+        def text_deltas(task: int) -> list[torch.Tensor | None]:
+            key = learner.assignment[task]
+            if key not in self.text:
+                self.text[key] = text(task)
+            return self.text[key]
+
+        def image_tokens(task: int) -> dict[int, torch.Tensor]:
+            key = learner.assignment[task]
+            if key not in self.image:
+                self.image[key] = image(task)
+            return self.image[key]
+
+        setattr(learner, "text_deltas", text_deltas)  # noqa: B010  (instance attributes shadow the methods)
+        setattr(learner, "image_tokens", image_tokens)  # noqa: B010
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.learner.__dict__["text_deltas"], self.learner.__dict__["image_tokens"]
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The recorded prompts that carry gradients: text deltas per layer, then image tokens per stage."""
+        out = [d for key in sorted(self.text) for d in self.text[key] if d is not None and d.requires_grad]
+        out += [self.image[key][s] for key in sorted(self.image) for s in sorted(self.image[key])]
+        return [t for t in out if t.requires_grad]
 
 
 def normal_(t: torch.Tensor, std: float, gen: torch.Generator | None) -> torch.Tensor:
