@@ -12,9 +12,10 @@ Reconstructed [inferred, docs/prompts.md#the-method-as-implemented], each an opt
   product cropped to the modality's width when d_s does not divide it (``d_s`` may then be any width);
 - ``d_s = 0`` (default): ``gcd(384, C_l)`` per layer (the gcd of the two widths, so the factors tile both exactly;
   8, 16, 16, 192 on the last four stages); ``d_s > 0``: that width on every layer; ``budget > 0``: the width (the
-  same on every layer, 1..384) whose total trainable count over all banks is closest to ``budget`` times the dual
-  encoder's parameters (the paper's share is 0.09 %, ``budget=0.0009``); ``n_src = 2``, ``a = 2`` (4 tokens: the 4
-  context slots and 4 image tokens);
+  same on every layer, 20..384: at least sqrt(384), so that the source is at least as wide as the text factor
+  and carries the prompt, not the factors) whose total trainable count over all banks is closest to ``budget``
+  times the dual encoder's parameters (the paper's share is 0.09 %, ``budget=0.0009``); ``n_src = 2``, ``a = 2``
+  (4 tokens: the 4 context slots and 4 image tokens);
 - ``source_init="zeros"`` (default; the model starts exactly unchanged, but at step 0 the factors get no gradient,
   since dP/dA = S = 0, so Adam leaves them where they are for the first step) or ``"normal"``: N(0, ``source_std``)
   (0.02, CoOp's context initialisation), so every factor gets a gradient at step 0 at the price of a small random
@@ -93,12 +94,14 @@ class MmAP(PromptLearner):
         channels = list(self.stage_channels.values())
         if budget:
             target = budget * encoder.parameter_count()
-            d_s = min(
-                range(1, self.text_width + 1),
-                key=lambda d: abs(
-                    mmap_count(self.n_banks, [(self.text_width, c, d) for c in channels], n_src, a) - target
-                ),
-            )
+            # from sqrt(384) on the source is at least as wide as the text factor; ties go to the wider source
+            widths = range(math.isqrt(self.text_width - 1) + 1, self.text_width + 1)
+
+            def miss(d: int) -> tuple[float, int]:
+                count = mmap_count(self.n_banks, [(self.text_width, c, d) for c in channels], n_src, a)
+                return abs(count - target), -d
+
+            d_s = min(widths, key=miss)
         gen = torch.Generator().manual_seed(seed)
         self.d_s: list[int] = []
         self.widths: list[tuple[int, int]] = []
