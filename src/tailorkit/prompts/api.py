@@ -121,6 +121,8 @@ def discover_groups(
     def losses(step: int) -> dict[int, torch.Tensor]:
         if step not in batches:  # the same batch when the look-ahead re-evaluates a step
             batches[step] = engine.sample(gen, batch)
+        if wrt == "params":  # the learner as is (the default path computes exactly what it always did)
+            return engine.task_losses(learner, batches[step])
         with GeneratedPrompts(learner) as record:
             out = engine.task_losses(learner, batches[step])
         recorded[:] = [record]
