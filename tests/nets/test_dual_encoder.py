@@ -85,6 +85,23 @@ def test_zero_prompts_leave_the_model_unchanged(encoder: DualEncoder) -> None:
         assert torch.allclose(encoder.encode_image(x, maps), encoder.encode_image(x), atol=1e-6)
 
 
+def test_film_stage_prompts_scale_and_shift_the_stage_input(encoder: DualEncoder) -> None:
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    stage = 4
+    with torch.no_grad():
+        prefix = encoder.image_prefix(x, stage)
+        ones = torch.ones(1, prefix.shape[1], 1, 1)
+        plain = encoder.image_features(prefix, stage)
+        # (0, 0) is the identity; scale 1 doubles the input; scale -1 with a shift replaces it by the shift
+        assert torch.allclose(encoder.image_features(prefix, stage, {stage: (0 * ones, 0 * ones)}), plain, atol=1e-6)
+        doubled = encoder.image_features(prefix, stage, {stage: (ones, 0 * ones)})
+        assert torch.allclose(doubled, encoder.image_features(2 * prefix, stage), atol=1e-5)
+        assert not torch.allclose(doubled, plain, atol=1e-3)
+        shift = torch.randn(1, prefix.shape[1], *prefix.shape[2:], generator=torch.Generator().manual_seed(2))
+        replaced = encoder.image_features(prefix, stage, {stage: (-ones, shift)})
+        assert torch.allclose(replaced, encoder.image_features(shift.expand_as(prefix), stage), atol=1e-5)
+
+
 def test_manual_text_forward_equals_the_sentence_encoder(encoder: DualEncoder) -> None:
     from tailorkit.nets.text import SentenceEncoder
 

@@ -40,6 +40,28 @@ def test_a_fit_does_not_depend_on_what_ran_before_or_where(encoder) -> None:  # 
     assert fresh["final_loss"] == again["final_loss"] == elsewhere["final_loss"]
 
 
+def test_repair_options_reach_the_learners_only_when_set() -> None:
+    from tailorkit.prompts.bench import PromptsBenchConfig, _options
+
+    base = PromptsBenchConfig()
+    assert _options(base, "mmap") == {"depth": 4} and _options(base, "coop") == {}  # default rows unchanged
+    cfg = PromptsBenchConfig(image_slot="film", mmap_source_init="normal", mmap_budget=0.0009, group_wrt="prompts")
+    assert _options(cfg, "vpt") == _options(cfg, "maple") == {"depth": 4, "image_slot": "film"}
+    assert _options(cfg, "mmap") == {"depth": 4, "image_slot": "film", "source_init": "normal", "budget": 0.0009}
+    assert _options(cfg, "clip_adapter") == {}
+    bad: list[tuple[dict[str, object], str]] = [
+        ({"image_slot": "tokens"}, "image_slot"),
+        ({"group_wrt": "bank"}, "group_wrt"),
+        ({"mmap_source_init": "ones"}, "mmap_source_init"),
+        ({"mmap_d_s": -1}, "mmap_d_s"),
+        ({"mmap_budget": 1.5}, "mmap_budget"),
+        ({"mmap_d_s": 8, "mmap_budget": 0.001}, "both set"),
+    ]
+    for kwargs, match in bad:
+        with pytest.raises(ValueError, match=match):
+            PromptsBenchConfig(**kwargs)  # type: ignore[arg-type]
+
+
 @pytest.mark.slow
 def test_worker_processes_give_the_rows_of_the_serial_run(tmp_path: Path, encoder) -> None:  # type: ignore[no-untyped-def]
     docs = []

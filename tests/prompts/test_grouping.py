@@ -68,6 +68,43 @@ def test_gradient_affinity_recovers_planted_clusters_on_linear_tasks() -> None:
     assert best_partition(result.lookahead) == sorted(clusters)
 
 
+def test_grouping_on_generated_prompts_recovers_pairs_the_raw_parameters_hide() -> None:
+    # An MmAP-like toy: the prompt P = S (x) A is generated from a zero source S (1 x 2) and a factor A = (1, 0, 0).
+    # Task t's loss is <c_t, P>, so its gradient on the prompt is c_t: tasks 0 and 1 share c = u, tasks 2 and 3
+    # share c = v (two pairs with identical prompt gradients). On the raw parameters the gradient is A's
+    # projection of c (and zero on A, since S = 0): u and v differ only where A is 0, so all four look identical.
+    source = torch.zeros(1, 2, requires_grad=True)
+    factor = torch.tensor([[1.0, 0.0, 0.0]], requires_grad=True)
+    u = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 0.0])
+    v = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    made: list[torch.Tensor] = []
+
+    def losses(step: int) -> dict[int, torch.Tensor]:
+        made[:] = [torch.kron(source, factor).flatten()]
+        return {t: (c * made[0]).sum() for t, c in enumerate((u, u, v, v))}
+
+    on_prompts = gradient_affinity([source, factor], losses, 4, steps=1, measure=lambda: made)
+    on_params = gradient_affinity([source, factor], losses, 4, steps=1)
+    assert on_prompts.cosine[0, 1] == pytest.approx(1.0) and on_prompts.cosine[2, 3] == pytest.approx(1.0)
+    assert on_prompts.cosine[0, 2] == pytest.approx(3**-0.5)  # <u, v> = 2, |u| = 3**0.5, |v| = 2
+    assert best_partition(on_prompts.cosine) == [[0, 1], [2, 3]]
+    assert np.allclose(on_params.cosine, 1.0)  # the raw gradients cannot tell the pairs apart
+    assert best_partition(on_params.cosine) == [[0, 1, 2, 3]]
+
+
+def test_discover_groups_on_generated_prompts_runs_on_the_engine(engine) -> None:  # type: ignore[no-untyped-def]
+    from tailorkit.prompts.api import discover_groups
+
+    result = discover_groups(engine, steps=2, batch=4, wrt="prompts", options={"depth": 2})
+    assert sorted(i for g in result.groups for i in g) == [0, 1, 2]
+    cos = result.affinity.cosine
+    assert cos.shape == (3, 3) and np.allclose(np.diag(cos), 1.0) and np.allclose(cos, cos.T)
+    params = discover_groups(engine, steps=2, batch=4, options={"depth": 2})
+    assert not np.allclose(params.affinity.cosine, cos)  # a different gradient space
+    with pytest.raises(ValueError, match="wrt"):
+        discover_groups(engine, steps=1, wrt="bank")
+
+
 def test_random_partition_and_assignment() -> None:
     rng = np.random.default_rng(0)
     part = random_partition([2, 2, 2], rng)

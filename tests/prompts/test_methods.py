@@ -35,6 +35,97 @@ def test_zero_initialised_prompts_leave_the_model_unchanged(method: str, engine:
     assert torch.allclose(t0, t1, atol=1e-5) and torch.allclose(i0, i1, atol=1e-5)
 
 
+@pytest.mark.parametrize("method", ("vpt", "ivlp", "maple", "mmap"))
+def test_film_slot_starts_at_the_identity_and_its_first_step_has_a_gradient(method: str, engine: Engine) -> None:
+    base = make_learner("zero_shot", engine.encoder, assignment_for("mt", 3))
+    learner = make_learner(method, engine.encoder, assignment_for("mt", 3), image_slot="film")
+    with torch.no_grad():
+        t0, i0 = _embeddings(engine, base, 1)
+        t1, i1 = _embeddings(engine, learner, 1)
+        logits0 = engine.logits(base, i0, t0, 1)
+        logits1 = engine.logits(learner, i1, t1, 1)
+    assert torch.allclose(logits0, logits1, atol=1e-4)  # zero-shot logits unchanged at step 0
+    if method in ("vpt", "ivlp"):  # the image tokens are leaves: both the scale row and the shift rows get gradients
+        losses = engine.task_losses(learner, {0: torch.arange(4), 1: torch.arange(4)})
+        sum(losses.values()).backward()  # type: ignore[union-attr]
+        for stage, bank in learner.image.items():  # type: ignore[attr-defined]
+            grad = bank[0].grad
+            assert grad is not None and (grad.abs().sum(1) > 0).all(), stage
+
+
+def test_film_slot_acts_multiplicatively_on_the_stage_input(engine: Engine) -> None:
+    from tailorkit.prompts.methods.base import tokens_to_film, tokens_to_map
+
+    tokens = torch.randn(4, 40, generator=torch.Generator().manual_seed(0))
+    scale, shift = tokens_to_film(tokens, 8, 8)
+    assert scale.shape == (1, 40, 1, 1) and torch.equal(scale.flatten(), tokens[0])
+    assert torch.allclose(shift, tokens_to_map(tokens[1:], 8, 8))
+    learner = make_learner("vpt", engine.encoder, assignment_for("mt", 3), image_slot="film", depth=1)
+    with torch.no_grad():
+        plain = engine.image_embeddings(learner, 0, "train", None)
+        learner.image["6"][0][0].fill_(-1.0)  # type: ignore[index]  # scale 1 + (-1) = 0 wipes stage 6's input
+        wiped = engine.image_embeddings(learner, 0, "train", None)
+        learner.image["6"][0][0].fill_(1.0)  # type: ignore[index]  # scale 2 doubles it
+        doubled = engine.image_embeddings(learner, 0, "train", None)
+        prefix = engine.prefix(0, "train", 6)
+        reference = engine.encoder.encode_image_prefix(2 * prefix, 6)
+    assert torch.allclose(wiped[0], wiped[1], atol=1e-5)  # every image now gives the same embedding
+    assert not torch.allclose(plain[0], plain[1], atol=1e-3)
+    assert torch.allclose(doubled, reference, atol=1e-5) and not torch.allclose(doubled, plain, atol=1e-3)
+    with pytest.raises(ValueError, match="image_slot"):
+        make_learner("vpt", engine.encoder, assignment_for("mt", 1), image_slot="tokens")
+
+
+@pytest.mark.parametrize("image_slot", ("additive", "film"))
+def test_mmap_first_step_changes_every_factor_with_a_normal_source(image_slot: str, engine: Engine) -> None:
+    def run(source_init: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], object]:
+        learner = make_learner(
+            "mmap", engine.encoder, assignment_for("mt", 3), source_init=source_init, image_slot=image_slot
+        )
+        before = {n: p.detach().clone() for n, p in learner.named_parameters()}
+        prompts0 = [t.detach().clone() for t in learner.text_deltas(0)] + list(learner.image_tokens(0).values())
+        engine.train(learner, TrainConfig(steps=1, batch=4, lr=0.01, warmup=0), seed=0)
+        after = {n: p.detach().clone() for n, p in learner.named_parameters()}
+        prompts1 = list(learner.text_deltas(0)) + list(learner.image_tokens(0).values())
+        return before, after, (prompts0, prompts1)
+
+    before, after, (p0, p1) = run("normal")
+    assert {n.split(".")[0] for n in before} == {"source", "a_txt", "a_vis"}
+    unchanged = [n for n in before if torch.equal(before[n], after[n])]
+    assert not unchanged, unchanged  # a gradient reached the source and both modality factors of every layer
+    assert all(not torch.allclose(a, b.detach()) for a, b in zip(p0, p1, strict=True))  # text and image prompts
+    # the default zero source is the diagnosis of issue 20: dP/dA = S = 0, so Adam's first step leaves the factors
+    before, after, _ = run("zeros")
+    assert all(torch.equal(before[n], after[n]) == (not n.startswith("source")) for n in before)
+
+
+def test_mmap_fixed_width_crops_the_kronecker_product_and_budget_matches_the_share(encoder) -> None:  # type: ignore[no-untyped-def]
+    from tailorkit.prompts.methods.mmap import mmap_count
+
+    learner = make_learner("mmap", encoder, assignment_for("mt", 1), depth=2, d_s=64, source_init="normal")
+    assert learner.d_s == [64, 64]
+    assert tuple(learner.a_txt[0][0].shape) == (2, 6) and tuple(learner.a_vis[0][0].shape) == (2, 2)  # 112 -> 2
+    image = learner.image_tokens(0)[5]
+    assert image.shape == (4, 112)
+    src, fac = learner.source[0][0], learner.a_vis[0][0]
+    # row 1 = source row 0 (x) factor row 1, column p * 2 + q = S[0, p] * A[1, q], cropped from 128 to 112
+    assert torch.allclose(image[1], torch.outer(src[0], fac[1]).flatten()[:112])
+    count = mmap_count(1, [(384, 112, 64), (384, 192, 64)], 2, 2)
+    assert learner.trainable_count() == count == (128 + 12 + 4) + (128 + 12 + 6)
+    total = encoder.parameter_count()
+    for form, groups in (("group+task", [[0, 1], [2, 3], [4, 5]]), ("mt", None)):
+        budgeted = make_learner("mmap", encoder, assignment_for(form, 6, groups), budget=0.0009)
+        share = budgeted.trainable_count() / total
+        if form == "mt":  # one bank cannot reach 0.09 % here: the widest source (384) is taken
+            assert budgeted.d_s == [384] * 4 and share < 0.0009
+        else:
+            assert abs(share - 0.0009) < 0.00005, share
+    with pytest.raises(ValueError, match="budget"):
+        make_learner("mmap", encoder, assignment_for("mt", 1), budget=0.0009, d_s=8)
+    with pytest.raises(ValueError, match="source_init"):
+        make_learner("mmap", encoder, assignment_for("mt", 1), source_init="ones")
+
+
 @pytest.mark.parametrize("method", ("coop", "vpt", "mmap", "maple", "bitfit", "clip_adapter", "linear_probe"))
 def test_only_learner_parameters_get_gradients(method: str, engine: Engine) -> None:
     learner = make_learner(method, engine.encoder, assignment_for("st", 3))

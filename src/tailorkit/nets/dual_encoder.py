@@ -30,7 +30,9 @@ Prompt slots (the interface prompt-learning methods use, tailorkit.prompts):
   "initialised to leave the model unchanged" exact and keeps the slots' positions fixed.]
 - image: EfficientNet has no tokens, so the documented generalisation of VPT to a CNN is a per-stage additive
   prompt map added to the input of each of the last J of its 7 stages: ``image_deltas[s]`` of shape
-  ``(N, C_s, H_s, W_s)`` (prompt tokens times fixed spatial bases, built by tailorkit.prompts). Because the stages
+  ``(N, C_s, H_s, W_s)`` (prompt tokens times fixed spatial bases, built by tailorkit.prompts), or a FiLM pair
+  ``(scale, shift)`` applied as ``h * (1 + scale) + shift`` (per-channel prompts that act multiplicatively;
+  zero scale and shift are the identity). Because the stages
   before the first prompted one are frozen and unprompted, their output can be computed once and cached
   (:meth:`DualEncoder.image_prefix`), which is exact.
 
@@ -84,6 +86,7 @@ N_TEMPLATE_CTX = 4  # wordpieces of "a photo of a" (checked against the tokenize
 ALIGN_CACHE_PREFIX = "dual-encoder-align"
 _ALIGN_VERSION = "1"
 Device = str | torch.device
+ImageDelta = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # an additive map, or a FiLM (scale, shift) pair
 
 # First block index of each of EfficientNet's 7 stages (B0 layout) and each stage's input channels.
 STAGE_STARTS: tuple[int, ...] = tuple(int(x) for x in np.cumsum([0] + [s[4] for s in STAGES])[:-1])
@@ -255,13 +258,16 @@ class DualEncoder(nn.Module):
         self,
         prefix: torch.Tensor,
         start_stage: int = 0,
-        image_deltas: Mapping[int, torch.Tensor] | None = None,
+        image_deltas: Mapping[int, ImageDelta] | None = None,
     ) -> torch.Tensor:
         """Pooled 1280-d features from a prefix map, adding prompt maps at the inputs of the prompted stages.
 
+        ``image_deltas[s]`` is either a map added to the input of stage s, or a pair ``(scale, shift)`` applied
+        FiLM-style, ``h * (1 + scale) + shift`` (zero scale and shift leave the stage input unchanged).
+
         Shapes:
-            prefix: output of :meth:`image_prefix` for ``start_stage``; image_deltas[s]: broadcastable to the
-            input of stage s (s >= start_stage); returns (N, 1280).
+            prefix: output of :meth:`image_prefix` for ``start_stage``; image_deltas[s] (or each of its pair):
+            broadcastable to the input of stage s (s >= start_stage); returns (N, 1280).
         """
         tower = self.image_tower
         deltas = dict(image_deltas or {})
@@ -271,7 +277,12 @@ class DualEncoder(nn.Module):
         h = prefix
         for stage in range(start_stage, N_IMAGE_STAGES):
             if stage in deltas:
-                h = h + deltas[stage]
+                delta = deltas[stage]
+                if isinstance(delta, tuple):  # FiLM: per-channel scale (identity at 0) and additive shift
+                    scale, shift = delta
+                    h = h * (1 + scale) + shift
+                else:
+                    h = h + delta
             end = STAGE_STARTS[stage + 1] if stage + 1 < N_IMAGE_STAGES else len(tower._blocks)
             for block in tower._blocks[STAGE_STARTS[stage] : end]:
                 h = block(h)
@@ -287,7 +298,7 @@ class DualEncoder(nn.Module):
         return F.normalize(z, dim=-1) if normalize else z
 
     def encode_image(
-        self, x: torch.Tensor, image_deltas: Mapping[int, torch.Tensor] | None = None, normalize: bool = True
+        self, x: torch.Tensor, image_deltas: Mapping[int, ImageDelta] | None = None, normalize: bool = True
     ) -> torch.Tensor:
         """Images -> shared-space embeddings (unit norm by default).
 
@@ -301,7 +312,7 @@ class DualEncoder(nn.Module):
         self,
         prefix: torch.Tensor,
         start_stage: int,
-        image_deltas: Mapping[int, torch.Tensor] | None = None,
+        image_deltas: Mapping[int, ImageDelta] | None = None,
         normalize: bool = True,
     ) -> torch.Tensor:
         """Cached prefix (:meth:`image_prefix`) -> shared-space embedding, with prompt maps from start_stage on."""

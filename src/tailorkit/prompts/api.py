@@ -17,9 +17,11 @@ import torch
 from tailorkit.prompts.engine import Engine, TrainConfig
 from tailorkit.prompts.grouping import AffinityResult, best_partition, gradient_affinity, groups_to_assignment
 from tailorkit.prompts.methods import make_learner
-from tailorkit.prompts.methods.base import PromptLearner
+from tailorkit.prompts.methods.base import GeneratedPrompts, PromptLearner
 
-__all__ = ["FitResult", "GroupingResult", "assignment_for", "discover_groups", "fit_method"]
+__all__ = ["GROUP_WRT", "FitResult", "GroupingResult", "assignment_for", "discover_groups", "fit_method"]
+
+GROUP_WRT = ("params", "prompts")
 
 
 @dataclass
@@ -93,10 +95,17 @@ def discover_groups(
     n_groups: int = 0,
     seed: int = 0,
     options: dict[str, Any] | None = None,
+    wrt: str = "params",
 ) -> GroupingResult:
-    """Warm up one all-shared MmAP, record per-task gradient affinities on it, and partition the tasks."""
+    """Warm up one all-shared MmAP, record per-task gradient affinities on it, and partition the tasks.
+
+    ``wrt``: the cosine affinity compares per-task gradients on the MmAP's raw parameters (``"params"``, source
+    and factors) or on the prompts it generates (``"prompts"``, text deltas and image tokens of every layer).
+    """
     if affinity not in ("cosine", "lookahead"):
         raise ValueError(f"affinity: expected cosine or lookahead; got {affinity!r}")
+    if wrt not in GROUP_WRT:
+        raise ValueError(f"wrt: expected one of {', '.join(GROUP_WRT)}; got {wrt!r}")
     if affinity == "lookahead" and not lookahead_every:
         lookahead_every = 1
     began = time.perf_counter()
@@ -107,12 +116,27 @@ def discover_groups(
     gen = torch.Generator().manual_seed(seed)
     batches: dict[int, dict[int, torch.Tensor]] = {}
 
+    recorded: list[GeneratedPrompts] = []
+
     def losses(step: int) -> dict[int, torch.Tensor]:
         if step not in batches:  # the same batch when the look-ahead re-evaluates a step
             batches[step] = engine.sample(gen, batch)
-        return engine.task_losses(learner, batches[step])
+        if wrt == "params":  # the learner as is (the default path computes exactly what it always did)
+            return engine.task_losses(learner, batches[step])
+        with GeneratedPrompts(learner) as record:
+            out = engine.task_losses(learner, batches[step])
+        recorded[:] = [record]
+        return out
 
-    result = gradient_affinity(params, losses, engine.n_tasks, steps, optimizer=opt, lookahead_every=lookahead_every)
+    result = gradient_affinity(
+        params,
+        losses,
+        engine.n_tasks,
+        steps,
+        optimizer=opt,
+        lookahead_every=lookahead_every,
+        measure=(lambda: recorded[0].tensors()) if wrt == "prompts" else None,
+    )
     out = GroupingResult([], result, affinity, 0.0)
     out.groups = best_partition(out.matrix(), n_groups)
     out.seconds = time.perf_counter() - began

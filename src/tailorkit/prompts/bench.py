@@ -54,6 +54,13 @@ class PromptsBenchConfig:
         depth: Prompted text layers = prompted image stages (J) for VPT, IVLP, MaPLe and MmAP.
         group_steps: Warm-up steps of the all-shared MmAP whose per-task gradients define the affinity.
         affinity: "cosine" (default) or "lookahead" (TAG); n_groups: 0 = free number of groups.
+        group_wrt: The grouping's gradients are taken on the MmAP's raw parameters ("params", default) or on the
+            prompts it generates ("prompts"); see prompts/grouping.py.
+        image_slot: How the image prompts of VPT, IVLP, MaPLe and MmAP act on a stage: "additive" (default) or
+            "film" (per-channel scale and shift); methods/base.py.
+        mmap_source_init, mmap_source_std, mmap_d_s, mmap_budget: MmAP's source initialisation ("zeros" default,
+            or "normal" with that std), its fixed source width (0 = gcd per layer) and its parameter budget
+            (0 = off; a fraction of the dual encoder, e.g. 0.0009); methods/mmap.py.
         random_partitions: Random groupings (same group sizes) averaged for the random-grouping row.
         threads: torch threads per process (1: the small ops gain nothing from 2, and spin-waiting costs CPU).
         workers: processes running independent fits side by side on CPU (1: all in this process).
@@ -74,6 +81,12 @@ class PromptsBenchConfig:
     depth: int = 4
     group_steps: int = 15
     affinity: str = "cosine"
+    group_wrt: str = "params"
+    image_slot: str = "additive"
+    mmap_source_init: str = "zeros"
+    mmap_source_std: float = 0.02
+    mmap_d_s: int = 0
+    mmap_budget: float = 0.0
     n_groups: int = 0
     random_partitions: int = 3
     threads: int = 1
@@ -100,6 +113,23 @@ class PromptsBenchConfig:
                 raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
         if self.affinity not in ("cosine", "lookahead"):
             raise ValueError(f"affinity: expected cosine or lookahead, got {self.affinity!r}")
+        choices = {
+            "group_wrt": ("params", "prompts"),
+            "image_slot": ("additive", "film"),
+            "mmap_source_init": ("zeros", "normal"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not isinstance(self.mmap_d_s, int) or self.mmap_d_s < 0:
+            raise ValueError(f"mmap_d_s: expected an int >= 0 (0 = gcd per layer), got {self.mmap_d_s!r}")
+        if not 0 <= self.mmap_budget < 1 or not self.mmap_source_std >= 0:
+            raise ValueError(
+                f"mmap_budget: expected a fraction in [0, 1) and mmap_source_std >= 0, got {self.mmap_budget}, "
+                f"{self.mmap_source_std}"
+            )
+        if self.mmap_budget and self.mmap_d_s:
+            raise ValueError("mmap_d_s and mmap_budget both set: the budget chooses the source width")
         unknown = sorted(set(self.baselines) - set(BASELINES))
         if unknown:
             raise ValueError(f"baselines: expected names from {', '.join(BASELINES)}, got {unknown}")
@@ -112,7 +142,18 @@ def _lr(config: PromptsBenchConfig, method: str) -> float:
 
 
 def _options(config: PromptsBenchConfig, method: str) -> dict[str, Any]:
-    return {"depth": config.depth} if method in ("vpt", "ivlp", "maple", "mmap") else {}
+    if method not in ("vpt", "ivlp", "maple", "mmap"):
+        return {}
+    out: dict[str, Any] = {"depth": config.depth}
+    if config.image_slot != "additive":  # only non-default options, so default runs build the learners as before
+        out["image_slot"] = config.image_slot
+    if method == "mmap":
+        defaults = {"source_init": "zeros", "source_std": 0.02, "d_s": 0, "budget": 0.0}
+        for key, default in defaults.items():
+            value = getattr(config, f"mmap_{key}")
+            if value != default:
+                out[key] = value
+    return out
 
 
 def _planted_partition(tasks: tuple[str, ...]) -> list[list[int]] | None:
@@ -207,7 +248,8 @@ def _grouping_job(config: PromptsBenchConfig, mode: str, seed: int, device: torc
             affinity=config.affinity,
             n_groups=config.n_groups,
             seed=seed,
-            options={"depth": config.depth},
+            options=_options(config, "mmap"),
+            wrt=config.group_wrt,
         )
     return {
         "groups": grouping.groups,

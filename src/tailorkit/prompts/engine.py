@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tailorkit.core.progress import bar
 from tailorkit.nets.dual_encoder import DualEncoder, to_model_input
 from tailorkit.prompts.data import TaskData
-from tailorkit.prompts.methods.base import PromptLearner, tokens_to_map
+from tailorkit.prompts.methods.base import PromptLearner
 
 __all__ = ["Engine", "TrainConfig", "TrainResult"]
 
@@ -147,7 +147,7 @@ class Engine:
         if idx is not None:
             prefix = prefix[idx]
         tokens = learner.image_tokens(task)
-        maps = {s: tokens_to_map(tok, *self._stage_hw(task, split, s)) for s, tok in tokens.items()}
+        maps = {s: learner.image_prompt(tok, *self._stage_hw(task, split, s)) for s, tok in tokens.items()}
         ov = learner.overrides(task, "image")
         if ov:
             z = torch.func.functional_call(self.encoder, ov, ("encode_image_prefix", prefix, start, maps), strict=False)

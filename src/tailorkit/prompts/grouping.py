@@ -4,7 +4,10 @@ Verified: MmAP partitions the tasks into disjoint groups by gradient similarity,
 tasks with high similarity"; a group shares an MmAP. Reconstructed (docs/prompts.md#the-method-as-implemented), each an
 option:
 
-1. warm-up: train one all-shared MmAP and record, at every step, each task's gradient on its parameters;
+1. warm-up: train one all-shared MmAP and record, at every step, each task's gradient, either on its raw parameters
+   (``wrt="params"``, the default) or on the prompts it generates (``wrt="prompts"``: the text deltas and image
+   tokens of every prompted layer, concatenated; issue 20: with a zero source the raw factors' gradients are zero
+   and the 2 x d_s sources dominate the raw vector);
 2. affinity, two forms: ``cosine`` S_ij = step mean of cos(g_i, g_j); ``lookahead`` (TAG, Fifty et al., NeurIPS
    2021, arXiv:2109.04617) Z_ij = step mean of 1 - L_j(theta - eta g_i) / L_j(theta), the relative drop of task
    j's loss after a step on task i alone (T extra forwards per task per measured step);
@@ -57,6 +60,7 @@ def gradient_affinity(
     optimizer: torch.optim.Optimizer | None = None,
     lookahead_every: int = 0,
     lookahead_lr: float = 0.01,
+    measure: Callable[[], Sequence[torch.Tensor]] | None = None,
 ) -> AffinityResult:
     """Run ``steps`` warm-up steps, recording per-task gradient cosines (and optionally look-ahead affinities).
 
@@ -67,6 +71,9 @@ def gradient_affinity(
         steps: Warm-up steps; the optimizer (if given) steps on the mean loss after each measurement.
         lookahead_every: Measure look-ahead affinity every this many steps (0 = never).
         lookahead_lr: The step size eta of the look-ahead update (plain SGD, as TAG).
+        measure: Called right after ``task_losses(step)``: the tensors of that forward (e.g. the generated prompts)
+            whose per-task gradients define the cosine affinity instead of the parameters' (the optimizer and the
+            look-ahead still step on the parameters).
 
     Returns:
         The step-averaged affinity matrices.
@@ -80,13 +87,18 @@ def gradient_affinity(
         per_task = task_losses(step)
         if sorted(per_task) != list(range(n_tasks)):
             raise ValueError(f"task_losses must return every task 0..{n_tasks - 1}; got {sorted(per_task)}")
-        grads = []
+        measured = list(measure()) if measure is not None else []
+        targets = params + measured
+        grads, measured_grads = [], []
         for t in range(n_tasks):
-            g = torch.autograd.grad(per_task[t], params, retain_graph=True, allow_unused=True)
-            flat = [(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(g, params, strict=True)]
-            grads.append(torch.cat(flat))
+            g = torch.autograd.grad(per_task[t], targets, retain_graph=True, allow_unused=True)
+            flat = [(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(g, targets, strict=True)]
+            grads.append(torch.cat(flat[: len(params)]))
+            if measured:
+                measured_grads.append(torch.cat(flat[len(params) :]))
         G = torch.stack(grads)
-        Gn = G / G.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        M = torch.stack(measured_grads) if measured else G
+        Gn = M / M.norm(dim=1, keepdim=True).clamp_min(1e-12)
         cos_sum += (Gn @ Gn.T).detach().cpu().double().numpy()
         if lookahead_every and step % lookahead_every == 0:
             look_sum += _lookahead(params, G, per_task, task_losses, step, lookahead_lr)

@@ -12,7 +12,10 @@
 
 Deviations and inferred details (each an option): prompts are additive deltas at fixed slots, so zero-initialised
 prompts leave the model unchanged (CoOp/MaPLe replace tokens; same at layer 0, a reparametrisation deeper);
-``depth`` J pairs text layer l (0 = input) with image stage 7 - J + l; n_ctx <= 4 context slots.
+``depth`` J pairs text layer l (0 = input) with image stage 7 - J + l; n_ctx <= 4 context slots;
+``image_slot`` (VPT, IVLP, MaPLe; MmAP too) chooses how image tokens act on a stage's input: ``additive`` (default,
+tokens times fixed spatial bases) or ``film`` (token 0 a per-channel scale ``1 + s``, the rest the additive map;
+FiLM, Perez et al., AAAI 2018, arXiv:1709.07871, used as a visual prompt on a CNN [inferred]).
 """
 
 from __future__ import annotations
@@ -81,9 +84,10 @@ class VPT(_ImagePrompts):
         *,
         depth: int = 4,
         n_img: int = 4,
+        image_slot: str = "additive",
         seed: int = 0,
     ) -> None:
-        super().__init__(encoder, assignment, image_stages=depth, n_img=n_img)
+        super().__init__(encoder, assignment, image_stages=depth, n_img=n_img, image_slot=image_slot)
         self._init_image(n_img)
 
 
@@ -102,9 +106,18 @@ class IVLP(_TextPrompts, _ImagePrompts):
         depth: int = 4,
         n_ctx: int = 4,
         n_img: int = 4,
+        image_slot: str = "additive",
         seed: int = 0,
     ) -> None:
-        super().__init__(encoder, assignment, text_layers=depth, n_ctx=n_ctx, image_stages=depth, n_img=n_img)
+        super().__init__(
+            encoder,
+            assignment,
+            text_layers=depth,
+            n_ctx=n_ctx,
+            image_stages=depth,
+            n_img=n_img,
+            image_slot=image_slot,
+        )
         self._init_text()
         self._init_image(n_img)
 
@@ -126,9 +139,18 @@ class MaPLe(_TextPrompts):
         *,
         depth: int = 4,
         n_ctx: int = 4,
+        image_slot: str = "additive",
         seed: int = 0,
     ) -> None:
-        super().__init__(encoder, assignment, text_layers=depth, n_ctx=n_ctx, image_stages=depth, n_img=n_ctx)
+        super().__init__(
+            encoder,
+            assignment,
+            text_layers=depth,
+            n_ctx=n_ctx,
+            image_stages=depth,
+            n_img=n_ctx,
+            image_slot=image_slot,
+        )
         self._init_text()
         gen = torch.Generator().manual_seed(seed)
         self.couple = nn.ModuleList()
