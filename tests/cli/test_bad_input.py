@@ -200,20 +200,17 @@ CASES: list[Case] = [
         "patch-truncated-safetensors",
         "patch|--base|{trunc_model}|--finetuned|{trunc_model}|--out|{new_out}|--method|wise_ft",
         "trunc model",
-        xfail=PATCHING,
     ),
     C(
         "patching-pipeline-architecture",
         "patching|--base|{pipeline_model}|--finetuned|{pipeline_model}|--out|{new_out}|--method|wise_ft",
         "pipeline",
-        xfail=PATCHING,
     ),
     C("patching-out-exists", "patching|--base|{trunc_model}|--finetuned|{trunc_model}|--out|{existing_dir}", "exists"),
     C(
         "patching-out-under-file",
         "patching|--base|{trunc_model}|--finetuned|{trunc_model}|--out|{under_file}|--method|wise_ft",
         "existing.txt",
-        xfail=PATCHING,
     ),
     C(
         "patching-density-negative",
@@ -229,7 +226,6 @@ CASES: list[Case] = [
         "patching-calibration-missing",
         "patching|--base|{trunc_model}|--finetuned|{trunc_model}|--out|{new_out}|--calibration|{missing}",
         "no such file",
-        xfail=PATCHING,
     ),
     C(
         "patching-config-unknown-key",
@@ -257,13 +253,11 @@ CASES: list[Case] = [
         "registration-zero-image",
         "registration|{zeros_gz}|{good_scan_u_gz}|--out|{new_out}",
         "zeros.nii.gz",
-        xfail=REGISTRATION,
     ),
     C(
         "registration-out-under-file",
         "registration|{good_scan_u_gz}|{good_scan_u_gz}|--out|{under_file}",
         "existing.txt",
-        xfail=REGISTRATION,
     ),
     C(
         "registration-labels-4d",
@@ -279,7 +273,6 @@ CASES: list[Case] = [
         "registration-model-text",
         "registration|{good_scan_u_gz}|{good_scan_u_gz}|--out|{new_out}|--model|{model_pt}",
         "model.pt",
-        xfail=REGISTRATION,
     ),
     C("registration-train-config-missing", "registration|train|{missing_yaml}|--out|{new_out}", "not found"),
     # anatomy
