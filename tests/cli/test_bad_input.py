@@ -122,6 +122,18 @@ def make_fixtures(root: Path) -> dict[str, str]:
     (d / "images" / "test" / "cat" / "a.png").write_text("not an image")
     (d / "novideos" / "walking").mkdir(parents=True)
     (d / "novideos" / "walking" / "notes.txt").write_text("no clip here")
+    # prompts task folders (task/<class>/<image>): one class only; a class without images; an undecodable image
+    png = _png_bytes()
+    for task, classes in (
+        ("one class", {"cat": 3}),
+        ("no images", {"cat": 3, "dog": 0}),
+        ("bad png", {"a": 3, "b": 3}),
+    ):
+        for name, count in classes.items():
+            (d / "tasks" / task / name).mkdir(parents=True)
+            for i in range(count):
+                (d / "tasks" / task / name / f"{i}.png").write_bytes(png)
+    (d / "tasks" / "bad png" / "b" / "1.png").write_text("not an image")
     # an active-learning state created with strategy tesla, seed 0 (only its settings are read)
     from dataclasses import asdict
 
@@ -153,6 +165,9 @@ def make_fixtures(root: Path) -> dict[str, str]:
             "pipeline_model": str(d / "pipeline model"),
             "images": str(d / "images"),
             "novideos": str(d / "novideos"),
+            "task_one_class": str(d / "tasks" / "one class"),
+            "task_no_images": str(d / "tasks" / "no images"),
+            "task_bad_png": str(d / "tasks" / "bad png"),
             "state": str(d / "state.json"),
             "under_file": str(d / "existing.txt" / "out"),
             "unwritable": str(_unwritable(root) / "out"),
@@ -376,6 +391,22 @@ CASES: list[Case] = [
     C("prompts-run-save-under-file", "prompts|run|coop|--save|{under_file}", "is a file"),
     C("prompts-group-zero-steps", "prompts|group|--steps|0", "--steps"),
     C("prompts-group-unknown-task", "prompts|group|--tasks|nope", "nope"),
+    C("prompts-train-folder-missing", "prompts|train|coop|--task-folder|{missing_dir}", "no such folder ü: not found"),
+    C("prompts-train-folder-is-file", "prompts|train|coop|--task-folder|{existing_txt}", "is a file"),
+    C("prompts-train-folder-one-class", "prompts|train|coop|--task-folder|{task_one_class}", "found only 'cat'"),
+    C(
+        "prompts-train-folder-no-images",
+        "prompts|train|coop|--task-folder|{task_no_images}|--shots|2",
+        "dog: no images",
+    ),
+    C("prompts-train-folder-bad-image", "prompts|train|coop|--task-folder|{task_bad_png}|--shots|1", "1.png"),
+    C("prompts-train-folder-too-few", "prompts|train|coop|--task-folder|{task_bad_png}", "expected at least 9"),
+    C(
+        "prompts-train-folder-twice",
+        "prompts|train|coop|--task-folder|{task_bad_png}|--task-folder|{task_bad_png}|--shots|2",
+        "a second task named 'bad png'",
+    ),
+    C("prompts-group-folder-one-class", "prompts|group|--task-folder|{task_one_class}", "found only 'cat'"),
     # video
     C("video-train-config-missing", "video|train|{missing_yaml}", "not found"),
     C("video-train-unknown-key", "video|train|{unknown_key_yaml}", "unknown config key"),
