@@ -294,6 +294,7 @@ CASES: list[Case] = [
     C("anatomy-train-config-missing", "anatomy|train|{missing_yaml}", "not found"),
     C("anatomy-train-unknown-key", "anatomy|train|{unknown_key_yaml}", "unknown config key"),
     C("anatomy-train-negative-steps", "anatomy|train|{empty_yaml}|steps=-3", "steps"),
+    C("anatomy-train-no-progress-negative-steps", "anatomy|train|{empty_yaml}|--no-progress|steps=-3", "steps"),
     C("anatomy-train-out-is-file", "anatomy|train|{empty_yaml}|--out|{existing_txt}", "is an existing file"),
     C("anatomy-train-out-unwritable", "anatomy|train|{empty_yaml}|--out|{unwritable}", "cannot write"),
     C("anatomy-train-volume-missing", "anatomy|train|{empty_yaml}|--out|{new_out}|volumes={missing}", "no such file"),

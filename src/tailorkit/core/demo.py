@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tailorkit.core.bench import SUBSYSTEMS, load_subsystems
-from tailorkit.core.progress import status
+from tailorkit.core.progress import parts, status
 from tailorkit.core.registry import Registry
 from tailorkit.core.report import DemoSection, write_demo_report
 
@@ -40,8 +40,7 @@ def run_demo(
 
     dev = device if device is not None else torch.device("cpu")
     sections, failures = [], {}
-    for name in names:
-        status(f"demo: {name}")
+    for name in parts(names, "demo"):  # "demo 3/10: registration (about 2.5 min left)"
         start = time.perf_counter()
         try:
             section = DEMOS.get(name)(out, seed, dev)

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tailorkit.cli.bench import PROGRESS_HELP
+
 POOR_RESULT = 3  # exit status of a result refused by the quality checks (docs/registration.md#exit-status)
 PIPELINE_METHODS = ("auto", "same", "mind")
 PEER_METHODS = {
@@ -80,7 +82,7 @@ def add_parser(sub: Any) -> None:
         "--deform-net", type=Path, default=None, help="deformation network (`tailorkit register train`)"
     )
     parser.add_argument("--config", type=Path, default=None, help="YAML/TOML RegistrationConfig settings")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar (train)")
+    parser.add_argument("--progress", action="store_true", default=None, help=PROGRESS_HELP)
     parser.set_defaults(func=run_cmd)
 
 
@@ -204,9 +206,9 @@ def register_cmd(fixed_path: Path, moving_path: Path, overrides: list[str], args
         raise UsageError(f"tailorkit register: {err}") from None
     model = net = None
     if args.model:
-        from tailorkit.anatomy.cli import _load_model
+        from tailorkit.anatomy.cli import load_model_arg
 
-        model = _load_model(args.model, "cpu")
+        model = load_model_arg(args.model, "cpu")
     if args.deform_net:
         import pickle
 
