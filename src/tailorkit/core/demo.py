@@ -25,6 +25,24 @@ if TYPE_CHECKING:
 DemoFn = Callable[[Path, int, "torch.device"], DemoSection]
 DEMOS: Registry[DemoFn] = Registry("demo")
 
+# What each part runs on the user's own files, shown at the end of the part (the README's "On your own data" list;
+# tests/core/test_demo_report.py parses every command with the CLI). CONFIG.yaml holds settings (empty = defaults).
+OWN_DATA: dict[str, str] = {
+    "patching": "tailorkit patching --base bert-base/ --finetuned bert-sst2/ --calibration sst2.jsonl "
+    "--density 0.1 --out patched/",
+    "films": "tailorkit films run my_film.toml --out run.h5",
+    "anatomy": "tailorkit anatomy train CONFIG.yaml volumes=ct1.nii.gz,ct2.nii.gz --out runs/sam",
+    "registration": "tailorkit registration fixed.nii.gz moving.nii.gz --labels moving_seg.nii.gz "
+    "--model runs/sam/model.pt --out reg/",
+    "adapters": "tailorkit adapters train CONFIG.yaml data.source=pascal_context data.root=PASCAL_MT/ --out runs/vmt",
+    "prompts": "tailorkit prompts train mmap --task-folder shop_photos/ --task-folder sketches/",
+    "video": "tailorkit video train CONFIG.yaml data.kind=folder data.root=clips/ data.splits_csv=splits.csv "
+    "--out runs/sif",
+    "active": "tailorkit active propose --pool scans/ --budget 10 --state loop.json",
+    "continual": "tailorkit continual train CONFIG.yaml data.dataset=folder data.root=images/ --out runs/cppf",
+    "hoi": "tailorkit hoi predict photo.jpg --model runs/hodn/model.pt --out photo.hoi.png",
+}
+
 
 def run_demo(
     out_dir: str | Path, *, seed: int = 0, device: torch.device | None = None, only: list[str] | None = None
@@ -50,5 +68,7 @@ def run_demo(
             traceback.print_exc()
             continue
         section.seconds = time.perf_counter() - start
+        section.own_data = section.own_data or OWN_DATA.get(name, "")
+        section.docs = section.docs or (f"docs/{name}.md" if name in OWN_DATA else "")
         sections.append(section)
     return write_demo_report(sections, out, failures), failures

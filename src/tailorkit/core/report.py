@@ -177,6 +177,8 @@ class DemoSection:
     table_header: list[str] = field(default_factory=list)
     table_rows: list[list[Any]] = field(default_factory=list)
     seconds: float = 0.0
+    own_data: str = ""  # the command that runs this part on the user's own files (core.demo.OWN_DATA)
+    docs: str = ""  # the page that says what those files must look like (docs/<subsystem>.md)
 
 
 def write_demo_report(sections: Sequence[DemoSection], out_dir: str | Path, failures: dict[str, str]) -> Path:
@@ -188,6 +190,11 @@ def write_demo_report(sections: Sequence[DemoSection], out_dir: str | Path, fail
             body.append(html_table(section.table_header, section.table_rows))
         if section.image is not None:
             body.append(f"<img src='{html.escape(section.image.name)}' alt='{html.escape(section.title)}'>")
+        if section.own_data:
+            where = f" (inputs: {html.escape(section.docs)} in the repository)" if section.docs else ""
+            body.append(
+                f"<p class='own-data'>On your own files{where}:<br><code>{html.escape(section.own_data)}</code></p>"
+            )
         body.append(f"<p><small>{section.seconds:.1f} s</small></p>")
     if failures:
         body.append("<h2>Parts that failed</h2>" + html_table(["part", "error"], sorted(failures.items())))
