@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -147,3 +148,14 @@ def test_global_no_progress_reaches_commands_with_their_own_flag(monkeypatch: py
     seen = []
     monkeypatch.setattr(films, "cmd_run", lambda args: seen.append(args.no_progress) or 0)
     assert main(["--no-progress", "films", "run", "x.yaml"]) == 0 and seen == [True]
+
+
+def test_help_points_at_no_file_outside_the_package() -> None:
+    """examples/ is not in the wheel: no command's help or message may send a user there."""
+    src = Path(__file__).parents[2] / "src" / "tailorkit"
+    offenders = [
+        str(p.relative_to(src))
+        for p in [*src.glob("*/cli.py"), *src.glob("cli/*.py")]
+        if re.search(r"(?<![\w/])examples/", p.read_text(encoding="utf-8"))
+    ]
+    assert not offenders
