@@ -66,6 +66,8 @@ def bench_plot(doc: dict[str, Any], path: Path) -> Path | None:
         ax.bar(range(len(values)), values, color="#4477aa")
         ax.set_xticks(range(len(values)), names, rotation=40, ha="right", fontsize=7)
         ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("method", fontsize=8)
+        ax.set_ylabel(metric, fontsize=8)
     fig.suptitle(f"{doc['subsystem']} ({doc['mode']})", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
