@@ -222,3 +222,43 @@ def test_cited_sections_are_not_empty() -> None:
                 continue  # test_links_to_docs_sections_resolve reports it
             body = [line for line in _section(text, match[0]).splitlines() if line.strip()]
             assert len(body) >= 3, f"docs/{doc}#{anchor} (cited by {path.relative_to(ROOT)}) is nearly empty"
+
+
+MD_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)|<img[^>]*\bsrc=[\"']([^\"']+)[\"']")
+
+
+def relative_links(markdown: str) -> list[str]:
+    """Targets of markdown links and images that are files, not web addresses or anchors (code blocks skipped)."""
+    out, in_code = [], False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            in_code = not in_code
+            continue
+        if in_code:
+            continue
+        line = re.sub(r"`[^`]*`", "", line)  # inline code is not a link
+        for groups in MD_LINK.findall(line):
+            target = next(g for g in groups if g)
+            if re.match(r"[a-z][a-z0-9+.-]*:", target, re.I) or target.startswith("#"):
+                continue  # https:, mailto:, an anchor of the same page
+            out.append(target.split("#", 1)[0])
+    return out
+
+
+def test_relative_links() -> None:
+    assert relative_links("[a](pages/x.md#s) ![p](img.png) [w](https://x.org) [s](#top) `[c](no.md)`") == [
+        "pages/x.md",
+        "img.png",
+    ]
+    assert relative_links('<img src="a b.png" alt="x">\n```\n[in code](nope.md)\n```') == ["a b.png"]
+
+
+def test_docs_link_only_to_files_in_the_repository() -> None:
+    """README.md and docs/*.md: every relative link or picture names a file or folder that a clone contains."""
+    bad = []
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        for target in relative_links(page.read_text(encoding="utf-8")):
+            resolved = (page.parent / target).resolve()
+            if not resolved.is_relative_to(ROOT) or not resolved.exists():
+                bad.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not bad, "links to files outside the repository or missing:\n" + "\n".join(bad)

@@ -122,6 +122,18 @@ def make_fixtures(root: Path) -> dict[str, str]:
     (d / "images" / "test" / "cat" / "a.png").write_text("not an image")
     (d / "novideos" / "walking").mkdir(parents=True)
     (d / "novideos" / "walking" / "notes.txt").write_text("no clip here")
+    # prompts task folders (task/<class>/<image>): one class only; a class without images; an undecodable image
+    png = _png_bytes()
+    for task, classes in (
+        ("one class", {"cat": 3}),
+        ("no images", {"cat": 3, "dog": 0}),
+        ("bad png", {"a": 3, "b": 3}),
+    ):
+        for name, count in classes.items():
+            (d / "tasks" / task / name).mkdir(parents=True)
+            for i in range(count):
+                (d / "tasks" / task / name / f"{i}.png").write_bytes(png)
+    (d / "tasks" / "bad png" / "b" / "1.png").write_text("not an image")
     # an active-learning state created with strategy tesla, seed 0 (only its settings are read)
     from dataclasses import asdict
 
@@ -153,6 +165,9 @@ def make_fixtures(root: Path) -> dict[str, str]:
             "pipeline_model": str(d / "pipeline model"),
             "images": str(d / "images"),
             "novideos": str(d / "novideos"),
+            "task_one_class": str(d / "tasks" / "one class"),
+            "task_no_images": str(d / "tasks" / "no images"),
+            "task_bad_png": str(d / "tasks" / "bad png"),
             "state": str(d / "state.json"),
             "under_file": str(d / "existing.txt" / "out"),
             "unwritable": str(_unwritable(root) / "out"),
@@ -200,20 +215,17 @@ CASES: list[Case] = [
         "patch-truncated-safetensors",
         "patch|--base|{trunc_model}|--finetuned|{trunc_model}|--out|{new_out}|--method|wise_ft",
         "trunc model",
-        xfail=PATCHING,
     ),
     C(
         "patching-pipeline-architecture",
         "patching|--base|{pipeline_model}|--finetuned|{pipeline_model}|--out|{new_out}|--method|wise_ft",
         "pipeline",
-        xfail=PATCHING,
     ),
     C("patching-out-exists", "patching|--base|{trunc_model}|--finetuned|{trunc_model}|--out|{existing_dir}", "exists"),
     C(
         "patching-out-under-file",
         "patching|--base|{trunc_model}|--finetuned|{trunc_model}|--out|{under_file}|--method|wise_ft",
         "existing.txt",
-        xfail=PATCHING,
     ),
     C(
         "patching-density-negative",
@@ -229,7 +241,6 @@ CASES: list[Case] = [
         "patching-calibration-missing",
         "patching|--base|{trunc_model}|--finetuned|{trunc_model}|--out|{new_out}|--calibration|{missing}",
         "no such file",
-        xfail=PATCHING,
     ),
     C(
         "patching-config-unknown-key",
@@ -257,13 +268,11 @@ CASES: list[Case] = [
         "registration-zero-image",
         "registration|{zeros_gz}|{good_scan_u_gz}|--out|{new_out}",
         "zeros.nii.gz",
-        xfail=REGISTRATION,
     ),
     C(
         "registration-out-under-file",
         "registration|{good_scan_u_gz}|{good_scan_u_gz}|--out|{under_file}",
         "existing.txt",
-        xfail=REGISTRATION,
     ),
     C(
         "registration-labels-4d",
@@ -279,13 +288,13 @@ CASES: list[Case] = [
         "registration-model-text",
         "registration|{good_scan_u_gz}|{good_scan_u_gz}|--out|{new_out}|--model|{model_pt}",
         "model.pt",
-        xfail=REGISTRATION,
     ),
     C("registration-train-config-missing", "registration|train|{missing_yaml}|--out|{new_out}", "not found"),
     # anatomy
     C("anatomy-train-config-missing", "anatomy|train|{missing_yaml}", "not found"),
     C("anatomy-train-unknown-key", "anatomy|train|{unknown_key_yaml}", "unknown config key"),
     C("anatomy-train-negative-steps", "anatomy|train|{empty_yaml}|steps=-3", "steps"),
+    C("anatomy-train-no-progress-negative-steps", "anatomy|train|{empty_yaml}|--no-progress|steps=-3", "steps"),
     C("anatomy-train-out-is-file", "anatomy|train|{empty_yaml}|--out|{existing_txt}", "is an existing file"),
     C("anatomy-train-out-unwritable", "anatomy|train|{empty_yaml}|--out|{unwritable}", "cannot write"),
     C("anatomy-train-volume-missing", "anatomy|train|{empty_yaml}|--out|{new_out}|volumes={missing}", "no such file"),
@@ -383,6 +392,22 @@ CASES: list[Case] = [
     C("prompts-run-save-under-file", "prompts|run|coop|--save|{under_file}", "is a file"),
     C("prompts-group-zero-steps", "prompts|group|--steps|0", "--steps"),
     C("prompts-group-unknown-task", "prompts|group|--tasks|nope", "nope"),
+    C("prompts-train-folder-missing", "prompts|train|coop|--task-folder|{missing_dir}", "no such folder ü: not found"),
+    C("prompts-train-folder-is-file", "prompts|train|coop|--task-folder|{existing_txt}", "is a file"),
+    C("prompts-train-folder-one-class", "prompts|train|coop|--task-folder|{task_one_class}", "found only 'cat'"),
+    C(
+        "prompts-train-folder-no-images",
+        "prompts|train|coop|--task-folder|{task_no_images}|--shots|2",
+        "dog: no images",
+    ),
+    C("prompts-train-folder-bad-image", "prompts|train|coop|--task-folder|{task_bad_png}|--shots|1", "1.png"),
+    C("prompts-train-folder-too-few", "prompts|train|coop|--task-folder|{task_bad_png}", "expected at least 9"),
+    C(
+        "prompts-train-folder-twice",
+        "prompts|train|coop|--task-folder|{task_bad_png}|--task-folder|{task_bad_png}|--shots|2",
+        "a second task named 'bad png'",
+    ),
+    C("prompts-group-folder-one-class", "prompts|group|--task-folder|{task_one_class}", "found only 'cat'"),
     # video
     C("video-train-config-missing", "video|train|{missing_yaml}", "not found"),
     C("video-train-unknown-key", "video|train|{unknown_key_yaml}", "unknown config key"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -117,9 +118,44 @@ def test_no_progress_switches_bars_off(monkeypatch: pytest.MonkeyPatch) -> None:
     import tailorkit.cli.demo as demo
     from tailorkit.core.progress import progress_enabled
 
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+        def write(self, text: str) -> int:
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
     seen = []
     monkeypatch.delenv("TAILORKIT_PROGRESS", raising=False)
     monkeypatch.setattr(demo, "run", lambda args: seen.append(progress_enabled(True)) or 0)
-    assert main(["demo"]) == 0 and seen == [True]
-    monkeypatch.setenv("TAILORKIT_PROGRESS", "1")
+    monkeypatch.setattr("sys.stderr", Terminal())
+    assert main(["demo"]) == 0 and seen == [True]  # a terminal: bars
     assert main(["--no-progress", "demo"]) == 0 and seen == [True, False]
+    assert main(["demo", "--no-progress"]) == 0 and seen == [True, False, False]  # after the command too
+    assert "TAILORKIT_PROGRESS" not in os.environ  # the caller's environment is given back
+    monkeypatch.setenv("TAILORKIT_PROGRESS", "1")
+    assert main(["--no-progress", "demo"]) == 0 and seen[-1] is False
+    assert os.environ["TAILORKIT_PROGRESS"] == "1"
+
+
+def test_global_no_progress_reaches_commands_with_their_own_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argparse lets a subcommand's `--no-progress` default (False) overwrite the global flag; main restores it."""
+    import tailorkit.films.cli as films
+
+    seen = []
+    monkeypatch.setattr(films, "cmd_run", lambda args: seen.append(args.no_progress) or 0)
+    assert main(["--no-progress", "films", "run", "x.yaml"]) == 0 and seen == [True]
+
+
+def test_help_points_at_no_file_outside_the_package() -> None:
+    """examples/ is not in the wheel: no command's help or message may send a user there."""
+    src = Path(__file__).parents[2] / "src" / "tailorkit"
+    offenders = [
+        str(p.relative_to(src))
+        for p in [*src.glob("*/cli.py"), *src.glob("cli/*.py")]
+        if re.search(r"(?<![\w/])examples/", p.read_text(encoding="utf-8"))
+    ]
+    assert not offenders

@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tailorkit.cli.bench import device_arg
+from tailorkit.cli.bench import PROGRESS_HELP, device_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -44,7 +44,7 @@ def add_parser(sub: Any) -> None:
     tune.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     tune.add_argument("--out", type=Path, default=None, help="run folder (default reports/active/<config name>)")
     tune.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
-    tune.add_argument("--progress", action="store_true", help="show training progress bars")
+    tune.add_argument("--progress", action="store_true", default=None, help=PROGRESS_HELP)
     tune.set_defaults(func=tune_cmd)
 
     ev = verbs.add_parser("eval", help="evaluate a run folder's model on its test split")

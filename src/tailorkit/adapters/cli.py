@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tailorkit.cli.bench import device_arg
+from tailorkit.cli.bench import PROGRESS_HELP, device_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> None:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default reports/adapters/<config name>)")
     train.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
-    train.add_argument("--progress", action="store_true", help="show a training progress bar")
+    train.add_argument("--progress", action="store_true", default=None, help=PROGRESS_HELP)
     train.set_defaults(func=train_cmd)
     ev = verbs.add_parser("eval", help="evaluate a saved run (refuses a mismatched backbone)")
     ev.add_argument("run_dir", type=Path, help="folder written by `tailorkit adapters train`")

@@ -22,7 +22,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from tailorkit.cli.bench import device_arg
+from tailorkit.cli.bench import PROGRESS_HELP, device_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -34,7 +34,7 @@ def add_parser(sub: Any) -> None:
     tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     tr.add_argument("--out", type=Path, default=None, help="run folder (default reports/anatomy/<config name>)")
     tr.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
-    tr.add_argument("--progress", action="store_true", help="show a progress bar")
+    tr.add_argument("--progress", action="store_true", default=None, help=PROGRESS_HELP)
     tr.set_defaults(func=train_cmd)
 
     em = verbs.add_parser("embed", help="embed a scan; write the maps and their world affines as .npz")
@@ -51,7 +51,7 @@ def add_parser(sub: Any) -> None:
     cr.add_argument("--steps", type=int, default=100, help="training steps of this round (default 100)")
     cr.add_argument("--out", type=Path, required=True, help="output folder (model.pt, cross_state.pt, affine.txt)")
     cr.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
-    cr.add_argument("--progress", action="store_true", help="show a progress bar")
+    cr.add_argument("--progress", action="store_true", default=None, help=PROGRESS_HELP)
     cr.set_defaults(func=cross_cmd)
 
     lo = verbs.add_parser("locate", help="find atlas landmarks in a target scan (one-shot)")
@@ -65,8 +65,9 @@ def add_parser(sub: Any) -> None:
     lo.set_defaults(func=locate_cmd)
 
 
-def _load_model(path: Path, device: Any) -> Any:
-    """`anatomy.train.load_model`, with a damaged or foreign file reported as an input error naming it."""
+def load_model_arg(path: Path, device: Any) -> Any:
+    """`anatomy.train.load_model` for a --model argument (also `register --model`): a damaged or foreign file is an
+    input error naming it."""
     import pickle
 
     from tailorkit.anatomy.train import load_model as _load
@@ -119,7 +120,7 @@ def embed_cmd(args: argparse.Namespace) -> int:
     name = args.scan.name.removesuffix(".gz").removesuffix(".nii")
     out = check_output_file(args.out or args.scan.with_name(f"{name}_emb.npz"))
     volume = load_volume(args.scan)  # a bad scan fails before the model loads
-    model = _load_model(args.model, device_from(args.device))
+    model = load_model_arg(args.model, device_from(args.device))
     emb = embed(volume, model.net, model.embed)
     arrays = {
         "fine": emb.fine.cpu().numpy(),
@@ -155,7 +156,7 @@ def cross_cmd(args: argparse.Namespace) -> int:
         raise UsageError(f"tailorkit anatomy cross: error: --steps: expected an integer >= 1, got {args.steps}")
     check_output_dir(args.out)
     fixed_volume, moving_volume = load_volume(args.fixed), load_volume(args.moving)
-    model = _load_model(args.model, device_from(args.device))
+    model = load_model_arg(args.model, device_from(args.device))
     config = SAMTrainConfig(net=model.net.config, embed=model.embed, steps=args.steps, warmup_steps=0)
     fixed = source_from_volume(fixed_volume, model.embed)
     moving = source_from_volume(moving_volume, model.embed)
@@ -211,7 +212,7 @@ def locate_cmd(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     atlas_vol, target_vol = load_volume(args.atlas), load_volume(args.target)
     device = device_from(args.device)
-    model = _load_model(args.model, device)
+    model = load_model_arg(args.model, device)
     heads = ("fine", "coarse", "semantic") if model.net.config.semantic else ("fine", "coarse")
     atlas, target = embed(atlas_vol, model.net, model.embed), embed(target_vol, model.net, model.embed)
     points = torch.tensor(coords, dtype=torch.float32, device=device)

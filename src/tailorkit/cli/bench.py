@@ -16,6 +16,11 @@ def device_arg(value: str) -> str:
     return value
 
 
+PROGRESS_HELP = (
+    "progress bars (already the default on a terminal; never in a log file; --no-progress or TAILORKIT_PROGRESS=0 "
+    "turns them off)"
+)
+
 SEED_HELP = (
     "first seed (default 0). A seed fixes the data draw and every initialisation of every method; --seeds N runs "
     "the paired seeds S, S+1, ..., S+N-1, the same for every method"
@@ -148,7 +153,7 @@ def run_reproduce_cmd(args: argparse.Namespace) -> int:
     from tailorkit.cli.main import device_from
     from tailorkit.core.bench import BENCHES, available_benches, run_bench
     from tailorkit.core.errors import check_output_dir
-    from tailorkit.core.progress import status
+    from tailorkit.core.progress import parts, status
     from tailorkit.core.report import write_reproduce_report
 
     if args.verdicts is not None:
@@ -164,7 +169,7 @@ def run_reproduce_cmd(args: argparse.Namespace) -> int:
     device = device_from(args.device)
     check_output_dir(args.out)
     docs, failures = [], {}
-    for name in names:
+    for name in parts(names, "reproduce"):  # "reproduce 3/10: registration (about 12 min left)"
         try:
             docs.append(
                 run_bench(

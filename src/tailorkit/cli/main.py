@@ -118,10 +118,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tailorkit.assets.base import AssetError
 
     args: argparse.Namespace | None = None
+    restore_progress: list[str | None] = []  # TAILORKIT_PROGRESS before --no-progress set it (restored on return)
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = build_parser(argv)
         args, extra = parser.parse_known_args(argv)
+        # --no-progress anywhere (before or after the command) switches bars off; a command's own flag of that name
+        # must not undo the global one (argparse lets a subcommand's default overwrite it)
+        no_progress = "--no-progress" in argv[: argv.index("--")] if "--" in argv else "--no-progress" in argv
+        extra = [a for a in extra if a != "--no-progress"]
         # `--key=value` settings overrides pass through to commands that take them; anything else is an error.
         # argparse leaves `key=value` positionals that follow an option here too (it fills positionals only once).
         overrides = [a for a in extra if "=" in a and (a.startswith("--") or not a.startswith("-"))]
@@ -130,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
         if overrides:
             args.overrides = [*args.overrides, *overrides]
-        if args.no_progress:  # read by core.progress.progress_enabled, also in worker processes
+        if no_progress:  # read by core.progress.progress_enabled, also in worker processes
+            args.no_progress = True
+            restore_progress.append(os.environ.get("TAILORKIT_PROGRESS"))
             os.environ["TAILORKIT_PROGRESS"] = "0"
         result = args.func(args)
         return int(result or 0)
@@ -157,6 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return BUG
+    finally:
+        for value in restore_progress:  # an in-process caller (a test, a notebook) gets its environment back
+            if value is None:
+                os.environ.pop("TAILORKIT_PROGRESS", None)
+            else:
+                os.environ["TAILORKIT_PROGRESS"] = value
 
 
 def _prog(args: argparse.Namespace | None) -> str:

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tailorkit.cli.bench import device_arg
+from tailorkit.cli.bench import PROGRESS_HELP, device_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -28,7 +28,7 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--out", type=Path, default=None, help="run folder (default reports/continual/<config name>)")
     run.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     run.add_argument("--stop-after-phase", type=int, default=None, help="stop after this 1-based phase")
-    run.add_argument("--progress", action="store_true", help="show training progress bars")
+    run.add_argument("--progress", action="store_true", default=None, help=PROGRESS_HELP)
     run.set_defaults(func=run_cmd)
 
     ev = verbs.add_parser("eval", help="re-evaluate a run folder's phase checkpoints and print the metrics")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tailorkit.core.bench import SUBSYSTEMS, load_subsystems
-from tailorkit.core.progress import status
+from tailorkit.core.progress import parts, status
 from tailorkit.core.registry import Registry
 from tailorkit.core.report import DemoSection, write_demo_report
 
@@ -24,6 +24,24 @@ if TYPE_CHECKING:
 
 DemoFn = Callable[[Path, int, "torch.device"], DemoSection]
 DEMOS: Registry[DemoFn] = Registry("demo")
+
+# What each part runs on the user's own files, shown at the end of the part (the README's "On your own data" list;
+# tests/core/test_demo_report.py parses every command with the CLI). CONFIG.yaml holds settings (empty = defaults).
+OWN_DATA: dict[str, str] = {
+    "patching": "tailorkit patching --base bert-base/ --finetuned bert-sst2/ --calibration sst2.jsonl "
+    "--density 0.1 --out patched/",
+    "films": "tailorkit films run my_film.toml --out run.h5",
+    "anatomy": "tailorkit anatomy train CONFIG.yaml volumes=ct1.nii.gz,ct2.nii.gz --out runs/sam",
+    "registration": "tailorkit registration fixed.nii.gz moving.nii.gz --labels moving_seg.nii.gz "
+    "--model runs/sam/model.pt --out reg/",
+    "adapters": "tailorkit adapters train CONFIG.yaml data.source=pascal_context data.root=PASCAL_MT/ --out runs/vmt",
+    "prompts": "tailorkit prompts train mmap --task-folder shop_photos/ --task-folder sketches/",
+    "video": "tailorkit video train CONFIG.yaml data.kind=folder data.root=clips/ data.splits_csv=splits.csv "
+    "--out runs/sif",
+    "active": "tailorkit active propose --pool scans/ --budget 10 --state loop.json",
+    "continual": "tailorkit continual train CONFIG.yaml data.dataset=folder data.root=images/ --out runs/cppf",
+    "hoi": "tailorkit hoi predict photo.jpg --model runs/hodn/model.pt --out photo.hoi.png",
+}
 
 
 def run_demo(
@@ -40,8 +58,7 @@ def run_demo(
 
     dev = device if device is not None else torch.device("cpu")
     sections, failures = [], {}
-    for name in names:
-        status(f"demo: {name}")
+    for name in parts(names, "demo"):  # "demo 3/10: registration (about 2.5 min left)"
         start = time.perf_counter()
         try:
             section = DEMOS.get(name)(out, seed, dev)
@@ -51,5 +68,7 @@ def run_demo(
             traceback.print_exc()
             continue
         section.seconds = time.perf_counter() - start
+        section.own_data = section.own_data or OWN_DATA.get(name, "")
+        section.docs = section.docs or (f"docs/{name}.md" if name in OWN_DATA else "")
         sections.append(section)
     return write_demo_report(sections, out, failures), failures

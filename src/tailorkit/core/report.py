@@ -66,6 +66,8 @@ def bench_plot(doc: dict[str, Any], path: Path) -> Path | None:
         ax.bar(range(len(values)), values, color="#4477aa")
         ax.set_xticks(range(len(values)), names, rotation=40, ha="right", fontsize=7)
         ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("method", fontsize=8)
+        ax.set_ylabel(metric, fontsize=8)
     fig.suptitle(f"{doc['subsystem']} ({doc['mode']})", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,6 +179,8 @@ class DemoSection:
     table_header: list[str] = field(default_factory=list)
     table_rows: list[list[Any]] = field(default_factory=list)
     seconds: float = 0.0
+    own_data: str = ""  # the command that runs this part on the user's own files (core.demo.OWN_DATA)
+    docs: str = ""  # the page that says what those files must look like (docs/<subsystem>.md)
 
 
 def write_demo_report(sections: Sequence[DemoSection], out_dir: str | Path, failures: dict[str, str]) -> Path:
@@ -188,6 +192,11 @@ def write_demo_report(sections: Sequence[DemoSection], out_dir: str | Path, fail
             body.append(html_table(section.table_header, section.table_rows))
         if section.image is not None:
             body.append(f"<img src='{html.escape(section.image.name)}' alt='{html.escape(section.title)}'>")
+        if section.own_data:
+            where = f" (inputs: {html.escape(section.docs)} in the repository)" if section.docs else ""
+            body.append(
+                f"<p class='own-data'>On your own files{where}:<br><code>{html.escape(section.own_data)}</code></p>"
+            )
         body.append(f"<p><small>{section.seconds:.1f} s</small></p>")
     if failures:
         body.append("<h2>Parts that failed</h2>" + html_table(["part", "error"], sorted(failures.items())))

@@ -43,6 +43,7 @@ from torch.utils.data import Dataset, IterableDataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from tailorkit.core.progress import progress_enabled
 from tailorkit.core.results import atomic_open
 from tailorkit.core.seeding import derive_seed
 
@@ -429,7 +430,7 @@ def train(
             `torch.device("cuda", local_rank())`.
         checkpoint: File to resume from when it exists and to save to every `config.checkpoint_every` steps and at
             the end (rank 0 writes, atomically). It must be on a filesystem every rank sees.
-        progress: Show a tqdm bar on stderr (rank 0 only).
+        progress: A tqdm bar on stderr (rank 0 only), if the progress policy allows (core.progress: a terminal).
         on_step: Called after every step as `on_step(step, loss)`, with the 1-based number of steps done and the
             global mean loss of that step, on every rank. It runs under the training RNG fork.
         collate_fn: Turns a list of samples into a batch; default `torch.utils.data.default_collate`.
@@ -515,7 +516,7 @@ def _train(
         initial=start,
         desc="train",
         file=sys.stderr,
-        disable=not (progress and main),
+        disable=not (main and progress_enabled(progress)),  # the one policy (core.progress): a terminal
         dynamic_ncols=True,
     )
     began = time.perf_counter()

@@ -121,7 +121,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tailorkit.films.sweep import job_name
 
     config = _load(FilmConfig, args)
+    from tailorkit.core.errors import check_output_file
+
     out = args.out or Path("reports/films") / f"{job_name(config)}.h5"
+    check_output_file(out)  # a folder, or a path under a file or unwritable: refused before the simulation compiles
     progress = False if args.no_progress else None
     result = _simulate(simulate, config, out, resume=args.resume, force=args.force, progress=progress)
     _report(result)

@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from tailorkit.cli.bench import device_arg
+from tailorkit.cli.bench import PROGRESS_HELP, device_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -31,7 +31,7 @@ def add_parser(sub: Any) -> None:
     tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     tr.add_argument("--out", type=Path, default=None, help="run folder (default reports/hoi/<config name>)")
     tr.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
-    tr.add_argument("--progress", action="store_true", help="show progress bars")
+    tr.add_argument("--progress", action="store_true", default=None, help=PROGRESS_HELP)
     tr.set_defaults(func=train_cmd)
 
     ev = verbs.add_parser("eval", help="evaluate a trained model (triplet mAP, V-COCO role AP, human / object AP)")

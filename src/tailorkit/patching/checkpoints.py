@@ -36,6 +36,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from tailorkit.core.config import to_dict
+from tailorkit.core.errors import InputError, check_output_dir
 from tailorkit.core.progress import status, track
 from tailorkit.core.results import atomic_open, write_bytes_atomic, write_json_atomic
 from tailorkit.patching.config import PatchConfig
@@ -127,6 +128,16 @@ def _refuse_pickles(folder: Path) -> None:
             )
 
 
+def _safetensors_keys(path: Path) -> list[str]:
+    """The tensor names of a safetensors file; a truncated or foreign file is a PatchError naming it."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return list(f.keys())
+    except Exception as err:  # safetensors raises its own SafetensorError for a damaged header
+        message = f"{path}: not a readable safetensors file ({err}); expected a complete .safetensors file"
+        raise PatchError(message) from None
+
+
 class LazyState(Mapping[str, torch.Tensor]):
     """The tensors of a safetensors model folder (single file or sharded), each read when asked for.
 
@@ -143,8 +154,7 @@ class LazyState(Mapping[str, torch.Tensor]):
             weight_map = json.loads(index.read_text()).get("weight_map", {})
             self.files = {k: self.folder / v for k, v in weight_map.items()}
         elif single.is_file():
-            with safe_open(str(single), framework="pt") as f:
-                self.files = dict.fromkeys(f.keys(), single)
+            self.files = dict.fromkeys(_safetensors_keys(single), single)
         else:
             _refuse_pickles(self.folder)
             raise PatchError(f"{self.folder}: no model.safetensors or model.safetensors.index.json")
@@ -155,6 +165,7 @@ class LazyState(Mapping[str, torch.Tensor]):
         self.shards = sorted(set(self.files.values()))
         self._meta: dict[str, tuple[tuple[int, ...], str]] = {}
         for shard in self.shards:
+            _safetensors_keys(shard)  # a damaged shard is named before any read
             with safe_open(str(shard), framework="pt") as f:
                 for k in f.keys():  # noqa: SIM118 (safe_open is not a Mapping)
                     sl = f.get_slice(k)
@@ -243,8 +254,14 @@ def _model_class(folder: Path) -> Any:
         raise PatchError(f"{folder}: no config.json (expected a Hugging Face model folder)")
     for arch in config.get("architectures") or []:
         cls = getattr(transformers, arch, None)
-        if cls is not None:
-            return cls
+        if cls is None:
+            continue
+        if not (isinstance(cls, type) and hasattr(cls, "from_pretrained")):
+            raise PatchError(
+                f"{folder / 'config.json'}: architectures names {arch!r}, which is not a transformers model class; "
+                "expected a model class such as 'BertModel'"
+            )
+        return cls
     return transformers.AutoModel
 
 
@@ -413,11 +430,15 @@ def tailor_checkpoint(
         raise PatchError("finetuned: expected at least one fine-tuned folder")
     if out.exists() and not overwrite:
         raise PatchError(f"output folder {out} exists; pass --overwrite to replace it")
+    try:
+        check_output_dir(out)
+    except InputError as err:
+        raise PatchError(str(err)) from None
     for ft_dir in ft_dirs:
         if not ft_dir.is_dir():
             raise PatchError(f"{ft_dir}: not a folder")
-    raw_base = LazyState(base_dir)
     texts = _texts_per_task(calibration, len(ft_dirs), config)
+    raw_base = LazyState(base_dir)
     models: list[torch.nn.Module] = []
     references: list[Mapping[str, torch.Tensor]] = []
     lora = [is_lora_folder(d) for d in ft_dirs]

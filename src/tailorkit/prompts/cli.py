@@ -3,11 +3,16 @@
 tailorkit prompts align [--refresh]
     aligns (or loads the cached) dual encoder and prints its retrieval report and zero-shot accuracy on real
     labelled images (digits, Fashion-MNIST, the sample photos) next to chance.
-tailorkit prompts train METHOD [--form st|mt|group+task] [--tasks a,b] [--steps N] [--save FILE]
+tailorkit prompts train METHOD [--form st|mt|group+task] [--tasks a,b] [--task-folder DIR ...] [--steps N]
+                        [--save FILE]
     trains one method on the cross-domain tasks and prints per-task test accuracy; MmAP in group+task form
     first discovers the task groups (prints the affinity matrix).
-tailorkit prompts group [--tasks a,b] [--steps N] [--affinity cosine|lookahead]
+tailorkit prompts group [--tasks a,b] [--task-folder DIR ...] [--steps N] [--affinity cosine|lookahead]
     prints the gradient affinity matrix and the partition.
+
+Your own images: `--task-folder DIR` (repeat it, one per task) reads DIR/<class>/<image>.png; class names come from
+the sub-folder names, and per class --shots images train and the rest test. With --task-folder, the built-in tasks
+are used only if --tasks names them. Every folder and image is checked before the encoder loads.
 """
 
 from __future__ import annotations
@@ -21,6 +26,12 @@ from tailorkit.cli.bench import device_arg
 
 def _tasks(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+_TASK_FOLDER_HELP = (
+    "a task from your own images: DIR/<class>/<image>.png, class names from the sub-folder names; repeat for "
+    "several tasks (per class --shots images train, the rest test)"
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -40,6 +51,7 @@ def add_parser(sub: Any) -> None:
     )
     run.add_argument("--form", default="group+task", choices=("st", "mt", "group", "group+task"))
     run.add_argument("--tasks", type=_tasks, default=None, help="comma-separated task names (default: the six)")
+    run.add_argument("--task-folder", type=Path, action="append", default=None, help=_TASK_FOLDER_HELP)
     run.add_argument("--shots", type=int, default=8)
     run.add_argument("--steps", type=int, default=40)
     run.add_argument("--lr", type=float, default=1e-2)
@@ -50,6 +62,8 @@ def add_parser(sub: Any) -> None:
 
     group = verbs.add_parser("group", help="gradient affinity matrix and task partition (MmAP warm-up)")
     group.add_argument("--tasks", type=_tasks, default=None)
+    group.add_argument("--task-folder", type=Path, action="append", default=None, help=_TASK_FOLDER_HELP)
+    group.add_argument("--shots", type=int, default=8, help="training images per class (the rest test)")
     group.add_argument("--steps", type=int, default=15)
     group.add_argument("--affinity", default="cosine", choices=("cosine", "lookahead"))
     group.add_argument("--seed", type=int, default=0)
@@ -63,14 +77,35 @@ def _engine(args: argparse.Namespace, shots: int = 8) -> Any:
     from tailorkit.prompts.data import DEFAULT_TASKS, DOMAINS, make_tasks
     from tailorkit.prompts.engine import Engine
 
-    tasks = args.tasks or DEFAULT_TASKS
+    folders = list(getattr(args, "task_folder", None) or [])
+    tasks = args.tasks or (() if folders else DEFAULT_TASKS)
     bad = [t for t in tasks if t not in DOMAINS]
     if bad:
         raise UsageError(f"tailorkit prompts: error: --tasks: unknown {bad}; expected names from {sorted(DOMAINS)}")
     if shots < 1:
         raise UsageError("tailorkit prompts: error: --shots: expected >= 1")
+    own = _folder_tasks(folders, tuple(tasks), shots, args.seed)  # every folder and image checked before any loading
     encoder, _ = load_dual_encoder(device=device_from(args.device))
-    return Engine(encoder, make_tasks(tuple(tasks), shots=shots, seed=args.seed), 64), tuple(tasks)
+    data = [*make_tasks(tuple(tasks), shots=shots, seed=args.seed), *own] if tasks else own
+    return Engine(encoder, data, 64), tuple(t.name for t in data)
+
+
+def _folder_tasks(folders: list[Path], builtin: tuple[str, ...], shots: int, seed: int) -> list[Any]:
+    """The --task-folder tasks, read and checked (InputError names the folder or image), with one line each."""
+    from tailorkit.core.errors import InputError
+    from tailorkit.prompts.data import check_folder_task, folder_task
+
+    for folder in folders:  # the cheap checks of every folder first, then decoding
+        check_folder_task(folder, shots)
+    names = [f.name for f in folders]
+    for folder in folders:
+        if names.count(folder.name) > 1 or folder.name in builtin:
+            raise InputError(f"--task-folder {folder}: a second task named {folder.name!r}; expected distinct names")
+    out = [folder_task(folder, shots=shots, seed=seed) for folder in folders]
+    for folder, task in zip(folders, out, strict=True):  # printed once all are read: a bad input prints nothing
+        print(f"task {task.name}: {len(task.class_names)} classes ({', '.join(task.class_names)}) from {folder}; "
+              f"{len(task.train_y)} training / {len(task.test_y)} test images")  # fmt: skip
+    return out
 
 
 def _print_matrix(names: tuple[str, ...], matrix: Any) -> None:
@@ -163,7 +198,7 @@ def group_cmd(args: argparse.Namespace) -> int:
 
     if args.steps < 1:
         raise UsageError(f"tailorkit prompts group: error: --steps: expected an integer >= 1, got {args.steps}")
-    engine, names = _engine(args)
+    engine, names = _engine(args, args.shots)
     grouping = discover_groups(engine, steps=args.steps, affinity=args.affinity, seed=args.seed)
     _print_matrix(names, grouping.matrix())
     print("groups:", [[names[t] for t in g] for g in grouping.groups])

@@ -16,23 +16,33 @@ fashion-pencil}`` (line drawings), ``{fashion-photo, fashion-clipart}`` (filled 
 share an underlying image (disjoint seeded index pools); training splits are few-shot (``shots`` per class), test
 splits are fixed by the seed and never used for choices.
 
+Your own tasks (:func:`folder_task`): one folder per task holding one sub-folder per class, ``task/class/image.png``;
+the class names (what the text tower reads) are the sub-folder names with ``_`` and ``-`` read as spaces. Per class,
+``shots`` images drawn with the seed train and the rest test (so a class needs ``shots + 1`` images at least).
+
 Shapes:
-    TaskData.train_x / test_x: (N, S, S, 3) uint8 RGB; train_y / test_y: (N,) int64 in [0, 10)
+    TaskData.train_x / test_x: (N, S, S, 3) uint8 RGB; train_y / test_y: (N,) int64 in [0, K)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from tailorkit.core.errors import InputError
 
 __all__ = [
     "DEFAULT_TASKS",
     "DIGIT_NAMES",
     "DOMAINS",
     "FASHION_NAMES",
+    "IMAGE_SUFFIXES",
     "PLANTED_PAIRS",
     "TaskData",
+    "check_folder_task",
+    "folder_task",
     "make_tasks",
     "render",
 ]
@@ -254,3 +264,89 @@ def make_tasks(
             )
         )
     return out
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+_FOLDER_FORM = "a task folder of class sub-folders (task/<class>/<image>.png)"
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def check_folder_task(root: str | Path, shots: int) -> list[tuple[Path, list[Path]]]:
+    """Validate a task folder without decoding images: [(class folder, its image files), ...] in class order.
+
+    Raises:
+        InputError: The folder is missing or a file, has fewer than 2 class sub-folders, or a class holds fewer than
+            ``shots + 1`` images (one message naming the path).
+    """
+    folder = Path(root)
+    if not folder.exists():
+        raise InputError(f"--task-folder {folder}: not found; expected {_FOLDER_FORM}")
+    if not folder.is_dir():
+        raise InputError(f"--task-folder {folder}: is a file; expected {_FOLDER_FORM}")
+    classes = [(c, _image_files(c)) for c in _class_dirs(folder)]
+    if len(classes) < 2:
+        found = f"only {classes[0][0].name!r}" if classes else "none"
+        raise InputError(f"--task-folder {folder}: expected at least 2 class sub-folders, found {found}")
+    for class_dir, files in classes:
+        if not files:
+            raise InputError(f"{class_dir}: no images ({', '.join(IMAGE_SUFFIXES)}); expected {_FOLDER_FORM}")
+        if len(files) < shots + 1:
+            raise InputError(
+                f"{class_dir}: {len(files)} image(s) ({', '.join(IMAGE_SUFFIXES)}); expected at least {shots + 1} "
+                f"(--shots {shots} for training, the rest for testing)"
+            )
+    return classes
+
+
+def _read_image(path: Path, size: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:  # PIL's decoders raise all of these
+        raise InputError(f"{path}: not a readable image ({type(err).__name__}); expected a PNG/JPEG file") from None
+
+
+def folder_task(root: str | Path, *, shots: int = 8, seed: int = 0, size: int = 64) -> TaskData:
+    """One classification task from ``root/<class>/<image>`` (the user's own images).
+
+    Classes are the sorted sub-folder names; their text names replace ``_`` and ``-`` by spaces. Images are read with
+    Pillow, converted to RGB and resized to ``size`` (bilinear). Per class ``shots`` images (a seeded draw) form the
+    training split and the rest the test split. The task's label set is keyed by its class names, so tasks with the
+    same classes share text embeddings.
+
+    Raises:
+        InputError: See :func:`check_folder_task`; or an image cannot be decoded (named).
+    """
+    if shots < 1:
+        raise InputError(f"--shots: expected an integer >= 1, got {shots}")
+    folder = Path(root)
+    classes = check_folder_task(folder, shots)
+    rng = np.random.default_rng(seed)
+    split: dict[str, tuple[list[np.ndarray], list[int]]] = {"train": ([], []), "test": ([], [])}
+    for label, (_, files) in enumerate(classes):
+        order = rng.permutation(len(files))
+        for rank, i in enumerate(order):
+            images, labels = split["train" if rank < shots else "test"]
+            images.append(_read_image(files[int(i)], size))
+            labels.append(label)
+    names = tuple(" ".join(c.name.replace("_", " ").replace("-", " ").split()) or c.name for c, _ in classes)
+    return TaskData(
+        folder.name,
+        "folder:" + "\x1f".join(names),
+        names,
+        np.stack(split["train"][0]),
+        np.asarray(split["train"][1], dtype=np.int64),
+        np.stack(split["test"][0]),
+        np.asarray(split["test"][1], dtype=np.int64),
+        {"source": "folder", "root": str(folder), "folders": [c.name for c, _ in classes]},
+    )

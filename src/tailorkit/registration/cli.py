@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tailorkit.cli.bench import PROGRESS_HELP
+
 POOR_RESULT = 3  # exit status of a result refused by the quality checks (docs/registration.md#exit-status)
 PIPELINE_METHODS = ("auto", "same", "mind")
 PEER_METHODS = {
@@ -80,7 +82,7 @@ def add_parser(sub: Any) -> None:
         "--deform-net", type=Path, default=None, help="deformation network (`tailorkit register train`)"
     )
     parser.add_argument("--config", type=Path, default=None, help="YAML/TOML RegistrationConfig settings")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar (train)")
+    parser.add_argument("--progress", action="store_true", default=None, help=PROGRESS_HELP)
     parser.set_defaults(func=run_cmd)
 
 
@@ -179,9 +181,15 @@ def register_cmd(fixed_path: Path, moving_path: Path, overrides: list[str], args
         config = replace(config, features=replace(config.features, kind="mind"))
     # every input is read and checked before any work; a bad one is a usage error (one line, exit 2)
     from tailorkit.cli.main import UsageError
+    from tailorkit.core.errors import check_output_dir
 
+    check_output_dir(args.out)
     try:
         fixed, moving = load_volume(fixed_path), load_volume(moving_path)
+        for path, vol in ((fixed_path, fixed), (moving_path, moving)):
+            if float(np.max(vol.array)) == float(np.min(vol.array)):
+                raise VolumeError(f"{path}: expected an image with contrast, got constant intensity "
+                                  f"{float(np.min(vol.array)):g}")  # fmt: skip
         label_notes: list[str] = []
         labels = load_labels(args.labels, args.labels_threshold, label_notes) if args.labels else None
         if labels is not None and not _overlaps(labels, moving):
@@ -198,13 +206,22 @@ def register_cmd(fixed_path: Path, moving_path: Path, overrides: list[str], args
         raise UsageError(f"tailorkit register: {err}") from None
     model = net = None
     if args.model:
-        from tailorkit.anatomy.train import load_model
+        from tailorkit.anatomy.cli import load_model_arg
 
-        model = load_model(args.model)
+        model = load_model_arg(args.model, "cpu")
     if args.deform_net:
+        import pickle
+
+        from tailorkit.core.errors import InputError, check_input_file
         from tailorkit.registration.models import load_deform_net
 
-        net, _ = load_deform_net(args.deform_net)
+        expected = "a file written by `tailorkit register train`"
+        check_input_file(args.deform_net, expected, what="--deform-net")
+        try:
+            net, _ = load_deform_net(args.deform_net)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError) as err:
+            raise InputError(f"--deform-net {args.deform_net}: cannot be read ({type(err).__name__}: {err}); "
+                             f"expected {expected}") from None  # fmt: skip
     faff, maff = tensor_affine(fixed.affine), tensor_affine(moving.affine)
     fixed_t = torch.as_tensor(to_tensor_order(fixed.array), dtype=torch.float32)
     moving_t = torch.as_tensor(to_tensor_order(moving.array), dtype=torch.float32)

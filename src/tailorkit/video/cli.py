@@ -17,6 +17,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tailorkit.cli.bench import PROGRESS_HELP
+
 
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser("video", help="motion prompts for CLIP action recognition (SiF and baselines)")
@@ -28,7 +30,7 @@ def add_parser(sub: Any) -> None:
     )
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default reports/video/<config name>)")
-    train.add_argument("--progress", action="store_true", help="show a training progress bar")
+    train.add_argument("--progress", action="store_true", default=None, help=PROGRESS_HELP)
     train.set_defaults(func=train_cmd)
 
     ev = verbs.add_parser("eval", help="re-evaluate a run folder on its test split")
