@@ -277,3 +277,15 @@ def test_the_gates_joint_verdict_is_written_beside_the_claims(monkeypatch: pytes
     assert doc["evidence"]["gate"] == {"verdict": "undecided", "claims": ["gate-a", "gate-b"]}
     one = run_bench("toy-gated", mode="quick", seeds=1)  # seed 0 alone: both gates hold, indicatively
     assert one["evidence"]["gate"]["verdict"] == "holds" and one["evidence"]["indicative"]
+
+
+def test_a_seed_is_won_by_its_own_value_not_by_its_inner_verdict() -> None:
+    from tailorkit.core.results import merge_claims
+
+    # each call decided its claim on one inner seed: undecided by construction, yet seeds 0-2 beat B
+    calls = [[Claim.beats("a-beats-b", "a > b", [d])] for d in (0.1, 0.2, 0.05, -0.1, 0.0)]
+    assert all(c[0].verdict == "undecided" for c in calls)
+    (merged,) = merge_claims(calls)
+    assert merged.wins == 3 and merged.n == 5  # the tie (0.0) is not a win
+    low = [[Claim.at_most("t", "time <= 1", v, 1.0)] for v in (0.5, 1.0, 1.5)]
+    assert merge_claims(low)[0].wins == 2

@@ -216,6 +216,18 @@ def outcome_from_json(data: dict[str, Any]) -> BenchOutcome:
     return BenchOutcome(DataInfo(**data["data"]), rows, claims, data.get("extra", {}))
 
 
+def _meets(kind: str, value: float, target: float, tolerance: float | None) -> bool:
+    if not math.isfinite(value):
+        return False
+    if kind == "at_most":
+        return value <= target
+    if kind == "within":
+        return abs(value - target) <= (tolerance or 0.0)
+    if kind == "paired":  # A beats B by the margin on this seed: strictly, as `paired` counts wins
+        return value > target
+    return value >= target
+
+
 def merge_claims(per_seed: Sequence[Sequence[Claim]], level: float = 0.95) -> list[Claim]:
     """One claim per id, decided on the interval of its per-seed values (claim order: first seed's)."""
     by_id: dict[str, list[Claim]] = {}
@@ -229,7 +241,10 @@ def merge_claims(per_seed: Sequence[Sequence[Claim]], level: float = 0.95) -> li
         # Each seed's own value (a paired difference, a ratio, ...): its interval decides the claim.
         p = paired(values, level=level, higher_is_better=first.kind != "at_most")
         v = claim_verdict(first.kind, p, first.target, first.tolerance)
-        wins = sum(c.holds for c in claims)
+        # A seed is won when its own value is on the claim's side of the target (the plain comparison of
+        # Claim.at_least / at_most / within), whatever the per-call verdict was: a call that decided on an
+        # interval over one inner seed is `undecided` by construction and must not count as a loss.
+        wins = sum(_meets(first.kind, c.value, first.target, first.tolerance) for c in claims)
         merged.append(
             replace(
                 first,
