@@ -182,9 +182,10 @@ def top_first_ratio(t_half: list[float | None]) -> float:
     Every layer counts, the substrate layer too: comparing only the top with the middle (the earlier claim) passed a
     seed on which the substrate layer relaxed fastest (issue 18's audit). nan when a layer never half-relaxed.
     """
-    if len(t_half) < 2 or any(t is None or not math.isfinite(t) for t in t_half):
+    times = [math.nan if t is None else float(t) for t in t_half]
+    if len(times) < 2 or not all(math.isfinite(t) for t in times):
         return math.nan
-    return float(t_half[-1]) / min(float(t) for t in t_half[:-1])
+    return times[-1] / min(times[:-1])
 
 
 def front_levels(depth: list[float], h: int) -> float:
