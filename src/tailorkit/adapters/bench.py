@@ -191,7 +191,7 @@ def _fit(
         "backbone_passes": enc.passes_per_batch,
     }
     if stop is not None:
-        fit_info.update(best_step=stop.best_step, tune_loss=stop.best_loss)
+        fit_info.update(best_step=stop.best_step, tune_loss=stop.best_loss, tune_history=list(stop.history))
     return metrics, fit_info, train_s
 
 
@@ -401,6 +401,7 @@ def _choose_reference(
             "seed": seed,
             "lr": best,
             "best_step": fits[best][0][1]["best_step"],
+            "tune_history": [[int(k), float(v)] for k, v in fits[best][0][1].get("tune_history", [])],
             "tune_loss": {f"{lr:g}": round(fits[lr][0][1]["tune_loss"], 6) for lr in config.reference_lrs},
         }
     )
