@@ -211,6 +211,67 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
         train(_mlp(), _mse, data, replace(config, lr=0.02), checkpoint=ckpt, progress=False)
 
 
+def test_param_groups_scale_the_one_schedule_and_cover_every_parameter() -> None:
+    # Plain SGD without momentum moves a parameter by exactly lr * grad, so a group at lr_scale 0 must not move and
+    # one at lr_scale 2 must move twice as far as the same parameter at scale 1 on the first step.
+    config = TrainConfig(steps=1, lr=0.1, batch_size=8, optimizer="sgd", shuffle=False)
+    data = _regression(n=8)
+
+    def first_step(scale: float) -> dict[str, torch.Tensor]:
+        model = _mlp()
+        head, body = list(model[3].parameters()), list(model[0].parameters())
+        before = _params(model)
+        groups = [{"params": body, "lr_scale": 0.0}, {"params": head, "lr_scale": scale}]
+        train(model, _mse, data, config, progress=False, param_groups=groups)
+        return {name: _params(model)[name] - before[name] for name in before}
+
+    one, two = first_step(1.0), first_step(2.0)
+    assert all(not bool(d.any()) for name, d in one.items() if name.startswith("0."))
+    assert one["3.weight"].abs().sum() > 0
+    assert torch.allclose(two["3.weight"], 2 * one["3.weight"], rtol=1e-5, atol=1e-8)
+
+    model = _mlp()
+    with pytest.raises(ValueError, match="in no group"):
+        train(model, _mse, data, config, progress=False, param_groups=[{"params": list(model[0].parameters())}])
+    with pytest.raises(ValueError, match="already in an earlier group"):
+        twice = list(model.parameters())
+        train(model, _mse, data, config, progress=False, param_groups=[{"params": twice}, {"params": twice[:1]}])
+    with pytest.raises(ValueError, match="unknown keys"):
+        train(model, _mse, data, config, progress=False, param_groups=[{"params": twice, "lr": 1.0}])
+
+
+def test_resume_with_param_groups_equals_uninterrupted_run(tmp_path: Path) -> None:
+    data = _regression(n=24)
+    config = TrainConfig(steps=8, lr=0.01, batch_size=8, checkpoint_every=4, schedule="cosine", warmup_steps=2)
+
+    def groups(model: nn.Module) -> list[dict[str, object]]:
+        return [
+            {"params": list(model[0].parameters()), "lr_scale": 0.1, "weight_decay": 0.0},
+            {"params": list(model[3].parameters()), "lr_scale": 3.0},
+        ]
+
+    model = _mlp()
+    straight = train(model, _mse, data, config, progress=False, param_groups=groups(model))
+    ckpt = tmp_path / "run.pt"
+    crashed = _mlp()
+    with pytest.raises(_Crash):
+        train(
+            crashed,
+            _mse,
+            data,
+            config,
+            checkpoint=ckpt,
+            progress=False,
+            on_step=_crash_at(6),
+            param_groups=groups(crashed),
+        )
+    fresh = _mlp(seed=9)
+    resumed = train(fresh, _mse, data, config, checkpoint=ckpt, progress=False, param_groups=groups(fresh))
+    assert resumed.start_step == 4 and resumed.losses == straight.losses
+    for name, value in _params(straight.model).items():
+        assert torch.equal(_params(resumed.model)[name], value), name
+
+
 # --- torchrun -------------------------------------------------------------------------------------------------------
 
 

@@ -289,10 +289,53 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+def _make_optimizer(
+    params: list[nn.Parameter], config: TrainConfig, groups: Sequence[Mapping[str, Any]] | None = None
+) -> torch.optim.Optimizer:
+    specs = _param_groups(params, config, groups)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(specs, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(specs, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def _param_groups(
+    params: list[nn.Parameter], config: TrainConfig, groups: Sequence[Mapping[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """Optimizer groups with an `lr_scale` each: one group of every trainable parameter when `groups` is None.
+
+    A group's learning rate at step s is `learning_rate(config, s) * lr_scale`, so one schedule serves every group
+    (a backbone at a tenth of the rate, a gate at ten times it). Every trainable parameter must be in exactly one
+    group: a forgotten one would silently stay untrained, a duplicate would be stepped twice.
+    """
+    if groups is None:
+        return [{"params": params, "lr_scale": 1.0}]
+    trainable = {id(p) for p in params}
+    seen: set[int] = set()
+    specs = []
+    for i, group in enumerate(groups):
+        unknown = set(group) - {"params", "lr_scale", "weight_decay"}
+        if unknown:
+            raise ValueError(
+                f"param_groups[{i}]: unknown keys {sorted(unknown)}; expected params, lr_scale, weight_decay"
+            )
+        members = list(group["params"])
+        scale = group.get("lr_scale", 1.0)
+        if not _is_number(scale) or scale < 0:
+            raise ValueError(f"param_groups[{i}].lr_scale: expected a finite number >= 0, got {scale!r}")
+        for p in members:
+            if id(p) not in trainable:
+                raise ValueError(f"param_groups[{i}]: holds a parameter that is frozen or not in the model")
+            if id(p) in seen:
+                raise ValueError(f"param_groups[{i}]: holds a parameter already in an earlier group")
+            seen.add(id(p))
+        if members:
+            spec: dict[str, Any] = {"params": members, "lr_scale": float(scale)}
+            if "weight_decay" in group:
+                spec["weight_decay"] = float(group["weight_decay"])
+            specs.append(spec)
+    if len(seen) != len(trainable):
+        raise ValueError(f"param_groups: {len(trainable) - len(seen)} trainable parameter(s) are in no group")
+    return specs
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -409,6 +452,7 @@ def train(
     progress: bool = True,
     on_step: StepCallback | None = None,
     collate_fn: Callable[[list[Any]], Any] | None = None,
+    param_groups: Sequence[Mapping[str, Any]] | None = None,
 ) -> TrainResult:
     """Train `model` in place for `config.steps` optimizer steps, on one process or under torchrun.
 
@@ -434,6 +478,9 @@ def train(
         on_step: Called after every step as `on_step(step, loss)`, with the 1-based number of steps done and the
             global mean loss of that step, on every rank. It runs under the training RNG fork.
         collate_fn: Turns a list of samples into a batch; default `torch.utils.data.default_collate`.
+        param_groups: Optimizer groups, each `{"params": [...], "lr_scale": x, "weight_decay": w}` (the last two
+            optional; default 1 and `config.weight_decay`): the group's rate is the schedule's times `lr_scale`.
+            Every trainable parameter must be in exactly one group. None: one group of all of them.
 
     Returns:
         The per-step losses, wall time and the trained (unwrapped) model.
@@ -454,7 +501,7 @@ def train(
     # Fork the RNG so the reseeding below neither depends on nor leaks into the caller's global RNG state.
     fork_devices = [] if device.type == "cpu" else [device]
     with torch.random.fork_rng(devices=fork_devices, device_type=device.type):
-        return _train(model, loss_fn, dataset, config, device, checkpoint, progress, on_step, collate_fn)
+        return _train(model, loss_fn, dataset, config, device, checkpoint, progress, on_step, collate_fn, param_groups)
 
 
 def _train(
@@ -467,6 +514,7 @@ def _train(
     progress: bool,
     on_step: StepCallback | None,
     collate_fn: Callable[[list[Any]], Any] | None,
+    param_groups: Sequence[Mapping[str, Any]] | None = None,
 ) -> TrainResult:
     n_ranks, this_rank = world_size(), rank()
     main = this_rank == 0
@@ -476,7 +524,7 @@ def _train(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model: expected at least one parameter with requires_grad=True, got none")
-    optimizer = _make_optimizer(params, config)
+    optimizer = _make_optimizer(params, config, param_groups)
 
     # DistributedSampler with one replica too: the same permutation code serves both cases, and it needs no group.
     sampler: DistributedSampler[int] = DistributedSampler(
@@ -573,8 +621,9 @@ def _step(
     config: TrainConfig,
     step: int,
 ) -> torch.Tensor:
+    rate = learning_rate(config, step)
     for group in optimizer.param_groups:
-        group["lr"] = learning_rate(config, step)
+        group["lr"] = rate * group["lr_scale"]
     optimizer.zero_grad(set_to_none=True)
     loss = loss_fn(net, batch)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
