@@ -216,7 +216,7 @@ class BenchConfig:
 
     train: SAMTrainConfig = field(default_factory=SAMTrainConfig)
     match: MatchConfig = field(default_factory=MatchConfig)
-    quick_steps: int = 200
+    quick_steps: int = 160
     full_steps: int = 1500
     pairs_per_tier: int = 3
     quick_fp_margin: int = 1  # quick mode: 3^3 fixed-point neighbourhood (5x cheaper than the official 5^3)
