@@ -27,6 +27,10 @@ from tailorkit.nets.unet import UNet
 
 __all__ = ["backbone_cache_path", "encoder_features", "pretrained_backbone"]
 
+# The training procedure is part of the cache key: a backbone cached by an older loop (before issue 23: its own
+# sampling with replacement) must not be reused as if this code had trained it.
+_TRAINING = "core.train/1"
+
 
 class _Plain(SegModel):
     def __init__(self, net: UNet) -> None:
@@ -41,6 +45,7 @@ def backbone_cache_path(upstream: SegSet, config: BackboneConfig) -> Path:
     from tailorkit.assets.base import tailorkit_home
 
     h = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
+    h.update(_TRAINING.encode())
     h.update(np.ascontiguousarray(upstream.images).tobytes())
     h.update(np.ascontiguousarray(upstream.masks).tobytes())
     return tailorkit_home() / "active" / "backbones" / f"unet2d-{h.hexdigest()[:16]}.safetensors"
