@@ -3,6 +3,10 @@
 With a frozen backbone the backbone's features are computed once per image (`backbone_features`) and training reads
 them instead of the pixels: the detector's weights and gradients are the same, only the repeated backbone forward
 is saved (the bench's quick mode depends on it).
+
+Training runs through `tailorkit.core.train.train` (issue 23): exact resume from a checkpoint, one process or torchrun
+DDP, core's one schedule function (`OptimConfig.schedule`; the former x 0.1 step decay has no core form, constant is
+the nearest, docs/hoi.md#training-coretrain).
 """
 
 from __future__ import annotations
