@@ -3,9 +3,9 @@
 SLPT freezes "a task-agnostic pre-trained segmentation model" [verified: abstract]; which model and upstream task is
 [unknown]. Here [inferred, docs/active.md#the-method-as-implemented]: the pool's liver labels (LiTS) or a separate
 liver-only SynthLiver draw train the U-Net with BCE + soft Dice; it never sees lesion labels. Weights are cached as
-safetensors under $TAILORKIT_HOME/active/backbones/, keyed by a hash of the upstream data and the backbone settings, so
-the bench, tests and demo train each backbone once. The pretraining seed is fixed (0): bench seeds vary selection and
-tuning, not the upstream model.
+safetensors under $TAILORKIT_HOME/active/backbones/, keyed by a hash of the upstream data, the backbone settings and
+the training procedure, so the bench, tests and demo train each backbone once. The pretraining seed is fixed (0):
+bench seeds vary selection and tuning, not the upstream model.
 """
 
 from __future__ import annotations
