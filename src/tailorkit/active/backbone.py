@@ -3,9 +3,9 @@
 SLPT freezes "a task-agnostic pre-trained segmentation model" [verified: abstract]; which model and upstream task is
 [unknown]. Here [inferred, docs/active.md#the-method-as-implemented]: the pool's liver labels (LiTS) or a separate
 liver-only SynthLiver draw train the U-Net with BCE + soft Dice; it never sees lesion labels. Weights are cached as
-safetensors under $TAILORKIT_HOME/active/backbones/, keyed by a hash of the upstream data and the backbone settings, so
-the bench, tests and demo train each backbone once. The pretraining seed is fixed (0): bench seeds vary selection and
-tuning, not the upstream model.
+safetensors under $TAILORKIT_HOME/active/backbones/, keyed by a hash of the upstream data, the backbone settings and
+the training procedure, so the bench, tests and demo train each backbone once. The pretraining seed is fixed (0):
+bench seeds vary selection and tuning, not the upstream model.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ from tailorkit.nets.unet import UNet
 
 __all__ = ["backbone_cache_path", "encoder_features", "pretrained_backbone"]
 
+# The training procedure is part of the cache key: a backbone cached by an older loop (before issue 23: its own
+# sampling with replacement) must not be reused as if this code had trained it.
+_TRAINING = "core.train/1"
+
 
 class _Plain(SegModel):
     def __init__(self, net: UNet) -> None:
@@ -41,6 +45,7 @@ def backbone_cache_path(upstream: SegSet, config: BackboneConfig) -> Path:
     from tailorkit.assets.base import tailorkit_home
 
     h = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
+    h.update(_TRAINING.encode())
     h.update(np.ascontiguousarray(upstream.images).tobytes())
     h.update(np.ascontiguousarray(upstream.masks).tobytes())
     return tailorkit_home() / "active" / "backbones" / f"unet2d-{h.hexdigest()[:16]}.safetensors"

@@ -6,23 +6,33 @@ lambda > 0 (the default, 0.1) the loss subtracts lambda * mean pairwise squared 
 (so their predictions are pixel-aligned) and differ only in intensity jitter. With lambda = 0 every set draws its own
 images and its own view (rotation by k * 90 degrees, flips, gamma and noise).
 
+Training runs through `tailorkit.core.train.train` (issue 23): exact resume from a checkpoint, one process or torchrun
+DDP, the batch order a seeded per-epoch permutation of the labelled images (before: draws with replacement), and
+augmentation and dropout drawn from core.train's per-step random stream. The schedule is core's `learning_rate`:
+"cosine" = a 5 % linear warm-up then cosine to 0 (the same formula as this module's former LambdaLR), "constant" = no
+warm-up. Adam without weight decay is core's AdamW at weight decay 0 (the same update).
+
 Shapes:
     images: (N, 1, S, S) float32 [0, 1]; masks: (N, S, S) {0, 1}; predict -> (N, K, S, S) probabilities.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from tailorkit.active.config import TuneConfig
 from tailorkit.active.methods.base import SegModel
-from tailorkit.core.progress import bar
+from tailorkit.core.train import TrainConfig as CoreTrainConfig
+from tailorkit.core.train import train as core_train
 
 __all__ = [
+    "core_config",
     "dice_global",
     "dice_per_case",
     "enable_dropout",
@@ -57,6 +67,49 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: fl
     return bce + soft_dice
 
 
+class _Labelled(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Item j: (image, mask) of labelled item j mod n. `copies` passes over the n items make one epoch, so a step can
+    give each of K independent prompt sets its own `batch` images (K copies, batch K * `batch`)."""
+
+    def __init__(self, images: torch.Tensor, masks: torch.Tensor, copies: int) -> None:
+        self.images, self.masks, self.copies = images, masks, copies
+
+    def __len__(self) -> int:
+        return len(self.images) * self.copies
+
+    def __getitem__(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i = j % len(self.images)
+        return self.images[i], self.masks[i]
+
+
+class _Views(torch.nn.Module):
+    """Routes `forward` to the tuner's `forward_views`: core.train (and its DDP wrapper under torchrun) then calls
+    the K-view entry point through `forward`, which is what synchronises gradients."""
+
+    def __init__(self, model: SegModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_views(views)
+
+
+def core_config(config: TuneConfig, lr: float, n_images: int, n_draws: int, seed: int) -> CoreTrainConfig:
+    """core.train's settings of one tuning run: Adam(W) without weight decay or clipping at `lr`; "cosine" = a 5 %
+    linear warm-up (at least one step) then cosine to 0, "constant" = no warm-up; a step's batch holds `n_draws`
+    (1, or K for independent sets) draws of min(batch_size, n_images) images."""
+    cosine = config.schedule == "cosine"
+    return CoreTrainConfig(
+        steps=config.steps,
+        lr=lr,
+        batch_size=min(config.batch_size, n_images) * n_draws,
+        seed=seed,
+        optimizer="adamw",
+        schedule="cosine" if cosine else "constant",
+        warmup_steps=max(1, config.steps // 20) if cosine else 0,
+    )
+
+
 def tune(
     model: SegModel,
     images: np.ndarray,
@@ -64,88 +117,72 @@ def tune(
     config: TuneConfig,
     seed: int,
     progress: bool | None = False,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 0,
 ) -> list[float]:
-    """Train `model`'s tunable parameters on the labelled (images, masks); return the loss per step."""
+    """Train `model`'s tunable parameters on the labelled (images, masks) through `tailorkit.core.train.train`
+    (exact resume, one process or torchrun); return the loss per step.
+
+    Each epoch visits the labelled images in a seeded random order (without replacement); with K independent
+    prompt sets (lambda = 0) a step draws K * batch images and each set gets its own batch. Augmentation and dropout
+    draw from core.train's per-step random stream.
+
+    Args:
+        seed: The run's seed (data order, augmentation, dropout); the model's initialisation is the caller's.
+        checkpoint: core.train's resume file: resumed from when it exists, written every `checkpoint_every` steps
+            (0: only at the end).
+    """
     if len(images) == 0:
         raise ValueError("tune: expected at least one labelled image, got 0")
     params = model.tunable_parameters()
     if not params:
         raise ValueError("tune: the model has no trainable parameters")
-    device = params[0].device
-    g = torch.Generator().manual_seed(seed)
-    x_all = torch.as_tensor(images, dtype=torch.float32)
-    y_all = torch.as_tensor(masks, dtype=torch.float32)
-    lr = config.lr if model.prompt_based else config.lr_full
-    optim = torch.optim.Adam(params, lr=lr)
-    warmup = max(1, config.steps // 20)
-
-    def factor(step: int) -> float:
-        if config.schedule == "constant":
-            return 1.0
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, config.steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optim, factor)
     k_sets = model.n_sets
     shared = config.discrepancy > 0 and k_sets > 1
+    draws = 1 if shared else k_sets
     batch = min(config.batch_size, len(images))
-    losses: list[float] = []
-    # Dropout in trainable (fine-tuned) networks draws from torch's global stream: fork it and seed it, so runs are
-    # reproducible without changing the caller's random state.
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        _loop(model, x_all, y_all, config, g, optim, scheduler, k_sets, shared, batch, device, losses, progress)
-    model.eval()
-    return losses
+    data = _Labelled(torch.as_tensor(images, dtype=torch.float32), torch.as_tensor(masks, dtype=torch.float32), draws)
+    lr = config.lr if model.prompt_based else config.lr_full
+    train_config = replace(core_config(config, lr, len(images), draws, seed), checkpoint_every=checkpoint_every)
 
+    def loss_fn(net: torch.nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x_all, y_all = (t.reshape(draws, batch, *t.shape[1:]) for t in pair)
+        g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))  # from core.train's per-step seed
+        geo_seed = int(torch.randint(0, 2**62, (1,), generator=g))
+        xs, ys = [], []
+        for k in range(k_sets):
+            x, y = (x_all[0], y_all[0]) if shared else (x_all[k], y_all[k])
+            if config.augment:
+                if shared:  # same geometric transform for every set, own intensity jitter
+                    x, y = _augment(x, y, torch.Generator().manual_seed(geo_seed), True)
+                    x, y = _augment(x, y, g, False)
+                else:
+                    x, y = _augment(x, y, g, True)
+            xs.append(x)
+            ys.append(y)
+        views, targets = torch.stack(xs), torch.stack(ys)
+        logits = net(views)
+        loss = sum(segmentation_loss(logits[k], targets[k], config.pos_weight) for k in range(k_sets)) / k_sets
+        if shared:
+            prob = torch.sigmoid(logits)
+            pair_sq = (prob.unsqueeze(0) - prob.unsqueeze(1)).pow(2).mean(dim=tuple(range(2, prob.dim() + 1)))
+            loss = loss - config.discrepancy * pair_sq.sum() / (k_sets * (k_sets - 1))
+        return loss  # type: ignore[return-value]
 
-def _loop(
-    model: SegModel,
-    x_all: torch.Tensor,
-    y_all: torch.Tensor,
-    config: TuneConfig,
-    g: torch.Generator,
-    optim: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LambdaLR,
-    k_sets: int,
-    shared: bool,
-    batch: int,
-    device: torch.device,
-    losses: list[float],
-    progress: bool | None,
-) -> None:
-    n = len(x_all)
-    model.train()
-    with bar("tune", total=config.steps, enabled=progress) as progress_bar:
-        for _ in range(config.steps):
-            xs, ys = [], []
-            common = torch.randint(0, n, (batch,), generator=g)
-            geo_seed = int(torch.randint(0, 2**62, (1,), generator=g))
-            for _k in range(k_sets):
-                idx = common if shared else torch.randint(0, n, (batch,), generator=g)
-                x, y = x_all[idx], y_all[idx]
-                if config.augment:
-                    if shared:  # same geometric transform for every set, own intensity jitter
-                        x, y = _augment(x, y, torch.Generator().manual_seed(geo_seed), True)
-                        x, y = _augment(x, y, g, False)
-                    else:
-                        x, y = _augment(x, y, g, True)
-                xs.append(x)
-                ys.append(y)
-            views, targets = torch.stack(xs).to(device), torch.stack(ys).to(device)
-            logits = model.forward_views(views)
-            loss = sum(segmentation_loss(logits[k], targets[k], config.pos_weight) for k in range(k_sets)) / k_sets
-            if shared:
-                prob = torch.sigmoid(logits)
-                pair = (prob.unsqueeze(0) - prob.unsqueeze(1)).pow(2).mean(dim=tuple(range(2, prob.dim() + 1)))
-                loss = loss - config.discrepancy * pair.sum() / (k_sets * (k_sets - 1))
-            optim.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[union-attr]
-            optim.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))  # type: ignore[union-attr]
-            progress_bar.update(1)
+    model.train()  # SegModel.train keeps the frozen modules in eval mode
+    try:
+        result = core_train(
+            _Views(model),
+            loss_fn,
+            data,
+            train_config,
+            device=params[0].device,
+            checkpoint=checkpoint,
+            progress=progress is not False,
+        )
+    finally:
+        model.eval()
+    return list(result.losses)
 
 
 def enable_dropout(model: torch.nn.Module) -> None:

@@ -3,6 +3,10 @@
 With a frozen backbone the backbone's features are computed once per image (`backbone_features`) and training reads
 them instead of the pixels: the detector's weights and gradients are the same, only the repeated backbone forward
 is saved (the bench's quick mode depends on it).
+
+Training runs through `tailorkit.core.train.train` (issue 23): exact resume from a checkpoint, one process or torchrun
+DDP, core's one schedule function (`OptimConfig.schedule`; the former x 0.1 step decay has no core form, constant is
+the nearest, docs/hoi.md#training-coretrain).
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import Dataset
 
 from tailorkit.core.config import from_dict, to_dict
 from tailorkit.core.progress import bar
 from tailorkit.core.results import atomic_open
-from tailorkit.core.seeding import torch_generator
+from tailorkit.core.seeding import derive_seed, torch_generator
+from tailorkit.core.train import TrainConfig as CoreTrainConfig
+from tailorkit.core.train import train as core_train
 from tailorkit.hoi.config import EvalConfig, TrainConfig
 from tailorkit.hoi.data import HOIDataset, to_targets
 from tailorkit.hoi.evaluation import Detections, instance_aps, postprocess, role_ap_vcoco, triplet_map
@@ -33,6 +40,7 @@ __all__ = [
     "TrainResult",
     "as_tensor_images",
     "backbone_features",
+    "core_config",
     "detect",
     "evaluate",
     "load_checkpoint",
@@ -47,10 +55,14 @@ __all__ = [
 
 @dataclass
 class TrainResult:
+    """The trained model (eval mode), the loss of every step (a resumed run's include those before the resume), this
+    call's wall and CPU seconds, and the step it started from (0 unless resumed from a checkpoint)."""
+
     model: HOIModel
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    start_step: int = 0
 
 
 def as_tensor_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -85,6 +97,47 @@ def make_criterion(cfg: TrainConfig, num_obj_classes: int) -> SetCriterion:
     return SetCriterion(num_obj_classes, HungarianMatcher(w.obj_ce, w.verb, w.bbox, w.giou), w)
 
 
+class _Scenes(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
+    """Item i: (cached features or uint8 pixels of image i, its set-prediction targets)."""
+
+    def __init__(self, inputs: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> None:
+        self.inputs, self.targets = inputs, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.inputs[i], self.targets[i]
+
+
+def _collate(samples: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[torch.Tensor, list[Any]]:
+    """Stacked inputs (pixels become float (B, 3, H, W) in [0, 1]) and the per-image targets as a list: the number of
+    pairs differs from image to image, so targets are not stacked."""
+    inputs = torch.stack([s[0] for s in samples])
+    if inputs.dtype == torch.uint8:
+        inputs = as_tensor_images(inputs)
+    return inputs, [s[1] for s in samples]
+
+
+def core_config(cfg: TrainConfig, seed: int, checkpoint_every: int = 0) -> CoreTrainConfig:
+    """The `core.train` settings of an HOI run: `cfg.optim` mapped one to one, the batch order and per-step
+    randomness seeded from `derive_seed(seed, "hoi-train")` (the initialisation has its own stream, "hoi-init")."""
+    o = cfg.optim
+    return CoreTrainConfig(
+        steps=o.steps,
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        batch_size=o.batch_size,
+        grad_clip=o.clip if o.clip > 0 else None,
+        log_every=20,
+        checkpoint_every=checkpoint_every,
+        seed=derive_seed(seed, "hoi-train"),
+        optimizer="adamw",
+        schedule=o.schedule,
+        warmup_steps=o.warmup_steps,
+    )
+
+
 def train(
     cfg: TrainConfig,
     data: HOIDataset,
@@ -93,13 +146,17 @@ def train(
     device: torch.device | None = None,
     progress: bool | None = None,
     seed: int | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 0,
 ) -> TrainResult:
-    """Train `cfg.model` on `data` for `cfg.optim.steps` AdamW steps (batches without replacement, reshuffled
-    every epoch).
+    """Train `cfg.model` on `data` for `cfg.optim.steps` AdamW steps through `tailorkit.core.train.train` (batches
+    without replacement, reshuffled every epoch; exact resume; one process or torchrun).
 
     Args:
         features: Cached backbone features of `data.images` (frozen backbone only); else images are used.
         seed: Initialisation and batch-order seed (default cfg.seed).
+        checkpoint: core.train's resume file: resumed from when it exists, written every `checkpoint_every` steps
+            (0: only at the end). The model is rebuilt from `seed` first, so a frozen backbone needs no saving.
     """
     if data.images is None and features is None:
         raise ValueError("train: expected a dataset with images in memory or cached features")
@@ -110,53 +167,35 @@ def train(
         torch.manual_seed(torch_generator(seed, "hoi-init").initial_seed())
         model = build_model(cfg.model, len(data.object_names), len(data.verb_names)).to(device)
     criterion = make_criterion(cfg, len(data.object_names))
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    drop_at = round(cfg.optim.lr_drop_at * cfg.optim.steps)
     targets = [to_targets(a, len(data.verb_names)) for a in data.annotations]
-    targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-    images = None if features is not None or data.images is None else as_tensor_images(data.images)
-    gen = torch_generator(seed, "hoi-batches")
-    n = len(data.annotations)
-    order = torch.randperm(n, generator=gen)
-    pos = 0
-    losses: list[float] = []
-    wall, cpu = time.perf_counter(), time.process_time()
+    if features is not None:
+        inputs, kind = features, "features"
+    else:
+        assert data.images is not None
+        inputs, kind = torch.as_tensor(np.ascontiguousarray(data.images)), "images"
+
+    def loss_fn(net: torch.nn.Module, batch: tuple[torch.Tensor, list[Any]]) -> torch.Tensor:
+        x, batch_targets = batch
+        out = net(**{kind: x})
+        if not cfg.loss.aux:
+            out["aux_outputs"] = []
+        loss, _ = criterion(out, batch_targets)
+        return loss
+
+    cpu = time.process_time()
     model.train()
-    # Dropout draws from torch's global stream: seed it for this run (scoped), so that a run does not depend on what
-    # ran before it in the process (bench workers run several cells each, in completion order).
-    with (
-        torch.random.fork_rng(devices=[]),
-        bar(f"train {cfg.model.variant}", total=cfg.optim.steps, enabled=progress) as pbar,
-    ):
-        torch.manual_seed(torch_generator(seed, "hoi-dropout").initial_seed())
-        for step in range(cfg.optim.steps):
-            if step == drop_at:
-                for group in opt.param_groups:
-                    group["lr"] = cfg.optim.lr * 0.1
-            if pos + cfg.optim.batch_size > n:
-                order, pos = torch.randperm(n, generator=gen), 0
-            idx = order[pos : pos + cfg.optim.batch_size]
-            pos += cfg.optim.batch_size
-            if features is not None:
-                out = model(features=features[idx].to(device))
-            else:
-                assert images is not None
-                out = model(images=images[idx].to(device))
-            if not cfg.loss.aux:
-                out["aux_outputs"] = []
-            loss, _ = criterion(out, [targets[int(i)] for i in idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip)
-            opt.step()
-            losses.append(float(loss.detach()))
-            pbar.update(1)
-            if step % 20 == 0:
-                pbar.set_postfix(loss=f"{losses[-1]:.3f}")
+    result = core_train(
+        model,
+        loss_fn,
+        _Scenes(inputs, targets),
+        core_config(cfg, seed, checkpoint_every),
+        device=device,
+        checkpoint=checkpoint,
+        progress=progress is not False,
+        collate_fn=_collate,
+    )
     model.eval()
-    return TrainResult(model, losses, time.perf_counter() - wall, time.process_time() - cpu)
+    return TrainResult(model, list(result.losses), result.seconds, time.process_time() - cpu, result.start_step)
 
 
 @torch.no_grad()
