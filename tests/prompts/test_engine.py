@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -59,5 +60,6 @@ def test_interrupted_training_resumes_to_the_uninterrupted_run(engine: Engine, t
     expected = straight_learner.state_dict()
     for key, value in resumed_learner.state_dict().items():
         assert torch.equal(value, expected[key]), key
-    other = engine.train(learner(0), config, seed=6, progress=False)  # the seed sets the batch order
-    assert other.losses != straight.losses
+    # the seed sets the batch order: another seed's first two steps (same schedule) already differ
+    other = engine.train(learner(0), replace(config, steps=2), seed=6, progress=False)
+    assert other.losses != straight.losses[:2]
