@@ -77,7 +77,7 @@ def fit_method(
         method, engine.encoder, assignment_for(form, engine.n_tasks, groups), seed=seed, **(options or {})
     )
     learner.to(engine.encoder.device)
-    result = engine.train(learner, train, seed=seed, label=f"{method}-{form}")
+    result = engine.train(learner, train, seed=seed)
     accuracy = engine.evaluate(learner)
     return FitResult(
         method, form, accuracy, learner.trainable_count(), time.perf_counter() - began, result.losses, learner

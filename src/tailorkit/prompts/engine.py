@@ -3,7 +3,8 @@
 Per step every task contributes a batch and the loss is the mean over tasks of the task's cross-entropy over its
 own classes (MmAP's sum of task losses, scaled by 1/T so the learning rate does not depend on T). Logits are
 CLIP's ``exp(logit_scale) * cos(image, text(class))`` with the aligned temperature, unless the learner has its own
-``head`` (linear probe).
+``head`` (linear probe). Training runs through the project's one loop, :func:`tailorkit.core.train.train` (exact
+resume from a checkpoint, torchrun DDP, core's warm-up + cosine schedule).
 
 Caching (exact, never an approximation): the image tower's stages before the learner's first prompted stage run
 once per image; when the learner has no text prompts or text-parameter changes, the class-name embeddings of the
@@ -13,20 +14,23 @@ Tasks sharing a label set and the same text banks share one text forward per ste
 
 from __future__ import annotations
 
-import math
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
 
-from tailorkit.core.progress import bar
+from tailorkit.core.train import TrainConfig as CoreTrainConfig
+from tailorkit.core.train import train as core_train
 from tailorkit.nets.dual_encoder import DualEncoder, to_model_input
 from tailorkit.prompts.data import TaskData
 from tailorkit.prompts.methods.base import PromptLearner
 
-__all__ = ["Engine", "TrainConfig", "TrainResult"]
+__all__ = ["Engine", "MultiTaskIndex", "TrainConfig", "TrainResult"]
 
 
 @dataclass(frozen=True)
@@ -36,9 +40,10 @@ class TrainConfig:
     Attributes:
         steps: Optimiser steps; every step sees ``batch`` images of every task.
         batch: Images per task per step.
-        lr: AdamW learning rate (peak; linear warm-up over ``warmup`` steps, then cosine to 0).
+        lr: AdamW learning rate (peak; linear warm-up over ``warmup`` steps, then cosine to 0: core's
+            :func:`~tailorkit.core.train.learning_rate`).
         weight_decay: AdamW weight decay.
-        warmup: Warm-up steps.
+        warmup: Warm-up steps (at most ``steps``; more are capped).
     """
 
     steps: int = 60
@@ -65,6 +70,47 @@ class _Task:
     class_names: tuple[str, ...]
     x: dict[str, torch.Tensor]
     y: dict[str, torch.Tensor]
+
+
+class MultiTaskIndex(Dataset[dict[int, int]]):
+    """One training sample of every task per item: item i is ``{task: i mod n_task}``.
+
+    Its length is the largest task's training set, so one epoch sees every image of every task (the smaller tasks'
+    images about equally often); a batch of items is a batch of every task, as MmAP's joint objective needs.
+    """
+
+    def __init__(self, sizes: Sequence[int]) -> None:
+        if not sizes or min(sizes) < 1:
+            raise ValueError(f"tasks: expected at least one task with at least one training image each, got {sizes}")
+        self.sizes = tuple(int(n) for n in sizes)
+
+    def __len__(self) -> int:
+        return max(self.sizes)
+
+    def __getitem__(self, i: int) -> dict[int, int]:
+        return {t: i % n for t, n in enumerate(self.sizes)}
+
+
+class _Objective(nn.Module):
+    """The learner (a submodule) with the engine beside it: ``forward(batch)`` is the mean task loss.
+
+    core.train calls the module it is given, so under DDP the loss runs through DDP's forward and gradients are
+    averaged across ranks; the engine (not a module) and its frozen encoder are not part of the state.
+    """
+
+    def __init__(self, engine: Engine, learner: PromptLearner) -> None:
+        super().__init__()
+        self.engine = engine
+        self.learner = learner
+
+    def forward(self, batch: dict[int, torch.Tensor]) -> torch.Tensor:
+        per_task = self.engine.task_losses(self.learner, batch)
+        return torch.stack(list(per_task.values())).mean()
+
+
+def _objective_loss(model: nn.Module, batch: dict[int, torch.Tensor]) -> torch.Tensor:
+    loss: torch.Tensor = model(batch)
+    return loss
 
 
 class Engine:
@@ -183,37 +229,56 @@ class Engine:
         return out
 
     # ---------------------------------------------------------------------------------------------- loops
-    def train(self, learner: PromptLearner, config: TrainConfig, *, seed: int = 0, label: str = "train") -> TrainResult:
-        """Train the learner's parameters (the encoder stays frozen) on all tasks jointly."""
+    def train(
+        self,
+        learner: PromptLearner,
+        config: TrainConfig,
+        *,
+        seed: int = 0,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int = 0,
+        progress: bool | None = None,
+        on_step: Callable[[int, float], None] | None = None,
+    ) -> TrainResult:
+        """Train the learner's parameters (the encoder stays frozen) on all tasks jointly, through core.train.
+
+        Every step takes ``config.batch`` training images of every task (:class:`MultiTaskIndex`: epochs of a
+        permutation seeded by ``seed``, the last incomplete batch dropped) and steps AdamW on the mean task loss
+        with core's warm-up + cosine schedule. A ``checkpoint`` file is resumed from when it exists and written at
+        the end (every ``checkpoint_every`` steps in between), so an interrupted run continues exactly; the same call
+        runs under torchrun (DDP). ``on_step(step, loss)`` is called after every step.
+        """
         began = time.perf_counter()
         params = [p for p in learner.parameters() if p.requires_grad]
-        losses: list[float] = []
         if not params or config.steps == 0:
-            return TrainResult(losses, 0.0)
-        learner.to(self.encoder.device).train()
-        opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        gen = torch.Generator().manual_seed(seed)
-
-        def lr_at(step: int) -> float:
-            if step < config.warmup:
-                return (step + 1) / (config.warmup + 1)
-            progress = (step - config.warmup) / max(1, config.steps - config.warmup)
-            return 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-        with bar(label, total=config.steps) as progress:
-            for _ in range(config.steps):
-                per_task = self.task_losses(learner, self.sample(gen, config.batch))
-                loss = torch.stack(list(per_task.values())).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(float(loss.detach()))
-                progress.update(1)
-                progress.set_postfix(loss=f"{losses[-1]:.3f}")
-        learner.eval()
-        return TrainResult(losses, time.perf_counter() - began)
+            return TrainResult([], 0.0)
+        dataset = MultiTaskIndex([len(t.y["train"]) for t in self.tasks])
+        core = CoreTrainConfig(
+            steps=config.steps,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            batch_size=min(config.batch, len(dataset)),  # fewer images than a batch: the whole set each step
+            schedule="cosine",
+            warmup_steps=min(config.warmup, config.steps),
+            checkpoint_every=checkpoint_every,
+            log_every=0,
+            seed=seed,
+        )
+        objective = _Objective(self, learner).train()
+        try:
+            out = core_train(
+                objective,
+                _objective_loss,
+                dataset,
+                core,
+                device=self.encoder.device,
+                checkpoint=checkpoint,
+                progress=progress is not False,  # None or True: core.progress's policy
+                on_step=on_step,
+            )
+        finally:
+            learner.eval()
+        return TrainResult(list(out.losses), time.perf_counter() - began)
 
     @torch.no_grad()
     def evaluate(self, learner: PromptLearner, split: str = "test", batch: int = 256) -> dict[str, float]:

@@ -227,11 +227,11 @@ def _job(config: VideoBenchConfig, seed: int, method: str, setting: str) -> dict
     options = {"dynamic": config.dynamic} if method in ("sif", "motion_dynamic") else {}
     torch.manual_seed(derive_seed(seed, "video-init", method, setting))
     model = make_model(method, encoder, config.frames, **options)
-    gen = torch.Generator().manual_seed(derive_seed(seed, "video-batches", method, setting))
+    fit_seed = derive_seed(seed, "video-batches", method, setting)
     metrics: dict[str, float] = {}
     if setting == "arrow":
         (train, ytr), (test, yte), names = sets["arrow"]
-        result = fit(model, train, ytr, names, config.optim, generator=gen)
+        result = fit(model, train, ytr, names, config.optim, seed=fit_seed)
         pred = logits_of(model, test, names).argmax(1)
         metrics["arrow_accuracy"] = float((pred == yte).float().mean())
         metrics["arrow_direction_accuracy"] = float((pred % 2 == yte % 2).float().mean())
@@ -241,7 +241,7 @@ def _job(config: VideoBenchConfig, seed: int, method: str, setting: str) -> dict
         pool, ypool, names = sets["pool"]
         idx = few_shot_index(ypool, k, seed)
         train = {n: v[idx] for n, v in pool.items()}
-        result = fit(model, train, ypool[idx], names, config.optim, generator=gen)
+        result = fit(model, train, ypool[idx], names, config.optim, seed=fit_seed)
         test, yte, _ = sets["test"]
         pred = logits_of(model, test, names).argmax(1)
         metrics[f"accuracy_k{k}"] = float((pred == yte).float().mean())

@@ -64,7 +64,7 @@ def video_demo(out_dir: Path, seed: int, device: torch.device) -> DemoSection:
         for name, options in (("coop_mean", {}), ("sif", {"dynamic": "after"})):
             torch.manual_seed(seed)
             model = make_model(name, encoder, 8, **options)
-            fit(model, train, ytr_t, names, settings, generator=torch.Generator().manual_seed(seed))
+            fit(model, train, ytr_t, names, settings, seed=seed)
             models[name] = model
             accuracy[name] = evaluate(model, test, yte_t, names)
         pick = int(np.nonzero(yte == 1)[0][0])  # a "square moving right" test clip

@@ -68,8 +68,8 @@ def train_run(config: TrainRunConfig, out: str | Path, *, progress: bool | None 
         idx = few_shot_index(ytr, config.shots, config.seed)
         train, ytr = {k: v[idx] for k, v in train.items()}, ytr[idx]
     began = time.perf_counter()
-    gen = torch.Generator().manual_seed(derive_seed(config.seed, "video-batches"))
-    result = fit(model, train, ytr, names, config.optim, generator=gen, progress=progress)
+    fit_seed = derive_seed(config.seed, "video-batches")
+    result = fit(model, train, ytr, names, config.optim, seed=fit_seed, progress=progress)
     test, yte, test_names = load_split(config, "test", encoder, manifest, prefix)
     if list(test_names) != list(names):
         raise ValueError(f"the test split's classes {test_names} differ from the training classes {names}")

@@ -1,7 +1,8 @@
 """One training loop and one evaluation for every arm, on cached frame features.
 
-:func:`fit` trains ``model.parameters()`` (only the arm's trainable parts) with AdamW, a linear warm-up and a
-cosine schedule, on mini-batches of clips; the loss is cross-entropy of the CLIP logits over the class list.
+:func:`fit` trains ``model.parameters()`` (only the arm's trainable parts) through the project's one training loop,
+:func:`tailorkit.core.train.train` (AdamW, core's linear warm-up + cosine schedule, exact resume from a checkpoint,
+torchrun DDP), on mini-batches of clips; the loss is cross-entropy of the CLIP logits over the class list.
 :func:`evaluate` gives top-1 accuracy and :func:`predict` top-k class names with softmax scores.
 
 Shapes:
@@ -10,17 +11,19 @@ Shapes:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
 
-from tailorkit.core.progress import track
+from tailorkit.core.train import TrainConfig, train
 from tailorkit.video.model import VideoModel
 
-__all__ = ["FitResult", "OptimSettings", "evaluate", "fit", "logits_of", "predict", "subset"]
+__all__ = ["ClipDataset", "FitResult", "OptimSettings", "evaluate", "fit", "logits_of", "predict", "subset"]
 
 
 @dataclass(frozen=True)
@@ -29,11 +32,12 @@ class OptimSettings:
 
     Attributes:
         steps: Optimiser steps (0 = no training, e.g. zero-shot).
-        batch: Clips per step.
+        batch: Clips per step (a training set smaller than this is one batch).
         lr: AdamW learning rate of prompts and blocks.
         finetune_lr: Learning rate of the fine-tuning deltas (tower weights move far less than fresh modules).
         weight_decay: AdamW weight decay.
-        warmup: Linear warm-up steps.
+        warmup: Linear warm-up steps (at most ``steps``; more are capped), then cosine to 0: core's
+            :func:`~tailorkit.core.train.learning_rate`.
         gate_lr_mult: Learning-rate multiplier of the motion stream's zero-initialised gate gamma: Adam moves a
             parameter by about lr per step, so the gate alone would stay near zero for tens of steps **[inferred;
             chosen on a validation seed; applying it to the communication gate too collapsed the logits]**.
@@ -67,11 +71,21 @@ def subset(features: Mapping[str, torch.Tensor], index: torch.Tensor) -> dict[st
     return {k: v[index] for k, v in features.items()}
 
 
-def _lr_factor(step: int, settings: OptimSettings) -> float:
-    if step < settings.warmup:
-        return (step + 1) / settings.warmup
-    span = max(settings.steps - settings.warmup, 1)
-    return 0.5 * (1 + math.cos(math.pi * (step - settings.warmup) / span))
+class ClipDataset(Dataset[tuple[dict[str, torch.Tensor], torch.Tensor]]):
+    """Map-style dataset over cached clip features: item i is ``({name: features[name][i]}, labels[i])``."""
+
+    def __init__(self, features: Mapping[str, torch.Tensor], labels: torch.Tensor) -> None:
+        lengths = {k: len(v) for k, v in features.items()}
+        if any(n != len(labels) for n in lengths.values()):
+            raise ValueError(f"features: expected {len(labels)} clips in every tensor (one per label), got {lengths}")
+        self.features = dict(features)
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        return {k: v[i] for k, v in self.features.items()}, self.labels[i]
 
 
 def fit(
@@ -81,10 +95,20 @@ def fit(
     names: Sequence[str],
     settings: OptimSettings = OptimSettings(),
     *,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 0,
     progress: bool | None = False,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> FitResult:
-    """Train the arm's parameters in place; returns the per-step losses."""
+    """Train the arm's parameters in place through :func:`tailorkit.core.train.train`; returns the per-step losses.
+
+    Three optimiser groups share core's one warm-up + cosine schedule: prompts and blocks at ``lr``, the motion
+    gate at ``lr * gate_lr_mult``, the fine-tuning deltas at ``finetune_lr``. ``seed`` fixes the batch order (epochs
+    of a seeded permutation, the last incomplete batch dropped) and any randomness inside the model. A
+    ``checkpoint`` file is resumed from when it exists and written at the end (``checkpoint_every`` steps
+    in between), so an interrupted fit continues exactly; ``on_step(step, loss)`` is called after every step.
+    """
     if len(labels) == 0:
         raise ValueError("fit: expected at least one training clip")
     if int(labels.max()) >= len(names) or int(labels.min()) < 0:
@@ -96,32 +120,43 @@ def fit(
     ft = {id(p) for p in (model.finetune.parameters() if model.finetune is not None else [])}
     gates = {id(p) for p in model.gates()}
     groups = [
-        {"params": [p for p in params if id(p) not in ft | gates], "lr": settings.lr},
-        {"params": [p for p in params if id(p) in gates], "lr": settings.lr * settings.gate_lr_mult},
-        {"params": [p for p in params if id(p) in ft], "lr": settings.finetune_lr},
+        {"params": [p for p in params if id(p) not in ft | gates], "lr_scale": 1.0},
+        {"params": [p for p in params if id(p) in gates], "lr_scale": settings.gate_lr_mult},
+        {"params": [p for p in params if id(p) in ft], "lr_scale": settings.finetune_lr / settings.lr},
     ]
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=settings.weight_decay)
-    base = [g["lr"] for g in opt.param_groups]
-    gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    device = model.encoder.device
-    n = len(labels)
+    dataset = ClipDataset(features, labels)
+    config = TrainConfig(
+        steps=settings.steps,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        batch_size=min(settings.batch, len(dataset)),  # a training set smaller than a batch is one batch
+        schedule="cosine",
+        warmup_steps=min(settings.warmup, settings.steps),
+        checkpoint_every=checkpoint_every,
+        log_every=0,
+        seed=seed,
+    )
+
+    def loss_fn(net: nn.Module, batch: tuple[dict[str, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        clips, y = batch
+        return F.cross_entropy(net(clips, names), y)
+
     model.train()
-    order = torch.randperm(n, generator=gen)
-    pos = 0
-    for step in track(range(settings.steps), "video fit", settings.steps, enabled=progress):
-        if pos + min(settings.batch, n) > n:
-            order, pos = torch.randperm(n, generator=gen), 0
-        idx = order[pos : pos + settings.batch]
-        pos += len(idx)
-        batch = {k: v.to(device) for k, v in subset(features, idx).items()}
-        for g, lr in zip(opt.param_groups, base, strict=True):
-            g["lr"] = lr * _lr_factor(step, settings)
-        loss = F.cross_entropy(model(batch, names), labels[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        result.losses.append(float(loss.detach()))
-    model.eval()
+    try:
+        out = train(
+            model,
+            loss_fn,
+            dataset,
+            config,
+            device=model.encoder.device,
+            checkpoint=checkpoint,
+            progress=progress is not False,  # None or True: core.progress's policy
+            on_step=on_step,
+            param_groups=groups,
+        )
+    finally:
+        model.eval()
+    result.losses.extend(out.losses)
     return result
 
 
