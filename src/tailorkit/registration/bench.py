@@ -147,6 +147,7 @@ def _train_deform_net(
 
 def _same_job(config: BenchConfig, mode: str, seed: int, spacing: float, pairs: list[BenchPair]) -> dict[str, Any]:
     """Worker: train or load the SAM embedding and the deformation network, then run SAME++ on every pair."""
+    from tailorkit.registration.deform_net import TRAINING_VERSION
     from tailorkit.registration.features import mind_features, sam_features
     from tailorkit.registration.models import cache_dir, cached_sam, config_key, load_deform_net, save_deform_net
     from tailorkit.registration.pipeline import prepare, register_arrays, to_volume
@@ -168,7 +169,9 @@ def _same_job(config: BenchConfig, mode: str, seed: int, spacing: float, pairs: 
     status(f"registration bench: SAM embedding ({sam_cfg.steps} steps)")
     model, sam_source, sam_seconds = cached_sam(sam_cfg, use_cache=config.use_cache)
     fixed_sam = sam_features(to_volume(fixed, aff), model)
-    key = config_key(sam_cfg, reg.deform, reg.affine, reg.coarse, spacing, config.easy, config.hard, seed)
+    key = config_key(
+        sam_cfg, reg.deform, reg.affine, reg.coarse, spacing, config.easy, config.hard, seed, TRAINING_VERSION
+    )
     deform_path = cache_dir() / f"deform_{key}.pt"
     start = time.perf_counter()
     if config.use_cache and deform_path.is_file():
