@@ -19,8 +19,10 @@ same run) and `cpu_seconds`. SAME++ times include embedding the moving scan; tra
 The SAM embedding (width 16, 3 mm, `quick_sam_steps` / `full_sam_steps` steps on the atlas alone) and the
 deformation network (`registration.deform.steps` steps on `train_pairs` random deformations of the atlas, random
 streams disjoint from the test pairs') are trained in the run or loaded from `$TAILORKIT_HOME/registration/`
-(keyed by their settings); `extra.trained_parts` says which. SAME++ runs in one worker process and the peers in
-another (`workers`, one torch / ITK thread each): idle wall time ~ the larger worker's CPU seconds.
+(keyed by their settings); `extra.trained_parts` says which. The work is split into jobs that `workers` processes
+(one torch / ITK thread each) take as they free up (`_run_jobs`): the training, the initialisations, the MIND rows
+per tier, each peer on each pair, and SAME++ per tier once the training is done. Idle wall time ~ the total CPU
+seconds / workers (`extra.cpu_seconds_by_part`, `extra.worker_cpu_seconds`), at least the training plus one tier.
 
 Claims: (1) per tier, full SAME++ Dice >= the best peer's; (2) SAME++ time per pair below ANTs SyN's; (3) SAME++
 folding below 0.1 %; (4) each SAME++ stage improves the mean Dice on the previous one.
@@ -478,8 +480,8 @@ def _claims(rows: list[Row], config: BenchConfig) -> list[Claim]:
 
 # Evidence mode: 5 paired seeds (seed s draws every tier's known transforms and seeds the embedding and network
 # training), each the quick setting. `--budget K` multiplies the SAM embedding's and the deformation network's
-# training steps and the instance optimisation's iterations. The quick run took about 11 CPU-minutes (30 min wall
-# under load), so evidence mode is about an hour on 2 idle cores.
+# training steps and the instance optimisation's iterations. A cold quick run is about 13 CPU-minutes (an estimate,
+# docs/registration.md#the-benchmark), so evidence mode is about 35 minutes on 2 idle cores (estimated).
 EVIDENCE = EvidencePlan(
     budget_fields=(
         "quick_sam_steps",

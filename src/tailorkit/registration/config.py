@@ -285,7 +285,7 @@ class BenchConfig:
     quick_deform_steps: int = 60  # quick mode: deformation-network steps and training pairs [CPU]
     quick_deform_pairs: int = 4
     quick_elastix_iterations: int = 64  # quick mode only (elastix default 256 per resolution; ~90 CPU-s per pair)
-    workers: int = 2  # SAME++ in one process, the peers in another
+    workers: int = 2  # processes sharing the jobs (training, SAME++ / MIND per tier, each peer on each pair)
     threads: int = 1
     peer_init: bool = True
     use_cache: bool = True  # load the SAM embedding / deformation network from $TAILORKIT_HOME/registration/
