@@ -375,7 +375,11 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
     with tempfile.TemporaryDirectory(prefix="tailorkit-registration-bench-") as parts_dir:
         if config.workers > 1:
             with worker_pool(config.workers, threads=max(1, config.threads)) as pool:
-                run = _run_jobs(pool, config, mode, seed, spacing, pairs, parts_dir)
+                try:
+                    run = _run_jobs(pool, config, mode, seed, spacing, pairs, parts_dir)
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)  # a failed job: do not run the queued ones
+                    raise
         else:
             run = _run_jobs(_Inline(), config, mode, seed, spacing, pairs, parts_dir)
     same, raw = run["trained"], run["rows"]
