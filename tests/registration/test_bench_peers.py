@@ -103,3 +103,57 @@ def test_bench_metrics_of_the_true_map_and_claims_from_rows() -> None:
     assert not claims["same_dice_vs_best_peer_easy"].holds and claims["same_dice_vs_best_peer_easy"].target == 0.85
     assert claims["same_faster_than_ants_syn"].holds and claims["same_folding_below_0.1pct"].holds
     assert all(claims[f"stage_{s}_improves"].holds for s in ("affine", "coarse", "deform", "io"))
+
+
+def test_bench_jobs_share_the_work_and_keep_the_row_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The scheduling alone, with stand-in jobs: SAME++ needs the training's parts, the peers need each pair's
+    # initialisation, a mono-modal peer skips the cross tier, a missing peer is reported, and the CPU seconds are
+    # summed per part and per worker process.
+    import tailorkit.registration.bench as B
+    from tailorkit.registration.config import BenchConfig
+
+    pairs = [B.BenchPair(tier, np.zeros(1), np.zeros(1), np.zeros(1)) for tier in B.TIERS for _ in range(2)]
+    calls: list[str] = []
+
+    def done(rows: list[dict], pid: int = 1, **extra: object) -> dict:
+        return {"rows": rows, "cpu_seconds": 2.0, "pid": pid, **extra}
+
+    def row(method: str, pair: B.BenchPair) -> dict:
+        return {"method": method, "tier": pair.tier}
+
+    def train_job(config: object, mode: str, seed: int, spacing: float, parts_dir: str) -> dict:
+        calls.append("train")
+        return done([], parts={"model": f"{parts_dir}/sam.pt", "net": f"{parts_dir}/deform_net.pt"})
+
+    def init_job(config: object, spacing: float, ps: list) -> dict:
+        calls.append("init")
+        return done([row("init", p) for p in ps], inits=[(np.eye(4) * (i + 1), 0.0, 0.0) for i in range(len(ps))])
+
+    def steps_job(config: object, mode: str, spacing: float, ps: list, kind: str, parts: dict | None) -> dict:
+        calls.append(kind)
+        assert (parts is not None) == (kind == "same") and len({p.tier for p in ps}) == 1
+        stages = B.SAME_STAGES if kind == "same" else ("affine", "coarse", "io")
+        return done([row(f"{kind}_{s}", p) for p in ps for s in stages], pid=2)
+
+    def peer_job(config: object, mode: str, spacing: float, name: str, pair: B.BenchPair, init: tuple) -> dict:
+        calls.append(name)
+        assert init[0][0, 0] == next(i for i, p in enumerate(pairs) if p is pair) + 1  # the pair's own init
+        return done([row(name, pair)], pid=2)
+
+    for name, fn in (("_train_job", train_job), ("_init_job", init_job), ("_steps_job", steps_job),
+                     ("_peer_job", peer_job)):  # fmt: skip
+        monkeypatch.setattr(B, name, fn)
+    monkeypatch.setattr(
+        "tailorkit.registration.peers.peer_missing", lambda name: "absent" if name == "elastix" else None
+    )
+    config = BenchConfig(peers=("ants_syn", "sitk_demons", "elastix"), workers=1)
+    run = B._run_jobs(B._Inline(), config, "quick", 0, 3.0, pairs, "/parts")
+    assert calls[:2] == ["train", "init"] and calls[-3:] == ["same"] * 3
+    assert calls.count("mind") == 3 and calls.count("ants_syn") == 6 and calls.count("sitk_demons") == 4
+    mono = "mono-modal method (compares intensities directly)"
+    assert run["skipped"] == {"elastix": "absent", "sitk_demons/cross": mono}
+    names = list(dict.fromkeys(r["method"] for r in run["rows"]))
+    assert names == [*(f"same_{s}" for s in B.SAME_STAGES), "mind_affine", "mind_coarse", "mind_io", "init",
+                     "ants_syn", "sitk_demons"]  # fmt: skip
+    assert run["cpu_by_part"] == {"training": 2.0, "same": 6.0, "mind": 6.0, "init": 2.0, "peers": 20.0}
+    assert run["cpu_by_worker"] == [4.0, 32.0]

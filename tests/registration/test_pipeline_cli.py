@@ -242,6 +242,7 @@ def test_register_train_writes_a_network_that_the_cli_uses(tmp_path: Path) -> No
     assert main(["register", "train", str(cfg), "--out", str(out)]) == 0
     net, extra = load_deform_net(out / "deform_net.pt")
     assert extra["features"] == "mind" and net.config.channels == (4, 8)
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "deform_net.pt"]  # no resume point left behind
     res_dir = tmp_path / "reg"
     argv = [str(atlas), str(atlas), "--out", str(res_dir), "--deform-net", str(out / "deform_net.pt")]
     assert main(["register", *argv, "--steps", "affine,deform"]) == 0

@@ -19,8 +19,10 @@ same run) and `cpu_seconds`. SAME++ times include embedding the moving scan; tra
 The SAM embedding (width 16, 3 mm, `quick_sam_steps` / `full_sam_steps` steps on the atlas alone) and the
 deformation network (`registration.deform.steps` steps on `train_pairs` random deformations of the atlas, random
 streams disjoint from the test pairs') are trained in the run or loaded from `$TAILORKIT_HOME/registration/`
-(keyed by their settings); `extra.trained_parts` says which. SAME++ runs in one worker process and the peers in
-another (`workers`, one torch / ITK thread each): idle wall time ~ the larger worker's CPU seconds.
+(keyed by their settings); `extra.trained_parts` says which. The work is split into jobs that `workers` processes
+(one torch / ITK thread each) take as they free up (`_run_jobs`): the training, the initialisations, the MIND rows
+per tier, each peer on each pair, and SAME++ per tier once the training is done. Idle wall time ~ the total CPU
+seconds / workers (`extra.cpu_seconds_by_part`, `extra.worker_cpu_seconds`), at least the training plus one tier.
 
 Claims: (1) per tier, full SAME++ Dice >= the best peer's; (2) SAME++ time per pair below ANTs SyN's; (3) SAME++
 folding below 0.1 %; (4) each SAME++ stage improves the mean Dice on the previous one.
@@ -29,7 +31,11 @@ folding below 0.1 %; (4) each SAME++ stage improves the mean Dice on the previou
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 import time
+from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -145,126 +151,218 @@ def _train_deform_net(
     return train_deform(pairs, deform_cfg, progress=False)
 
 
-def _same_job(config: BenchConfig, mode: str, seed: int, spacing: float, pairs: list[BenchPair]) -> dict[str, Any]:
-    """Worker: train or load the SAM embedding and the deformation network, then run SAME++ on every pair."""
-    from tailorkit.registration.features import mind_features, sam_features
-    from tailorkit.registration.models import cache_dir, cached_sam, config_key, load_deform_net, save_deform_net
-    from tailorkit.registration.pipeline import prepare, register_arrays, to_volume
-
-    _threads(config.threads)
-    cpu0 = time.process_time()
-    atlas = bench_atlas(spacing)
-    aff = tensor_affine(atlas.affine)
-    fixed = torch.as_tensor(to_tensor_order(atlas.t1))
+def _reg_config(config: BenchConfig, mode: str, spacing: float) -> RegistrationConfig:
+    """The registration settings of the run (quick mode: fewer deformation-network steps and training pairs)."""
     reg = dataclasses.replace(config.registration, spacing_mm=spacing, threads=0)
     if mode == "quick":
-        reg = dataclasses.replace(
-            reg,
-            deform=dataclasses.replace(
-                reg.deform, steps=config.quick_deform_steps, train_pairs=config.quick_deform_pairs
-            ),
-        )
+        deform = dataclasses.replace(reg.deform, steps=config.quick_deform_steps, train_pairs=config.quick_deform_pairs)
+        reg = dataclasses.replace(reg, deform=deform)
+    return reg
+
+
+def _done(start: tuple[float, float], **result: Any) -> dict[str, Any]:
+    """A job's result with its CPU seconds and its process (so the run can report each worker's load)."""
+    return {**result, "cpu_seconds": time.process_time() - start[1], "wall": time.perf_counter() - start[0],
+            "pid": os.getpid()}  # fmt: skip
+
+
+def _train_job(config: BenchConfig, mode: str, seed: int, spacing: float, parts_dir: str) -> dict[str, Any]:
+    """Worker: train or load the SAM embedding, then the deformation network (keyed by their settings); both are
+    written to `parts_dir` for the SAME++ jobs (files rather than pickled modules between processes)."""
+    from tailorkit.anatomy.train import save_model
+    from tailorkit.registration.deform_net import TRAINING_VERSION
+    from tailorkit.registration.features import sam_features
+    from tailorkit.registration.models import cache_dir, cached_sam, config_key, load_deform_net, save_deform_net
+    from tailorkit.registration.pipeline import to_volume
+
+    _threads(config.threads)
+    start = time.perf_counter(), time.process_time()
+    atlas = bench_atlas(spacing)
+    aff = tensor_affine(atlas.affine)
+    reg = _reg_config(config, mode, spacing)
     sam_cfg = _sam_config(config, mode, seed)
     status(f"registration bench: SAM embedding ({sam_cfg.steps} steps)")
     model, sam_source, sam_seconds = cached_sam(sam_cfg, use_cache=config.use_cache)
-    fixed_sam = sam_features(to_volume(fixed, aff), model)
-    key = config_key(sam_cfg, reg.deform, reg.affine, reg.coarse, spacing, config.easy, config.hard, seed)
+    key = config_key(
+        sam_cfg, reg.deform, reg.affine, reg.coarse, spacing, config.easy, config.hard, seed, TRAINING_VERSION
+    )
     deform_path = cache_dir() / f"deform_{key}.pt"
-    start = time.perf_counter()
+    t0 = time.perf_counter()
     if config.use_cache and deform_path.is_file():
         net, _ = load_deform_net(deform_path)
         deform_source, losses = "cache", list[float]()
     else:
         status(f"registration bench: deformation network ({reg.deform.steps} steps)")
+        fixed_sam = sam_features(to_volume(torch.as_tensor(to_tensor_order(atlas.t1)), aff), model)
         net, losses = _train_deform_net(atlas, config, reg, model, seed, fixed_sam)
         deform_source = "trained"
         if config.use_cache:
             save_deform_net(net, deform_path, {"losses": losses[-10:]})
-    deform_seconds = time.perf_counter() - start
-    fixed_mind = mind_features(fixed, aff, reg.features)
+    parts = {"model": str(save_model(model, Path(parts_dir) / "sam.pt")),
+             "net": str(save_deform_net(net, Path(parts_dir) / "deform_net.pt"))}  # fmt: skip
+    return _done(
+        start,
+        parts=parts,
+        trained_parts={"sam": sam_source, "deform": deform_source},
+        train_seconds={"sam": sam_seconds, "deform": time.perf_counter() - t0},
+        sam_final_loss=float(np.mean(model.losses[-10:])) if getattr(model, "losses", ()) else None,
+        deform_steps={"steps": reg.deform.steps, "train_pairs": reg.deform.train_pairs},
+        deform_final_loss=float(np.mean(losses[-10:])) if losses else None,
+    )
+
+
+def _steps_job(
+    config: BenchConfig, mode: str, spacing: float, pairs: list[BenchPair], kind: str, parts: dict[str, str] | None
+) -> dict[str, Any]:
+    """Worker: SAME++ (`kind` "same", with the trained parts' files) or the same steps on MIND-like features ("mind", no
+    deformation network) on some pairs; each row's time includes embedding the moving scan."""
+    from tailorkit.anatomy.train import load_model
+    from tailorkit.registration.features import mind_features, sam_features
+    from tailorkit.registration.models import load_deform_net
+    from tailorkit.registration.pipeline import prepare, register_arrays, to_volume
+
+    _threads(config.threads)
+    start = time.perf_counter(), time.process_time()
+    atlas = bench_atlas(spacing)
+    aff = tensor_affine(atlas.affine)
+    fixed = torch.as_tensor(to_tensor_order(atlas.t1))
+    reg = _reg_config(config, mode, spacing)
+    model, net = None, None
+    if kind == "same" and parts is not None:
+        model, net = load_model(parts["model"]), load_deform_net(parts["net"])[0]
+    steps = SAME_STAGES if kind == "same" else ("affine", "coarse", "io")
+    cfg = dataclasses.replace(
+        reg, steps=steps, features=dataclasses.replace(reg.features, kind="sam" if kind == "same" else "mind")
+    )
+    feats = sam_features(to_volume(fixed, aff), model) if kind == "same" else mind_features(fixed, aff, reg.features)
     results: list[dict[str, Any]] = []
-    for i, pair in enumerate(pairs):
-        status(f"registration bench: SAME++ pair {i + 1}/{len(pairs)} ({pair.tier})")
+    for pair in pairs:
+        status(f"registration bench: {'SAME++' if kind == 'same' else 'MIND'} steps, a {pair.tier} pair")
         moving = torch.as_tensor(pair.moving)
-        for kind, feats, net_used, steps in (
-            ("same", fixed_sam, net, SAME_STAGES),
-            ("mind", fixed_mind, None, ("affine", "coarse", "io")),
-        ):
-            cfg = dataclasses.replace(
-                reg, steps=steps, features=dataclasses.replace(reg.features, kind="sam" if kind == "same" else "mind")
-            )
-            c0 = time.process_time()
-            prep = prepare(fixed, aff, moving, aff, cfg, model if kind == "same" else None, fixed_features=feats)
-            res = register_arrays(fixed, aff, moving, aff, cfg, model=model, net=net_used, prepared=prep)
-            cpu = time.process_time() - c0
-            elapsed = res.seconds["prepare"]
-            for stage in steps:
-                elapsed += res.seconds[stage]
-                metrics = evaluate(res.stages[stage], atlas, pair)
-                results.append(
-                    {"method": f"{kind}_{stage}", "tier": pair.tier, "metrics": metrics, "seconds": elapsed,
-                     "cpu": cpu if stage == steps[-1] else float("nan"), "info": res.info}
-                )  # fmt: skip
-    return {
-        "rows": results,
-        "cpu_seconds": time.process_time() - cpu0,
-        "trained_parts": {"sam": sam_source, "deform": deform_source},
-        "train_seconds": {"sam": sam_seconds, "deform": deform_seconds},
-        "sam_final_loss": float(np.mean(model.losses[-10:])) if getattr(model, "losses", ()) else None,
-        "deform_steps": {"steps": reg.deform.steps, "train_pairs": reg.deform.train_pairs},
-        "deform_final_loss": float(np.mean(losses[-10:])) if losses else None,
-    }
+        c0 = time.process_time()
+        prep = prepare(fixed, aff, moving, aff, cfg, model, fixed_features=feats)
+        res = register_arrays(fixed, aff, moving, aff, cfg, model=model, net=net, prepared=prep)
+        cpu = time.process_time() - c0
+        elapsed = res.seconds["prepare"]
+        for stage in steps:
+            elapsed += res.seconds[stage]
+            results.append(
+                {"method": f"{kind}_{stage}", "tier": pair.tier, "metrics": evaluate(res.stages[stage], atlas, pair),
+                 "seconds": elapsed, "cpu": cpu if stage == steps[-1] else float("nan"), "info": res.info}
+            )  # fmt: skip
+    return _done(start, rows=results)
 
 
-def _peers_job(config: BenchConfig, mode: str, spacing: float, pairs: list[BenchPair]) -> dict[str, Any]:
-    """Worker: the initialisation alone (row `init`), then every available peer on every pair, each starting from
-    that initialisation when `peer_init` (its time added to the peer's)."""
-    from tailorkit.registration.peers import PEERS, peer_missing, run_peer
+def _init_job(config: BenchConfig, spacing: float, pairs: list[BenchPair]) -> dict[str, Any]:
+    """Worker: the initialisation alone (row `init`) of every pair; the peers start from it when `peer_init`."""
     from tailorkit.registration.pipeline import initialise
 
     _threads(config.threads)
-    cpu0 = time.process_time()
+    start = time.perf_counter(), time.process_time()
     atlas = bench_atlas(spacing)
     aff = tensor_affine(atlas.affine)
-    fixed = to_tensor_order(atlas.t1)
+    fixed = torch.as_tensor(to_tensor_order(atlas.t1))
     reg = dataclasses.replace(config.registration, spacing_mm=spacing, threads=0)
-    skipped: dict[str, str] = {}
     results: list[dict[str, Any]] = []
     inits: list[tuple[np.ndarray | None, float, float]] = []
     for pair in pairs:
         c0, w0 = time.process_time(), time.perf_counter()
-        matrix, _ = initialise(torch.as_tensor(fixed), aff, torch.as_tensor(pair.moving), aff, reg)
+        matrix, _ = initialise(fixed, aff, torch.as_tensor(pair.moving), aff, reg)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         disp = T.affine_displacement(matrix, tuple(fixed.shape), aff)
         results.append(
             {"method": "init", "tier": pair.tier, "metrics": evaluate(disp, atlas, pair), "seconds": wall, "cpu": cpu}
         )
         inits.append((matrix, wall, cpu) if config.peer_init else (None, 0.0, 0.0))
+    return _done(start, rows=results, inits=inits)
+
+
+def _peer_job(
+    config: BenchConfig,
+    mode: str,
+    spacing: float,
+    name: str,
+    pair: BenchPair,
+    init: tuple[np.ndarray | None, float, float],
+) -> dict[str, Any]:
+    """Worker: one peer on one pair, starting from the pair's initialisation (its time added to the peer's)."""
+    from tailorkit.registration.peers import run_peer
+
+    _threads(config.threads)
+    start = time.perf_counter(), time.process_time()
+    atlas = bench_atlas(spacing)
+    aff = tensor_affine(atlas.affine)
+    fixed = to_tensor_order(atlas.t1)
+    status(f"registration bench: {name}, a {pair.tier} pair")
+    matrix, init_wall, init_cpu = init
+    options: dict[str, Any] = {}
+    if name == "elastix" and mode == "quick":
+        options["iterations"] = config.quick_elastix_iterations
+    c0, w0 = time.process_time(), time.perf_counter()
+    disp = run_peer(
+        name, fixed, aff, pair.moving, aff, max(1, config.threads), pair.tier == "cross", init=matrix,
+        init_margin_mm=config.registration.init.margin_mm, **options,
+    )  # fmt: skip
+    wall, cpu = time.perf_counter() - w0 + init_wall, time.process_time() - c0 + init_cpu
+    row = {"method": name, "tier": pair.tier, "metrics": evaluate(disp, atlas, pair), "seconds": wall, "cpu": cpu}
+    return _done(start, rows=[row])
+
+
+class _Inline:
+    """`submit` that runs the job at once (one worker: everything in this process, in the same order)."""
+
+    def submit(self, fn: Any, *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args))
+        return future
+
+
+def _run_jobs(
+    pool: Any, config: BenchConfig, mode: str, seed: int, spacing: float, pairs: list[BenchPair], parts_dir: str
+) -> Any:
+    """Submit every job as soon as what it needs exists, so the workers share the work whatever its order: the
+    training (SAM embedding + deformation network) first, the initialisations, the MIND rows per tier, then each
+    peer on each pair, and SAME++ per tier once the training is done (queued behind what is left of the peers).
+
+    Returns the training job's result, the raw rows (SAME++, MIND, init, peers), the skipped peers, and the CPU
+    seconds per part and per worker process.
+    """
+    from tailorkit.registration.peers import PEERS, peer_missing
+
+    tiers = [[p for p in pairs if p.tier == tier] for tier in TIERS]
+    train_f = pool.submit(_train_job, config, mode, seed, spacing, parts_dir)
+    init_f = pool.submit(_init_job, config, spacing, pairs)
+    mind_fs = [pool.submit(_steps_job, config, mode, spacing, group, "mind", None) for group in tiers if group]
+    inits = init_f.result()["inits"]
+    skipped: dict[str, str] = {}
+    peer_fs = []
     for name in config.peers:
         reason = peer_missing(name)
         if reason:
             skipped[name] = reason
             continue
-        for i, pair in enumerate(pairs):
-            multimodal = pair.tier == "cross"
-            if multimodal and not PEERS.get(name).multimodal:
+        for pair, init in zip(pairs, inits, strict=True):
+            if pair.tier == "cross" and not PEERS.get(name).multimodal:
                 skipped[f"{name}/cross"] = "mono-modal method (compares intensities directly)"
                 continue
-            status(f"registration bench: {name} pair {i + 1}/{len(pairs)} ({pair.tier})")
-            init, init_wall, init_cpu = inits[i]
-            c0, w0 = time.process_time(), time.perf_counter()
-            options: dict[str, Any] = {}
-            if name == "elastix" and mode == "quick":
-                options["iterations"] = config.quick_elastix_iterations
-            disp = run_peer(
-                name, fixed, aff, pair.moving, aff, max(1, config.threads), multimodal, init=init,
-                init_margin_mm=reg.init.margin_mm, **options,
-            )  # fmt: skip
-            wall, cpu = time.perf_counter() - w0 + init_wall, time.process_time() - c0 + init_cpu
-            results.append(
-                {"method": name, "tier": pair.tier, "metrics": evaluate(disp, atlas, pair), "seconds": wall, "cpu": cpu}
-            )
-    return {"rows": results, "skipped": skipped, "cpu_seconds": time.process_time() - cpu0}
+            peer_fs.append(pool.submit(_peer_job, config, mode, spacing, name, pair, init))
+    trained = train_f.result()
+    same_fs = [
+        pool.submit(_steps_job, config, mode, spacing, group, "same", trained["parts"]) for group in tiers if group
+    ]
+    parts = {"training": [train_f], "same": same_fs, "mind": mind_fs, "init": [init_f], "peers": peer_fs}
+    done = {part: [f.result() for f in futures] for part, futures in parts.items()}
+    per_worker: dict[int, float] = {}
+    for results in done.values():
+        for d in results:
+            per_worker[d["pid"]] = per_worker.get(d["pid"], 0.0) + d["cpu_seconds"]
+    return {
+        "trained": trained,
+        "rows": [r for part in ("same", "mind", "init", "peers") for d in done[part] for r in d["rows"]],
+        "skipped": skipped,
+        "cpu_by_part": {part: round(sum(d["cpu_seconds"] for d in results), 1) for part, results in done.items()},
+        "cpu_by_worker": sorted(round(v, 1) for v in per_worker.values()),
+    }
 
 
 def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: torch.device) -> BenchOutcome:
@@ -274,15 +372,17 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
     atlas = bench_atlas(spacing)
     pairs = make_pairs(atlas, config, n_per_tier, seed)
     status(f"registration bench: {len(pairs)} pairs at {spacing:g} mm, {config.workers} worker(s)")
-    if config.workers > 1:
-        with worker_pool(2) as pool:
-            same_f = pool.submit(_same_job, config, mode, seed, spacing, pairs)
-            peers_f = pool.submit(_peers_job, config, mode, spacing, pairs)
-            same, peers = same_f.result(), peers_f.result()
-    else:
-        same = _same_job(config, mode, seed, spacing, pairs)
-        peers = _peers_job(config, mode, spacing, pairs)
-    raw = same["rows"] + peers["rows"]
+    with tempfile.TemporaryDirectory(prefix="tailorkit-registration-bench-") as parts_dir:
+        if config.workers > 1:
+            with worker_pool(config.workers, threads=max(1, config.threads)) as pool:
+                try:
+                    run = _run_jobs(pool, config, mode, seed, spacing, pairs, parts_dir)
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)  # a failed job: do not run the queued ones
+                    raise
+        else:
+            run = _run_jobs(_Inline(), config, mode, seed, spacing, pairs, parts_dir)
+    same, raw = run["trained"], run["rows"]
     rows: list[Row] = []
     for tier in TIERS:
         tier_pairs = [p for p in pairs if p.tier == tier]
@@ -313,8 +413,9 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
         "sam_final_loss": same["sam_final_loss"],
         "deform_final_loss": same["deform_final_loss"],
         "deform_steps": same["deform_steps"],
-        "worker_cpu_seconds": {"same": same["cpu_seconds"], "peers": peers["cpu_seconds"]},
-        "skipped": peers["skipped"],
+        "worker_cpu_seconds": run["cpu_by_worker"],
+        "cpu_seconds_by_part": run["cpu_by_part"],
+        "skipped": run["skipped"],
         "threads_per_worker": config.threads,
         "landmarks": len(atlas.landmarks),
     }
@@ -383,8 +484,8 @@ def _claims(rows: list[Row], config: BenchConfig) -> list[Claim]:
 
 # Evidence mode: 5 paired seeds (seed s draws every tier's known transforms and seeds the embedding and network
 # training), each the quick setting. `--budget K` multiplies the SAM embedding's and the deformation network's
-# training steps and the instance optimisation's iterations. The quick run took about 11 CPU-minutes (30 min wall
-# under load), so evidence mode is about an hour on 2 idle cores.
+# training steps and the instance optimisation's iterations. A cold quick run is about 13 CPU-minutes (an estimate,
+# docs/registration.md#the-benchmark), so evidence mode is about 35 minutes on 2 idle cores (estimated).
 EVIDENCE = EvidencePlan(
     budget_fields=(
         "quick_sam_steps",

@@ -246,7 +246,8 @@ class DeformTrainConfig:
     """`tailorkit register train CONFIG.yaml`: train the deformation network on random deformations of a scan.
 
     `model` is a SAM model.pt (`tailorkit anatomy train`); empty = MIND-like features. `atlas` is the training scan;
-    empty = the MNI152 T1 (offline).
+    empty = the MNI152 T1 (offline). The run keeps a resume point beside its output (`train_state_<key>.pt`, every
+    `checkpoint_every` steps): the same command continues an interrupted run exactly.
     """
 
     model: Path | None = None
@@ -255,10 +256,12 @@ class DeformTrainConfig:
     max_disp_mm: float = 8.0  # random SVF of the training pairs
     rotate_deg: float = 10.0
     translate_mm: float = 8.0
+    checkpoint_every: int = 25  # steps between resume points (DIR/train_state_<key>.pt); 0 = only at the end
 
     def __post_init__(self) -> None:
         for name in ("max_disp_mm", "rotate_deg", "translate_mm"):
             check_number_at_least(name, getattr(self, name), 0.0)
+        check_int_at_least("checkpoint_every", self.checkpoint_every, 0)
 
 
 @dataclass(frozen=True)
@@ -282,7 +285,7 @@ class BenchConfig:
     quick_deform_steps: int = 60  # quick mode: deformation-network steps and training pairs [CPU]
     quick_deform_pairs: int = 4
     quick_elastix_iterations: int = 64  # quick mode only (elastix default 256 per resolution; ~90 CPU-s per pair)
-    workers: int = 2  # SAME++ in one process, the peers in another
+    workers: int = 2  # processes sharing the jobs (training, SAME++ / MIND per tier, each peer on each pair)
     threads: int = 1
     peer_init: bool = True
     use_cache: bool = True  # load the SAM embedding / deformation network from $TAILORKIT_HOME/registration/

@@ -16,28 +16,39 @@ scaling and squaring (7 steps), trained with LNCC + diffusion on the velocity.
 - Loss (official `train_config_abdomen_wSAMLoss.py`): `lncc_weight` x (1 - squared-form LNCC, cc = cross^2 /
   (var_I var_J), window `lncc_window`) + `grad_weight` x VoxelMorph `Grad('l2', loss_mult=2)` on the velocity; the
   configured-but-unused `FeatSim` SAM loss is not added (as in the official `train_kernel`).
-- Training (`train_deform`): Adam on pairs made by `pipeline.deform_pair` (features + the SAM-Affine + SAM-Coarse
-  pre-alignment of each pair, computed once). [CPU] ~100 steps on a few random deformations of the atlas instead
+- Training (`train_deform`): Adam (`tailorkit.core.train`'s AdamW with no weight decay, constant rate `lr`) on
+  pairs made by `pipeline.deform_pair` (features + the SAM-Affine + SAM-Coarse pre-alignment of each pair, computed
+  once), one pair per step, in a reshuffled order every epoch of the pairs. It runs through the project's one
+  training loop, so it resumes exactly from a checkpoint, shows progress and runs under torchrun (DDP: each rank
+  takes its share of the pairs every epoch). [CPU] ~100 steps on a few random deformations of the atlas instead
   of 200 epochs x 380 AbdomenCTCT pairs.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 
-from tailorkit.core.progress import bar
+from tailorkit.core.train import TrainConfig, train
 from tailorkit.nets.unet import UNet
 from tailorkit.registration.config import DeformNetConfig
 from tailorkit.registration.features import FeatureMap
 from tailorkit.registration.transforms import compose, exp_svf, grid_points, index_to_displacement, sample
 
-__all__ = ["DeformNet", "DeformPair", "correlation", "deform_step", "lncc_loss", "train_deform"]
+__all__ = ["TRAINING_VERSION", "DeformNet", "DeformPair", "correlation", "deform_step", "lncc_loss", "train_deform"]
+
+# Changes whenever training the same settings gives another network (cache keys include it). 2: through
+# core.train (pairs reshuffled every epoch instead of drawn with replacement).
+TRAINING_VERSION = 2
 
 
 def correlation(fixed: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
@@ -128,14 +139,14 @@ def _inputs(pair: DeformPair) -> tuple[torch.Tensor, torch.Tensor]:
     return pair._inputs
 
 
-def _velocity_mm(net: DeformNet, pair: DeformPair) -> tuple[torch.Tensor, torch.Tensor]:
+def _velocity_mm(net: nn.Module, pair: DeformPair) -> tuple[torch.Tensor, torch.Tensor]:
     corr, images = _inputs(pair)
     v_idx = net(corr, images)
     return v_idx, index_to_displacement(v_idx, pair.fixed.affine)
 
 
-def _loss(net: DeformNet, pair: DeformPair) -> torch.Tensor:
-    cfg = net.config
+def _loss(net: nn.Module, pair: DeformPair, cfg: DeformNetConfig) -> torch.Tensor:
+    """The training loss of one pair; `net` is the DeformNet or its DDP wrapper (called, never unwrapped)."""
     v_idx, v_mm = _velocity_mm(net, pair)
     u = exp_svf(v_mm, pair.fixed.affine, cfg.int_steps)
     base = grid_points(pair.fixed.shape, pair.fixed.affine, u.device) + u
@@ -160,30 +171,72 @@ def deform_step(net: DeformNet, pair: DeformPair) -> torch.Tensor:
     return compose(pair.previous, dense, pair.work_affine)
 
 
+class _Pairs(Dataset[DeformPair]):
+    def __init__(self, pairs: list[DeformPair]) -> None:
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> DeformPair:
+        return self.pairs[index]
+
+
+def _first(items: list[DeformPair]) -> DeformPair:
+    return items[0]
+
+
 def train_deform(
-    pairs: list[DeformPair], config: DeformNetConfig, *, progress: bool = True, net: DeformNet | None = None
+    pairs: list[DeformPair],
+    config: DeformNetConfig,
+    *,
+    progress: bool = True,
+    net: DeformNet | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 0,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> tuple[DeformNet, list[float]]:
-    """Train (or continue training) the network on prepared pairs; returns it in eval mode and the losses."""
+    """Train (or continue training) the network on prepared pairs; returns it in eval mode and every step's loss.
+
+    Runs `tailorkit.core.train.train` (see the module docstring): `checkpoint` is resumed from when it exists and
+    written every `checkpoint_every` steps and at the end, so an interrupted run continued with the same call
+    equals an uninterrupted one; `on_step(step, loss)` is called after every step. A new network's weights are
+    drawn from `config.seed` (the caller's global RNG state is restored). `config.steps == 0` returns the network
+    untrained.
+    """
     if not pairs:
         raise ValueError("train_deform: expected at least one prepared pair")
     n = len(pairs[0].fixed.shape)
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(config.seed)  # weight init only; the caller's RNG state is restored
-    net = net if net is not None else DeformNet(config, n)
-    torch.random.set_rng_state(gen_state)
-    device = pairs[0].previous.device
-    net.to(device).train()
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-    rng = np.random.default_rng(config.seed)
-    losses = []
-    with bar("deform net", total=config.steps, enabled=progress) as pbar:
-        for _ in range(config.steps):
-            pair = pairs[int(rng.integers(len(pairs)))]
-            opt.zero_grad()
-            loss = _loss(net, pair)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            pbar.update(1)
-            pbar.set_postfix(loss=f"{losses[-1]:.4f}")
-    return net.eval(), losses
+    if net is None:
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(config.seed)  # weight init only; the caller's RNG state is restored
+        net = DeformNet(config, n)
+        torch.random.set_rng_state(gen_state)
+    net.to(pairs[0].previous.device).train()
+    if config.steps == 0:
+        return net.eval(), []
+    core = TrainConfig(
+        steps=config.steps,
+        lr=config.lr,
+        batch_size=1,
+        log_every=10,
+        checkpoint_every=checkpoint_every,
+        seed=config.seed,
+        optimizer="adamw",  # weight_decay 0: Adam's update
+        schedule="constant",
+    )
+
+    def loss_fn(model: nn.Module, pair: Any) -> torch.Tensor:
+        return _loss(model, pair, config)
+
+    result = train(
+        net,
+        loss_fn,
+        _Pairs(pairs),
+        core,
+        checkpoint=checkpoint,
+        progress=progress,
+        on_step=on_step,
+        collate_fn=_first,
+    )
+    return net.eval(), list(result.losses)

@@ -2,8 +2,11 @@
 
 Pairs: the scan (fixed) and copies moved by random affine + SVF deformations (`anatomy.random_deformation`; seeded,
 alternating the configured and half-sized geometry [inferred]), each pre-aligned by SAM-Affine + SAM-Coarse
-with the given SAM embedding (or MIND-like features), then `deform_net.train_deform`. Unsupervised like the
-official training (LNCC + diffusion); the known deformations are not used as labels.
+with the given SAM embedding (or MIND-like features), then `deform_net.train_deform` (the project's one training
+loop). Unsupervised like the official training (LNCC + diffusion); the known deformations are not used as labels.
+The run keeps `train_state_<key>.pt` beside the output (a resume point every `checkpoint_every` steps; the key
+hashes the settings, so a changed configuration never resumes another's state), so the same command continues an
+interrupted run exactly; the state file is removed once the network is saved.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ def train_deform_network(
     from tailorkit.anatomy.deform import random_deformation
     from tailorkit.anatomy.geometry import tensor_affine, to_tensor_order
     from tailorkit.core.seeding import numpy_generator
+    from tailorkit.core.train import is_main_process
     from tailorkit.data.volumes import load_volume
-    from tailorkit.registration.deform_net import train_deform
-    from tailorkit.registration.models import save_deform_net
+    from tailorkit.registration.deform_net import TRAINING_VERSION, train_deform
+    from tailorkit.registration.models import config_key, save_deform_net
     from tailorkit.registration.pipeline import deform_pair, prepare
     from tailorkit.registration.same import sam_affine, sam_coarse
 
@@ -72,8 +76,17 @@ def train_deform_network(
                 acfg = reg.affine
             ar = sam_affine(prep.fixed_features, prep.moving_features, acfg, prep.mask)
             pairs.append(deform_pair(prep, sam_coarse(ar, tuple(fixed.shape), aff, reg.coarse)))
-        net, losses = train_deform(pairs, reg.deform, progress=progress)
+        key = config_key(dataclasses.replace(config, checkpoint_every=0), TRAINING_VERSION)
+        state = Path(out).parent / f"train_state_{key}.pt"
+        state.parent.mkdir(parents=True, exist_ok=True)
+        net, losses = train_deform(
+            pairs, reg.deform, progress=progress, checkpoint=state, checkpoint_every=config.checkpoint_every
+        )
     finally:
         torch.set_num_threads(threads)
     extra = {"features": pairs[0].fixed.kind, "model": str(config.model or ""), "losses_tail": losses[-10:]}
-    return save_deform_net(net, out, extra), losses
+    if not is_main_process():  # under torchrun every rank trained the same network; rank 0 writes it
+        return Path(out), losses
+    path = save_deform_net(net, out, extra)
+    state.unlink(missing_ok=True)
+    return path, losses
