@@ -112,4 +112,4 @@ def test_several_finetuned_folders(folders, tmp_path: Path, capsys: pytest.Captu
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["patch_fraction"] <= 0.1 and summary["patch_fraction_model"] <= summary["patch_fraction"]
     manifest = json.loads((out / "patch" / "manifest.json").read_text())
-    assert manifest["finetuned"] == [str(ft), str(ft)] and manifest["config"]["combine"] == "overlap_average"
+    assert manifest["finetuned"] == [str(ft), str(ft)] and manifest["config"]["options"]["combine"] == "overlap_average"
