@@ -95,7 +95,10 @@ def from_dict(cls: type[C], data: Mapping[str, Any], *, where: str = "") -> C:
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
     upgrade = getattr(cls, "upgrade_config", None)
     if upgrade is not None:  # a section that accepts an earlier form (flat method options) rewrites it first
-        data = upgrade(data)
+        try:
+            data = upgrade(data)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}" if where else str(err)) from None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
