@@ -24,7 +24,8 @@ def test_every_method_module_registered() -> None:
 @pytest.mark.parametrize("method", ALL)
 def test_contract_same_tensors_determinism_round_trip(bert_pair, method: str) -> None:
     base, ft, calib = bert_pair
-    cfg = PatchConfig(method=method, density=0.1, lam=0.5, seed=3)
+    lam = {"lam": 0.5} if method in ("ties", "wise_ft", "task_arithmetic") else None
+    cfg = PatchConfig(method=method, density=0.1, seed=3, options=lam)
     a = tailor(base, ft, calib, cfg, progress=False)
     b = tailor(base, ft, calib, cfg, progress=False)
     pre = dict(base.named_parameters())
@@ -57,8 +58,12 @@ def test_density_one_is_finetuned(bert_pair, method: str) -> None:
 def test_single_task_ties_equals_magnitude(bert_pair) -> None:
     base, ft, _ = bert_pair
     for scope in ("tensor", "global"):
-        t = tailor(base, ft, None, PatchConfig(method="ties", density=0.2, topk_scope=scope), progress=False)
-        m = tailor(base, ft, None, PatchConfig(method="magnitude", density=0.2, topk_scope=scope), progress=False)
+        t = tailor(
+            base, ft, None, PatchConfig(method="ties", density=0.2, options={"topk_scope": scope}), progress=False
+        )
+        m = tailor(
+            base, ft, None, PatchConfig(method="magnitude", density=0.2, options={"topk_scope": scope}), progress=False
+        )
         assert all(torch.equal(t.state[k], m.state[k]) for k in t.state)
 
 
@@ -71,7 +76,9 @@ def test_magnitude_keeps_largest_deltas_exactly_k(bert_pair) -> None:
     kept = result.masks[name]
     assert int(kept.sum()) == int(0.1 * tau.numel())
     assert tau[kept].min() >= tau[~kept].max()
-    glob = tailor(base, ft, None, PatchConfig(method="magnitude", density=0.1, topk_scope="global"), progress=False)
+    glob = tailor(
+        base, ft, None, PatchConfig(method="magnitude", density=0.1, options={"topk_scope": "global"}), progress=False
+    )
     total = sum(m.numel() for m in glob.masks.values())
     assert sum(int(m.sum()) for m in glob.masks.values()) == int(0.1 * total)
 
@@ -87,7 +94,7 @@ def test_ties_merge_by_hand() -> None:
 
 def test_wise_ft_interpolates(bert_pair) -> None:
     base, ft, _ = bert_pair
-    result = tailor(base, ft, None, PatchConfig(method="wise_ft", lam=0.25), progress=False)
+    result = tailor(base, ft, None, PatchConfig(method="wise_ft", options={"lam": 0.25}), progress=False)
     pre, fin = dict(base.named_parameters()), dict(ft.named_parameters())
     name = "encoder.layer.1.output.dense.weight"
     assert torch.allclose(result.state[name], 0.75 * pre[name] + 0.25 * fin[name], atol=1e-6)
@@ -102,7 +109,9 @@ def test_dare_density_and_rescale(bert_pair) -> None:
     kept = res.masks[name]
     assert abs(kept.float().mean().item() - 0.3) < 0.04
     assert torch.allclose((res.state[name] - pre[name])[kept], tau[kept] / 0.3, atol=1e-5)
-    plain = tailor(base, ft, None, PatchConfig(method="dare", density=0.3, seed=1, dare_rescale=False), progress=False)
+    plain = tailor(
+        base, ft, None, PatchConfig(method="dare", density=0.3, seed=1, options={"rescale": False}), progress=False
+    )
     assert torch.allclose((plain.state[name] - pre[name])[kept], tau[kept], atol=1e-6)
     other = tailor(base, ft, None, PatchConfig(method="dare", density=0.3, seed=2), progress=False)
     assert not torch.equal(other.masks[name], kept)
@@ -114,7 +123,7 @@ def test_random_exact_k_and_multitask_sum() -> None:
     res = tailor(base, fts, None, PatchConfig(method="random", density=0.2), progress=False)
     for m in res.masks.values():
         assert int(m.sum()) == int(0.2 * m.numel())
-    ta = tailor(base, fts, None, PatchConfig(method="task_arithmetic", lam=1.0), progress=False)
+    ta = tailor(base, fts, None, PatchConfig(method="task_arithmetic", options={"lam": 1.0}), progress=False)
     pre = dict(base.named_parameters())
     name = "encoder.layer.1.output.dense.weight"
     expect = pre[name] + sum(dict(f.named_parameters())[name] - pre[name] for f in fts)

@@ -186,7 +186,7 @@ def test_several_finetuned_folders_are_the_multitask_path(folders, tmp_path: Pat
     ft2 = perturb(base, 2, only="layer.1")
     ft2_dir = _save(ft2, tmp_path / "ft2", tokenizer_dir)
     out = tmp_path / "out_multi"
-    cfg = PatchConfig(density=0.1, combine="overlap_average")
+    cfg = PatchConfig(density=0.1, options={"combine": "overlap_average"})
     manifest = tailor_checkpoint(base_dir, [ft_dir, ft2_dir], [calib, calib], out, cfg, progress=False)
     tok = AutoTokenizer.from_pretrained(ft_dir, local_files_only=True)
     batch = dict(tok(TEXTS, padding=True, return_tensors="pt"))

@@ -52,7 +52,7 @@ def test_patch_command(folders, tmp_path: Path, capsys: pytest.CaptureFixture[st
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["tailored_layers"] == 6 and 0.19 <= summary["patch_fraction_of_tailored_weights"] <= 0.2
     manifest = json.loads((out / "patch" / "manifest.json").read_text())
-    assert manifest["config"]["compensation_sign"] == 1 and manifest["config"]["density"] == 0.2
+    assert manifest["config"]["options"]["compensation_sign"] == 1 and manifest["config"]["density"] == 0.2
     from transformers import AutoModel
 
     AutoModel.from_pretrained(out, local_files_only=True)
@@ -69,6 +69,8 @@ def test_patch_command(folders, tmp_path: Path, capsys: pytest.CaptureFixture[st
         (["--density", "1.5"], "density"),
         (["--method", "grafting"], "unknown patching method"),
         (["alpha=2"], "alpha"),
+        (["--method", "magnitude", "alpha=0.5"], "option 'alpha' is not an option of method 'magnitude'"),
+        (["--method", "ties", "options.rescale=false"], "option 'rescale' is not an option of method 'ties'"),
         (["nonsense=1"], "unknown config key"),
     ],
 )
@@ -110,4 +112,4 @@ def test_several_finetuned_folders(folders, tmp_path: Path, capsys: pytest.Captu
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["patch_fraction"] <= 0.1 and summary["patch_fraction_model"] <= summary["patch_fraction"]
     manifest = json.loads((out / "patch" / "manifest.json").read_text())
-    assert manifest["finetuned"] == [str(ft), str(ft)] and manifest["config"]["combine"] == "overlap_average"
+    assert manifest["finetuned"] == [str(ft), str(ft)] and manifest["config"]["options"]["combine"] == "overlap_average"

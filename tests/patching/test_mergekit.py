@@ -125,7 +125,7 @@ def test_two_task_ties_matches_mergekit_on_tailored_weights(family, tmp_path: Pa
 def test_task_arithmetic_matches_mergekit(family, tmp_path: Path) -> None:
     _, base, fts, root = family
     out = mergekit_merge(root / "base", [root / "ft0", root / "ft1"], tmp_path / "ta", "task_arithmetic", weight=0.5)
-    cfg = PatchConfig(method="task_arithmetic", lam=0.5, density=1.0, non_linear_policy="keep_finetuned")
+    cfg = PatchConfig(method="task_arithmetic", density=1.0, non_linear_policy="keep_finetuned", options={"lam": 0.5})
     ours = tailor(base, fts, None, cfg, progress=False)
     theirs = _read(out)
     _compare(ours.state, theirs, ours.tailored or [])

@@ -28,10 +28,10 @@ def layer_error(w_ft: torch.Tensor, w: torch.Tensor, x: torch.Tensor) -> float:
 
 def test_obs_sign_lowers_error_and_released_sign_raises_it() -> None:
     w_ft, w_pre, x, h = correlated_layer()
-    mask = tailor_matrix(w_ft, w_pre, h, PatchConfig(compensate=False))[1]
+    mask = tailor_matrix(w_ft, w_pre, h, PatchConfig(options={"compensate": False}))[1]
     w_mask = torch.where(mask, w_ft, w_pre)
-    w_minus = tailor_matrix(w_ft, w_pre, h, PatchConfig(compensation_sign=-1), mask=mask)[0]
-    w_plus = tailor_matrix(w_ft, w_pre, h, PatchConfig(compensation_sign=1), mask=mask)[0]
+    w_minus = tailor_matrix(w_ft, w_pre, h, PatchConfig(options={"compensation_sign": -1}), mask=mask)[0]
+    w_plus = tailor_matrix(w_ft, w_pre, h, PatchConfig(options={"compensation_sign": 1}), mask=mask)[0]
     e_mask, e_minus, e_plus = (layer_error(w_ft, w, x) for w in (w_mask, w_minus, w_plus))
     assert e_minus < 0.9 * e_mask  # OBS compensation helps clearly on correlated inputs
     assert e_plus > e_mask  # the released code's sign makes it worse
@@ -52,7 +52,7 @@ def test_reported_errors_match_direct_computation() -> None:
 @pytest.mark.parametrize("density", [0.05, 0.1, 0.37])
 def test_block_patch_fraction(density: float) -> None:
     w_ft, w_pre, _, h = correlated_layer(2, rows=48, cols=300)
-    mask = tailor_matrix(w_ft, w_pre, h, PatchConfig(density=density, block_size=128))[1]
+    mask = tailor_matrix(w_ft, w_pre, h, PatchConfig(density=density, options={"block_size": 128}))[1]
     for i1 in range(0, 300, 128):
         block = mask[:, i1 : i1 + 128]
         assert abs(block.float().mean().item() - density) <= 1.0 / block.numel()
@@ -61,7 +61,7 @@ def test_block_patch_fraction(density: float) -> None:
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_layer_and_global_scope_budget(bert_pair, scope: str) -> None:
     base, ft, calib = bert_pair
-    result = tailor(base, ft, calib, PatchConfig(scope=scope, density=0.1), progress=False)
+    result = tailor(base, ft, calib, PatchConfig(density=0.1, options={"scope": scope}), progress=False)
     names = list(result.masks)
     total = sum(result.masks[n].numel() for n in names)
     kept = sum(int(result.masks[n].sum()) for n in names)
@@ -73,8 +73,8 @@ def test_layer_and_global_scope_budget(bert_pair, scope: str) -> None:
 
 def test_alpha_one_normalization_none_layer_scope_is_magnitude(bert_pair) -> None:
     base, ft, calib = bert_pair
-    cfg = dict(alpha=1.0, normalization="none", scope="layer", compensate=False, density=0.1)
-    mt = tailor(base, ft, calib, PatchConfig(**cfg), progress=False)
+    options = dict(alpha=1.0, normalization="none", scope="layer", compensate=False)
+    mt = tailor(base, ft, calib, PatchConfig(density=0.1, options=options), progress=False)
     mag = tailor(base, ft, None, PatchConfig(method="magnitude", density=0.1), progress=False)
     for name in mt.masks:
         assert torch.equal(mt.state[name], mag.state[name])
@@ -145,9 +145,9 @@ def test_sequential_differs_from_one_pass_and_is_deterministic(bert_pair) -> Non
     base = tiny_bert()
     ft = perturb(base, 3)  # both layers changed: layer 1's Hessian depends on the tailored layer 0
     calib = token_batches(3)
-    seq = tailor(base, ft, calib, PatchConfig(sequential=True), progress=False)
-    seq2 = tailor(base, ft, calib, PatchConfig(sequential=True), progress=False)
-    one = tailor(base, ft, calib, PatchConfig(sequential=False), progress=False)
+    seq = tailor(base, ft, calib, PatchConfig(options={"sequential": True}), progress=False)
+    seq2 = tailor(base, ft, calib, PatchConfig(options={"sequential": True}), progress=False)
+    one = tailor(base, ft, calib, PatchConfig(options={"sequential": False}), progress=False)
     key = "encoder.layer.1.attention.self.query.weight"
     assert torch.equal(seq.state[key], seq2.state[key])
     assert not torch.equal(seq.state[key], one.state[key])
@@ -198,7 +198,8 @@ def test_multitask_combinations_and_overlap() -> None:
     fts = [perturb(base, 10, only="layer.1"), perturb(base, 11, only="layer.1")]
     calib = [token_batches(2, seed=1), token_batches(2, seed=2)]
     results = {
-        c: tailor(base, fts, calib, PatchConfig(combine=c), progress=False) for c in ("sum", "overlap_average", "joint")
+        c: tailor(base, fts, calib, PatchConfig(options={"combine": c}), progress=False)
+        for c in ("sum", "overlap_average", "joint")
     }
     singles = [tailor(base, ft, c, PatchConfig(), progress=False) for ft, c in zip(fts, calib, strict=True)]
     pre = dict(base.named_parameters())
@@ -289,8 +290,8 @@ def _reference_sweep(w_ft, w_pre, u, mask, sign, block):
 @pytest.mark.parametrize("sign", [-1, 1])
 def test_sweep_matches_reference_column_loop(sign: int) -> None:
     w_ft, w_pre, _, h = correlated_layer(4, rows=16, cols=70)
-    cfg = PatchConfig(block_size=32, compensation_sign=sign)
-    mask = tailor_matrix(w_ft, w_pre, h, PatchConfig(block_size=32, compensate=False))[1]
+    cfg = PatchConfig(options={"block_size": 32, "compensation_sign": sign})
+    mask = tailor_matrix(w_ft, w_pre, h, PatchConfig(options={"block_size": 32, "compensate": False}))[1]
     fast = tailor_matrix(w_ft.double(), w_pre.double(), h, cfg, mask=mask)[0]
     ref = _reference_sweep(w_ft, w_pre, inverse_cholesky(h, 0.01), mask, sign, 32)
     assert torch.allclose(fast, ref, atol=1e-9)
@@ -312,8 +313,8 @@ def test_block_input_cache_gives_the_same_result(make) -> None:
     calib = token_batches(2)
     if make is tiny_gpt2:
         calib = [{"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]} for b in calib]
-    cached = tailor(base, ft, calib, PatchConfig(cache_block_inputs=True), progress=False)
-    plain = tailor(base, ft, calib, PatchConfig(cache_block_inputs=False), progress=False)
+    cached = tailor(base, ft, calib, PatchConfig(options={"cache_block_inputs": True}), progress=False)
+    plain = tailor(base, ft, calib, PatchConfig(options={"cache_block_inputs": False}), progress=False)
     assert len(cached.masks) == (12 if make is tiny_bert else 8)
     for name in cached.masks:
         assert torch.equal(cached.masks[name], plain.masks[name]), name
@@ -366,7 +367,7 @@ def test_joint_combine_runs_on_cuda() -> None:
     base = tiny_bert()
     fts = [perturb(base, 10, only="layer.1"), perturb(base, 11, only="layer.1")]
     calib = [token_batches(2, seed=1), token_batches(2, seed=2)]
-    cfg = PatchConfig(combine="joint")
+    cfg = PatchConfig(options={"combine": "joint"})
     cpu = tailor(base, fts, calib, cfg, progress=False)
     dev = torch.device("cuda")
     gpu_calib = [[{k: v.to(dev) for k, v in b.items()} for b in c] for c in calib]

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -105,12 +105,17 @@ def landmark_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def _train(config: BenchConfig, steps: int, semantic: bool, seed: int, device: torch.device) -> TrainedModel:
+    # config.train is the template of both arms: each arm gets its method, and the template's options when the
+    # template names that method (SAMv2's options for the bench: train.method=samv2 with them), else the defaults.
+    method: Literal["sam", "samv2"] = "samv2" if semantic else "sam"
     train_cfg: SAMTrainConfig = dataclasses.replace(
         config.train,
+        method=method,
+        options=config.train.options if config.train.method == method else None,
         steps=steps,
         warmup_steps=min(config.train.warmup_steps, steps),
         net=dataclasses.replace(config.train.net, semantic=semantic),
-        seed=derive_seed(seed, "anatomy-bench-train", "samv2" if semantic else "sam"),
+        seed=derive_seed(seed, "anatomy-bench-train", method),
         volumes=(),
         labels=(),
     )

@@ -1,8 +1,8 @@
 """`tailorkit anatomy train | embed | locate`.
 
 tailorkit anatomy train CONFIG.yaml [key=value ...] --out RUN_DIR
-    self-supervised SAM / SAMv2 training (net.semantic=true for SAMv2); RUN_DIR/train_state.pt is the resume point
-    (rerun the same command to continue), RUN_DIR/model.pt the trained network with its settings.
+    self-supervised SAM / SAMv2 training (method=samv2 for SAMv2, or net.semantic=true); RUN_DIR/train_state.pt is
+    the resume point (rerun the same command to continue), RUN_DIR/model.pt the trained network with its settings.
 tailorkit anatomy embed SCAN --model RUN_DIR/model.pt --out EMB.npz
     per-voxel embeddings of a scan (NIfTI, DICOM series directory, MetaImage, NRRD): fine / coarse (/ semantic)
     maps in (C, z, y, x) order with their index -> world RAS+ mm affines.

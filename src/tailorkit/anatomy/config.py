@@ -5,18 +5,36 @@ Frozen dataclasses validated in `__post_init__`; loaded from YAML/TOML with `key
 (docs/anatomy.md#from-the-official-code) where it fits a CPU, and a CPU feasibility configuration (width 16, 3 mm,
 16x48x48 crops, Adam 1e-3; docs/anatomy.md#inferred-or-changed) otherwise; each departure is named in the field's
 comment.
+
+`SAMTrainConfig` holds what SAM and SAMv2 share plus `method` ("sam" or "samv2") and `options`, the method's own
+frozen dataclass (`SAMOptions`: none; `SAMv2Options`: the prototype loss and its inter-volume views), as in
+`tailorkit.patching`; an option the method does not have is refused in one line naming it, the method and the
+method's options. Files and overrides may still write SAMv2's options flat (`semantic_prob: 0.3`), as before.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
-from tailorkit.core.config import check_int_at_least
+from tailorkit.core.config import ConfigError, check, check_int_at_least, from_dict, lift_options, method_options
 
-__all__ = ["BenchConfig", "EmbedConfig", "MatchConfig", "NetConfig", "SAMTrainConfig"]
+__all__ = [
+    "METHOD_OPTIONS",
+    "BenchConfig",
+    "EmbedConfig",
+    "MatchConfig",
+    "NetConfig",
+    "SAMOptions",
+    "SAMTrainConfig",
+    "SAMv2Options",
+]
+
+OptionsT = TypeVar("OptionsT")
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -69,16 +87,71 @@ class EmbedConfig:
             raise ValueError(f"percentiles: expected 0 <= low < high <= 100, got {self.percentiles!r}")
 
 
+def _size3(name: str, size: object) -> None:
+    ok = isinstance(size, tuple | list) and len(size) == 3 and all(isinstance(n, int) and n >= 4 for n in size)
+    check(ok, f"{name}: expected three integers >= 4 (z, y, x), got {size!r}")
+
+
+@dataclass(frozen=True)
+class SAMOptions:
+    """The options of method `sam`: none. SAM's settings are the shared fields of `SAMTrainConfig`, with which
+    SAMv2 trains its intra-volume steps too."""
+
+
+@dataclass(frozen=True)
+class SAMv2Options:
+    """The options of method `samv2`: the inter-volume prototype loss on the semantic head.
+
+    Attributes:
+        semantic_prob: Share of steps that use the inter-volume prototype loss (official 0.4).
+        semantic_labels: The atlas labels of the prototype loss when training on the MNI152 brain: "aal" (116
+            regions) or "tissue" (classes).
+        proto_temperature: Temperature of the prototype loss (official 0.1).
+        inter_crop: (z, y, x) voxel crop of each inter-volume view (at most).
+        inter_max_disp_mm: Random smooth deformation between the two inter-volume views [inferred].
+        inter_rotate_deg: Random rotation of each inter-volume view.
+        contrast_prob: Inter views: chance of a random tissue-contrast image instead of the T1 [inferred].
+    """
+
+    semantic_prob: float = 0.4
+    semantic_labels: Literal["aal", "tissue"] = "aal"
+    proto_temperature: float = 0.1
+    inter_crop: tuple[int, int, int] = (40, 56, 48)
+    inter_max_disp_mm: float = 6.0
+    inter_rotate_deg: float = 8.0
+    contrast_prob: float = 0.5
+
+    def __post_init__(self) -> None:
+        _size3("inter_crop", self.inter_crop)
+        for name in ("semantic_prob", "contrast_prob"):
+            _probability(name, getattr(self, name))
+        for name in ("inter_max_disp_mm", "inter_rotate_deg"):
+            _positive(name, getattr(self, name), allow_zero=True)
+        _positive("proto_temperature", self.proto_temperature)
+        if self.semantic_labels not in ("aal", "tissue"):
+            raise ValueError(f"semantic_labels: expected 'aal' or 'tissue', got {self.semantic_labels!r}")
+
+
+# Each method's options (not a registry: SAM and SAMv2 are one code path; docs/anatomy.md, "Why there is no
+# `methods/` registry").
+METHOD_OPTIONS: dict[str, type] = {"sam": SAMOptions, "samv2": SAMv2Options}
+
+
 @dataclass(frozen=True)
 class SAMTrainConfig:
     """Self-supervised SAM / SAMv2 training (docs/anatomy.md#from-the-official-code).
 
-    `volumes` lists the training scans (NIfTI, DICOM directory, ..., or an offline asset as "asset:mni_t1",
-    "asset:pydeface_head", "asset:itk_t1", "asset:lits_ct" (with its liver/tumour labels)); empty = the MNI152 T1, whose
-    AAL labels (or tissue classes) feed the SAMv2 prototype loss. `labels` optionally lists one label map per volume
-    for the prototype loss of user scans.
+    `method`: "sam" or "samv2" (SAM plus the semantic head, trained with the prototype loss; it sets
+    `net.semantic`); "" (the default) takes it from `net.semantic`. After construction `method` is always "sam" or
+    "samv2" and `options` the method's options dataclass (`SAMOptions`, `SAMv2Options`; a mapping of option names
+    to values, or None for the defaults, is turned into it). `volumes` lists the training scans (NIfTI, DICOM
+    directory, ..., or an offline asset as "asset:mni_t1", "asset:pydeface_head", "asset:itk_t1", "asset:lits_ct"
+    (with its liver/tumour labels)); empty = the MNI152 T1, whose AAL labels (or tissue classes) feed the SAMv2
+    prototype loss. `labels` optionally lists one label map per volume for the prototype loss of user scans (SAMv2
+    only).
     """
 
+    method: Literal["", "sam", "samv2"] = ""
     net: NetConfig = field(default_factory=NetConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     volumes: tuple[Path, ...] = ()
@@ -112,16 +185,10 @@ class SAMTrainConfig:
     coarse_ignore_distance_mm: float = 5.0
     coarse_pre_select_neg: int = 250
     coarse_after_select_neg: int = 200
-    semantic_prob: float = 0.4  # SAMv2: share of steps that use the inter-volume prototype loss
-    semantic_labels: Literal["aal", "tissue"] = "aal"
-    proto_temperature: float = 0.1
-    inter_crop: tuple[int, int, int] = (40, 56, 48)  # (z, y, x) voxel crop of each inter-volume view (at most)
-    inter_max_disp_mm: float = 6.0  # random smooth deformation between the two inter-volume views [inferred]
-    inter_rotate_deg: float = 8.0
-    contrast_prob: float = 0.5  # inter views: chance of a random tissue-contrast image instead of the T1 [inferred]
     checkpoint_every: int = 25
     seed: int = 0
     threads: int = 0  # torch threads; 0 = leave as is
+    options: Any = None  # the method's options: SAMOptions (none) or SAMv2Options
 
     def __post_init__(self) -> None:
         check_int_at_least("steps", self.steps, 1)
@@ -131,16 +198,13 @@ class SAMTrainConfig:
         if self.warmup_steps > self.steps:
             raise ValueError(f"warmup_steps: expected <= steps ({self.steps}), got {self.warmup_steps}")
         check_int_at_least("pairs_per_step", self.pairs_per_step, 1)
-        for name in ("patch_size", "inter_crop"):
-            size = getattr(self, name)
-            if len(size) != 3 or any(not isinstance(n, int) or n < 4 for n in size):
-                raise ValueError(f"{name}: expected three integers >= 4 (z, y, x), got {size!r}")
+        _size3("patch_size", self.patch_size)
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise ValueError(f"scale_range: expected 0 < low <= high, got {self.scale_range!r}")
-        for name in ("overlap_prob", "blur_prob", "remap_prob", "invert_prob", "semantic_prob", "contrast_prob"):
+        for name in ("overlap_prob", "blur_prob", "remap_prob", "invert_prob"):
             _probability(name, getattr(self, name))
-        for name in ("rotate_deg", "noise_std", "blur_sigma_mm", "inter_max_disp_mm", "inter_rotate_deg"):
+        for name in ("rotate_deg", "noise_std", "blur_sigma_mm"):
             _positive(name, getattr(self, name), allow_zero=True)
         for name in (
             "temperature",
@@ -149,7 +213,6 @@ class SAMTrainConfig:
             "coarse_positive_distance_mm",
             "coarse_z_distance_mm",
             "coarse_ignore_distance_mm",
-            "proto_temperature",
         ):
             _positive(name, getattr(self, name))
         for name in (
@@ -162,12 +225,43 @@ class SAMTrainConfig:
             check_int_at_least(name, getattr(self, name), 1)
         if self.positive_mode not in ("nearest", "interpolate"):
             raise ValueError(f"positive_mode: expected 'nearest' or 'interpolate', got {self.positive_mode!r}")
-        if self.semantic_labels not in ("aal", "tissue"):
-            raise ValueError(f"semantic_labels: expected 'aal' or 'tissue', got {self.semantic_labels!r}")
         if self.labels and len(self.labels) != len(self.volumes):
             raise ValueError(f"labels: expected one label map per volume ({len(self.volumes)}), got {len(self.labels)}")
         check_int_at_least("checkpoint_every", self.checkpoint_every, 0)
         check_int_at_least("threads", self.threads, 0)
+        check(self.method in ("", "sam", "samv2"), f"method: expected 'sam' or 'samv2', got {self.method!r}")
+        method = self.method or ("samv2" if self.net.semantic else "sam")
+        if method == "sam":
+            check(
+                not self.net.semantic,
+                "net.semantic: true is SAMv2's semantic head; method 'sam' trains none (set method=samv2)",
+            )
+            check(not self.labels, "labels: only SAMv2's prototype loss reads label maps; method 'sam' does not")
+        elif not self.net.semantic:
+            object.__setattr__(self, "net", dataclasses.replace(self.net, semantic=True))
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "options", method_options(method, METHOD_OPTIONS[method], self.options))
+
+    def options_as(self, cls: type[OptionsT]) -> OptionsT:
+        """`options` typed as `cls`; TypeError when `cls` is not exactly this method's options class."""
+        if type(self.options) is not cls:
+            raise TypeError(f"method {self.method!r} has {type(self.options).__name__}, not {cls.__name__}")
+        return self.options
+
+    @classmethod
+    def upgrade_config(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A config mapping with SAMv2's options written flat (`semantic_prob: 0.3`, the form before options were
+        per method) moved into `options`; called by `tailorkit.core.config.from_dict`. Refuses them for SAM."""
+        method = data.get("method") or ""
+        if not method:
+            net = data.get("net")
+            try:
+                semantic = isinstance(net, Mapping) and from_dict(NetConfig, net, where="net").semantic
+            except ConfigError:
+                semantic = False  # the section's own error is raised when it is built
+            method = "samv2" if semantic else "sam"
+        own = [f.name for f in dataclasses.fields(cls)]
+        return lift_options(data, own, str(method), METHOD_OPTIONS, kind="method")
 
 
 @dataclass(frozen=True)

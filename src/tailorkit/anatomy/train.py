@@ -10,7 +10,8 @@ through the network strides) is exact: correspondence is purely geometric. Per v
 linear intensity remap (optionally of the inverted image; UAE-M0's RandHistogramShift), Gaussian blur and noise,
 then SAM's [0, 255] - 50 scale. Loss = fine InfoNCE (both directions) + coarse InfoNCE (both directions).
 
-SAMv2 (`net.semantic=True`): with probability `semantic_prob` a step instead draws two labelled views of different
+SAMv2 (`method="samv2"`, which sets `net.semantic`): with probability `semantic_prob` (an option of SAMv2,
+`SAMv2Options`) a step instead draws two labelled views of different
 "volumes" and applies the prototype loss to the semantic head. Offline there is one labelled brain, so the two
 volumes are two random smooth deformations of it, each rendered as the T1 or, with probability `contrast_prob`, as
 a random tissue contrast (w_csf CSF + w_gm GM + w_wm WM with random weights) [inferred: the official data are
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch.utils.data import Dataset
 
-from tailorkit.anatomy.config import EmbedConfig, NetConfig, SAMTrainConfig
+from tailorkit.anatomy.config import EmbedConfig, NetConfig, SAMTrainConfig, SAMv2Options
 from tailorkit.anatomy.data import asset_volume, bench_atlas, resample_isotropic, rescale_intensity
 from tailorkit.anatomy.deform import rotation_matrix
 from tailorkit.anatomy.embed import COARSE_OFFSET, FINE_OFFSET
@@ -99,7 +100,8 @@ def make_sources(config: SAMTrainConfig) -> list[TrainSource]:
     spacing = config.embed.spacing_mm
     if not config.volumes:
         atlas = bench_atlas(spacing)
-        atlas_labels = atlas.labels if config.semantic_labels == "aal" else atlas.tissue_labels()
+        kind = config.options_as(SAMv2Options).semantic_labels if config.method == "samv2" else "aal"
+        atlas_labels = atlas.labels if kind == "aal" else atlas.tissue_labels()
         return [
             TrainSource(
                 to_tensor_order(_unit(atlas.t1, config.embed)),
@@ -217,7 +219,8 @@ def sample_inter(source: TrainSource, config: SAMTrainConfig, rng: np.random.Gen
     """Two labelled, differently deformed (and possibly re-contrasted) views for the prototype loss."""
     if source.labels is None:
         raise ValueError("SAMv2 prototype loss: the training volume has no label map (set labels or semantic_prob=0)")
-    size = tuple(min(c, n) for c, n in zip(config.inter_crop, source.image.shape, strict=True))
+    options = config.options_as(SAMv2Options)
+    size = tuple(min(c, n) for c, n in zip(options.inter_crop, source.image.shape, strict=True))
     fg = source.foreground
     assert fg is not None
     spacing = config.embed.spacing_mm
@@ -225,13 +228,13 @@ def sample_inter(source: TrainSource, config: SAMTrainConfig, rng: np.random.Gen
     centre0 = fg[rng.integers(len(fg))]
     for _ in range(2):
         s = spacing * rng.uniform(*config.scale_range)
-        rot = rotation_matrix(rng.uniform(-config.inter_rotate_deg, config.inter_rotate_deg, 3))
+        rot = rotation_matrix(rng.uniform(-options.inter_rotate_deg, options.inter_rotate_deg, 3))
         centre = centre0 + rng.uniform(-10, 10, 3)
         aff = view_affine(source, centre, size, s, rot)
-        disp = _random_field(size, config.inter_max_disp_mm, rng)
+        disp = _random_field(size, options.inter_max_disp_mm, rng)
         img, world = render_view(source, aff, size, disp)
         tissue = source.gm is not None and source.wm is not None and source.brain is not None
-        if tissue and rng.random() < config.contrast_prob:
+        if tissue and rng.random() < options.contrast_prob:
             maps = np.stack([source.gm, source.wm, source.brain]).astype(np.float32)  # type: ignore[list-item]
             gm, wm, brain = sample_world(torch.as_tensor(maps), source.affine, world, padding="zeros").T.numpy()
             csf = np.clip(1 - gm - wm, 0, 1) * (brain > 0.5)
@@ -268,7 +271,7 @@ class _StepDataset(Dataset[dict[str, Any]]):
         rng = numpy_generator(self.config.seed, "anatomy-step", i)
         c = self.config
         src = self.sources[int(rng.integers(len(self.sources)))]
-        if c.net.semantic and src.labels is not None and rng.random() < c.semantic_prob:
+        if c.method == "samv2" and src.labels is not None and rng.random() < c.options_as(SAMv2Options).semantic_prob:
             return sample_inter(src, c, rng)
         pairs = [
             sample_pair(self.sources[int(rng.integers(len(self.sources)))], c, rng) for _ in range(c.pairs_per_step)
@@ -302,7 +305,7 @@ def make_loss(config: SAMTrainConfig) -> Any:
                 out = model(images[v : v + 1])
                 feats.append(out.semantic[0].reshape(out.semantic.shape[1], -1).T)
             labels = torch.as_tensor(batch["labels"], device=device).reshape(-1)
-            return prototype_loss(torch.cat(feats), labels, config.proto_temperature)
+            return prototype_loss(torch.cat(feats), labels, config.options_as(SAMv2Options).proto_temperature)
         gen = torch.Generator().manual_seed(int(batch["seed"]))
         out = model(images)
         total = images.new_zeros(())
@@ -372,7 +375,7 @@ def train_sam(
     device: torch.device | None = None,
     progress: bool = True,
 ) -> TrainedModel:
-    """Train SAM (or SAMv2 with `config.net.semantic`) from scratch; resumable when `out_dir` is given.
+    """Train SAM (or SAMv2 with `config.method="samv2"`) from scratch; resumable when `out_dir` is given.
 
     With `out_dir`, the run keeps `out_dir/train_state.pt` (resume point, every `checkpoint_every` steps) and writes
     `out_dir/model.pt` (see `load_model`) at the end; rerunning the same call resumes where it stopped.

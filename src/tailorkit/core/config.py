@@ -5,6 +5,12 @@ from a file (YAML `.yaml/.yml` or TOML `.toml`), applies command-line overrides 
 dataclasses: `model.width=64`), coerces strings to the declared field types, and rejects unknown keys by name,
 listing the valid ones. Any problem raises ConfigError (a ValueError), which the CLI turns into a one-line message
 and exit status 2.
+
+Per-method options: a section that names a method (`method: str`) holds that method's own frozen options dataclass
+in `options`; `method_options` builds it from a mapping (or checks an instance) and refuses an option the method does
+not have, naming the option, the method and its options. `lift_options` accepts the earlier flat form (the options
+beside `method`); a section class opts in with a classmethod `upgrade_config(data) -> data`, which `from_dict` calls
+before it reads the mapping, so the flat form works in files, in `key=value` overrides and as a nested section.
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import yaml
 
 from tailorkit.core.results import write_text_atomic
 
 C = TypeVar("C")
+OptionsT = TypeVar("OptionsT")
 
 
 class ConfigError(ValueError):
@@ -86,6 +93,12 @@ def from_dict(cls: type[C], data: Mapping[str, Any], *, where: str = "") -> C:
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    upgrade = getattr(cls, "upgrade_config", None)
+    if upgrade is not None:  # a section that accepts an earlier form (flat method options) rewrites it first
+        try:
+            data = upgrade(data)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}" if where else str(err)) from None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
@@ -103,6 +116,92 @@ def from_dict(cls: type[C], data: Mapping[str, Any], *, where: str = "") -> C:
         raise ConfigError(f"{where or cls.__name__}: {err}") from err
     except ValueError as err:  # __post_init__ validation: keep its message, name the section
         raise ConfigError(f"{where + ': ' if where else ''}{err}") from err
+
+
+def method_options(method: str, cls: type[OptionsT], value: Any, *, kind: str = "method") -> OptionsT:
+    """`value` as the options of `method`, the frozen dataclass `cls`.
+
+    Args:
+        method: The method's name (for messages).
+        cls: The method's options dataclass.
+        value: None (the method's defaults), an instance of exactly `cls`, or a mapping of option name -> value
+            (strings from the command line are coerced to the declared types, as every config value).
+        kind: What a method is called in messages ("patching method", "variant").
+
+    Raises:
+        ConfigError: One line naming the option, the method and the method's options: for a name `cls` lacks (an
+            unknown option, or another method's), a dataclass of another class, or a value its checks refuse.
+    """
+    names = [f.name for f in dataclasses.fields(cast(Any, cls))]
+    allowed = ", ".join(names) or "none"
+    if value is None:
+        return cls()
+    if type(value) is cls:
+        return cast(OptionsT, value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        raise ConfigError(
+            f"options: {kind} {method!r} takes {cls.__name__} (options: {allowed}), got {type(value).__name__}"
+        )
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"options: expected a mapping of option names to values for {kind} {method!r}, got {value!r}")
+    unknown = [k for k in value if k not in names]
+    if unknown:
+        raise ConfigError(f"option {unknown[0]!r} is not an option of {kind} {method!r}; its options: {allowed}")
+    return from_dict(cls, value, where="options")
+
+
+def lift_options(
+    data: Mapping[str, Any],
+    fields: Iterable[str],
+    method: str,
+    options_of: Mapping[str, type],
+    *,
+    aliases: Mapping[str, str] | None = None,
+    kind: str = "method",
+) -> dict[str, Any]:
+    """A config section's mapping with the earlier flat form rewritten: keys that are not `fields` of the section but
+    options of some method (`alpha: 0.5` beside `method: model_tailor`) move into `options`.
+
+    Args:
+        data: The section as read (file, overrides), possibly with an `options` mapping already.
+        fields: The section's own field names; these stay.
+        method: The method the section names.
+        options_of: Every method's options dataclass, by method name.
+        aliases: Earlier names of options -> their names now (`dare_rescale` -> `rescale`).
+        kind: What a method is called in messages.
+
+    Raises:
+        ConfigError: A flat option that `method` does not have (naming the option, the methods that have it and
+            `method`'s options), or an option set both flat and in `options`.
+    """
+    own = set(fields)
+    aliases = dict(aliases or {})
+    known = {f.name for cls in options_of.values() for f in dataclasses.fields(cast(Any, cls))} | set(aliases)
+    flat = [k for k in data if k not in own and k in known]
+    if not flat or method not in options_of:
+        return dict(data)
+    out = {k: v for k, v in data.items() if k not in flat}
+    options = out.get("options")
+    options = {} if options is None else options
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"options: cannot add the flat options {', '.join(flat)} to {options!r}")
+    options = dict(options)
+    names = [f.name for f in dataclasses.fields(cast(Any, options_of[method]))]
+    for key in flat:
+        name = aliases.get(key, key)
+        if name not in names:
+            owners = [
+                m for m, cls in options_of.items() if name in {f.name for f in dataclasses.fields(cast(Any, cls))}
+            ]
+            raise ConfigError(
+                f"option {key!r} is not an option of {kind} {method!r} (it is one of {', '.join(owners)}); "
+                f"its options: {', '.join(names) or 'none'}"
+            )
+        if name in options:
+            raise ConfigError(f"option {key!r} is set twice: as {key!r} and as 'options.{name}'")
+        options[name] = data[key]
+    out["options"] = options
+    return out
 
 
 def load_config(

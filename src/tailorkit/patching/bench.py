@@ -36,7 +36,7 @@ import os
 import resource
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -169,37 +169,42 @@ class _Task:
         return prototype_accuracy(emb, self.prototypes, self.labels[test])
 
 
+def _arm(cfg: PatchingBenchConfig, method: str, density: float, **options: Any) -> PatchConfig:
+    """One arm's PatchConfig: the bench's calibration size, and its alpha for Model Tailor and mask only."""
+    if method in ("model_tailor", "mask_only"):
+        options = {"alpha": cfg.alpha} | options
+    return PatchConfig(method=method, density=density, nsamples=cfg.calibration, options=options)
+
+
 def _specs(cfg: PatchingBenchConfig, mode: str) -> list[tuple[str, PatchConfig]]:
-    base = PatchConfig(alpha=cfg.alpha, nsamples=cfg.calibration)
     densities = cfg.full_densities if mode == "full" else (cfg.density,)
-    specs: list[tuple[str, PatchConfig]] = [
-        ("wise_ft", replace(base, method="wise_ft", lam=cfg.wise_lambda, density=1.0))
-    ]
+    specs: list[tuple[str, PatchConfig]] = [("wise_ft", _arm(cfg, "wise_ft", 1.0, lam=cfg.wise_lambda))]
     for d in densities:
-        b = replace(base, density=d)
         specs += [
-            ("magnitude", replace(b, method="magnitude")),
-            ("random", replace(b, method="random")),
-            ("dare", replace(b, method="dare")),
-            ("ties", replace(b, method="ties")),
-            ("mask_only", replace(b, method="mask_only")),
-            ("model_tailor", replace(b, method="model_tailor", compensation_sign=-1)),
-            ("model_tailor", replace(b, method="model_tailor", compensation_sign=1)),
+            ("magnitude", _arm(cfg, "magnitude", d)),
+            ("random", _arm(cfg, "random", d)),
+            ("dare", _arm(cfg, "dare", d)),
+            ("ties", _arm(cfg, "ties", d)),
+            ("mask_only", _arm(cfg, "mask_only", d)),
+            ("model_tailor", _arm(cfg, "model_tailor", d, compensation_sign=-1)),
+            ("model_tailor", _arm(cfg, "model_tailor", d, compensation_sign=1)),
         ]
     if mode == "full":
-        b = replace(base, density=cfg.density)
+        d = cfg.density
         specs += [
-            ("magnitude", replace(b, method="magnitude", topk_scope="global")),
-            ("dare", replace(b, method="dare", dare_rescale=False)),
+            ("magnitude", _arm(cfg, "magnitude", d, topk_scope="global")),
+            ("dare", _arm(cfg, "dare", d, rescale=False)),
         ]
         for alpha in (0.0, 0.5, 1.0):
-            specs.append(("model_tailor", replace(b, alpha=alpha)))
-        specs.append(("model_tailor", replace(b, sensitivity="delta")))
-        specs.append(("mask_only", replace(b, method="mask_only", sensitivity="delta")))
+            specs.append(("model_tailor", _arm(cfg, "model_tailor", d, alpha=alpha)))
+        specs.append(("model_tailor", _arm(cfg, "model_tailor", d, sensitivity="delta")))
+        specs.append(("mask_only", _arm(cfg, "mask_only", d, sensitivity="delta")))
     return specs
 
 
 def _params(cfg: PatchConfig) -> dict[str, Any]:
+    """The row's settings: density and the method's options that the bench varies (names as in the committed rows,
+    where DARE's `rescale` was `dare_rescale`)."""
     keys = {
         "model_tailor": ("density", "alpha", "sensitivity", "compensation_sign", "scope", "sequential"),
         "mask_only": ("density", "alpha", "sensitivity", "scope"),
@@ -209,7 +214,10 @@ def _params(cfg: PatchConfig) -> dict[str, Any]:
         "ties": ("density", "lam"),
         "wise_ft": ("lam",),
     }[cfg.method]
-    return {k: getattr(cfg, k) for k in keys} | {"non_linear_policy": cfg.non_linear_policy}
+    values = {"density": cfg.density} | {
+        ("dare_rescale" if f.name == "rescale" else f.name): getattr(cfg.options, f.name) for f in fields(cfg.options)
+    }
+    return {k: values[k] for k in keys} | {"non_linear_policy": cfg.non_linear_policy}
 
 
 def _metrics(task: _Task, model: torch.nn.Module, test: np.ndarray, ref: dict[str, Any]) -> dict[str, float]:
@@ -657,8 +665,7 @@ def _folder_rows(
         cast(Any, ft).save_pretrained(root / "ft")
         timed: list[tuple[str, Path, float]] = []
         for method in ("ties", "model_tailor"):
-            pc = PatchConfig(method=method, density=cfg.density, alpha=cfg.alpha, nsamples=cfg.calibration)
-            pc = replace(pc, max_length=cfg.max_length)
+            pc = replace(_arm(cfg, method, cfg.density), max_length=cfg.max_length)
             start = time.perf_counter()
             tailor_checkpoint(root / "pre", root / "ft", texts, root / method, pc, progress=False)
             timed.append((method, root / method, time.perf_counter() - start))
@@ -715,13 +722,12 @@ def _multitask(
     acc_b_pre, acc_b_ft = acc_b(task.encoder.model), acc_b(ft_b)
     calib_a = _calibration(task, [task.texts[i] for i in train_a], cfg)
     calib_b = _calibration(task, [texts[i] for i in train_b], cfg)
-    base = PatchConfig(alpha=cfg.alpha, nsamples=cfg.calibration, density=cfg.density)
     specs = [
-        ("model_tailor", replace(base, combine="sum")),
-        ("model_tailor", replace(base, combine="overlap_average")),
-        ("model_tailor", replace(base, combine="joint")),
-        ("ties", replace(base, method="ties")),
-        ("task_arithmetic", replace(base, method="task_arithmetic", lam=0.5, density=1.0)),
+        ("model_tailor", _arm(cfg, "model_tailor", cfg.density, combine="sum")),
+        ("model_tailor", _arm(cfg, "model_tailor", cfg.density, combine="overlap_average")),
+        ("model_tailor", _arm(cfg, "model_tailor", cfg.density, combine="joint")),
+        ("ties", _arm(cfg, "ties", cfg.density)),
+        ("task_arithmetic", _arm(cfg, "task_arithmetic", 1.0, lam=0.5)),
     ]
     rows = []
     for name, pc in specs:
@@ -739,7 +745,7 @@ def _multitask(
         if result.overlap is not None:
             m["jaccard_overlap"] = result.overlap
         params = {"purpose": "multitask", "tasks": "polarity+topics", "density": pc.density}
-        params |= {"combine": pc.combine} if name == "model_tailor" else {"lam": pc.lam}
+        params |= {"combine": pc.options.combine} if name == "model_tailor" else {"lam": pc.options.lam}
         rows.append(Row(name, m, params, time.perf_counter() - start))
         status(f"multitask {name} {params}: retention {m['retention']:.4f} acc {m['acc']:.3f} topics {a_b:.3f}")
     return rows

@@ -354,7 +354,6 @@ class LoraState(Mapping[str, torch.Tensor]):
 
 
 _DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
-_CALIBRATED = ("model_tailor", "mask_only")
 
 
 def _paths(value: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -365,7 +364,7 @@ def _texts_per_task(
     calibration: str | os.PathLike[str] | Sequence[Any] | None, n_tasks: int, config: PatchConfig
 ) -> list[list[str]]:
     """Calibration texts per fine-tune: one file (or list of texts) for all, or one per fine-tune."""
-    if config.method not in _CALIBRATED:
+    if not METHODS.get(config.method).calibrated:
         return [[] for _ in range(n_tasks)]
     if calibration is None:
         raise PatchError("Model Tailor needs --calibration FILE.jsonl (new-task texts)")
@@ -403,7 +402,7 @@ def tailor_checkpoint(
     """Patch fine-tuned Hugging Face model folder(s) (or LoRA adapter folders) against their base; write `out_dir`.
 
     Load -> `tailorkit.patching.tailor` (in place on the first fine-tune, fine-tuned tensors re-read lazily from
-    their files) -> write. Several fine-tuned folders are the multi-task case (`config.combine` for Model Tailor).
+    their files) -> write. Several fine-tuned folders are the multi-task case (Model Tailor's option `combine`).
 
     Args:
         base_dir: Pretrained model folder (config.json + safetensors).

@@ -6,8 +6,9 @@
 
 `--finetuned` may be a PEFT LoRA adapter folder; several fine-tuned folders are the multi-task case (`combine=...`),
 with one calibration file for all of them or one per fine-tune. Any PatchConfig field can be set with key=value
-(or --key=value), e.g. `compensation_sign=1 alpha=0.5 scope=layer`. Bad input prints one line and exits with
-status 2; nothing is written then.
+(or --key=value), and the method's options as `options.NAME=value` or, as before options were per method, plainly
+`NAME=value`, e.g. `compensation_sign=1 alpha=0.5 scope=layer` for model_tailor; an option the method does not have
+is refused. Bad input prints one line and exits with status 2; nothing is written then.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--config", type=Path, default=None, help="YAML or TOML file with PatchConfig settings")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="PatchConfig overrides (also --key=value)")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="PatchConfig overrides and method options (also --key=value)"
+    )
     parser.set_defaults(func=run)
 
 

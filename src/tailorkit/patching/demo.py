@@ -72,11 +72,11 @@ def digits_forgetting(seed: int = 0) -> list[tuple[str, float, float, float]]:
     rows = [("pretrained", _acc(pre, x[te_old], y[te_old]), _acc(pre, x[te_new], y[te_new]), 0.0)]
     rows.append(("fine-tuned", _acc(ft, x[te_old], y[te_old]), _acc(ft, x[te_new], y[te_new]), 1.0))
     specs = [
-        ("WiSE-FT 0.5", PatchConfig(method="wise_ft", lam=0.5)),
+        ("WiSE-FT 0.5", PatchConfig(method="wise_ft", options={"lam": 0.5})),
         ("magnitude 10%", PatchConfig(method="magnitude")),
         ("MT mask only", PatchConfig(method="mask_only")),
-        ("MT comp. -1 (OBS)", PatchConfig(compensation_sign=-1)),
-        ("MT comp. +1 (code)", PatchConfig(compensation_sign=1)),
+        ("MT comp. -1 (OBS)", PatchConfig(options={"compensation_sign": -1})),
+        ("MT comp. +1 (code)", PatchConfig(options={"compensation_sign": 1})),
     ]
     model = copy.deepcopy(pre)
     for label, cfg in specs:

@@ -7,13 +7,41 @@ before the next weight is read, so they never hold every task vector at once. On
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import torch
 
-from tailorkit.patching.config import PatchConfig
+from tailorkit.core.config import check
 from tailorkit.patching.hessian import module_weight
 from tailorkit.patching.methods.base import PatchContext
 
-__all__ = ["global_topk_masks", "set_weight", "task_masks", "task_vectors", "task_vectors_one", "tensor_topk_mask"]
+__all__ = [
+    "TOPK_SCOPES",
+    "TopkScope",
+    "check_lam",
+    "check_topk_scope",
+    "global_topk_masks",
+    "set_weight",
+    "task_masks",
+    "task_vectors",
+    "task_vectors_one",
+    "tensor_topk_mask",
+]
+
+TopkScope = Literal["tensor", "global"]
+TOPK_SCOPES = ("tensor", "global")
+
+
+def check_lam(value: object) -> None:
+    """The options check of `lam` (wise_ft, task_arithmetic, ties)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    check(ok, f"lam: expected a finite number, got {value!r}")
+
+
+def check_topk_scope(value: object) -> None:
+    """The options check of `topk_scope` (magnitude, random, ties)."""
+    check(value in TOPK_SCOPES, f"topk_scope: expected 'tensor' or 'global', got {value!r}")
 
 
 def task_vectors(ctx: PatchContext, name: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -54,17 +82,17 @@ def global_topk_masks(values: dict[str, torch.Tensor], density: float) -> dict[s
     return out
 
 
-def task_masks(ctx: PatchContext, config: PatchConfig) -> list[dict[str, torch.Tensor]] | None:
+def task_masks(ctx: PatchContext, density: float, topk_scope: str) -> list[dict[str, torch.Tensor]] | None:
     """Per task, the trimming masks of a global top-k (`topk_scope="global"`), else None (trim per tensor).
 
     The global pass holds |tau| of one task at a time and keeps only the boolean masks.
     """
-    if config.topk_scope != "global":
+    if topk_scope != "global":
         return None
     out = []
     for t in range(len(ctx.finetuned)):
         taus = {name: task_vectors_one(ctx, name, t).abs_() for name in ctx.targets}
-        out.append(global_topk_masks(taus, config.density))
+        out.append(global_topk_masks(taus, density))
         del taus
     return out
 

@@ -1,33 +1,44 @@
 """The method contract of `tailorkit.patching`: the registry `METHODS`, what a method receives and what it returns.
 
-A method is a function `fn(ctx: PatchContext, config: PatchConfig) -> MethodInfo` registered in `METHODS` under its
-name (`@METHODS.register("name")`). It writes the new values of the eligible weights (`ctx.targets[name].weight`)
-into the working model `ctx.model` and reports masks, per-layer errors and timings in a `MethodInfo`. It must not
-touch any other tensor: which tensors are eligible, the policy for everything else (biases, norms, embeddings,
-excluded layers), the patch bookkeeping and the input checks are the engine's job (`tailorkit.patching.engine`),
-so every method is applied to the same tensors at the same budget, in memory and on checkpoint folders alike.
+A method is a function `fn(ctx: PatchContext, config: PatchConfig) -> MethodInfo` registered in `METHODS` with its
+own options (`@register("name", NameOptions)`), as peft's `LoraConfig` or mergekit's per-method parameters: a frozen
+dataclass of the settings only that method reads. `PatchConfig` holds what every method shares (method, density,
+layers, the policy for other tensors, calibration size, seed) plus `options`, which `PatchConfig` builds and checks
+against the method's dataclass: an option the method does not have is an error naming it, the method and the
+method's options. A method reads its options with `config.options_as(NameOptions)`.
+
+It writes the new values of the eligible weights (`ctx.targets[name].weight`) into the working model `ctx.model` and
+reports masks, per-layer errors and timings in a `MethodInfo`. It must not touch any other tensor: which tensors are
+eligible, the policy for everything else (biases, norms, embeddings, excluded layers), the patch bookkeeping and the
+input checks are the engine's job (`tailorkit.patching.engine`), so every method is applied to the same tensors at
+the same budget, in memory and on checkpoint folders alike. `calibrated=True` marks a method that reads calibration
+data (`tailor_checkpoint` loads and tokenizes the calibration texts only for these).
 
 Methods read pretrained values from `ctx.base` and the fine-tuned values from `ctx.finetuned` (one mapping per
 task, possibly lazy: checkpoint tensors are read on access), never from the working model, which they overwrite.
 Tensors from these mappings may come in any floating dtype; methods cast them.
 
-This module imports nothing else of the package except the config, so that the engine imports the methods and no
-method imports the engine (no import cycle).
+This module and the method modules import nothing else of the package at run time (PatchConfig only for type
+checking): `PatchConfig` imports the registry to check options, the engine imports the methods, and no method imports
+the config or the engine (no import cycle).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from tailorkit.core.registry import Registry
-from tailorkit.patching.config import PatchConfig
 
-__all__ = ["METHODS", "MethodFn", "MethodInfo", "PatchContext", "PatchError"]
+if TYPE_CHECKING:
+    from tailorkit.patching.config import PatchConfig
+
+__all__ = ["METHODS", "Method", "MethodFn", "MethodInfo", "PatchContext", "PatchError", "register"]
 
 
 class PatchError(ValueError):
@@ -68,5 +79,32 @@ class PatchContext:
     progress: bool = True
 
 
-MethodFn = Callable[[PatchContext, PatchConfig], MethodInfo]
-METHODS: Registry[MethodFn] = Registry("patching method")
+MethodFn = Callable[[PatchContext, "PatchConfig"], MethodInfo]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its function, its options dataclass, and whether it reads calibration data."""
+
+    fn: MethodFn
+    options: type
+    calibrated: bool = False
+
+    def __call__(self, ctx: PatchContext, config: PatchConfig) -> MethodInfo:
+        return self.fn(ctx, config)
+
+
+METHODS: Registry[Method] = Registry("patching method")
+
+
+def register(name: str, options: type, *, calibrated: bool = False) -> Callable[[MethodFn], MethodFn]:
+    """Decorator: register `fn` as method `name` with its frozen options dataclass `options`."""
+    params = getattr(options, "__dataclass_params__", None)
+    if not dataclasses.is_dataclass(options) or params is None or not params.frozen:
+        raise TypeError(f"patching method {name!r}: options must be a frozen dataclass, got {options!r}")
+
+    def decorate(fn: MethodFn) -> MethodFn:
+        METHODS.add(name, Method(fn, options, calibrated))
+        return fn
+
+    return decorate

@@ -7,20 +7,61 @@ Both stream one weight at a time (see `tailorkit.patching.methods._common`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 
 from tailorkit.core.seeding import torch_generator
-from tailorkit.patching.config import PatchConfig
-from tailorkit.patching.methods._common import set_weight, task_masks, task_vectors, tensor_topk_mask
-from tailorkit.patching.methods.base import METHODS, MethodInfo, PatchContext
+from tailorkit.patching.methods._common import (
+    TopkScope,
+    check_topk_scope,
+    set_weight,
+    task_masks,
+    task_vectors,
+    tensor_topk_mask,
+)
+from tailorkit.patching.methods.base import MethodInfo, PatchContext, register
 
-__all__ = ["magnitude", "random_topk"]
+if TYPE_CHECKING:
+    from tailorkit.patching.config import PatchConfig
+
+__all__ = ["MagnitudeOptions", "RandomOptions", "magnitude", "random_topk"]
 
 
-@METHODS.register("magnitude")
+@dataclass(frozen=True)
+class MagnitudeOptions:
+    """The options of `magnitude`.
+
+    Attributes:
+        topk_scope: "tensor" (top-k per tensor, as mergekit and PEFT) or "global" (over every eligible tensor).
+    """
+
+    topk_scope: TopkScope = "tensor"
+
+    def __post_init__(self) -> None:
+        check_topk_scope(self.topk_scope)
+
+
+@dataclass(frozen=True)
+class RandomOptions:
+    """The options of `random` (its randomness comes from `PatchConfig.seed`).
+
+    Attributes:
+        topk_scope: "tensor" (k random entries per tensor) or "global" (k random entries over every eligible tensor).
+    """
+
+    topk_scope: TopkScope = "tensor"
+
+    def __post_init__(self) -> None:
+        check_topk_scope(self.topk_scope)
+
+
+@register("magnitude", MagnitudeOptions)
 def magnitude(ctx: PatchContext, config: PatchConfig) -> MethodInfo:
+    options = config.options_as(MagnitudeOptions)
     info = MethodInfo()
-    fixed = task_masks(ctx, config)
+    fixed = task_masks(ctx, config.density, options.topk_scope)
     per_task: list[dict[str, torch.Tensor]] = [{} for _ in ctx.finetuned]
     for name in ctx.targets:
         pre, taus = task_vectors(ctx, name)
@@ -36,14 +77,15 @@ def magnitude(ctx: PatchContext, config: PatchConfig) -> MethodInfo:
     return info
 
 
-@METHODS.register("random")
+@register("random", RandomOptions)
 def random_topk(ctx: PatchContext, config: PatchConfig) -> MethodInfo:
+    options = config.options_as(RandomOptions)
     info = MethodInfo()
     gen = torch_generator(config.seed, "patching", "random")
     names = list(ctx.targets)
     sizes = {name: ctx.base[f"{name}.weight"].numel() for name in names}
     total = sum(sizes.values())
-    global_perm = torch.randperm(total, generator=gen) if config.topk_scope == "global" else None
+    global_perm = torch.randperm(total, generator=gen) if options.topk_scope == "global" else None
     offset = 0
     for name in names:
         pre, taus = task_vectors(ctx, name)

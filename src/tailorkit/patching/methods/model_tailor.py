@@ -17,7 +17,7 @@ Per layer, following the released code (didizhu-zju/Model-Tailor, llava/train/sp
    W1[:, i:] += sign * err U[i, i:]; after the block W[:, i2:] += sign * Err1 U[i1:i2, i2:]. Reverted entries are
    overwritten by W_pre, so the compensation lands on patch entries to the right.
 
-Deviations and inferred details (all options in PatchConfig):
+Deviations and inferred details (all options: `ModelTailorOptions`, and `MaskOnlyOptions` for mask only):
 
 - `compensation_sign`: the OBS optimum subtracts (sign -1, SparseGPT's `-=`, default here); the released code adds
   (+1). tests/patching/test_model_tailor.py shows -1 lowers and +1 raises the layer error versus mask only.
@@ -37,14 +37,18 @@ Deviations and inferred details (all options in PatchConfig):
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
 
+from tailorkit.core.config import check, check_int_at_least
 from tailorkit.core.progress import track
-from tailorkit.patching.config import PatchConfig
 from tailorkit.patching.hessian import (
     HessianAccumulator,
     get_matrix,
@@ -55,17 +59,124 @@ from tailorkit.patching.hessian import (
     set_matrix,
     token_mask,
 )
-from tailorkit.patching.methods.base import METHODS, MethodInfo, PatchContext, PatchError
+from tailorkit.patching.methods.base import MethodInfo, PatchContext, PatchError, register
+
+if TYPE_CHECKING:
+    from tailorkit.patching.config import PatchConfig
 
 __all__ = [
+    "MaskOnlyOptions",
+    "ModelTailorOptions",
     "block_groups",
     "importance_scores",
     "model_tailor",
     "obs_block_sweep",
     "regmean_merge",
     "tailor_matrix",
+    "tailor_options",
     "topk_mask",
 ]
+
+Sensitivity = Literal["weight", "delta"]
+Normalization = Literal["row_block_z", "layer_z", "none"]
+Scope = Literal["block", "layer", "global"]
+Combine = Literal["sum", "overlap_average", "joint"]
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class MaskOnlyOptions:
+    """The options of `mask_only`: Model Tailor's patch selection without the compensation step.
+
+    Attributes:
+        alpha: Weight of salience |W_ft - W_pre| in the fused score; 1 - alpha goes to sensitivity (0.8 in
+            main_model_tailor.py's sparsegpt.py, 0.5 in the llava/ copy).
+        sensitivity: "weight" = W^2 / U_jj^2 (released code, SparseGPT's zeroing cost) or "delta" =
+            (W - W_pre)^2 / U_jj^2 (the OBS cost of reverting to W_pre).
+        normalization: "row_block_z" (z-score per row inside each block of columns, released), "layer_z" (one
+            z-score over the block or tensor) or "none".
+        scope: Where the top-rho threshold is taken: "block" (per block_size columns, released), "layer" (per
+            tensor) or "global" (one threshold over every tailored tensor).
+        block_size: Columns per lazy-update block (128 released).
+        percdamp: H += percdamp * mean(diag H) * I; escalated x10 with a warning when Cholesky fails.
+        sequential: Feed tailored blocks' outputs to the next block when accumulating Hessians (released), else all
+            Hessians come from the fine-tuned model.
+        cache_block_inputs: With sequential, when the blocks are entries of one nn.ModuleList, cache each block's
+            inputs and run block by block (as the released code) instead of a forward from the input per block;
+            same result, O(L) instead of O(L^2) block forwards.
+        combine: Several fine-tunes: "sum" of patches, "overlap_average" (entries in k patches are averaged over
+            k), or "joint" (one compensation with H = sum_t H_t on the union of the masks).
+    """
+
+    alpha: float = 0.8
+    sensitivity: Sensitivity = "weight"
+    normalization: Normalization = "row_block_z"
+    scope: Scope = "block"
+    block_size: int = 128
+    percdamp: float = 0.01
+    sequential: bool = True
+    cache_block_inputs: bool = True
+    combine: Combine = "sum"
+
+    def __post_init__(self) -> None:
+        check(
+            _number(self.alpha) and 0.0 <= self.alpha <= 1.0, f"alpha: expected a number in [0, 1], got {self.alpha!r}"
+        )
+        check(
+            self.sensitivity in ("weight", "delta"),
+            f"sensitivity: expected 'weight' or 'delta', got {self.sensitivity!r}",
+        )
+        check(
+            self.normalization in ("row_block_z", "layer_z", "none"),
+            f"normalization: expected 'row_block_z', 'layer_z' or 'none', got {self.normalization!r}",
+        )
+        check(
+            self.scope in ("block", "layer", "global"),
+            f"scope: expected 'block', 'layer' or 'global', got {self.scope!r}",
+        )
+        check_int_at_least("block_size", self.block_size, 1)
+        check(_number(self.percdamp) and self.percdamp >= 0, f"percdamp: expected a number >= 0, got {self.percdamp!r}")
+        for name in ("sequential", "cache_block_inputs"):
+            check(isinstance(getattr(self, name), bool), f"{name}: expected true or false, got {getattr(self, name)!r}")
+        check(
+            self.combine in ("sum", "overlap_average", "joint"),
+            f"combine: expected 'sum', 'overlap_average' or 'joint', got {self.combine!r}",
+        )
+
+
+@dataclass(frozen=True)
+class ModelTailorOptions(MaskOnlyOptions):
+    """The options of `model_tailor`: those of `MaskOnlyOptions` (see there) and the compensation's.
+
+    Attributes:
+        compensate: Apply the OBS compensation to the patch ("patch decorator"); False = mask only.
+        compensation_sign: -1 = OBS optimum (default), +1 = as in the released code.
+    """
+
+    compensate: bool = True
+    compensation_sign: int = -1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(isinstance(self.compensate, bool), f"compensate: expected true or false, got {self.compensate!r}")
+        check(
+            self.compensation_sign in (-1, 1) and not isinstance(self.compensation_sign, bool),
+            f"compensation_sign: expected -1 (OBS) or 1 (released code), got {self.compensation_sign!r}",
+        )
+
+
+def tailor_options(config: PatchConfig) -> ModelTailorOptions:
+    """The Model Tailor settings of a `model_tailor` or `mask_only` config (mask only: compensate=False)."""
+    options = config.options
+    if type(options) is ModelTailorOptions:
+        return options
+    if type(options) is MaskOnlyOptions:
+        values = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+        return ModelTailorOptions(**values, compensate=False)
+    raise TypeError(f"method {config.method!r} has {type(options).__name__}, not Model Tailor's options")
 
 
 def topk_mask(scores: torch.Tensor, density: float) -> torch.Tensor:
@@ -97,16 +208,16 @@ def _z(x: torch.Tensor, normalization: str, block_size: int) -> torch.Tensor:
 
 
 def importance_scores(
-    w: torch.Tensor, w_pre: torch.Tensor, salience: torch.Tensor, u_diag: torch.Tensor, config: PatchConfig
+    w: torch.Tensor, w_pre: torch.Tensor, salience: torch.Tensor, u_diag: torch.Tensor, options: MaskOnlyOptions
 ) -> torch.Tensor:
     """alpha z(salience) + (1 - alpha) z(sensitivity) for an (out, cols) slice; u_diag (cols,) = diag of U."""
-    base = w if config.sensitivity == "weight" else w - w_pre
+    base = w if options.sensitivity == "weight" else w - w_pre
     sensitivity = base.pow(2) / u_diag.pow(2).unsqueeze(0)
     score = torch.zeros_like(w)
-    if config.alpha > 0:
-        score = score + config.alpha * _z(salience, config.normalization, config.block_size)
-    if config.alpha < 1:
-        score = score + (1 - config.alpha) * _z(sensitivity, config.normalization, config.block_size)
+    if options.alpha > 0:
+        score = score + options.alpha * _z(salience, options.normalization, options.block_size)
+    if options.alpha < 1:
+        score = score + (1 - options.alpha) * _z(sensitivity, options.normalization, options.block_size)
     return score
 
 
@@ -126,10 +237,11 @@ def tailor_matrix(
         w_ft: Fine-tuned weight (the reconstruction target).
         w_pre: Pretrained weight (the value outside the patch).
         h: Hessian mean x x^T of the layer inputs.
-        config: density, alpha, sensitivity, normalization, scope ("block" selects inside the sweep, anything else
-            needs `mask`), block_size, percdamp, compensate, compensation_sign.
+        config: A model_tailor or mask_only config: density and the options alpha, sensitivity, normalization,
+            scope ("block" selects inside the sweep, anything else needs `mask`), block_size, percdamp, compensate,
+            compensation_sign.
         mask: A fixed patch mask (True = patch) instead of selecting one.
-        u: `inverse_cholesky(h, config.percdamp)` when the caller has it already (layers sharing a Hessian).
+        u: `inverse_cholesky(h, percdamp)` when the caller has it already (layers sharing a Hessian).
 
     Returns:
         (W_hat, mask, errors) with errors {"mask_only", "compensated", "pretrained"} = ||(W_ft - .) X||^2 / n.
@@ -137,6 +249,21 @@ def tailor_matrix(
     Shapes:
         w_ft, w_pre: (out, in); h: (in, in).
     """
+    return _tailor_matrix(w_ft, w_pre, h, config.density, tailor_options(config), mask=mask, name=name, u=u)
+
+
+def _tailor_matrix(
+    w_ft: torch.Tensor,
+    w_pre: torch.Tensor,
+    h: torch.Tensor,
+    density: float,
+    options: ModelTailorOptions,
+    *,
+    mask: torch.Tensor | None = None,
+    name: str = "",
+    u: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """`tailor_matrix` with the density and the options given apart."""
     rows, cols = w_ft.shape
     if h.shape != (cols, cols):
         raise PatchError(f"{name}: Hessian {tuple(h.shape)} does not fit a weight with {cols} input columns")
@@ -144,13 +271,13 @@ def tailor_matrix(
     w = w_ft.to(dtype).clone()
     wp = w_pre.to(dtype)
     salience = (w_ft.to(dtype) - wp).abs()
-    u = (inverse_cholesky(h, config.percdamp, name=name) if u is None else u).to(dtype)
+    u = (inverse_cholesky(h, options.percdamp, name=name) if u is None else u).to(dtype)
     u_diag = torch.diagonal(u)
-    if mask is None and config.scope != "block":
-        mask = topk_mask(importance_scores(w, wp, salience, u_diag, config), config.density)
+    if mask is None and options.scope != "block":
+        mask = topk_mask(importance_scores(w, wp, salience, u_diag, options), density)
     chosen = torch.zeros(rows, cols, dtype=torch.bool, device=w.device)
-    sign = float(config.compensation_sign)
-    bs = config.block_size
+    sign = float(options.compensation_sign)
+    bs = options.block_size
     for i1 in range(0, cols, bs):
         i2 = min(i1 + bs, cols)
         w1 = w[:, i1:i2].clone()
@@ -158,9 +285,9 @@ def tailor_matrix(
         if mask is not None:
             m1 = mask[:, i1:i2].to(w.device)
         else:
-            m1 = topk_mask(importance_scores(w1, wp1, salience[:, i1:i2], u_diag[i1:i2], config), config.density)
+            m1 = topk_mask(importance_scores(w1, wp1, salience[:, i1:i2], u_diag[i1:i2], options), density)
         chosen[:, i1:i2] = m1
-        if not config.compensate:
+        if not options.compensate:
             w[:, i1:i2] = torch.where(m1, w1, wp1)
             continue
         u1 = u[i1:i2, i1:i2]
@@ -245,7 +372,8 @@ def _tailor_one(
     base: Mapping[str, torch.Tensor],
     targets: dict[str, nn.Module],
     batches: list,
-    config: PatchConfig,
+    density: float,
+    options: ModelTailorOptions,
     progress: bool,
     info: MethodInfo,
     keep_hessians: dict[str, torch.Tensor] | None = None,
@@ -253,17 +381,17 @@ def _tailor_one(
     """Tailor `model` in place; return the patch masks. Fills info.layer_errors / timings."""
     names = list(targets)
     fixed: dict[str, torch.Tensor] = {}
-    if config.scope == "global":
+    if options.scope == "global":
         t0 = time.perf_counter()
         acc = _hessians(model, targets, batches, None)
         scores = {}
         for name, mod in targets.items():
             w = get_matrix(mod).float()
             wp = get_matrix(mod, base[f"{name}.weight"]).float()
-            u_diag = torch.diagonal(inverse_cholesky(acc.hessian(name), config.percdamp, name=name)).float()
-            scores[name] = importance_scores(w, wp, (w - wp).abs(), u_diag, config)
+            u_diag = torch.diagonal(inverse_cholesky(acc.hessian(name), options.percdamp, name=name)).float()
+            scores[name] = importance_scores(w, wp, (w - wp).abs(), u_diag, options)
         flat = torch.cat([s.reshape(-1) for s in scores.values()])
-        allm = topk_mask(flat, config.density)
+        allm = topk_mask(flat, density)
         offset = 0
         for name, s in scores.items():
             fixed[name] = allm[offset : offset + s.numel()].reshape(s.shape)
@@ -271,8 +399,8 @@ def _tailor_one(
         info.timings["global_scores"] = info.timings.get("global_scores", 0.0) + time.perf_counter() - t0
     masks: dict[str, torch.Tensor] = {}
     pending: dict[str, torch.Tensor] = {}
-    groups = block_groups(names) if config.sequential else {"": names}
-    plan = _BlockCache.plan(model, list(groups)) if config.sequential and config.cache_block_inputs else None
+    groups = block_groups(names) if options.sequential else {"": names}
+    plan = _BlockCache.plan(model, list(groups)) if options.sequential and options.cache_block_inputs else None
     cache = _BlockCache(model, plan[0], plan[1][0], batches) if plan is not None else None
     order = [f"{plan[2]}.{i}" for i in range(plan[1][0], plan[1][-1] + 1)] if plan is not None else list(groups)
     hess_s = sweep_s = 0.0
@@ -296,17 +424,17 @@ def _tailor_one(
         for name, mod in members.items():
             h = acc.hessian(name)
             if id(h) not in factors:
-                factors[id(h)] = inverse_cholesky(h, config.percdamp, name=name)
+                factors[id(h)] = inverse_cholesky(h, options.percdamp, name=name)
             if keep_hessians is not None:
                 keep_hessians[name] = h
             w_ft = get_matrix(mod).clone()
             w_pre = get_matrix(mod, base[f"{name}.weight"]).to(w_ft.device)
-            w_hat, mask, errors = tailor_matrix(
-                w_ft, w_pre, h, config, mask=fixed.get(name), name=name, u=factors[id(h)]
+            w_hat, mask, errors = _tailor_matrix(
+                w_ft, w_pre, h, density, options, mask=fixed.get(name), name=name, u=factors[id(h)]
             )
             masks[name] = mask
             info.layer_errors[f"{name}.weight"] = errors
-            if config.sequential:
+            if options.sequential:
                 set_matrix(mod, w_hat)
             else:
                 pending[name] = w_hat
@@ -420,25 +548,27 @@ def _weight_mask(mod: nn.Module, mask: torch.Tensor) -> torch.Tensor:
     return mask.reshape(module_weight(mod).shape)
 
 
-@METHODS.register("model_tailor")
+@register("model_tailor", ModelTailorOptions, calibrated=True)
 def model_tailor(ctx: PatchContext, config: PatchConfig) -> MethodInfo:
-    """Model Tailor (compensation per `config.compensate`); several fine-tunes are combined per `config.combine`."""
+    """Model Tailor (compensation per `compensate`); several fine-tunes are combined per the option `combine`."""
+    return _model_tailor(ctx, config.density, tailor_options(config))
+
+
+@register("mask_only", MaskOnlyOptions, calibrated=True)
+def mask_only(ctx: PatchContext, config: PatchConfig) -> MethodInfo:
+    """Model Tailor without the compensation step (the paper's "mask only" ablation)."""
+    return _model_tailor(ctx, config.density, tailor_options(config))
+
+
+def _model_tailor(ctx: PatchContext, density: float, options: ModelTailorOptions) -> MethodInfo:
     info = MethodInfo()
     if not ctx.targets:
         return info
     if len(ctx.models) == 1:
-        masks = _tailor_one(ctx.model, ctx.base, ctx.targets, ctx.calibration[0], config, ctx.progress, info)
+        masks = _tailor_one(ctx.model, ctx.base, ctx.targets, ctx.calibration[0], density, options, ctx.progress, info)
         info.masks = {f"{n}.weight": _weight_mask(ctx.targets[n], m) for n, m in masks.items()}
         return info
-    return _multi_task(ctx, config, info)
-
-
-@METHODS.register("mask_only")
-def mask_only(ctx: PatchContext, config: PatchConfig) -> MethodInfo:
-    """Model Tailor without the compensation step (the paper's "mask only" ablation)."""
-    from dataclasses import replace
-
-    return model_tailor(ctx, replace(config, compensate=False))
+    return _multi_task(ctx, density, options, info)
 
 
 def regmean_merge(
@@ -461,12 +591,11 @@ def regmean_merge(
     return torch.linalg.solve(h_sum + damp * eye, rhs.t()).t(), h_sum
 
 
-def _multi_task(ctx: PatchContext, config: PatchConfig, info: MethodInfo) -> MethodInfo:
+def _multi_task(ctx: PatchContext, density: float, options: ModelTailorOptions, info: MethodInfo) -> MethodInfo:
     import copy
-    from dataclasses import replace
 
     names = list(ctx.targets)
-    task_cfg = replace(config, sequential=False) if config.combine == "joint" else config
+    task_options = dataclasses.replace(options, sequential=False) if options.combine == "joint" else options
     tailored: list[dict[str, torch.Tensor]] = []
     task_masks: list[dict[str, torch.Tensor]] = []
     hessians: list[dict[str, torch.Tensor]] = []
@@ -474,7 +603,7 @@ def _multi_task(ctx: PatchContext, config: PatchConfig, info: MethodInfo) -> Met
         work = copy.deepcopy(model)
         mods = {n: work.get_submodule(n) for n in names}
         keep: dict[str, torch.Tensor] = {}
-        masks = _tailor_one(work, ctx.base, mods, ctx.calibration[t], task_cfg, ctx.progress, info, keep)
+        masks = _tailor_one(work, ctx.base, mods, ctx.calibration[t], density, task_options, ctx.progress, info, keep)
         tailored.append({n: get_matrix(mods[n]).clone() for n in names})
         task_masks.append(masks)
         hessians.append(keep)
@@ -484,19 +613,19 @@ def _multi_task(ctx: PatchContext, config: PatchConfig, info: MethodInfo) -> Met
         mod = ctx.targets[name]
         w_pre = get_matrix(mod, ctx.base[f"{name}.weight"]).to(dtype=torch.float32, device=module_weight(mod).device)
         union = torch.stack([m[name] for m in task_masks]).any(0)
-        if config.combine in ("sum", "overlap_average"):
+        if options.combine in ("sum", "overlap_average"):
             delta = sum((tw[name].float() - w_pre) for tw in tailored)
             assert isinstance(delta, torch.Tensor)
-            if config.combine == "overlap_average":
+            if options.combine == "overlap_average":
                 count = torch.stack([m[name] for m in task_masks]).sum(0).clamp_min(1)
                 delta = delta / count
             set_matrix(mod, w_pre + delta)
         else:  # joint: RegMean merge of the fine-tuned weights, one compensation with H = sum_t H_t on the union
             hs_t = [hs[name] for hs in hessians]
             ws = [get_matrix(mod, s[f"{name}.weight"]) for s in ctx.finetuned]
-            merged, h_sum = regmean_merge(ws, hs_t, config.percdamp)
-            w_hat, _, errors = tailor_matrix(
-                merged.float(), w_pre.to(merged.device), h_sum, config, mask=union, name=name
+            merged, h_sum = regmean_merge(ws, hs_t, options.percdamp)
+            w_hat, _, errors = _tailor_matrix(
+                merged.float(), w_pre.to(merged.device), h_sum, density, options, mask=union, name=name
             )
             info.layer_errors[f"{name}.weight"] = errors
             set_matrix(mod, w_hat)
