@@ -8,6 +8,7 @@ the checks that refuse a poor result (not part of SAME++) are in docs/registrati
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -152,17 +153,78 @@ class DeformNetConfig:
         check_int_at_least("train_pairs", self.train_pairs, 1)
 
 
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class ConvexIOConfig:
+    """The convexAdam-family instance optimisation (`io.kind=convex_adam`, registration/convex_io.py,
+    docs/registration.md#convex-adam-instance-optimisation). Units are voxels of the fixed feature grid (half the
+    working grid: 6 mm at the default 3 mm working spacing). Defaults follow the convexAdam package
+    (Siebert, Grossbroehmer, Hansen and Heinrich; `convexAdam.convex_adam_MIND`) where it has a counterpart and are
+    [inferred] otherwise.
+    """
+
+    search: bool = True  # run the coupled convex discrete search (off: Adam alone, from the previous map)
+    grid: int = 2  # control-point spacing (convexAdam grid_sp 6 image voxels = 3 feature voxels) [inferred]
+    radius: int = 4  # half-width of the displacement cube, in steps (convexAdam disp_hw 4)
+    step: int = 1  # feature voxels per displacement step (convexAdam: one control cell) [inferred]
+    cost_smooth: int = 2  # 3^n box filters of the cost over the control points (convexAdam 2)
+    coupling: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # convexAdam's schedule, per squared step
+    inverse_consistent: bool = True  # convexAdam ic=True: forward and backward search, made inverse consistent
+    ic_iterations: int = 15  # convexAdam 15
+    levels: tuple[int, ...] = (2, 1)  # Adam levels: the feature grid pooled by these factors, coarse to fine [inferred]
+    iterations: tuple[int, ...] = (40, 40)  # Adam iterations per level (convexAdam: one level, 80) [inferred]
+    lr: float = 0.5  # Adam, level-voxel units (convexAdam 1) [inferred]
+    lr_decay: bool = True  # cosine decay of lr to 0 over each level (convexAdam: constant) [inferred]
+    diffusion: float = 0.6  # lambda x sum of mean squared forward differences (level voxels) [inferred], see below
+    smooth_pools: int = 3  # 3^n average pools of the parameter every iteration, B-spline-like (convexAdam 3)
+
+    def __post_init__(self) -> None:
+        for name in ("grid", "step", "ic_iterations"):
+            check_int_at_least(f"io.convex.{name}", getattr(self, name), 1)
+        for name in ("radius", "cost_smooth", "smooth_pools"):
+            check_int_at_least(f"io.convex.{name}", getattr(self, name), 0)
+        check(
+            all(_number(c) and c >= 0 for c in self.coupling),
+            f"io.convex.coupling: expected non-negative numbers, got {self.coupling!r}",
+        )
+        check(
+            all(_integer(f) and f >= 1 for f in self.levels),
+            f"io.convex.levels: expected positive integers (pooling factors, coarse to fine), got {self.levels!r}",
+        )
+        check(
+            len(self.iterations) == len(self.levels) and all(_integer(i) and i >= 0 for i in self.iterations),
+            f"io.convex.iterations: expected {len(self.levels)} non-negative integers (one per level), "
+            f"got {self.iterations!r}",
+        )
+        _pos("io.convex.lr", self.lr)
+        check_number_at_least("io.convex.diffusion", self.diffusion, 0.0)
+        check(self.search or len(self.levels) > 0, "io.convex: expected search=true or at least one Adam level")
+
+
 @dataclass(frozen=True)
 class IOConfig:
-    """SAM-IO instance optimisation (docs/registration.md#the-method-as-implemented)."""
+    """Instance optimisation (the `io` step). kind: "adam" (SAM-IO as the official code does it,
+    docs/registration.md#the-method-as-implemented; `iterations` .. `diffusion` below) or "convex_adam" (a coupled
+    convex discrete search, then multi-level Adam with diffusion regularisation, `convex`;
+    docs/registration.md#convex-adam-instance-optimisation). `pca_channels` applies to both."""
 
+    kind: Literal["adam", "convex_adam"] = "adam"
     iterations: int = 50
     lr: float = 0.05  # Adam, [-1, 1] units, eps 1e-4
     smooth_pools: int = 3  # 3x3x3 average pools of the parameter every iteration (and after upsampling)
     diffusion: float = 1000.0  # weight of the mean squared forward differences ([-1, 1] units)
     pca_channels: int = 32  # project wider descriptors (SAM: 256) to this many channels first; 0 = off [CPU]
+    convex: ConvexIOConfig = field(default_factory=ConvexIOConfig)
 
     def __post_init__(self) -> None:
+        check(self.kind in ("adam", "convex_adam"), f"io.kind: expected adam or convex_adam, got {self.kind!r}")
         check_int_at_least("iterations", self.iterations, 0)
         check_int_at_least("pca_channels", self.pca_channels, 0)
         _pos("lr", self.lr)

@@ -6,7 +6,8 @@ reported alone, and a verdict on the result.
 image's own grid. Everything runs on the working grid (the fixed image resampled to `spacing_mm`); feature maps live
 on half of it. Without a trained SAM embedding the matching steps run on MIND-like intensity features (with a
 search window) and the result says so in `features` and `notes`; SAM-Deform needs a trained `DeformNet` and is
-skipped, with a note, without one.
+skipped, with a note, without one. The `io` step is SAM-IO (`io.kind=adam`, the default) or the convexAdam-family
+instance optimisation (`io.kind=convex_adam`, `convex_io.convex_adam_io`; its report goes to `info["io"]`).
 
 Initialisation and checks (docs/registration.md#initialisation-and-checks; not part of SAME++): `prepare` picks the
 initial transform A0 (`initial.initial_transform`: identity, centre of mass or principal axes, by similarity) and
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from tailorkit.registration.config import RegistrationConfig
+from tailorkit.registration.convex_io import convex_adam_io
 from tailorkit.registration.deform_net import DeformNet, DeformPair, deform_step
 from tailorkit.registration.features import FeatureMap, mind_features, normalise_intensity, sam_features
 from tailorkit.registration.initial import initial_transform
@@ -433,6 +435,12 @@ def _register(
                 notes.append("deform skipped: no trained deformation network (tailorkit register train)")
                 continue
             current = deform_step(net, deform_pair(prep, current))
+        elif step == "io" and config.io.kind == "convex_adam":
+            report: dict[str, Any] = {}
+            current = convex_adam_io(
+                prep.fixed_features, prep.moving_features, current, prep.work_affine, config.io, report
+            )
+            info["io"] = report
         elif step == "io":
             current = sam_io(prep.fixed_features, prep.moving_features, current, prep.work_affine, config.io)
         seconds[step] = time.perf_counter() - start
