@@ -244,11 +244,18 @@ def _steps_job(
         res = register_arrays(fixed, aff, moving, aff, cfg, model=model, net=net, prepared=prep)
         cpu = time.process_time() - c0
         elapsed = res.seconds["prepare"]
+        field = None
         for stage in steps:
-            elapsed += res.seconds[stage]
+            # A step the pipeline skipped (coarse after a refused affine fit; the notes say why) leaves the field of
+            # the step before it, so its row scores what the pipeline would return there.
+            elapsed += res.seconds.get(stage, 0.0)
+            field = res.stages.get(stage, field)
+            if field is None:
+                raise RuntimeError(f"registration bench: no field after step {stage!r} ({res.notes})")
             results.append(
-                {"method": f"{kind}_{stage}", "tier": pair.tier, "metrics": evaluate(res.stages[stage], atlas, pair),
-                 "seconds": elapsed, "cpu": cpu if stage == steps[-1] else float("nan"), "info": res.info}
+                {"method": f"{kind}_{stage}", "tier": pair.tier, "metrics": evaluate(field, atlas, pair),
+                 "seconds": elapsed, "cpu": cpu if stage == steps[-1] else float("nan"), "info": res.info,
+                 "skipped": stage not in res.stages}
             )  # fmt: skip
     return _done(start, rows=results)
 
