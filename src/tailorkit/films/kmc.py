@@ -29,6 +29,12 @@ Speed (issue 24; every step keeps the trajectory bit for bit, tests/films/test_r
 - small lattices use a dense table of every pair energy instead (`dense_table`, chosen by `choose_table`), whose
   entries are exactly the values the records and the hash give.
 No fastmath: NaN is never produced by the rates, but IEEE semantics keep the clock and the sums bit-exact.
+
+Option `run.kernel = "running"` (spec[5]; not bit-identical to the reference fingerprints, tested in
+tests/films/test_running_kernel.py): the energies are rounded to a 2**-36 grid (interactions.quantize), so sums are
+exact in any order; then each particle's bond energy is a running sum `esum` updated on every hop (the bonds a hop
+breaks cost no lookup), and the bonds formed by the hops into one void are looked up once per pair of its
+neighbours (_void_rates_shared): 12 lookups per event for an isolated 2D void instead of 24.
 """
 
 from __future__ import annotations
@@ -54,10 +60,12 @@ from tailorkit.films.interactions import (
     I_N,
     I_ND,
     I_P,
+    I_QUANT,
     I_REBUILD,
     I_SUBMODE,
     bond_v,
     hashed_u,
+    quantize,
 )
 from tailorkit.films.rng import uniform, uniform_open
 
@@ -106,7 +114,8 @@ def kernel_params(fpar: np.ndarray, ipar: np.ndarray, vseed: np.uint64) -> KPara
 def kernel_spec(ipar: np.ndarray, dense: bool) -> tuple:
     """The configuration the kernels are specialised on, as a tuple whose *type* carries it (numba compiles one
     kernel per type, with `len` of each member a compile-time constant): (range(nd), pinned substrate, g = delta,
-    constant bonds, dense table), each flag an empty or one-element tuple."""
+    constant bonds, dense table, running energy sums on quantized energies), each flag an empty or one-element
+    tuple."""
 
     def flag(on: bool) -> tuple[int, ...]:
         return (0,) if on else ()
@@ -117,6 +126,7 @@ def kernel_spec(ipar: np.ndarray, dense: bool) -> tuple:
         flag(ipar[I_GMODE] == 1),
         flag(ipar[I_CONST] != 0),
         flag(dense),
+        flag(ipar[I_QUANT] != 0),
     )
 
 
@@ -139,10 +149,11 @@ def _bond(o, k, j, ids, vals, p, spec):
         return vals[k, j]
     for i in range(len(spec[0])):
         if ids[o, i] == j:
-            return vals[o, i]
+            return vals[o, i]  # quantized when the records were filled
     if len(spec[2]) != 0:
-        return p.V0
-    return p.V0 + p.dV * hashed_u(k, j, p.n_ids, p.vseed)
+        return quantize(p.V0) if len(spec[5]) != 0 else p.V0
+    v = p.V0 + p.dV * hashed_u(k, j, p.n_ids, p.vseed)
+    return quantize(v) if len(spec[5]) != 0 else v
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -167,8 +178,9 @@ def _site_energy(o, k, s, skip, nbr, occ, ids, vals, p, spec):
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _rate(sv, d, nbr, occ, ids, vals, p, spec, site_rows):
-    """w0 exp(-(E0 + dE/2)/T) for the hop into void site sv from direction d; 0 when no particle can hop."""
+def _rate(sv, d, nbr, occ, ids, vals, esum, p, spec, site_rows):
+    """w0 exp(-(E0 + dE/2)/T) for the hop into void site sv from direction d; 0 when no particle can hop.
+    With running sums (spec[5]) the bonds broken are esum[k]: sv is a void, so skipping it changes nothing."""
     m = nbr[sv, d]
     if m < 0:
         return 0.0
@@ -177,19 +189,58 @@ def _rate(sv, d, nbr, occ, ids, vals, p, spec, site_rows):
         return 0.0
     o = m if site_rows else k
     e_new = _site_energy(o, k, sv, m, nbr, occ, ids, vals, p, spec)
-    e_old = _site_energy(o, k, m, sv, nbr, occ, ids, vals, p, spec)
+    e_old = esum[k] if len(spec[5]) != 0 else _site_energy(o, k, m, sv, nbr, occ, ids, vals, p, spec)
     return p.pref * math.exp(-(e_new - e_old) * p.inv2T)
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _set_void_rates(v, vsite, nbr, occ, ids, vals, tree, p, spec, site_rows):
+def _void_rates_shared(sv, base, nbr, occ, ids, vals, esum, tree, p, spec, hk, he):
+    """The running kernel's leaves of the void at sv: each bond between two of the void's neighbours is looked up
+    once and counted for both hoppers (bonds formed), the bonds broken are the running sums. Exact sums make the
+    order of the additions irrelevant, so the rates equal _rate's bit for bit. hk, he: scratch of length nd."""
+    nd = len(spec[0])
+    sub = False
+    for d in range(nd):
+        a = nbr[sv, d]
+        he[d] = 0.0
+        if a >= 0:
+            hk[d] = occ[a]
+        else:
+            hk[d] = -1
+            if a == -2:
+                sub = True
+    for d in range(nd):
+        k = hk[d]
+        if k < 0:
+            tree[base + d] = 0.0
+            continue
+        o = nbr[sv, d]
+        for d2 in range(d + 1, nd):
+            j = hk[d2]
+            if j >= 0:
+                b = _bond(o, k, j, ids, vals, p, spec)
+                he[d] += b
+                he[d2] += b
+        if sub:
+            if len(spec[1]) == 0:
+                he[d] += p.vsub
+            else:
+                he[d] += _bond(o, k, p.N + sv % p.area, ids, vals, p, spec)
+        tree[base + d] = p.pref * math.exp(-(he[d] - esum[k]) * p.inv2T)
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _set_void_rates(v, vsite, nbr, occ, ids, vals, esum, tree, p, spec, site_rows, hk, he):
     """Recompute the nd leaves of void v and the sums above them."""
     nd = len(spec[0])
     B = p.B
     sv = vsite[v]
     base = p.P + v * B
-    for d in range(nd):
-        tree[base + d] = _rate(sv, d, nbr, occ, ids, vals, p, spec, site_rows)
+    if len(spec[5]) != 0:
+        _void_rates_shared(sv, base, nbr, occ, ids, vals, esum, tree, p, spec, hk, he)
+    else:
+        for d in range(nd):
+            tree[base + d] = _rate(sv, d, nbr, occ, ids, vals, esum, p, spec, site_rows)
     lo = base >> 1
     n = B >> 1
     while n >= 1 and lo >= 1:
@@ -261,10 +312,13 @@ def _event(
     t_relax,
     ids,
     vals,
+    esum,
     tree,
     stamp,
     counters,
     near,
+    hk,
+    he,
     p,
     spec,
     site_rows,
@@ -277,6 +331,14 @@ def _event(
     s = vsite[v]
     m = nbr[s, d]
     k = occ[m]
+    running = len(spec[5]) != 0
+    if running:  # k's old neighbours lose their bond to k (exact: quantized energies)
+        for dd in range(nd):
+            a = nbr[m, dd]
+            if a >= 0:
+                j = occ[a]
+                if j >= 0:
+                    esum[j] -= _bond(m, k, j, ids, vals, p, spec)
     occ[s] = k
     occ[m] = -1
     pos[k] = s
@@ -287,6 +349,22 @@ def _event(
         for i in range(nd):
             ids[s, i] = ids[m, i]
             vals[s, i] = vals[m, i]
+    if running:  # its new neighbours gain one; k's own sum is rebuilt from the bonds at s
+        e = 0.0
+        for dd in range(nd):
+            a = nbr[s, dd]
+            if a >= 0:
+                j = occ[a]
+                if j >= 0 and a != m:
+                    b = _bond(s, k, j, ids, vals, p, spec)
+                    esum[j] += b
+                    e += b
+            elif a == -2:
+                if len(spec[1]) == 0:
+                    e += p.vsub
+                else:
+                    e += _bond(s, k, p.N + s % p.area, ids, vals, p, spec)
+        esum[k] = e
     r2 = 0
     for c in range(dim):
         x = disp[k, c] - dvec[d, c]
@@ -300,7 +378,7 @@ def _event(
     n_near = _gather_near(s, ev, stamp, void_at, nbr, near, 0, nd)
     n_near = _gather_near(m, ev, stamp, void_at, nbr, near, n_near, nd)
     for i in range(n_near):
-        _set_void_rates(near[i], vsite, nbr, occ, ids, vals, tree, p, spec, site_rows)
+        _set_void_rates(near[i], vsite, nbr, occ, ids, vals, esum, tree, p, spec, site_rows, hk, he)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -318,6 +396,7 @@ def _run(
     t_relax,
     ids,
     vals,
+    esum,
     tree,
     stamp,
     rng,
@@ -330,6 +409,8 @@ def _run(
     nd = len(spec[0])
     P = p.P
     near = np.empty(2 * (1 + nd * (1 + nd)), dtype=np.int64)
+    hk = np.empty(nd, dtype=np.int64)
+    he = np.empty(nd)
     n = 0
     t_next = clock[1]
     while n < max_events:
@@ -354,10 +435,13 @@ def _run(
             t_relax,
             ids,
             vals,
+            esum,
             tree,
             stamp,
             counters,
             near,
+            hk,
+            he,
             p,
             spec,
             True,
@@ -375,14 +459,23 @@ def _run(
 
 
 @nb.njit(cache=True)
-def fill_site_records(occ, ovr_id, ovr_v, rec_id, rec_v):
-    """rec_*[s] = the overrides of the particle at site s (rows of empty sites are left as they are)."""
+def fill_site_records(occ, ovr_id, ovr_v, rec_id, rec_v, quant):
+    """rec_*[s] = the overrides of the particle at site s (rows of empty sites are left as they are); the values
+    rounded to the 2**-36 grid when `quant` (run.kernel = "running")."""
     for s in range(occ.shape[0]):
         k = occ[s]
         if k >= 0:
             for i in range(ovr_id.shape[1]):
                 rec_id[s, i] = ovr_id[k, i]
-                rec_v[s, i] = ovr_v[k, i]
+                rec_v[s, i] = quantize(ovr_v[k, i]) if quant else ovr_v[k, i]
+
+
+@nb.njit(cache=True)
+def fill_energy_sums(esum, pos, nbr, occ, ids, vals, p, spec):
+    """esum[k] = the bond energy of particle k at its site, from scratch (the running kernel's sums)."""
+    for k in range(pos.shape[0]):
+        s = pos[k]
+        esum[k] = _site_energy(s, k, s, -3, nbr, occ, ids, vals, p, spec)
 
 
 @nb.njit(cache=True)
@@ -396,7 +489,7 @@ def fill_dense_table(table, ovr_id, ovr_v, fpar, ipar, vseed):
 def run_until(state, t_stop: float, max_events: int) -> int:
     """Advance `state` (a FilmState) until the next event would pass t_stop, or by max_events events."""
     lat = state.lattice
-    ids, vals = state.kernel_tables()
+    ids, vals, esum = state.kernel_tables()
     return int(
         _run(
             float(t_stop),
@@ -412,6 +505,7 @@ def run_until(state, t_stop: float, max_events: int) -> int:
             state.t_relax,
             ids,
             vals,
+            esum,
             state.tree,
             state.stamp,
             state.rng,

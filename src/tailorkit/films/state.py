@@ -16,7 +16,7 @@ import numpy as np
 from tailorkit.films import kmc
 from tailorkit.films.config import FilmConfig
 from tailorkit.films.equilibrate import boltzmann_bonds, equilibrium_occupancy
-from tailorkit.films.interactions import pack_params, vseed_of, z1
+from tailorkit.films.interactions import I_QUANT, pack_params, vseed_of, z1
 from tailorkit.films.lattice import Lattice, build_lattice
 from tailorkit.films.rng import rng_state
 
@@ -104,12 +104,24 @@ class FilmState:
     def spec(self) -> tuple:
         return kmc.kernel_spec(self.ipar, self.dense)
 
-    def kernel_tables(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vals) for the kernel: the dense pair table, or per-site override records filled from `occ`.
+    def kernel_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, vals, esum) for the kernel: the dense pair table, or per-site override records filled from `occ`;
+        with `run.kernel = "running"`, the per-particle bond-energy sums (else a 1-element dummy).
 
-        Both are derived from the checkpointed arrays (the overrides never change during a run), so they are not
-        part of the state: the records are refilled on every call, the table whenever the overrides changed.
+        All are derived from the checkpointed arrays (the overrides never change during a run), so they are not
+        part of the state: the records and sums are refilled on every call, the table whenever the overrides changed.
         """
+        ids, vals = self._bond_tables()
+        if not self.ipar[I_QUANT]:
+            return ids, vals, np.zeros(1)
+        if "esum" not in self.extra:
+            self.extra["esum"] = np.zeros(self.n_particles)
+        kmc.fill_energy_sums(
+            self.extra["esum"], self.pos, self.lattice.nbr, self.occ, ids, vals, self.kparams, self.spec
+        )
+        return ids, vals, self.extra["esum"]
+
+    def _bond_tables(self) -> tuple[np.ndarray, np.ndarray]:
         if self.dense:
             key = hash((self.ovr_id.tobytes(), self.ovr_v.tobytes()))
             if self.extra.get("dense_key") != key:
@@ -121,7 +133,8 @@ class FilmState:
         if "rec_id" not in self.extra:
             self.extra["rec_id"] = np.full((self.occ.shape[0], self.ovr_id.shape[1]), -1, np.int32)
             self.extra["rec_v"] = np.zeros((self.occ.shape[0], self.ovr_v.shape[1]))
-        kmc.fill_site_records(self.occ, self.ovr_id, self.ovr_v, self.extra["rec_id"], self.extra["rec_v"])
+        quant = bool(self.ipar[I_QUANT])
+        kmc.fill_site_records(self.occ, self.ovr_id, self.ovr_v, self.extra["rec_id"], self.extra["rec_v"], quant)
         return self.extra["rec_id"], self.extra["rec_v"]
 
     def fresh_rates(self) -> np.ndarray:
