@@ -104,24 +104,13 @@ class FilmState:
     def spec(self) -> tuple:
         return kmc.kernel_spec(self.ipar, self.dense)
 
-    def kernel_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ids, vals, esum) for the kernel: the dense pair table, or per-site override records filled from `occ`;
-        with `run.kernel = "running"`, the per-particle bond-energy sums (else a 1-element dummy).
+    def kernel_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vals) for the kernel: the dense pair table, or per-site override records filled from `occ`.
 
-        All are derived from the checkpointed arrays (the overrides never change during a run), so they are not
-        part of the state: the records and sums are refilled on every call, the table whenever the overrides changed.
+        Both are derived from the checkpointed arrays (the overrides never change during a run), so they are not
+        part of the state: the records are refilled on every call, the table whenever the overrides changed. With
+        `run.kernel = "running"` their energies are on the 2**-36 grid.
         """
-        ids, vals = self._bond_tables()
-        if not self.ipar[I_QUANT]:
-            return ids, vals, np.zeros(1)
-        if "esum" not in self.extra:
-            self.extra["esum"] = np.zeros(self.n_particles)
-        kmc.fill_energy_sums(
-            self.extra["esum"], self.pos, self.lattice.nbr, self.occ, ids, vals, self.kparams, self.spec
-        )
-        return ids, vals, self.extra["esum"]
-
-    def _bond_tables(self) -> tuple[np.ndarray, np.ndarray]:
         if self.dense:
             key = hash((self.ovr_id.tobytes(), self.ovr_v.tobytes()))
             if self.extra.get("dense_key") != key:
@@ -136,6 +125,16 @@ class FilmState:
         quant = bool(self.ipar[I_QUANT])
         kmc.fill_site_records(self.occ, self.ovr_id, self.ovr_v, self.extra["rec_id"], self.extra["rec_v"], quant)
         return self.extra["rec_id"], self.extra["rec_v"]
+
+    def energy_sums(self, ids: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """The running kernel's per-particle bond-energy sums, from scratch (`ids, vals` from kernel_tables). Derived
+        state like the tables: refilled on every `run_until` call, so checkpoints do not carry it."""
+        if "esum" not in self.extra:
+            self.extra["esum"] = np.zeros(self.n_particles)
+        kmc.fill_energy_sums(
+            self.extra["esum"], self.pos, self.lattice.nbr, self.occ, ids, vals, self.kparams, self.spec
+        )
+        return self.extra["esum"]
 
     def fresh_rates(self) -> np.ndarray:
         """All leaves recomputed from scratch (tests compare them with the incrementally kept tree)."""
