@@ -106,6 +106,9 @@ class RunConfig:
     checkpoint_every_s: float = 60.0
     rebuild_every: int = 1 << 20
     chunk_events: int = 1_000_000
+    # "reference": the kernel whose trajectories the committed fingerprints pin bit for bit; "running": per-particle
+    # running sums of bond energies on energies rounded to a 2**-36 grid (exact sums; docs/films.md#the-kernel-issue-24)
+    kernel: Literal["reference", "running"] = "reference"
 
     def __post_init__(self) -> None:
         if self.t_max <= 0:
@@ -122,6 +125,8 @@ class RunConfig:
             raise ValueError("run.per_decade must be >= 1 and run.t_first_hops > 0")
         if self.preheat_sweeps < 0 or self.relax_r2 < 1 or self.chunk_events < 1 or self.rebuild_every < 1:
             raise ValueError("run.preheat_sweeps >= 0, run.relax_r2 >= 1, run.chunk_events >= 1 are required")
+        if self.kernel not in ("reference", "running"):
+            raise ValueError(f"run.kernel: expected 'reference' or 'running', got {self.kernel!r}")
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,11 @@ class FilmConfig:
                 f"impossible density: phi_v={self.model.phi_v} on {n_sites} sites gives {n_voids} voids; "
                 f"expected between 1 and {n_sites - 2}"
             )
+        if self.run.kernel == "running" and max(abs(self.model.V0), abs(self.model.V1)) > 1024:
+            raise ValueError(
+                f"run.kernel = 'running' keeps exact sums only for |V0|, |V1| <= 1024, got V0={self.model.V0}, "
+                f"V1={self.model.V1}"
+            )
 
     @property
     def n_voids(self) -> int:
@@ -157,8 +167,12 @@ class FilmConfig:
 
 
 def config_json(config: Any) -> str:
-    """Canonical JSON (sorted keys) of a config: what files store and what the hash covers."""
-    return json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
+    """Canonical JSON (sorted keys) of a config: what files store and what the hash covers. `run.kernel` is left out
+    at its default ("reference"), so that the files and hashes of runs made before the option existed stay valid."""
+    d = to_dict(config)
+    if isinstance(config, FilmConfig) and d["run"].get("kernel") == "reference":
+        del d["run"]["kernel"]
+    return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 
 def config_hash(config: Any) -> str:

@@ -12,7 +12,14 @@ modified at t = 0"). g = "delta" (all V = V0) is the tracer/lattice-gas limit us
 Parameter arrays shared by all kernels (packed once by `pack_params`):
     fpar: [1/(2T), w0 exp(-E0/T), V0, V1, v_substrate, v_const, relax_r2]
     ipar: [nd, N, area, substrate_mode (0 constant, 1 pinned ids N + column), g_mode (0 uniform, 1 delta),
-           const_mode (1: every bond, substrate included, is v_const), block B, leaves P, dim, rebuild_every]
+           const_mode (1: every bond, substrate included, is v_const), block B, leaves P, dim, rebuild_every,
+           quantized (1: every V rounded to a multiple of 2**-36, `run.kernel = "running"`)]
+
+Quantized energies (`run.kernel = "running"`): every V (hashed, override, substrate, constant) is rounded to the
+nearest multiple of Q = 2**-36 (a change of at most 7.3e-12). A sum of up to 2^3 such numbers of magnitude <= 2^10
+(FilmConfig requires |V0|, |V1| <= 1024 for this kernel) needs at most 49 of float64's 53 bits, so it is exact: a
+per-particle running sum of bond energies, updated by + and - on every hop, equals the from-scratch sum bit for bit
+in any order (no drift), and the kernel's rates equal the generic path's exactly.
 """
 
 from __future__ import annotations
@@ -25,8 +32,16 @@ import numpy as np
 from tailorkit.films.config import FilmConfig
 
 F_INV2T, F_PREF, F_V0, F_V1, F_VSUB, F_VCONST, F_R2 = range(7)
-I_ND, I_N, I_AREA, I_SUBMODE, I_GMODE, I_CONST, I_B, I_P, I_DIM, I_REBUILD = range(10)
+I_ND, I_N, I_AREA, I_SUBMODE, I_GMODE, I_CONST, I_B, I_P, I_DIM, I_REBUILD, I_QUANT = range(11)
 _INV53 = 1.0 / 9007199254740992.0
+Q_SCALE = float(2**36)
+Q_STEP = 1.0 / Q_SCALE
+
+
+@nb.njit(cache=True, inline="always")
+def quantize(v: float) -> float:
+    """v rounded to the nearest multiple of 2**-36 (exact: scaling by a power of two and floor are exact)."""
+    return math.floor(v * Q_SCALE + 0.5) * Q_STEP
 
 
 @nb.njit(cache=True, inline="always")
@@ -55,11 +70,12 @@ def bond_v(
         return fpar[F_VCONST]
     for i in range(ovr_id.shape[1]):
         if ovr_id[k, i] == j:
-            return ovr_v[k, i]
+            return quantize(ovr_v[k, i]) if ipar[I_QUANT] != 0 else ovr_v[k, i]
     if ipar[I_GMODE] == 1:
-        return fpar[F_V0]
+        return quantize(fpar[F_V0]) if ipar[I_QUANT] != 0 else fpar[F_V0]
     n_ids = ipar[I_N] + ipar[I_AREA]
-    return fpar[F_V0] + (fpar[F_V1] - fpar[F_V0]) * hashed_u(k, j, n_ids, vseed)
+    v = fpar[F_V0] + (fpar[F_V1] - fpar[F_V0]) * hashed_u(k, j, n_ids, vseed)
+    return quantize(v) if ipar[I_QUANT] != 0 else v
 
 
 def z1(config: FilmConfig) -> float:
@@ -101,14 +117,19 @@ def pack_params(config: FilmConfig, nd: int, area: int, n_particles: int, const_
     n_leaves = 1
     while n_leaves < max(config.n_voids * block, 2):
         n_leaves *= 2
+    quant = config.run.kernel == "running"
+
+    def q(v: float) -> float:
+        return math.floor(v * Q_SCALE + 0.5) * Q_STEP if quant else v
+
     fpar = np.array(
         [
             1.0 / (2.0 * m.T),
             m.w0 * math.exp(-m.E0 / m.T),
             m.V0,
             m.V1 if m.g == "uniform" else m.V0,
-            u_lattice_gas(config),
-            0.0 if const_v is None else const_v,
+            q(u_lattice_gas(config)),
+            0.0 if const_v is None else q(const_v),
             float(config.run.relax_r2),
         ],
         dtype=np.float64,
@@ -125,6 +146,7 @@ def pack_params(config: FilmConfig, nd: int, area: int, n_particles: int, const_
             n_leaves,
             lat.dim,
             config.run.rebuild_every,
+            1 if quant else 0,
         ],
         dtype=np.int64,
     )

@@ -16,7 +16,7 @@ import numpy as np
 from tailorkit.films import kmc
 from tailorkit.films.config import FilmConfig
 from tailorkit.films.equilibrate import boltzmann_bonds, equilibrium_occupancy
-from tailorkit.films.interactions import pack_params, vseed_of, z1
+from tailorkit.films.interactions import I_QUANT, pack_params, vseed_of, z1
 from tailorkit.films.lattice import Lattice, build_lattice
 from tailorkit.films.rng import rng_state
 
@@ -108,7 +108,8 @@ class FilmState:
         """(ids, vals) for the kernel: the dense pair table, or per-site override records filled from `occ`.
 
         Both are derived from the checkpointed arrays (the overrides never change during a run), so they are not
-        part of the state: the records are refilled on every call, the table whenever the overrides changed.
+        part of the state: the records are refilled on every call, the table whenever the overrides changed. With
+        `run.kernel = "running"` their energies are on the 2**-36 grid.
         """
         if self.dense:
             key = hash((self.ovr_id.tobytes(), self.ovr_v.tobytes()))
@@ -121,8 +122,19 @@ class FilmState:
         if "rec_id" not in self.extra:
             self.extra["rec_id"] = np.full((self.occ.shape[0], self.ovr_id.shape[1]), -1, np.int32)
             self.extra["rec_v"] = np.zeros((self.occ.shape[0], self.ovr_v.shape[1]))
-        kmc.fill_site_records(self.occ, self.ovr_id, self.ovr_v, self.extra["rec_id"], self.extra["rec_v"])
+        quant = bool(self.ipar[I_QUANT])
+        kmc.fill_site_records(self.occ, self.ovr_id, self.ovr_v, self.extra["rec_id"], self.extra["rec_v"], quant)
         return self.extra["rec_id"], self.extra["rec_v"]
+
+    def energy_sums(self, ids: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """The running kernel's per-particle bond-energy sums, from scratch (`ids, vals` from kernel_tables). Derived
+        state like the tables: refilled on every `run_until` call, so checkpoints do not carry it."""
+        if "esum" not in self.extra:
+            self.extra["esum"] = np.zeros(self.n_particles)
+        kmc.fill_energy_sums(
+            self.extra["esum"], self.pos, self.lattice.nbr, self.occ, ids, vals, self.kparams, self.spec
+        )
+        return self.extra["esum"]
 
     def fresh_rates(self) -> np.ndarray:
         """All leaves recomputed from scratch (tests compare them with the incrementally kept tree)."""
