@@ -21,9 +21,9 @@ MRE minus fixed-point MRE > 0 mm); (2) the embedding beats identity by a wide ma
 MRE / identity MRE <= 0.5); (3) in the cross-modality tier SAMv2 beats the appearance-only SAM (SAM's fixed-point
 MRE minus SAMv2's > 0 mm). The seed fixes both trainings' initialisation and crops and the test deformations.
 
-Budget: quick mode trains each embedding for `quick_steps` (160; 200 before quick mode had to fit 8 idle minutes) steps with 2 queries per tier and a 3^3 fixed-point
-neighbourhood, one torch thread: measured 627 CPU-s (1257 s wall under load) on the shared 2-core machine
-(docs/anatomy.md); full mode trains `full_steps` (1500) steps each with `pairs_per_tier` (3) queries per tier and
+Budget: quick mode trains each embedding for `quick_steps` (160; 200 before quick mode had to fit 8 idle minutes)
+steps with 2 queries per tier and a 3^3 fixed-point neighbourhood, one torch thread per worker: 718 CPU-s (581 s wall
+at load 15; about 420 s idle, estimated; docs/anatomy.md); full mode trains `full_steps` (1500) steps each with `pairs_per_tier` (3) queries per tier and
 the official 5^3 neighbourhood: roughly 1.5 CPU-hours.
 
 Evidence mode (`PLAN`): `--budget K` multiplies `quick_steps` and `full_steps` (the warm-up stays 10 steps).
