@@ -23,8 +23,8 @@ MRE minus SAMv2's > 0 mm). The seed fixes both trainings' initialisation and cro
 
 Budget: quick mode trains each embedding for `quick_steps` (160; 200 before quick mode had to fit 8 idle minutes)
 steps with 2 queries per tier and a 3^3 fixed-point neighbourhood, one torch thread per worker: 718 CPU-s (581 s wall
-at load 15; about 420 s idle, estimated; docs/anatomy.md); full mode trains `full_steps` (1500) steps each with `pairs_per_tier` (3) queries per tier and
-the official 5^3 neighbourhood: roughly 1.5 CPU-hours.
+at load 15; about 420 s idle, estimated; docs/anatomy.md); full mode trains `full_steps` (1500) steps each with
+`pairs_per_tier` (3) queries per tier and the official 5^3 neighbourhood: roughly 1.5 CPU-hours.
 
 Evidence mode (`PLAN`): `--budget K` multiplies `quick_steps` and `full_steps` (the warm-up stays 10 steps).
 5 paired seeds of the quick run at about 8.3 min each on 2 idle cores (496 s wall measured, docs/anatomy.md) is
