@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from tailorkit.registration.config import ConvexIOConfig, IOConfig
 from tailorkit.registration.features import FeatureMap, pool_affine
-from tailorkit.registration.same import _diffusion, _smooth, project_features
+from tailorkit.registration.same import diffusion_energy, project_features, smooth_field
 from tailorkit.registration.transforms import (
     compose,
     displacement_to_index,
@@ -225,13 +225,13 @@ def adam_levels(
             if config.lr_decay:  # cosine from lr to 0 over the level: Adam settles instead of jittering by ~lr
                 opt.param_groups[0]["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * it / iterations))
             opt.zero_grad()
-            smooth = _smooth(param, config.smooth_pools)
+            smooth = smooth_field(param, config.smooth_pools)
             warped = _warp_features(ml, base + index_to_displacement(smooth, fl.affine), previous, grid_affine)
-            loss = ((warped - fl.data) ** 2).sum(0).mean() + config.diffusion * _diffusion(smooth)
+            loss = ((warped - fl.data) ** 2).sum(0).mean() + config.diffusion * diffusion_energy(smooth)
             loss.backward()
             opt.step()
         with torch.no_grad():
-            u, uaff = index_to_displacement(_smooth(param, config.smooth_pools), fl.affine), fl.affine
+            u, uaff = index_to_displacement(smooth_field(param, config.smooth_pools), fl.affine), fl.affine
     if u is None:
         return torch.zeros(n, *fixed.shape, device=device), fixed.affine
     return u.detach(), uaff

@@ -42,6 +42,7 @@ from tailorkit.registration.transforms import compose, compose_affine, grid_poin
 __all__ = [
     "AffineResult",
     "cycle_matches",
+    "diffusion_energy",
     "fit_affine",
     "fit_rigid",
     "half_extent",
@@ -49,6 +50,7 @@ __all__ = [
     "sam_affine",
     "sam_coarse",
     "sam_io",
+    "smooth_field",
 ]
 
 
@@ -234,7 +236,7 @@ def half_extent(shape: tuple[int, ...], affine: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.maximum(lin / 2, 1e-6), dtype=torch.float32)
 
 
-def _diffusion(u: torch.Tensor) -> torch.Tensor:
+def diffusion_energy(u: torch.Tensor) -> torch.Tensor:
     """Mean squared forward differences over every spatial axis. Shapes: (n, *shape) -> ()."""
     total = u.new_zeros(())
     for axis in range(1, u.ndim):
@@ -266,7 +268,7 @@ def sam_coarse(
         opt.zero_grad()
         u = sample(param * half.reshape(bshape), caff, pts, padding="border").reshape(n, -1).T
         moved = (q + u) @ a[:n, :n].T + a[:n, n]
-        loss = (((moved - m) / half) ** 2).sum(1).mean() + config.diffusion * _diffusion(param)
+        loss = (((moved - m) / half) ** 2).sum(1).mean() + config.diffusion * diffusion_energy(param)
         loss.backward()
         opt.step()
     with torch.no_grad():
@@ -274,7 +276,7 @@ def sam_coarse(
         return compose_affine(affine_result.matrix, dense, grid_affine)
 
 
-def _smooth(u: torch.Tensor, pools: int) -> torch.Tensor:
+def smooth_field(u: torch.Tensor, pools: int) -> torch.Tensor:
     n = u.ndim - 1
     pool = F.avg_pool2d if n == 2 else F.avg_pool3d
     out = u[None]
@@ -324,15 +326,15 @@ def sam_io(
     opt = torch.optim.Adam([param], lr=config.lr, eps=1e-4)
     for _ in range(config.iterations):
         opt.zero_grad()
-        smooth = _smooth(param, config.smooth_pools)
+        smooth = smooth_field(param, config.smooth_pools)
         world = base + smooth * half
         moved = world + sample(previous, grid_affine, world, padding="border")
         warped = F.normalize(sample(moving.data, moving.affine, moved, padding="border"), dim=0)
-        loss = -(warped * target).sum(0).mean() + config.diffusion * _diffusion(smooth)
+        loss = -(warped * target).sum(0).mean() + config.diffusion * diffusion_energy(smooth)
         loss.backward()
         opt.step()
     with torch.no_grad():
-        u = _smooth(param, config.smooth_pools) * half
+        u = smooth_field(param, config.smooth_pools) * half
         dense = sample(u, fixed.affine, grid_points(shape, grid_affine, previous.device), padding="border")
-        dense = _smooth(dense, config.smooth_pools)
+        dense = smooth_field(dense, config.smooth_pools)
         return compose(previous, dense, grid_affine)
