@@ -66,3 +66,17 @@ def same_float_path_or_skip(recorded: dict[str, Any] = DIGEST_FLOAT_PATH) -> Non
     here = {"torch": torch.__version__, "cpu_model": _cpu_model(), "cpu_features": _cpu_features()}
     if here != recorded:
         pytest.skip(f"digests recorded on {recorded}, this machine is {here}")
+
+
+class Interrupted(Exception):
+    """Raised by `interrupt_after` to stop a training run mid-way, as a crash would (resume tests)."""
+
+
+def interrupt_after(step: int) -> Callable[[int, float], None]:
+    """An `on_step(done, loss)` callback for core.train that raises `Interrupted` once `step` steps are done."""
+
+    def on_step(done: int, loss: float) -> None:
+        if done == step:
+            raise Interrupted(f"interrupted after step {done}")
+
+    return on_step

@@ -14,12 +14,9 @@ from tailorkit.active import TuneConfig, make_tuner, tune
 from tailorkit.active.tuning import core_config
 from tailorkit.core.train import learning_rate
 from tailorkit.nets.unet import UNet
+from tests.conftest import Interrupted as _Crash
 
 tuning = importlib.import_module("tailorkit.active.tuning")
-
-
-class _Crash(Exception):
-    pass
 
 
 def _backbone() -> UNet:

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -28,6 +27,8 @@ from tailorkit.core.train import (
     train,
     world_size,
 )
+from tests.conftest import Interrupted as _Crash
+from tests.conftest import interrupt_after as _crash_at
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
@@ -171,18 +172,6 @@ def test_frozen_parameters_stay_bitwise_and_are_not_checkpointed(tmp_path: Path)
     saved = torch.load(ckpt, weights_only=True)
     assert sorted(saved["model"]) == ["2.bias", "2.weight"]
     assert saved["step"] == 20 and len(saved["optimizer"]["param_groups"][0]["params"]) == 2
-
-
-class _Crash(Exception):
-    pass
-
-
-def _crash_at(step_to_crash: int) -> Callable[[int, float], None]:
-    def on_step(step: int, loss: float) -> None:
-        if step == step_to_crash:
-            raise _Crash
-
-    return on_step
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:

@@ -13,22 +13,12 @@ import torch
 from tailorkit.core.train import learning_rate
 from tailorkit.hoi.data import make_synth
 from tailorkit.hoi.train import core_config, train
+from tests.conftest import Interrupted as _Crash
+from tests.conftest import interrupt_after as _crash_at
 
 from .conftest import tiny_config
 
 hoi_train = importlib.import_module("tailorkit.hoi.train")  # the module (the package exports a function `train`)
-
-
-class _Crash(Exception):
-    pass
-
-
-def _crash_at(crash_step: int):  # type: ignore[no-untyped-def]
-    def on_step(step: int, loss: float) -> None:
-        if step == crash_step:
-            raise _Crash
-
-    return on_step
 
 
 @pytest.mark.parametrize("inputs", ["images", "features"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,18 +10,8 @@ import torch
 
 from tailorkit.prompts import Engine, TrainConfig, assignment_for, make_learner
 from tailorkit.prompts.engine import MultiTaskIndex
-
-
-class _Crash(RuntimeError):
-    pass
-
-
-def _crash_at(step: int) -> Callable[[int, float], None]:
-    def on_step(done: int, loss: float) -> None:
-        if done == step:
-            raise _Crash(f"interrupted after step {done}")
-
-    return on_step
+from tests.conftest import Interrupted as _Crash
+from tests.conftest import interrupt_after as _crash_at
 
 
 def test_multi_task_index_covers_every_task_each_epoch() -> None:

@@ -12,13 +12,10 @@ from tailorkit.registration import transforms as T
 from tailorkit.registration.config import DeformNetConfig, FeatureConfig, RegistrationConfig
 from tailorkit.registration.deform_net import DeformNet, DeformPair, train_deform
 from tailorkit.registration.pipeline import deform_pair, prepare
+from tests.conftest import Interrupted as _Crash
 
 AFF = np.diag([3.0, 3.0, 3.0, 1.0])
 SHAPE = (16, 20, 18)
-
-
-class _Crash(RuntimeError):
-    pass
 
 
 def _pairs() -> list[DeformPair]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ from tailorkit.video.features import encode_frames
 from tailorkit.video.methods import METHODS, make_model
 from tailorkit.video.shapes import MotionShapes, class_names
 from tailorkit.video.train import OptimSettings, evaluate, fit
+from tests.conftest import Interrupted as _Crash
+from tests.conftest import interrupt_after as _crash_at
 
 NAMES = class_names(["square", "star"])
 
@@ -146,18 +147,6 @@ def test_empty_class_list_and_bad_options(encoder: Any, clips: tuple[dict[str, t
         make_model("sif", encoder, 6, depth=3)
     with pytest.raises(ValueError, match="dynamic prompts need the motion stream"):
         make_model("coop_mean", encoder, 6, dynamic="after")
-
-
-class _Crash(RuntimeError):
-    pass
-
-
-def _crash_at(step: int) -> Callable[[int, float], None]:
-    def on_step(done: int, loss: float) -> None:
-        if done == step:
-            raise _Crash(f"interrupted after step {done}")
-
-    return on_step
 
 
 @pytest.mark.parametrize("name", ["sif", "finetune_top"])  # sif: base + gate groups; finetune_top: the delta group
