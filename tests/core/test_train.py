@@ -83,7 +83,9 @@ def _run(config: TrainConfig, seed: int = 0, **kwargs: object) -> TrainResult:
         {"checkpoint_every": -1},
         {"optimizer": "adam"},
         {"momentum": 1.0},
-        {"schedule": "step"},
+        {"schedule": "exponential"},
+        {"step_at": 0.0},
+        {"step_factor": 2.0},
         {"warmup_steps": 200},
         {"seed": -1},
     ],
@@ -101,6 +103,29 @@ def test_learning_rate_warmup_then_cosine_to_zero() -> None:
     assert learning_rate(config, 6) == pytest.approx(0.5)
     assert learning_rate(config, 10) == pytest.approx(0.0, abs=1e-12)
     assert learning_rate(replace(config, schedule="linear"), 6) == pytest.approx(0.5)
+
+
+def test_step_schedule_drops_the_rate_once_at_step_at() -> None:
+    config = TrainConfig(steps=10, lr=1.0, schedule="step", step_at=0.8, step_factor=0.1)
+    assert [learning_rate(config, s) for s in range(10)] == [1.0] * 8 + [pytest.approx(0.1)] * 2
+    with pytest.raises(ValueError, match="step_factor"):
+        TrainConfig(schedule="step", step_factor=0.0)
+    with pytest.raises(ValueError, match="step_at"):
+        TrainConfig(schedule="step", step_at=1.5)
+
+
+def test_a_checkpoint_without_the_newer_step_fields_still_resumes(tmp_path: Path) -> None:
+    """Checkpoints written before `step_at`/`step_factor` existed read them as their defaults."""
+    config = TrainConfig(steps=2, lr=0.01, batch_size=16, log_every=0)
+    path = tmp_path / "ckpt.pt"
+    _run(config, checkpoint=path)
+    payload = torch.load(path, weights_only=True)
+    for name in ("step_at", "step_factor"):
+        del payload["trajectory"][name]
+    torch.save(payload, path)
+    assert len(_run(replace(config, steps=3), checkpoint=path).losses) == 3  # no "different configuration"
+    with pytest.raises(ValueError, match="step_factor"):
+        _run(replace(config, steps=4, step_factor=0.5), checkpoint=path)
 
 
 def test_rank_helpers_read_torchrun_env(monkeypatch: pytest.MonkeyPatch) -> None:

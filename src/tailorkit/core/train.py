@@ -31,7 +31,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,6 +67,8 @@ StepCallback = Callable[[int, float], None]
 _CHECKPOINT_FORMAT = "tailorkit.train/1"
 # Fields that shape the optimization trajectory: resuming under different values would silently produce a run that
 # matches neither the old nor the new configuration. `steps` may grow (extend a finished run); logging may change.
+SCHEDULES = ("constant", "linear", "cosine", "step")
+
 _TRAJECTORY_FIELDS = (
     "lr",
     "weight_decay",
@@ -78,6 +80,8 @@ _TRAJECTORY_FIELDS = (
     "schedule",
     "warmup_steps",
     "shuffle",
+    "step_at",
+    "step_factor",
 )
 
 
@@ -104,8 +108,11 @@ class TrainConfig:
         seed: Seeds the data order and the model's randomness (dropout); the same seed gives the same run.
         optimizer: "adamw" or "sgd".
         momentum: SGD momentum (ignored by AdamW).
-        schedule: Learning-rate decay after warmup: "constant", "linear" (to 0) or "cosine" (to 0).
+        schedule: Learning-rate decay after warmup: "constant", "linear" (to 0), "cosine" (to 0) or "step" (the
+            rate times `step_factor` from step `round(step_at * steps)` on: DETR/QPIC's single drop).
         warmup_steps: Linear warmup from lr/warmup_steps to lr over this many steps.
+        step_at: Fraction of `steps` at which the "step" schedule drops the rate (ignored by the other schedules).
+        step_factor: What the "step" schedule multiplies the rate by after `step_at` (ignored by the others).
         shuffle: Reshuffle the dataset every epoch (per seed and epoch); False keeps index order.
     """
 
@@ -119,9 +126,11 @@ class TrainConfig:
     seed: int = 0
     optimizer: Literal["adamw", "sgd"] = "adamw"
     momentum: float = 0.0
-    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    schedule: Literal["constant", "linear", "cosine", "step"] = "constant"
     warmup_steps: int = 0
     shuffle: bool = True
+    step_at: float = 0.8
+    step_factor: float = 0.1
 
     def __post_init__(self) -> None:
         if not _is_int(self.steps) or self.steps < 1:
@@ -144,8 +153,12 @@ class TrainConfig:
             raise ValueError(f"optimizer: expected 'adamw' or 'sgd', got {self.optimizer!r}")
         if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
             raise ValueError(f"momentum: expected a number in [0, 1), got {self.momentum!r}")
-        if self.schedule not in ("constant", "linear", "cosine"):
-            raise ValueError(f"schedule: expected 'constant', 'linear' or 'cosine', got {self.schedule!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule: expected one of {', '.join(map(repr, SCHEDULES))}, got {self.schedule!r}")
+        if not _is_number(self.step_at) or not 0 < self.step_at <= 1:
+            raise ValueError(f"step_at: expected a number in (0, 1], got {self.step_at!r}")
+        if not _is_number(self.step_factor) or not 0 < self.step_factor <= 1:
+            raise ValueError(f"step_factor: expected a number in (0, 1], got {self.step_factor!r}")
         if not _is_int(self.warmup_steps) or not 0 <= self.warmup_steps <= self.steps:
             raise ValueError(f"warmup_steps: expected an int in [0, steps={self.steps}], got {self.warmup_steps!r}")
         if not isinstance(self.shuffle, bool):
@@ -282,6 +295,8 @@ def learning_rate(config: TrainConfig, step: int) -> float:
         return config.lr * (step + 1) / config.warmup_steps
     if config.schedule == "constant":
         return config.lr
+    if config.schedule == "step":
+        return config.lr * (config.step_factor if step >= round(config.step_at * config.steps) else 1.0)
     span = max(1, config.steps - config.warmup_steps)
     progress = min(1.0, (step - config.warmup_steps) / span)
     if config.schedule == "linear":
@@ -417,7 +432,10 @@ def _load_checkpoint(
         raise ValueError(f"checkpoint {path}: expected a {_CHECKPOINT_FORMAT} checkpoint written by train()")
     saved = payload["trajectory"]
     current = {name: getattr(config, name) for name in _TRAJECTORY_FIELDS}
-    changed = {name: (saved.get(name), value) for name, value in current.items() if saved.get(name) != value}
+    # A field newer than the checkpoint is read as its default, so older checkpoints still resume.
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    recorded = {name: saved.get(name, defaults[name]) for name in current}
+    changed = {name: (recorded[name], value) for name, value in current.items() if recorded[name] != value}
     if changed:
         detail = ", ".join(f"{name}: checkpoint {old!r} vs config {new!r}" for name, (old, new) in changed.items())
         raise ValueError(f"checkpoint {path} was written under a different configuration ({detail})")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from tailorkit.core.config import check, check_int_at_least, check_number_at_least
+from tailorkit.core.train import SCHEDULES
 
 Variant = Literal["single", "cascade", "hodn", "cascade_deep", "single_deep"]
 Link = Literal["human", "object", "pair", "none"]
@@ -321,13 +322,12 @@ class OptimConfig:
         steps / batch_size: Optimizer steps and images per step (per process under torchrun).
         lr / weight_decay: AdamW's peak rate and decoupled weight decay (every trainable parameter).
         clip: Clip the global gradient norm to this value; 0 = no clipping.
-        schedule: `tailorkit.core.train.learning_rate`'s decay after the warm-up: "constant" (default), "linear" or
-            "cosine" (both to 0 at the last step). [deviation since issue 23, one schedule for every subsystem:
-            QPIC/CDN, and this config before, drop the rate x 0.1 once (the former `lr_drop_at`, at 80 % of the
-            steps). core has no step decay; constant is the nearest of its forms (it equals the step schedule on
-            the first 80 % of the steps; cosine and linear differ from the first step on and halve the mean rate)
-            but drops the low-rate end phase]
+        schedule: `tailorkit.core.train.learning_rate`'s decay after the warm-up: "step" (default: x 0.1 once, at
+            `step_at`, QPIC/CDN's single drop and this config's schedule before issue 23), "constant", "linear" or
+            "cosine" (both to 0 at the last step).
         warmup_steps: Linear warm-up steps before the decay (0: none, as before issue 23).
+        step_at: Fraction of the steps after which the "step" schedule runs at a tenth of `lr` (the former
+            `lr_drop_at`).
     """
 
     steps: int = 600
@@ -335,8 +335,9 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     clip: float = 0.1
-    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    schedule: Literal["constant", "linear", "cosine", "step"] = "step"
     warmup_steps: int = 0
+    step_at: float = 0.8
 
     def __post_init__(self) -> None:
         check_int_at_least("steps", self.steps, 1)
@@ -345,8 +346,12 @@ class OptimConfig:
         check_number_at_least("weight_decay", self.weight_decay, 0.0)
         check_number_at_least("clip", self.clip, 0.0)
         check(
-            self.schedule in ("constant", "linear", "cosine"),
-            f"schedule: expected 'constant', 'linear' or 'cosine', got {self.schedule!r}",
+            self.schedule in SCHEDULES,
+            f"schedule: expected one of {', '.join(map(repr, SCHEDULES))}, got {self.schedule!r}",
+        )
+        check(
+            isinstance(self.step_at, (int, float)) and 0 < self.step_at <= 1,
+            f"step_at: expected a number in (0, 1], got {self.step_at!r}",
         )
         check_int_at_least("warmup_steps", self.warmup_steps, 0)
         check(

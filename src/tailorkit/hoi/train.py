@@ -5,8 +5,8 @@ them instead of the pixels: the detector's weights and gradients are the same, o
 is saved (the bench's quick mode depends on it).
 
 Training runs through `tailorkit.core.train.train` (issue 23): exact resume from a checkpoint, one process or torchrun
-DDP, core's one schedule function (`OptimConfig.schedule`; the former x 0.1 step decay has no core form, constant is
-the nearest, docs/hoi.md#training-coretrain).
+DDP, core's one schedule function (`OptimConfig.schedule`, default "step": x 0.1 from 80 % of the steps, as before the
+move, docs/hoi.md#training-coretrain).
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ def core_config(cfg: TrainConfig, seed: int, checkpoint_every: int = 0) -> CoreT
         optimizer="adamw",
         schedule=o.schedule,
         warmup_steps=o.warmup_steps,
+        step_at=o.step_at,
     )
 
 
