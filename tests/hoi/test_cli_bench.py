@@ -201,3 +201,22 @@ def test_shipped_configs_load(name: str) -> None:
     cfg = load_config(TrainConfig, Path(str(files("tailorkit.hoi") / "configs" / name)), [])
     assert cfg.model.variant == "hodn" and cfg.model.link == "human" and cfg.model.sg_obj
     assert (cfg.files.format == "hico") == (name == "hodn_hico.yaml")
+
+
+def test_train_resumes_from_its_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`hoi train` rerun on its own --out continues from OUT/resume.pt: 2 steps, then extended to 4, give the losses
+    of an uninterrupted 4-step run bit for bit; a changed training setting is refused in one line (exit 2)."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert main(["hoi", "train", str(cfg), "--out", str(whole), "optim.steps=4"]) == 0
+    assert main(["hoi", "train", str(cfg), "--out", str(split), "--checkpoint-every", "1"]) == 0
+    assert (split / "resume.pt").is_file()
+    assert main(["hoi", "train", str(cfg), "--out", str(split), "optim.steps=4"]) == 0
+    docs = [json.loads((run / "metrics.json").read_text()) for run in (whole, split)]
+    assert [doc["resumed_from_step"] for doc in docs] == [0, 2]
+    assert len(docs[0]["losses"]) == 4 and docs[0]["losses"] == docs[1]["losses"]
+    capsys.readouterr()
+    assert main(["hoi", "train", str(cfg), "--out", str(split), "optim.steps=4", "optim.lr=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "resume.pt" in err and "lr" in err

@@ -223,3 +223,39 @@ def test_cli_train_on_folders_with_spaces(tmp_path: Path, capsys: pytest.Capture
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["classes"] == ["playing guitar", "walking the dog"]
     assert metrics["n_train"] == 4 and metrics["n_test"] == 2
+
+
+def test_cli_train_resumes_after_an_interruption(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoder: object
+) -> None:
+    """A `video train` that crashes mid-fit, rerun with the same --out, continues from OUT/resume.pt and ends with
+    the uninterrupted run's loss and accuracies exactly."""
+    import functools
+    import json
+
+    from tailorkit.cli.main import main
+    from tailorkit.video import runner
+    from tests.conftest import interrupt_after
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "method: motion_static\n"
+        f"cache_dir: {tmp_path / 'cache'}\n"
+        "data:\n  frames: 4\n  size: 32\n  train_per_class: 1\n  test_per_class: 1\n"
+        "  shapes:\n    base_shapes: [square]\n    novel_shapes: [star]\n"
+        "optim:\n  steps: 4\n  batch: 4\n"
+    )
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert main(["video", "train", str(config), "--out", str(whole)]) == 0
+    real_fit = runner.fit
+    monkeypatch.setattr(runner, "fit", functools.partial(real_fit, on_step=interrupt_after(2)))
+    assert main(["video", "train", str(config), "--out", str(split), "--checkpoint-every", "1"]) != 0
+    assert (split / "resume.pt").is_file() and not (split / "metrics.json").exists()
+    steps_done: list[int] = []
+    monkeypatch.setattr(runner, "fit", functools.partial(real_fit, on_step=lambda done, _: steps_done.append(done)))
+    assert main(["video", "train", str(config), "--out", str(split), "--checkpoint-every", "1"]) == 0
+    # resumed from step 1's checkpoint (the crash came in step 2's callback, before its checkpoint), not from 0
+    assert steps_done == [2, 3, 4]
+    keys = ("final_loss", "accuracy", "train_accuracy")
+    a, b = (json.loads((run / "metrics.json").read_text()) for run in (whole, split))
+    assert [a[k] for k in keys] == [b[k] for k in keys]

@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tailorkit.cli.bench import PROGRESS_HELP, device_arg
+from tailorkit.cli.bench import PROGRESS_HELP, RESUME_FILE, add_checkpoint_arg, device_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -45,6 +45,7 @@ def add_parser(sub: Any) -> None:
     tune.add_argument("--out", type=Path, default=None, help="run folder (default reports/active/<config name>)")
     tune.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     tune.add_argument("--progress", action="store_true", default=None, help=PROGRESS_HELP)
+    add_checkpoint_arg(tune)
     tune.set_defaults(func=tune_cmd)
 
     ev = verbs.add_parser("eval", help="evaluate a run folder's model on its test split")
@@ -199,7 +200,7 @@ def tune_cmd(args: argparse.Namespace) -> int:
     for size in (n,) if n1 >= n else (n1, n - n1):
         ids = learner.propose(size)
         learner.update({i: split.pool.masks[learner.index[i]] for i in ids})
-    model = learner.fit()
+    model = learner.fit(checkpoint=out / RESUME_FILE, checkpoint_every=args.checkpoint_every)
     metrics = {
         **evaluate_model(model, split.test),
         "tunable_fraction": model.tunable_fraction(),

@@ -159,13 +159,27 @@ class ActiveLearner:
             self.model_cache[key] = model
         return self.model_cache[key]
 
-    def fit(self, tune_config: TuneConfig | None = None, seed: int | None = None) -> SegModel:
-        """Train a final model (default: the loop's tuner) on every label so far."""
+    def fit(
+        self,
+        tune_config: TuneConfig | None = None,
+        seed: int | None = None,
+        *,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 0,
+    ) -> SegModel:
+        """Train a final model (default: the loop's tuner) on every label so far.
+
+        `checkpoint` is core.train's resume file (written every `checkpoint_every` steps and at the end): an
+        interrupted fit called again with it continues exactly.
+        """
         config = tune_config or self.tune_config
         s = self.seed if seed is None else seed
         data = self.labelled_set()
         model = make_tuner(self.backbone, config, derive_seed(s, "final-init"))
-        tune(model, data.images, data.masks, config, derive_seed(s, "final-train"))
+        tune(
+            model, data.images, data.masks, config, derive_seed(s, "final-train"),
+            checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+        )  # fmt: skip
         return model
 
     # -- state ----------------------------------------------------------------------------------------------------

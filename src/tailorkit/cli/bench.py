@@ -21,6 +21,22 @@ PROGRESS_HELP = (
     "turns them off)"
 )
 
+RESUME_FILE = "resume.pt"  # a train verb's core.train checkpoint inside its run folder
+
+
+def add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
+    """`--checkpoint-every N` of every train verb that trains through core.train: what makes the run resumable."""
+    parser.add_argument(
+        "--checkpoint-every",
+        type=non_negative_int,
+        default=50,
+        metavar="N",
+        help=f"write OUT/{RESUME_FILE} every N optimiser steps and at the end (0: only at the end); rerunning the "
+        "same command with the same --out continues from it, exactly as if never interrupted (a changed training "
+        "setting is refused; delete the file to start over). Default 50",
+    )
+
+
 SEED_HELP = (
     "first seed (default 0). A seed fixes the data draw and every initialisation of every method; --seeds N runs "
     "the paired seeds S, S+1, ..., S+N-1, the same for every method"
@@ -47,6 +63,12 @@ def positive_float(value: str) -> float:
     if not number > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
     return number
+
+
+def non_negative_int(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
+    return int(value)
 
 
 def positive_int(value: str) -> int:

@@ -43,6 +43,7 @@ from torch.utils.data import Dataset, IterableDataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from tailorkit.core.errors import InputError
 from tailorkit.core.progress import progress_enabled
 from tailorkit.core.results import atomic_open
 from tailorkit.core.seeding import derive_seed
@@ -427,9 +428,12 @@ def _load_checkpoint(
     n_ranks: int,
     device: torch.device,
 ) -> tuple[int, list[float]]:
-    payload = torch.load(path, map_location=device, weights_only=True)
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # a truncated or foreign file: the user's input, not a bug
+        raise InputError(f"checkpoint {path}: cannot be read ({err}); expected a file written by train()") from err
     if not isinstance(payload, dict) or payload.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path}: expected a {_CHECKPOINT_FORMAT} checkpoint written by train()")
+        raise InputError(f"checkpoint {path}: expected a {_CHECKPOINT_FORMAT} checkpoint written by train()")
     saved = payload["trajectory"]
     current = {name: getattr(config, name) for name in _TRAJECTORY_FIELDS}
     # A field newer than the checkpoint is read as its default, so older checkpoints still resume.
@@ -438,20 +442,23 @@ def _load_checkpoint(
     changed = {name: (recorded[name], value) for name, value in current.items() if recorded[name] != value}
     if changed:
         detail = ", ".join(f"{name}: checkpoint {old!r} vs config {new!r}" for name, (old, new) in changed.items())
-        raise ValueError(f"checkpoint {path} was written under a different configuration ({detail})")
+        raise InputError(f"checkpoint {path} was written under a different configuration ({detail})")
     if payload["world_size"] != n_ranks:
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: expected a run on {n_ranks} process(es) to resume it, got one written by "
             f"{payload['world_size']} (the data shards would differ)"
         )
     step = int(payload["step"])
     if step > config.steps:
-        raise ValueError(f"checkpoint {path} is at step {step}, past config.steps={config.steps}")
+        raise InputError(f"checkpoint {path} is at step {step}, past config.steps={config.steps}")
     expected = set(_trainable_state_keys(model))
     if set(payload["model"]) != expected:
         missing, extra = sorted(expected - set(payload["model"])), sorted(set(payload["model"]) - expected)
-        raise ValueError(f"checkpoint {path} does not fit this model: missing {missing}, unexpected {extra}")
-    model.load_state_dict(payload["model"], strict=False)
+        raise InputError(f"checkpoint {path} does not fit this model: missing {missing}, unexpected {extra}")
+    try:
+        model.load_state_dict(payload["model"], strict=False)
+    except RuntimeError as err:  # same names, other shapes: the model's settings changed since the checkpoint
+        raise InputError(f"checkpoint {path} does not fit this model: {' '.join(str(err).split())[:300]}") from err
     optimizer.load_state_dict(payload["optimizer"])
     return step, [float(loss) for loss in payload["losses"]]
 

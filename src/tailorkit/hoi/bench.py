@@ -22,7 +22,7 @@ baselines' published ordering and HODN's lead over them measures the setting, no
 
 Modes. Quick: small scenes (<= 1 human, <= 2 objects, 128 px), 600 training scenes, 450 steps, 2 training seeds x 8
 rows on two worker processes; an early-training signal (`extra.mode_note`). The committed quick run
-(docs/results/hoi-quick.json, 3 training seeds) used 1,352 CPU-s, 682 s of the busier worker: 2 seeds take about
+(docs/results/hoi-quick-oldloop.json, 3 training seeds) used 1,352 CPU-s, 682 s of the busier worker: 2 seeds take about
 2/3 of that, 7.6 min. Evidence (the plan): 6 paired bench seeds of quick mode with one training seed each (seed = data
 draw + initialisation): per seed 8 runs (425 CPU-s) on 2 workers, about 3.8 min, 23 min in all; plus a budget curve x1
 and x2 (450 and 900 steps) of the decisive rows (hodn, cascade_deep, hodn_no_sg_obj; ~53 CPU-s each per 450 steps):

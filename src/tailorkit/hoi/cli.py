@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from tailorkit.cli.bench import PROGRESS_HELP, device_arg
+from tailorkit.cli.bench import PROGRESS_HELP, RESUME_FILE, add_checkpoint_arg, device_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -32,6 +32,7 @@ def add_parser(sub: Any) -> None:
     tr.add_argument("--out", type=Path, default=None, help="run folder (default reports/hoi/<config name>)")
     tr.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     tr.add_argument("--progress", action="store_true", default=None, help=PROGRESS_HELP)
+    add_checkpoint_arg(tr)
     tr.set_defaults(func=train_cmd)
 
     ev = verbs.add_parser("eval", help="evaluate a trained model (triplet mAP, V-COCO role AP, human / object AP)")
@@ -94,7 +95,10 @@ def train_cmd(args: argparse.Namespace) -> int:
             backbone_features(probe, train_data.images, progress=args.progress),
             backbone_features(probe, test_data.images),
         )
-    result = train(cfg, train_data, features=None if feats is None else feats[0], device=device, progress=args.progress)
+    result = train(
+        cfg, train_data, features=None if feats is None else feats[0], device=device, progress=args.progress,
+        checkpoint=out / RESUME_FILE, checkpoint_every=args.checkpoint_every,
+    )  # fmt: skip
     metrics = evaluate(
         result.model, test_data, cfg.eval, features=None if feats is None else feats[1],
         rare=rare_categories(train_data, cfg.eval.rare_threshold),
@@ -106,9 +110,11 @@ def train_cmd(args: argparse.Namespace) -> int:
         "metrics": finite,
         "train_cpu_seconds": result.cpu_seconds,
         "losses": result.losses,
+        "resumed_from_step": result.start_step,
     }
     write_json_atomic(out / "metrics.json", doc)
-    print(f"variant {cfg.model.variant}: {cfg.optim.steps} steps, final loss {result.losses[-1]:.3f}")
+    resumed = f" (resumed at step {result.start_step})" if result.start_step else ""
+    print(f"variant {cfg.model.variant}: {cfg.optim.steps} steps{resumed}, final loss {result.losses[-1]:.3f}")
     _print(metrics)
     print(out / "model.pt")
     return 0

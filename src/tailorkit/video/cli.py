@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tailorkit.cli.bench import PROGRESS_HELP
+from tailorkit.cli.bench import PROGRESS_HELP, RESUME_FILE, add_checkpoint_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -31,6 +31,7 @@ def add_parser(sub: Any) -> None:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default reports/video/<config name>)")
     train.add_argument("--progress", action="store_true", default=None, help=PROGRESS_HELP)
+    add_checkpoint_arg(train)
     train.set_defaults(func=train_cmd)
 
     ev = verbs.add_parser("eval", help="re-evaluate a run folder on its test split")
@@ -83,7 +84,10 @@ def train_cmd(args: argparse.Namespace) -> int:
     _check_folder_data(config)  # VideoError (an InputError): one line, exit 2, no run folder
     if config.threads:
         torch.set_num_threads(config.threads)
-    metrics = train_run(config, out, progress=args.progress or None)
+    metrics = train_run(
+        config, out, progress=args.progress or None, checkpoint=out / RESUME_FILE,
+        checkpoint_every=args.checkpoint_every,
+    )  # fmt: skip
     print(
         f"method {metrics['method']}: test accuracy {metrics['accuracy']:.4f} on {metrics['n_test']} clips "
         f"({len(metrics['classes'])} classes), train accuracy {metrics['train_accuracy']:.4f} on "

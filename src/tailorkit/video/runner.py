@@ -50,8 +50,19 @@ def load_split(config: TrainRunConfig, split: str, encoder: Any, manifest: Any, 
     return folder_features(encoder, manifest, data, name, prefix_stage=stage, cache=cache)
 
 
-def train_run(config: TrainRunConfig, out: str | Path, *, progress: bool | None = None) -> dict[str, Any]:
-    """Train the configured arm, evaluate it on the test split, write the run folder; return the metrics."""
+def train_run(
+    config: TrainRunConfig,
+    out: str | Path,
+    *,
+    progress: bool | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 0,
+) -> dict[str, Any]:
+    """Train the configured arm, evaluate it on the test split, write the run folder; return the metrics.
+
+    `checkpoint` is the fit's core.train resume file (written every `checkpoint_every` steps and at the end), so
+    rerunning an interrupted call with the same file continues it exactly.
+    """
     from tailorkit.video.api import cached_encoder
     from tailorkit.video.bench import few_shot_index
 
@@ -69,7 +80,10 @@ def train_run(config: TrainRunConfig, out: str | Path, *, progress: bool | None 
         train, ytr = {k: v[idx] for k, v in train.items()}, ytr[idx]
     began = time.perf_counter()
     fit_seed = derive_seed(config.seed, "video-batches")
-    result = fit(model, train, ytr, names, config.optim, seed=fit_seed, progress=progress)
+    result = fit(
+        model, train, ytr, names, config.optim, seed=fit_seed, progress=progress,
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+    )  # fmt: skip
     test, yte, test_names = load_split(config, "test", encoder, manifest, prefix)
     if list(test_names) != list(names):
         raise ValueError(f"the test split's classes {test_names} differ from the training classes {names}")
