@@ -170,13 +170,17 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warm-up and cosine decay (MTLoRA's recipe, scaled down).
+    """AdamW with a linear warm-up ramp multiplying a cosine decay over all steps (MTLoRA's recipe, scaled down),
+    trained by tailorkit.core.train (docs/adapters.md#training-coretrain).
 
     Attributes:
         lr: Learning rate of everything but a fine-tuned backbone (adapters, prompts, decoders). 1e-2 was chosen
             over 1e-3 and 3e-3 for VMT at 150 steps on validation scenes (seed 1000), never the bench's test scenes.
         full_ft_lr: Learning rate of fine-tuned backbone weights (full fine-tuning methods); 1e-3 was chosen over
             2e-4 for single-task full fine-tuning on the same validation scenes.
+        weight_decay: AdamW's decoupled weight decay, on every trainable parameter.
+        warmup_steps: The ramp min(1, (s + 1) / warmup_steps) that multiplies the cosine (0: none).
+        grad_clip: Gradient-norm clipping (0: none).
     """
 
     steps: int = 300
@@ -190,7 +194,12 @@ class OptimConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
             _positive_int(name, getattr(self, name))
-        for name in ("lr", "full_ft_lr", "weight_decay", "warmup_steps", "grad_clip"):
+        check_int_at_least("warmup_steps", self.warmup_steps, 0)
+        check(
+            isinstance(self.lr, int | float) and not isinstance(self.lr, bool) and self.lr > 0,
+            f"lr: expected a number > 0, got {self.lr!r}",
+        )
+        for name in ("full_ft_lr", "weight_decay", "grad_clip"):
             _nonneg(name, getattr(self, name))
 
 

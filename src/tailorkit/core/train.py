@@ -385,9 +385,7 @@ def _param_groups(
     return specs
 
 
-def _clip_sets(
-    params: list[nn.Parameter], groups: Sequence[Sequence[nn.Parameter]] | None
-) -> list[list[nn.Parameter]]:
+def _clip_sets(params: list[nn.Parameter], groups: Sequence[Sequence[nn.Parameter]] | None) -> list[list[nn.Parameter]]:
     """The parameter sets clipped one by one: all trainable parameters together when `groups` is None.
 
     Like `param_groups`, every trainable parameter must be in exactly one set: a forgotten one would go unclipped.
