@@ -1,0 +1,72 @@
+"""adapters trains through core.train: an interrupted run resumed from its checkpoint equals the uninterrupted one,
+and the loop keeps the optimiser, rates, schedule and clipping of the loop it replaced (issue 23)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from tailorkit.adapters.data import make_data
+from tailorkit.adapters.runner import build_model, core_config, train_model
+from tailorkit.core.train import learning_rate
+from tests.conftest import Interrupted as _Crash
+from tests.conftest import interrupt_after as _crash_at
+
+from .conftest import tiny_config
+
+
+@pytest.mark.parametrize("method", ["vmt", "single_task_full_ft"])
+def test_resumed_run_equals_uninterrupted_run(tmp_path: Path, method: str) -> None:
+    # 16 scenes / batch 4 = 4 batches an epoch: the checkpoint at step 6 sits mid-epoch, the crash at step 7 loses a
+    # step; AdamW moments, the warm-up x cosine rates, the two rate groups and the per-task clipping of single-task
+    # full fine-tuning all have to line up after the resume.
+    cfg = tiny_config(method)
+    cfg = replace(cfg, optim=replace(cfg.optim, steps=9, warmup_steps=3, grad_clip=0.5, full_ft_lr=3e-3))
+    train, _ = make_data(cfg)
+    straight_model = build_model(cfg)
+    straight = train_model(straight_model, train, cfg, progress=False)
+
+    ckpt = tmp_path / "adapters.train.pt"
+    crash = _crash_at(7)
+    with pytest.raises(_Crash):
+        train_model(
+            build_model(cfg),
+            train,
+            cfg,
+            progress=False,
+            checkpoint=ckpt,
+            checkpoint_every=3,
+            on_step=lambda done, model: crash(done, 0.0),
+        )
+    assert torch.load(ckpt, weights_only=True)["step"] == 6
+
+    resumed_model = build_model(cfg)
+    resumed = train_model(resumed_model, train, cfg, progress=False, checkpoint=ckpt, checkpoint_every=3)
+    assert resumed["start_step"] == 6 and straight["start_step"] == 0
+    assert resumed["loss"] == straight["loss"] and len(resumed["loss"]) == 9
+    a, b = straight_model.state_dict(), resumed_model.state_dict()
+    assert a.keys() == b.keys()
+    for name, value in a.items():
+        assert torch.equal(b[name], value), name
+
+    # another seed is another batch order (so the equality above is not vacuous)
+    other_cfg = replace(cfg, seed=1)
+    other = train_model(build_model(cfg), train, other_cfg, progress=False)
+    assert other["loss"] != straight["loss"]
+
+
+def test_core_settings_keep_the_old_loops_recipe() -> None:
+    cfg = tiny_config("vmt")
+    cfg = replace(cfg, optim=replace(cfg.optim, steps=300, warmup_steps=20, batch_size=16, grad_clip=0.0))
+    core = core_config(cfg, n_scenes=800)
+    assert core.optimizer == "adamw" and core.grad_clip is None and core.weight_decay == cfg.optim.weight_decay
+    assert core.batch_size == 16 and core_config(cfg, n_scenes=5).batch_size == 5  # a small set is one batch
+    # the loop before issue 23: lr * min(1, (s + 1) / warmup) * 0.5 (1 + cos(pi s / steps)), bit for bit
+    for s in range(300):
+        old = cfg.optim.lr * min(1.0, (s + 1) / 20) * (0.5 * (1 + math.cos(math.pi * s / 300)))
+        assert learning_rate(core, s) == old
+    assert core.seed != core_config(replace(cfg, seed=1), n_scenes=800).seed
