@@ -43,7 +43,6 @@ def train_cmd(args: argparse.Namespace) -> int:
     import torch
 
     from tailorkit.adapters.config import TrainConfig
-    from tailorkit.adapters.methods import METHODS
     from tailorkit.adapters.runner import build_model, evaluate, make_data, save_run, train_model
     from tailorkit.cli.main import device_from
     from tailorkit.core.config import load_config
@@ -51,7 +50,6 @@ def train_cmd(args: argparse.Namespace) -> int:
     from tailorkit.core.results import write_json_atomic
 
     config = load_config(TrainConfig, args.config, args.overrides)
-    METHODS.get(config.method.name)  # an unknown method fails before any data is made
     out = check_output_dir(args.out or Path("reports/adapters") / args.config.stem)
     device = device_from(args.device)
     if config.threads:
