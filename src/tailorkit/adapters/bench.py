@@ -329,11 +329,8 @@ def _run(
         params: dict[str, Any] = {"kind": "accuracy", "seeds": seeds, "backbone_passes": info[name]["backbone_passes"]}
         if config.split != "test":
             params["split"] = config.split
-        if name in variants:  # the options that differ from what the method would get without the variant
-            variant = variants[name]
-            default = to_dict(base.method.with_method(variant.name).options)
-            options = {k: v for k, v in to_dict(variant.options).items() if v != default[k]}
-            params.update(method=variant.name, options=options)
+        if name in variants:
+            params.update(method=variants[name].name, options=variant_options(base.method, variants[name]))
         if name == "single_task_full_ft" and tuned:
             # per seed (also after merging seeds: metrics_per_seed): the chosen learning rate and stopping step
             metrics["reference_lr"] = statistics.fmean(r["lr"] for r in reference_runs)
@@ -388,6 +385,13 @@ def _run(
     if tuned:
         extra["reference"] = {"kind": "tuned", "lrs": list(config.reference_lrs), "runs": reference_runs}
     return BenchOutcome(data, rows, claims, extra=extra)
+
+
+def variant_options(base: MethodConfig, variant: MethodConfig) -> dict[str, Any]:
+    """A variant row's ``params.options``: the options that differ from what its method gets in the bench without
+    the variant (``base`` switched to the method, the shared width ``r`` carried over)."""
+    default = to_dict(base.with_method(variant.name).options)
+    return {k: v for k, v in to_dict(variant.options).items() if v != default[k]}
 
 
 def _choose_reference(
