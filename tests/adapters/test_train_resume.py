@@ -3,6 +3,7 @@ and the loop keeps the optimiser, rates, schedule and clipping of the loop it re
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,8 @@ import torch
 
 from tailorkit.adapters.data import make_data
 from tailorkit.adapters.runner import build_model, core_config, train_model
+from tailorkit.cli.main import main
+from tailorkit.core.config import save_config
 from tailorkit.core.train import learning_rate
 from tests.conftest import Interrupted as _Crash
 from tests.conftest import interrupt_after as _crash_at
@@ -70,3 +73,21 @@ def test_core_settings_keep_the_old_loops_recipe() -> None:
         old = cfg.optim.lr * min(1.0, (s + 1) / 20) * (0.5 * (1 + math.cos(math.pi * s / 300)))
         assert learning_rate(core, s) == old
     assert core.seed != core_config(replace(cfg, seed=1), n_scenes=800).seed
+
+
+def test_cli_train_keeps_and_resumes_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tiny_config("vmt")
+    save_config(cfg, tmp_path / "run.yaml")
+    out = tmp_path / "run"
+    args = ["adapters", "train", str(tmp_path / "run.yaml"), "--out", str(out), "--checkpoint-every", "1"]
+    assert main([*args, "optim.steps=2"]) == 0
+    assert torch.load(out / "train_checkpoint.pt", weights_only=True)["step"] == 2
+    # run again with more steps: it continues from step 2 (the loss history holds the first two steps' losses)
+    first = json.loads((out / "metrics.json").read_text())["final_loss"]
+    assert main([*args, "optim.steps=3"]) == 0
+    payload = torch.load(out / "train_checkpoint.pt", weights_only=True)
+    assert payload["step"] == 3 and payload["losses"][1] == first
+    capsys.readouterr()
+    assert main([*args, "optim.steps=4", "optim.lr=0.5"]) == 2  # other settings: refused, naming what differs
+    assert "lr: checkpoint" in capsys.readouterr().err
+    assert main([*args[:-1], "-1"]) == 2

@@ -1,8 +1,10 @@
 """`tailorkit adapters train CONFIG.yaml` and `tailorkit adapters eval RUN_DIR`.
 
-tailorkit adapters train vmt.yaml --out runs/vmt [key=value ...]
-    trains one method on the configured data and writes RUN_DIR/trainable.safetensors (the trainable parameters
-    only), RUN_DIR/manifest.json (backbone name and fingerprint, method, tasks, config) and RUN_DIR/metrics.json.
+tailorkit adapters train vmt.yaml --out runs/vmt [--checkpoint-every N] [key=value ...]
+    trains one method on the configured data (through tailorkit.core.train: torchrun runs it as DDP) and writes
+    RUN_DIR/trainable.safetensors (the trainable parameters only), RUN_DIR/manifest.json (backbone name and
+    fingerprint, method, tasks, config) and RUN_DIR/metrics.json. With --checkpoint-every N it also keeps
+    RUN_DIR/train_checkpoint.pt (every N steps and at the end) and resumes from it when the command is run again.
 tailorkit adapters eval runs/vmt
     rebuilds the backbone, refuses a manifest whose backbone does not match, loads the saved parameters and prints
     every task's metrics on the configured test split. A user's backbone weights are the training setting
@@ -26,6 +28,13 @@ def add_parser(sub: Any) -> None:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default reports/adapters/<config name>)")
     train.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep RUN_DIR/train_checkpoint.pt every N steps and resume from it when present (default 0: none)",
+    )
     train.add_argument("--progress", action="store_true", default=None, help=PROGRESS_HELP)
     train.set_defaults(func=train_cmd)
     ev = verbs.add_parser("eval", help="evaluate a saved run (refuses a mismatched backbone)")
@@ -44,12 +53,14 @@ def train_cmd(args: argparse.Namespace) -> int:
 
     from tailorkit.adapters.config import TrainConfig
     from tailorkit.adapters.runner import build_model, evaluate, make_data, save_run, train_model
-    from tailorkit.cli.main import device_from
+    from tailorkit.cli.main import UsageError, device_from
     from tailorkit.core.config import load_config
     from tailorkit.core.errors import InputError, check_input_dir, check_output_dir
     from tailorkit.core.results import write_json_atomic
 
     config = load_config(TrainConfig, args.config, args.overrides)
+    if args.checkpoint_every < 0:
+        raise UsageError(f"--checkpoint-every: expected an int >= 0, got {args.checkpoint_every}")
     out = check_output_dir(args.out or Path("reports/adapters") / args.config.stem)
     device = device_from(args.device)
     if config.threads:
@@ -64,7 +75,21 @@ def train_cmd(args: argparse.Namespace) -> int:
     else:
         train, test = make_data(config)
     model = build_model(config)
-    history = train_model(model, train, config, device=device, progress=args.progress)
+    checkpoint = out / "train_checkpoint.pt" if args.checkpoint_every else None
+    try:
+        history = train_model(
+            model,
+            train,
+            config,
+            device=device,
+            progress=args.progress,
+            checkpoint=checkpoint,
+            checkpoint_every=args.checkpoint_every,
+        )
+    except ValueError as err:  # a checkpoint written under other settings names what differs
+        if checkpoint is None or str(checkpoint) not in str(err):
+            raise
+        raise UsageError(f"tailorkit adapters train: error: {err}; delete it or train into another --out") from None
     metrics = evaluate(model, test, device=device)
     enc = model.encoder
     fraction = 100.0 * enc.trainable_parameters() / enc.backbone_parameters()
