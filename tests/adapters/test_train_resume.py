@@ -7,12 +7,22 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from torch.utils.data.distributed import DistributedSampler
 
 from tailorkit.adapters.data import make_data
-from tailorkit.adapters.runner import build_model, core_config, train_model
+from tailorkit.adapters.runner import (
+    SceneIndex,
+    build_model,
+    clip_groups,
+    core_config,
+    param_groups,
+    train_model,
+    train_step_loss,
+)
 from tailorkit.cli.main import main
 from tailorkit.core.config import save_config
 from tailorkit.core.train import learning_rate
@@ -91,3 +101,50 @@ def test_cli_train_keeps_and_resumes_a_checkpoint(tmp_path: Path, capsys: pytest
     assert main([*args, "optim.steps=4", "optim.lr=0.5"]) == 2  # other settings: refused, naming what differs
     assert "lr: checkpoint" in capsys.readouterr().err
     assert main([*args[:-1], "-1"]) == 2
+
+
+def _old_loop(model: torch.nn.Module, train: Any, cfg: Any, order: list[list[int]]) -> list[float]:
+    """The loop runner.py had before issue 23 (commit e4484c1), with the batch draw replaced by ``order``."""
+    o = cfg.optim
+    model.train()
+    groups = param_groups(model, cfg)
+    optimizer = torch.optim.AdamW(
+        [{"params": g["params"], "lr": o.lr * g["lr_scale"]} for g in groups], weight_decay=o.weight_decay
+    )
+    base = [o.lr, o.full_ft_lr][: len(groups)]
+    clip = clip_groups(model) or [[p for p in model.parameters() if p.requires_grad]]
+    losses = []
+    for step in range(o.steps):
+        warm = min(1.0, (step + 1) / max(1, o.warmup_steps)) if o.warmup_steps else 1.0
+        cosine = 0.5 * (1 + math.cos(math.pi * step / max(1, o.steps)))
+        for g, lr in zip(optimizer.param_groups, base, strict=True):
+            g["lr"] = lr * warm * cosine
+        x, targets = train.batch(torch.tensor(order[step]), torch.device("cpu"))
+        loss, _ = train_step_loss(model, x, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for params in clip:
+            torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
+
+
+@pytest.mark.parametrize("method", ["vmt", "single_task_full_ft"])
+def test_the_move_to_core_changes_only_the_batch_order(method: str) -> None:
+    cfg = tiny_config(method)
+    cfg = replace(cfg, optim=replace(cfg.optim, steps=6, warmup_steps=3, grad_clip=1e-2, full_ft_lr=2e-3))
+    train, _ = make_data(cfg)
+    core = core_config(cfg, len(train))
+    sampler = DistributedSampler(SceneIndex(train, torch.device("cpu")), 1, 0, seed=core.seed, drop_last=True)
+    order: list[list[int]] = []
+    for epoch in range(2):  # 16 scenes / batch 4: 4 batches an epoch
+        sampler.set_epoch(epoch)
+        epoch_order = list(sampler)
+        order += [epoch_order[i : i + 4] for i in range(0, 16, 4)]
+    new_model, old_model = build_model(cfg), build_model(cfg)
+    new = train_model(new_model, train, cfg, progress=False)["loss"]
+    assert _old_loop(old_model, train, cfg, order) == new
+    a, b = old_model.state_dict(), new_model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
