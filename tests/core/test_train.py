@@ -164,12 +164,12 @@ def test_clip_groups_clip_each_set_on_its_own() -> None:
 
 
 def test_a_checkpoint_without_the_newer_step_fields_still_resumes(tmp_path: Path) -> None:
-    """Checkpoints written before `step_at`/`step_factor` existed read them as their defaults."""
+    """Checkpoints written before `step_at`/`step_factor`/`decay_span` existed read them as their defaults."""
     config = TrainConfig(steps=2, lr=0.01, batch_size=16, log_every=0)
     path = tmp_path / "ckpt.pt"
     _run(config, checkpoint=path)
     payload = torch.load(path, weights_only=True)
-    for name in ("step_at", "step_factor"):
+    for name in ("step_at", "step_factor", "decay_span"):
         del payload["trajectory"][name]
     torch.save(payload, path)
     assert len(_run(replace(config, steps=3), checkpoint=path).losses) == 3  # no "different configuration"
