@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 import torch
@@ -12,7 +12,7 @@ from tailorkit.adapters.cost import encoder_flops
 from tailorkit.adapters.methods import METHODS, make_encoder
 from tailorkit.adapters.runner import build_model
 
-from .conftest import tiny_config
+from .conftest import tiny_config, tiny_options
 
 PETL = ("vmt", "vmt_lite", "shared_adapter", "per_task_adapter", "per_task_lora", "bitfit", "hyperformer_lite")
 ALL = (*PETL, "decoders_only", "single_task_full_ft", "mtl_full_ft")
@@ -29,8 +29,8 @@ def _effnet():  # type: ignore[no-untyped-def]
 
 def test_every_method_module_registered() -> None:
     assert set(METHODS.names()) == {*ALL, "vpt_deep"}
-    with pytest.raises(KeyError, match="expected one of"):
-        make_encoder(_vit(), TASKS, MethodConfig(name="vmtt"))
+    with pytest.raises(ValueError, match="unknown adapters method 'vmtt'; expected one of"):
+        make_encoder(_vit(), TASKS, MethodConfig("vmtt"))
 
 
 @pytest.mark.parametrize("backbone", ["vit", "efficientnet_lite0", "swin"])
@@ -43,7 +43,7 @@ def test_zero_init_leaves_the_frozen_features_unchanged(name: str, backbone: str
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = frozen.forward_stages(x)
-        enc = make_encoder(copy.deepcopy(frozen), TASKS, MethodConfig(name=name, r=4, lora_rank=2, hyper_dim=4))
+        enc = make_encoder(copy.deepcopy(frozen), TASKS, MethodConfig(name, tiny_options(name)))
         out = enc(x)
     for task in TASKS:
         for a, b in zip(out[task], ref, strict=True):
@@ -53,7 +53,8 @@ def test_zero_init_leaves_the_frozen_features_unchanged(name: str, backbone: str
 @pytest.mark.parametrize("name", ALL)
 def test_only_intended_parameters_receive_gradients(name: str) -> None:
     # GELU: with ReLU a random-init backbone can leave a whole tiny 2x2 bottleneck dead, which is not the point here
-    model = build_model(tiny_config(name, backbone="efficientnet_lite0", act="gelu"), tasks=TASKS)
+    gelu = {"act": "gelu"} if "act" in {f.name for f in fields(METHODS.get(name).options)} else {}
+    model = build_model(tiny_config(name, backbone="efficientnet_lite0", **gelu), tasks=TASKS)
     x = torch.randn(2, 3, 32, 32)
     for _ in range(2):  # the second pass: after a step zero-initialised branches pass gradients further
         preds = model(x)
@@ -78,7 +79,7 @@ def test_only_intended_parameters_receive_gradients(name: str) -> None:
 
 def test_vmt_parameter_counts_per_task() -> None:
     backbone = _effnet()
-    cfg = MethodConfig(name="vmt", r=8)
+    cfg = MethodConfig("vmt", {"r": 8})
     counts = {t: make_encoder(copy.deepcopy(backbone), [f"semseg_{i}" for i in range(t)], cfg) for t in (1, 2, 8)}
     slots = backbone.slots
     shared = sum(s.d_in * 8 + 8 + 8 * s.d_out + s.d_out for s in slots)
@@ -93,9 +94,9 @@ def test_vmt_parameter_counts_per_task() -> None:
     assert 0.005 < fraction < 0.015  # about 1 % of EfficientNet-Lite0's encoder
     per_task_pct = per_task / counts[1].backbone_parameters() * 100
     assert per_task_pct < 0.01  # each extra task < 0.01 % (docs/adapters.md#the-method-as-implemented)
-    lite = make_encoder(copy.deepcopy(backbone), ["semseg"], replace(cfg, name="vmt_lite"))
+    lite = make_encoder(copy.deepcopy(backbone), ["semseg"], cfg.with_method("vmt_lite"))
     assert lite.trainable_parameters() < 0.6 * counts[1].trainable_parameters()
-    adapters = make_encoder(copy.deepcopy(backbone), ["a_1", "b_2"], replace(cfg, name="per_task_adapter"))
+    adapters = make_encoder(copy.deepcopy(backbone), ["a_1", "b_2"], cfg.with_method("per_task_adapter"))
     assert adapters.trainable_parameters() == 2 * shared
 
 
@@ -103,7 +104,7 @@ def test_encoder_flops_are_o1_for_vmt_and_linear_for_per_task_methods() -> None:
     backbone = _vit()
     ratios = {}
     for name in ("vmt", "per_task_adapter", "per_task_lora", "decoders_only"):
-        cfg = replace(tiny_config(name), method=MethodConfig(name=name, r=4, lora_rank=2))
+        cfg = replace(tiny_config(name), method=MethodConfig(name, tiny_options(name)))
         ratios[name] = encoder_flops(cfg, backbone, 8, 32) / encoder_flops(cfg, backbone, 1, 32)
     assert ratios["vmt"] < 1.15
     assert ratios["decoders_only"] == 1.0
@@ -112,14 +113,14 @@ def test_encoder_flops_are_o1_for_vmt_and_linear_for_per_task_methods() -> None:
 
 
 def test_task_modules_make_task_features_differ_after_training_signal() -> None:
-    enc = make_encoder(_vit(), TASKS, MethodConfig(name="vmt", r=4))
+    enc = make_encoder(_vit(), TASKS, MethodConfig("vmt", {"r": 4}))
     with torch.no_grad():
         for slot in enc.slot_modules.values():
             slot.up.weight.normal_()
             slot.gamma[1].mul_(3.0)
     out = enc(torch.randn(1, 3, 32, 32))
     assert not torch.allclose(out["semseg"][-1], out["saliency"][-1])
-    shared = make_encoder(_vit(), TASKS, MethodConfig(name="shared_adapter", r=4))
+    shared = make_encoder(_vit(), TASKS, MethodConfig("shared_adapter", {"r": 4}))
     out = shared(torch.randn(1, 3, 32, 32))
     assert all(torch.equal(a, b) for a, b in zip(out["semseg"], out["saliency"], strict=True))
 
@@ -134,9 +135,9 @@ def test_vmt_knobs_build_and_run(combine: str, task_module: str) -> None:
 
 
 def test_vpt_deep_needs_prompts_support() -> None:
-    enc = make_encoder(_vit(), TASKS, MethodConfig(name="vpt_deep", prompt_len=2))
+    enc = make_encoder(_vit(), TASKS, MethodConfig("vpt_deep", {"prompt_len": 2}))
     out = enc(torch.randn(2, 3, 32, 32))
     assert out["semseg"][0].shape == (2, 32, 4, 4)
     assert enc.trainable_parameters() == 2 * 2 * 2 * 32
     with pytest.raises(ValueError, match="transformer"):
-        make_encoder(_effnet(), TASKS, MethodConfig(name="vpt_deep"))
+        make_encoder(_effnet(), TASKS, MethodConfig("vpt_deep"))

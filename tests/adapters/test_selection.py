@@ -13,6 +13,7 @@ from tailorkit.adapters import data as data_module
 from tailorkit.adapters import selection
 from tailorkit.adapters.config import MethodConfig
 from tailorkit.adapters.data import SCENE_STREAMS, make_data, make_split, scene_seed
+from tailorkit.adapters.methods import LoRAOptions, VMTOptions
 from tailorkit.adapters.runner import build_model, train_model
 from tailorkit.adapters.selection import EarlyStopping, fit_with_early_stopping, parse_variant, validation_loss
 from tailorkit.cli.main import main
@@ -113,15 +114,22 @@ def test_evaluations_during_training_do_not_change_the_fit() -> None:
 
 
 def test_parse_variant() -> None:
-    name, cfg = parse_variant("vmt:task_module=lowrank_up+placement=conv", MethodConfig(r=4))
+    name, cfg = parse_variant("vmt:task_module=lowrank_up+placement=conv", MethodConfig("vmt", {"r": 4}))
     assert name == "vmt:task_module=lowrank_up+placement=conv"
-    assert (cfg.name, cfg.task_module, cfg.placement, cfg.r) == ("vmt", "lowrank_up", "conv", 4)
+    options = cfg.options_as(VMTOptions)
+    assert (cfg.name, options.task_module, options.placement, options.r) == ("vmt", "lowrank_up", "conv", 4)
     assert parse_variant("shared_adapter")[1].name == "shared_adapter"
+    # the bench's width carries over to every method that has one; the others get their own defaults
+    lora = parse_variant("per_task_lora:lora_rank=2", MethodConfig("vmt", {"r": 4}))[1]
+    assert lora.options == LoRAOptions(lora_rank=2)
+    assert parse_variant("per_task_adapter", MethodConfig("vmt", {"r": 4}))[1].options.r == 4
     for bad, message in (
         ("vmtx:r=4", "with a method from"),
         ("vmt:r", "expected KEY=VALUE items"),
-        ("vmt:name=bitfit", "expected KEY=VALUE items"),
-        ("per_task_adapter:placement=conv", "placement: used by"),
+        ("vmt:name=bitfit", "option 'name' is not an option of adapters method 'vmt'"),
+        ("per_task_adapter:placement=conv", "option 'placement' is not an option of adapters method"),
+        ("bitfit:r=4", "its options: none"),
+        ("vmt:r=4+budget_pct=1", "r: unused by vmt when budget_pct is set"),
     ):
         with pytest.raises(ValueError, match=message) as err:
             parse_variant(bad)

@@ -4,7 +4,6 @@ parameter budget): each builds and trains, counts match the documented formula, 
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 
 import pytest
 import torch
@@ -12,8 +11,8 @@ import torch.nn.functional as F
 
 from tailorkit.adapters.backbones import build_backbone
 from tailorkit.adapters.config import MethodConfig
-from tailorkit.adapters.methods import make_encoder
-from tailorkit.adapters.methods.vmt import adapter_sites, vmt_parameter_count, width_for_budget
+from tailorkit.adapters.methods import VMTOptions, make_encoder
+from tailorkit.adapters.methods.vmt import VMTSettings, adapter_sites, vmt_parameter_count, width_for_budget
 from tailorkit.core.config import ConfigError, from_dict
 
 TASKS = ("semseg", "saliency", "normals")
@@ -66,7 +65,7 @@ def _todays_vmt(enc, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:  # type:
 def test_defaults_reproduce_todays_vmt_bit_for_bit(backbone: str) -> None:
     bb = _vit() if backbone == "vit" else _effnet()
     torch.manual_seed(0)
-    enc = make_encoder(bb, TASKS, MethodConfig(name="vmt"))
+    enc = make_encoder(bb, TASKS, MethodConfig("vmt"))
     assert all(site.module == "" for site in enc.sites) and enc.r == 8
     _randomise(enc)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -75,7 +74,7 @@ def test_defaults_reproduce_todays_vmt_bit_for_bit(backbone: str) -> None:
     for task in TASKS:
         assert all(torch.equal(a, b) for a, b in zip(got[task], want[task], strict=True))
     if backbone == "efficientnet_lite0":  # docs/adapters.md: 29,172 with 4 tasks, 153 per extra task
-        four = make_encoder(_effnet(), ("a", "b", "c", "d"), MethodConfig(name="vmt"))
+        four = make_encoder(_effnet(), ("a", "b", "c", "d"), MethodConfig("vmt"))
         assert four.trainable_parameters() == 29_172 and four.task_parameters() == 153
 
 
@@ -96,7 +95,7 @@ CASES = [(o, b) for o in OPTIONS for b in ("vit", "efficientnet_lite0") if (o, b
 @pytest.mark.parametrize("method", ["vmt", "vmt_lite"])
 def test_each_option_trains_every_new_tensor(option: str, backbone: str, method: str) -> None:
     bb = _vit() if backbone == "vit" else _effnet()
-    cfg = MethodConfig(name=method, **OPTIONS[option])  # type: ignore[arg-type]
+    cfg = MethodConfig(method, OPTIONS[option])
     enc = make_encoder(bb, TASKS, cfg)
     assert enc.trainable_parameters() == vmt_parameter_count(enc.sites, len(TASKS), enc.config, enc.r)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
@@ -137,7 +136,7 @@ def test_new_options_start_from_the_frozen_model(option: str, backbone: str) -> 
     with torch.no_grad():
         frozen = copy.deepcopy(bb).forward_stages(x)
         for method in ("vmt", "vmt_lite"):
-            enc = make_encoder(copy.deepcopy(bb), TASKS, MethodConfig(name=method, **OPTIONS[option]))  # type: ignore[arg-type]
+            enc = make_encoder(copy.deepcopy(bb), TASKS, MethodConfig(method, OPTIONS[option]))
             out = enc(x)
             for task in TASKS:
                 assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(out[task], frozen, strict=True))
@@ -151,7 +150,7 @@ def test_parameter_counts_by_hand() -> None:
     shared = sum(r * s.d_in + r + r * s.d_out + s.d_out for s in slots)
 
     def count(**kw: object) -> int:
-        return make_encoder(copy.deepcopy(bb), TASKS, MethodConfig(name="vmt", **kw)).trainable_parameters()  # type: ignore[arg-type]
+        return make_encoder(copy.deepcopy(bb), TASKS, MethodConfig("vmt", kw)).trainable_parameters()
 
     assert count() == shared + t * len(contributing) * (2 * r + 1)
     assert count(task_module="lowrank_up") == shared + t * sum(r * s.d_out + 1 for s in contributing)
@@ -172,40 +171,48 @@ def test_budget_derives_the_largest_width_that_fits() -> None:
     bb = _effnet()
     n_backbone = sum(p.numel() for p in bb.parameters())
     for pct, kw in ((1.0, {}), (2.0, {"task_module": "lowrank_up"}), (8.0, {"placement": "conv"})):
-        cfg = MethodConfig(name="vmt", budget_pct=pct, **kw)  # type: ignore[arg-type]
-        enc = make_encoder(copy.deepcopy(bb), TASKS, cfg)
+        enc = make_encoder(copy.deepcopy(bb), TASKS, MethodConfig("vmt", {"budget_pct": pct, **kw}))
+        cfg = enc.config
         sites = adapter_sites(bb, cfg)
         budget = pct / 100 * n_backbone
         assert enc.trainable_parameters() == vmt_parameter_count(sites, len(TASKS), cfg, enc.r) <= budget
         assert vmt_parameter_count(sites, len(TASKS), cfg, enc.r + 1) > budget
         assert enc.slot_modules[enc.sites[0].key].down.out_features == enc.r
     # 1 % of Lite0 with 3 tasks is today's r = 8 (0.98 %)
-    assert make_encoder(copy.deepcopy(bb), TASKS, MethodConfig(name="vmt", budget_pct=1.0)).r == 8
+    assert make_encoder(copy.deepcopy(bb), TASKS, MethodConfig("vmt", {"budget_pct": 1.0})).r == 8
     with pytest.raises(ValueError, match=r"budget_pct: 0\.01 % of the backbone") as err:
-        width_for_budget(adapter_sites(bb, MethodConfig()), 3, MethodConfig(budget_pct=0.01), n_backbone)
+        width_for_budget(adapter_sites(bb, VMTSettings()), 3, VMTSettings(budget_pct=0.01), n_backbone)
     assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize(
-    ("kw", "message"),
+    ("method", "options", "message"),
     [
-        ({"task_module": "lowrank"}, "task_module: expected one of scale_shift, linear, gate, lowrank_up, none"),
-        ({"placement": "mlp"}, "placement: expected one of block, conv"),
-        ({"task_feature_source": "every"}, "task_feature_source: expected one of"),
-        ({"budget_pct": -1.0}, "budget_pct"),
-        ({"budget_pct": 1.0, "r": 4}, "r: unused when budget_pct is set"),
-        ({"name": "per_task_adapter", "placement": "conv"}, "placement: used by vmt, vmt_lite, shared_adapter only"),
-        ({"name": "per_task_lora", "budget_pct": 1.0}, "budget_pct: used by vmt"),
+        ("vmt", {"task_module": "lowrank"}, "task_module: expected one of 'scale_shift', 'linear', 'gate'"),
+        ("vmt", {"placement": "mlp"}, "placement: expected one of 'block', 'conv'"),
+        ("vmt", {"task_feature_source": "every"}, "task_feature_source: expected one of"),
+        ("vmt", {"budget_pct": -1.0}, "budget_pct"),
+        ("vmt", {"budget_pct": 1.0, "r": 4}, "r: unused by vmt when budget_pct is set"),
+        ("vmt_lite", {"task_scale": 0.5}, "task_scale: unused by vmt_lite unless task_module=lowrank_up"),
+        (
+            "per_task_adapter",
+            {"placement": "conv"},
+            "option 'placement' is not an option of adapters method 'per_task_adapter'; its options: r, act, scale",
+        ),
+        ("per_task_lora", {"budget_pct": 1.0}, "option 'budget_pct' is not an option of adapters method"),
+        ("bitfit", {"r": 4}, "option 'r' is not an option of adapters method 'bitfit'; its options: none"),
+        ("vmt_lite", {"scale": 0.2}, "option 'scale' is not an option of adapters method 'vmt_lite'"),
     ],
 )
-def test_bad_options_are_one_line_errors(kw: dict[str, object], message: str) -> None:
+def test_bad_options_are_one_line_errors(method: str, options: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message) as err:
-        MethodConfig(**kw)  # type: ignore[arg-type]
+        MethodConfig(method, options)
     assert "\n" not in str(err.value)
 
 
 def test_options_from_a_config_file_are_checked() -> None:
-    assert from_dict(MethodConfig, {"task_module": "lowrank_up", "placement": "conv"}).placement == "conv"
+    cfg = from_dict(MethodConfig, {"task_module": "lowrank_up", "placement": "conv"})  # the flat form, as before
+    assert cfg.options_as(VMTOptions).placement == "conv" and cfg.options_as(VMTOptions).task_module == "lowrank_up"
     with pytest.raises(ConfigError, match="placement: expected one of 'block', 'conv'"):
         from_dict(MethodConfig, {"placement": "side"}, where="method")
     with pytest.raises(ConfigError, match=r"unknown config key 'method\.task_rank'"):
@@ -215,14 +222,14 @@ def test_options_from_a_config_file_are_checked() -> None:
 def test_conv_placement_refuses_swin() -> None:
     swin = build_backbone("swin", image_size=32)
     with pytest.raises(ValueError, match="placement=conv: expected an EfficientNet-Lite0 or ViT backbone"):
-        make_encoder(swin, TASKS, MethodConfig(placement="conv"))
+        make_encoder(swin, TASKS, MethodConfig("vmt", {"placement": "conv"}))
 
 
 def test_lowrank_up_leaves_the_shared_directions() -> None:
     """With the shared W_up, a task's side output lies in W_up's r-dim column span; lowrank_up's does not."""
     residual = {}
     for module in ("scale_shift", "lowrank_up"):
-        enc = make_encoder(_vit(), TASKS, MethodConfig(name="vmt", r=4, task_module=module))  # type: ignore[arg-type]
+        enc = make_encoder(_vit(), TASKS, MethodConfig("vmt", {"r": 4, "task_module": module}))
         _randomise(enc)
         slot = enc.slot_modules["0"]
         _, sides = slot(torch.randn(5, 32, generator=torch.Generator().manual_seed(6)))
@@ -235,16 +242,16 @@ def test_lowrank_up_leaves_the_shared_directions() -> None:
 
 def test_task_parameters_count_the_own_up_projection() -> None:
     bb = _effnet()
-    enc = make_encoder(copy.deepcopy(bb), TASKS, MethodConfig(task_module="lowrank_up"))
+    enc = make_encoder(copy.deepcopy(bb), TASKS, MethodConfig("vmt", {"task_module": "lowrank_up"}))
     contributing = [s for s in bb.slots if s.d_out == bb.stage_channels[s.stage]]
     assert enc.task_parameters() == sum(8 * s.d_out + 1 for s in contributing)
-    shared = make_encoder(copy.deepcopy(bb), TASKS, replace(MethodConfig(), name="shared_adapter", placement="conv"))
+    shared = make_encoder(copy.deepcopy(bb), TASKS, MethodConfig("shared_adapter", {"placement": "conv"}))
     assert shared.task_parameters() == 0 and shared.trainable_parameters() > 0
 
 
 @pytest.mark.parametrize("backbone", ["vit", "efficientnet_lite0"])
 def test_a_deep_copy_of_a_conv_placed_encoder_uses_its_own_adapters(backbone: str) -> None:
-    enc = make_encoder(_vit() if backbone == "vit" else _effnet(), TASKS, MethodConfig(placement="conv"))
+    enc = make_encoder(_vit() if backbone == "vit" else _effnet(), TASKS, MethodConfig("vmt", {"placement": "conv"}))
     _randomise(enc)
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():

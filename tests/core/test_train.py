@@ -114,13 +114,62 @@ def test_step_schedule_drops_the_rate_once_at_step_at() -> None:
         TrainConfig(schedule="step", step_at=1.5)
 
 
+def test_decay_span_all_steps_multiplies_the_ramp_into_a_decay_over_the_whole_run() -> None:
+    # adapters' recipe before issue 23: lr * min(1, (s + 1) / warmup) * 0.5 (1 + cos(pi s / steps)), bit for bit.
+    config = TrainConfig(steps=300, lr=1e-2, warmup_steps=20, schedule="cosine", decay_span="all_steps")
+    for s in range(300):
+        old = 1e-2 * min(1.0, (s + 1) / 20) * (0.5 * (1 + math.cos(math.pi * s / 300)))
+        assert learning_rate(config, s) == old
+    # unlike the default span, the decay has begun when the warm-up ends and the ramp is not the full rate at its end
+    after = replace(config, decay_span="after_warmup")
+    assert learning_rate(config, 20) < learning_rate(after, 20) == 1e-2
+    assert learning_rate(replace(config, schedule="linear"), 150) == pytest.approx(0.5e-2)
+    assert learning_rate(replace(config, schedule="constant"), 9) == pytest.approx(0.5e-2)
+    # the ramp may outlast a short run (it multiplies the decay); the default span refuses that
+    short = TrainConfig(steps=3, lr=1.0, warmup_steps=20, decay_span="all_steps")
+    assert learning_rate(short, 0) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="warmup_steps: expected an int in"):
+        TrainConfig(steps=3, warmup_steps=20)
+    with pytest.raises(ValueError, match="decay_span: expected"):
+        TrainConfig(decay_span="warmup")  # type: ignore[arg-type]
+
+
+def test_clip_groups_clip_each_set_on_its_own() -> None:
+    # Plain SGD moves a parameter by lr * (clipped) grad: with one set per layer each layer's step has norm
+    # lr * grad_clip at most, while one global norm would shrink the small-gradient layer too.
+    config = TrainConfig(steps=1, lr=1.0, batch_size=8, optimizer="sgd", shuffle=False, grad_clip=1e-3)
+    data = _regression(n=8)
+
+    model = _mlp()
+    sets = [list(model[0].parameters()), list(model[3].parameters())]
+    moved = {}
+    for key in ("global", "per_layer"):
+        m = _mlp()
+        before = _params(m)
+        clip = None if key == "global" else [list(m[0].parameters()), list(m[3].parameters())]
+        train(m, _mse, data, config, progress=False, clip_groups=clip)
+        moved[key] = {name: _params(m)[name] - before[name] for name in before}
+
+    def norm(delta: dict[str, torch.Tensor], prefix: str) -> float:
+        return float(torch.sqrt(sum((d**2).sum() for n, d in delta.items() if n.startswith(prefix))))
+
+    total = math.sqrt(norm(moved["global"], "0.") ** 2 + norm(moved["global"], "3.") ** 2)
+    assert total == pytest.approx(1e-3, rel=1e-4)  # one global norm
+    for layer in ("0.", "3."):
+        assert norm(moved["per_layer"], layer) == pytest.approx(1e-3, rel=1e-4)  # each set clipped on its own
+    with pytest.raises(ValueError, match="in no set"):
+        train(model, _mse, data, config, progress=False, clip_groups=sets[:1])
+    with pytest.raises(ValueError, match="already in an earlier set"):
+        train(model, _mse, data, config, progress=False, clip_groups=[sets[0], sets[0], sets[1]])
+
+
 def test_a_checkpoint_without_the_newer_step_fields_still_resumes(tmp_path: Path) -> None:
-    """Checkpoints written before `step_at`/`step_factor` existed read them as their defaults."""
+    """Checkpoints written before `step_at`/`step_factor`/`decay_span` existed read them as their defaults."""
     config = TrainConfig(steps=2, lr=0.01, batch_size=16, log_every=0)
     path = tmp_path / "ckpt.pt"
     _run(config, checkpoint=path)
     payload = torch.load(path, weights_only=True)
-    for name in ("step_at", "step_factor"):
+    for name in ("step_at", "step_factor", "decay_span"):
         del payload["trajectory"][name]
     torch.save(payload, path)
     assert len(_run(replace(config, steps=3), checkpoint=path).losses) == 3  # no "different configuration"

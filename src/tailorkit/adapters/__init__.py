@@ -4,8 +4,8 @@ frozen pretrained backbone, beside the PETL and fine-tuning baselines.
 Public API:
     build_backbone(name) -> slot backbone            efficientnet_lite0 (real ImageNet weights), vit, swin (shapes)
     load_backbone_weights(backbone, file)             a user's safetensors weights, loaded strictly
-    make_encoder(backbone, tasks, method_config)      any registered method (METHODS)
-    build_model(config) / train_model / evaluate      the shared multi-task loop
+    make_encoder(backbone, tasks, method_config)      any registered method (METHODS), with its own options
+    build_model(config) / train_model / evaluate      training through tailorkit.core.train (resume, torchrun)
     save_run / load_run                               trainable-only safetensors + manifest (backbone checked)
     render_scenes, load_photo_textures                SynthContext scenes with exact labels for six tasks
     make_split(config, split)                         train / test / val / tune scenes (disjoint seed streams)

@@ -77,8 +77,8 @@ class AdaptersBenchConfig:
         threads: torch threads per fit; workers: processes fitting methods side by side on CPU (1: in this one).
         split: Scenes every row is evaluated on: "test" (default) or "val" (validation scenes, a seed stream the
             test scenes never use: choose options here).
-        variants: Extra rows, each ``METHOD:KEY=VALUE+KEY=VALUE`` over MethodConfig keys (the row is named by the
-            string). On split="test" at most one variant per method (the one chosen on split="val").
+        variants: Extra rows, each ``METHOD:KEY=VALUE+KEY=VALUE`` over the method's options (the row is named by
+            the string). On split="test" at most one variant per method (the one chosen on split="val").
         reference: "fixed" (default: single-task full FT at ``full_ft_lr`` for the whole budget) or "tuned" (its
             backbone learning rate chosen from ``reference_lrs`` by the lowest validation loss on "tune" scenes,
             with early stopping: the checkpoint of lowest tune loss, evaluated every ``reference_eval_every``
@@ -137,7 +137,7 @@ class AdaptersBenchConfig:
         check(len(set(self.variants)) == len(self.variants), f"variants: expected distinct specs, got {self.variants}")
         per_method: dict[str, int] = {}
         for spec in self.variants:
-            _, method = parse_variant(spec, MethodConfig(r=self.r))
+            _, method = parse_variant(spec, MethodConfig("vmt", {"r": self.r}))
             per_method[method.name] = per_method.get(method.name, 0) + 1
             check(
                 self.split == "val" or per_method[method.name] == 1,
@@ -247,7 +247,7 @@ def _run(
             n_test=config.n_test,
             textures=config.textures,  # type: ignore[arg-type]
         ),
-        method=MethodConfig(r=config.r),
+        method=MethodConfig("vmt", {"r": config.r}),
         optim=OptimConfig(
             steps=config.steps_full if full else config.steps,
             batch_size=config.batch_size,
@@ -330,9 +330,7 @@ def _run(
         if config.split != "test":
             params["split"] = config.split
         if name in variants:
-            default = to_dict(base.method)
-            options = {k: v for k, v in to_dict(variants[name]).items() if k != "name" and v != default[k]}
-            params.update(method=variants[name].name, options=options)
+            params.update(method=variants[name].name, options=variant_options(base.method, variants[name]))
         if name == "single_task_full_ft" and tuned:
             # per seed (also after merging seeds: metrics_per_seed): the chosen learning rate and stopping step
             metrics["reference_lr"] = statistics.fmean(r["lr"] for r in reference_runs)
@@ -387,6 +385,13 @@ def _run(
     if tuned:
         extra["reference"] = {"kind": "tuned", "lrs": list(config.reference_lrs), "runs": reference_runs}
     return BenchOutcome(data, rows, claims, extra=extra)
+
+
+def variant_options(base: MethodConfig, variant: MethodConfig) -> dict[str, Any]:
+    """A variant row's ``params.options``: the options that differ from what its method gets in the bench without
+    the variant (``base`` switched to the method, the shared width ``r`` carried over)."""
+    default = to_dict(base.with_method(variant.name).options)
+    return {k: v for k, v in to_dict(variant.options).items() if v != default[k]}
 
 
 def _choose_reference(

@@ -1,8 +1,10 @@
 """`tailorkit adapters train CONFIG.yaml` and `tailorkit adapters eval RUN_DIR`.
 
-tailorkit adapters train vmt.yaml --out runs/vmt [key=value ...]
-    trains one method on the configured data and writes RUN_DIR/trainable.safetensors (the trainable parameters
-    only), RUN_DIR/manifest.json (backbone name and fingerprint, method, tasks, config) and RUN_DIR/metrics.json.
+tailorkit adapters train vmt.yaml --out runs/vmt [--checkpoint-every N] [key=value ...]
+    trains one method on the configured data (through tailorkit.core.train: torchrun runs it as DDP) and writes
+    RUN_DIR/trainable.safetensors (the trainable parameters only), RUN_DIR/manifest.json (backbone name and
+    fingerprint, method, tasks, config) and RUN_DIR/metrics.json. It keeps RUN_DIR/resume.pt (every N steps, default
+    50, and at the end) and resumes from it when the command is run again with the same --out.
 tailorkit adapters eval runs/vmt
     rebuilds the backbone, refuses a manifest whose backbone does not match, loads the saved parameters and prints
     every task's metrics on the configured test split. A user's backbone weights are the training setting
@@ -15,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tailorkit.cli.bench import PROGRESS_HELP, device_arg
+from tailorkit.cli.bench import PROGRESS_HELP, RESUME_FILE, add_checkpoint_arg, device_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -26,6 +28,7 @@ def add_parser(sub: Any) -> None:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="setting overrides (dotted keys)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default reports/adapters/<config name>)")
     train.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    add_checkpoint_arg(train)
     train.add_argument("--progress", action="store_true", default=None, help=PROGRESS_HELP)
     train.set_defaults(func=train_cmd)
     ev = verbs.add_parser("eval", help="evaluate a saved run (refuses a mismatched backbone)")
@@ -43,7 +46,6 @@ def train_cmd(args: argparse.Namespace) -> int:
     import torch
 
     from tailorkit.adapters.config import TrainConfig
-    from tailorkit.adapters.methods import METHODS
     from tailorkit.adapters.runner import build_model, evaluate, make_data, save_run, train_model
     from tailorkit.cli.main import device_from
     from tailorkit.core.config import load_config
@@ -51,7 +53,6 @@ def train_cmd(args: argparse.Namespace) -> int:
     from tailorkit.core.results import write_json_atomic
 
     config = load_config(TrainConfig, args.config, args.overrides)
-    METHODS.get(config.method.name)  # an unknown method fails before any data is made
     out = check_output_dir(args.out or Path("reports/adapters") / args.config.stem)
     device = device_from(args.device)
     if config.threads:
@@ -66,7 +67,15 @@ def train_cmd(args: argparse.Namespace) -> int:
     else:
         train, test = make_data(config)
     model = build_model(config)
-    history = train_model(model, train, config, device=device, progress=args.progress)
+    history = train_model(
+        model,
+        train,
+        config,
+        device=device,
+        progress=args.progress,
+        checkpoint=out / RESUME_FILE,  # a checkpoint of other settings is an InputError naming what differs
+        checkpoint_every=args.checkpoint_every,
+    )
     metrics = evaluate(model, test, device=device)
     enc = model.encoder
     fraction = 100.0 * enc.trainable_parameters() / enc.backbone_parameters()

@@ -1,16 +1,30 @@
 """Settings of a multi-task dense PETL run, as frozen dataclasses (YAML/TOML + key=value overrides).
 
-Every VMT-Adapter detail the paper's available text leaves open is a setting here with a reconstructed default;
-docs/adapters.md#the-method-as-implemented marks each as [inferred].
+`MethodConfig` holds the method's name and its own options dataclass, declared where the method is registered
+(tailorkit.adapters.methods): every VMT-Adapter detail the paper's available text leaves open is an option there
+with a reconstructed default; docs/adapters.md#the-method-as-implemented marks each as [inferred].
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypeVar, cast
 
+from tailorkit.adapters.methods import METHODS
 from tailorkit.adapters.tasks import TASKS
-from tailorkit.core.config import check, check_int_at_least, check_number_at_least
+from tailorkit.core.config import (
+    ConfigError,
+    check,
+    check_int_at_least,
+    check_number_at_least,
+    lift_options,
+    method_options,
+    to_dict,
+)
+from tailorkit.core.registry import RegistryError
+
+OptionsT = TypeVar("OptionsT")
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -19,13 +33,6 @@ def _positive_int(name: str, value: object) -> None:
 
 def _nonneg(name: str, value: object) -> None:
     check_number_at_least(name, value, 0.0)
-
-
-_DEFAULT_R = 8  # MethodConfig.r
-
-
-def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    check(value in allowed, f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -90,93 +97,131 @@ class BackboneConfig:
             _positive_int(name, getattr(self, name))
 
 
+# The flat MethodConfig before options were per method (issue 23): every field with its default. Configs written then
+# (run manifests, `to_dict` dumps) list all of them whatever the method; a flat key the method lacks is accepted only
+# at this default (it was never read), any other value is an error naming the option, the method and its options.
+LEGACY_FLAT_DEFAULTS: dict[str, object] = {
+    "r": 8,
+    "act": "relu",
+    "scale": 0.1,
+    "learn_scale": False,
+    "task_module": "scale_shift",
+    "task_scale": 0.1,
+    "task_feature_source": "all_blocks_in_stage",
+    "placement": "block",
+    "budget_pct": 0.0,
+    "combine": "add",
+    "insert_last": 0,
+    "share_mode": "none",
+    "lora_rank": 4,
+    "lora_alpha": 8.0,
+    "lora_targets": ("qkv", "fc1", "fc2", "_expand_conv", "_project_conv"),
+    "prompt_len": 4,
+    "hyper_dim": 8,
+}
+
+
+def _same_value(value: object, default: object) -> bool:
+    """Whether a value as read (YAML/JSON/TOML, or a string from the command line) is ``default``."""
+    if isinstance(default, tuple):
+        items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+        return isinstance(items, list | tuple) and tuple(items) == default
+    if isinstance(default, bool):
+        return value is default or (isinstance(value, str) and value.lower() == str(default).lower())
+    if isinstance(default, int | float):
+        try:
+            return not isinstance(value, bool) and float(value) == default  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+    return value == default
+
+
+def options_of_method(name: str) -> type:
+    """The options dataclass method ``name`` registered (one line naming the valid methods if it is unknown)."""
+    try:
+        return METHODS.get(name).options
+    except RegistryError as err:
+        raise ConfigError(f"name: {err}") from None
+
+
 @dataclass(frozen=True)
 class MethodConfig:
-    """The method, every reconstructed VMT knob (docs/adapters.md#the-method-as-implemented), the baselines' sizes.
+    """The method and its own options (tailorkit.adapters.methods.base describes the contract).
 
     Attributes:
-        name: A registered method (``tailorkit.adapters.METHODS``).
-        r: Adapter bottleneck width (VMT, shared and per-task adapters). 8 puts VMT at ~1 % of EfficientNet-Lite0.
-        act: Bottleneck activation ("relu" as AdaptFormer, or "gelu").
-        scale: Scale s of the shared adapter output (AdaptFormer's 0.1).
-        learn_scale: Make s a learnable per-channel vector (initialised to ``scale``).
-        task_module: VMT's task-specific knowledge extraction on the bottleneck: "scale_shift" (gamma, beta in R^r,
-            init 1, 0), "linear" (r x r, init identity), "gate" (SE-style sigmoid gate), "lowrank_up" (each task its
-            own zero-init r x d_out up-projection in place of the shared W_up) or "none" (the shared adapter
-            ablation: task features = generic features).
-        task_scale: Initial scale s_t of each task side output (learnable scalar per slot and task).
-        task_feature_source: "all_blocks_in_stage" (sum side outputs of every block of a stage whose width matches
-            the stage map) or "last_block" (only the last block of each stage, MTLoRA-like).
-        placement: VMT adapters parallel to the whole block ("block") or one parallel to each block's expansion
-            and projection layer ("conv": EfficientNet's expand / project 1x1 convs, the ViT MLP's fc1 / fc2; the
-            projection adapter carries the task modules). VMT family only.
-        budget_pct: 0 (off): the width is ``r``. Above 0: the width is derived, the largest r whose VMT parameter
-            count (methods/vmt.py, vmt_parameter_count) is at most budget_pct % of the backbone's parameters, for
-            the run's number of tasks; ``r`` must then stay at its default. VMT family only.
-        combine: How side outputs meet the stage map: "add", "replace_generic" (F + sum(h_t - s g)) or "concat".
-        insert_last: Insert adapters only in the last N blocks (0: every block).
-        share_mode: "none" (VMT) or "transpose" (VMT-Lite: W_up = W_down^T with a channel cycle where widths
-            differ, plus a learnable per-channel scale initialised to 0 and an up bias).
-        lora_rank, lora_alpha: LoRA rank and alpha (scaling alpha / rank).
-        lora_targets: Module-name suffixes LoRA wraps (Linear layers and 1x1 convs).
-        prompt_len: VPT-deep prompt tokens per block.
-        hyper_dim: Hyperformer-lite task / layer embedding width.
+        name: A registered method (``tailorkit.adapters.METHODS``): vmt, vmt_lite, shared_adapter, decoders_only,
+            single_task_full_ft, mtl_full_ft, per_task_adapter, per_task_lora, bitfit, vpt_deep, hyperformer_lite.
+        options: The method's options: its frozen dataclass (``VMTOptions``, ``VMTLiteOptions``,
+            ``SharedAdapterOptions``, ``PerTaskAdapterOptions``, ``LoRAOptions``, ``VPTOptions``,
+            ``HyperformerOptions``, ``NoOptions``), a mapping of option names to values, or None for the method's
+            defaults. Always the method's dataclass once built; an option the method does not have is an error
+            naming the option, the method and its options. Every VMT detail the paper leaves open is such an option
+            (docs/adapters.md#the-method-as-implemented).
+
+    Config files and ``key=value`` overrides may set options nested (``method.options.r=4``) or flat beside the name
+    as before options were per method (``method.r=4``): :meth:`upgrade_config` moves flat ones into ``options``.
     """
 
     name: str = "vmt"
-    r: int = _DEFAULT_R
-    act: Literal["relu", "gelu"] = "relu"
-    scale: float = 0.1
-    learn_scale: bool = False
-    task_module: Literal["scale_shift", "linear", "gate", "lowrank_up", "none"] = "scale_shift"
-    task_scale: float = 0.1
-    task_feature_source: Literal["all_blocks_in_stage", "last_block"] = "all_blocks_in_stage"
-    placement: Literal["block", "conv"] = "block"
-    budget_pct: float = 0.0
-    combine: Literal["add", "replace_generic", "concat"] = "add"
-    insert_last: int = 0
-    share_mode: Literal["none", "transpose"] = "none"
-    lora_rank: int = 4
-    lora_alpha: float = 8.0
-    lora_targets: tuple[str, ...] = ("qkv", "fc1", "fc2", "_expand_conv", "_project_conv")
-    prompt_len: int = 4
-    hyper_dim: int = 8
+    options: Any = None
 
     def __post_init__(self) -> None:
-        for name in ("r", "lora_rank", "prompt_len", "hyper_dim"):
-            _positive_int(name, getattr(self, name))
-        _nonneg("scale", self.scale)
-        _nonneg("task_scale", self.task_scale)
-        _nonneg("lora_alpha", self.lora_alpha)
-        check(isinstance(self.insert_last, int) and self.insert_last >= 0, "insert_last: expected an int >= 0")
-        _one_of("task_module", self.task_module, ("scale_shift", "linear", "gate", "lowrank_up", "none"))
-        _one_of("task_feature_source", self.task_feature_source, ("all_blocks_in_stage", "last_block"))
-        _one_of("placement", self.placement, ("block", "conv"))
-        _nonneg("budget_pct", self.budget_pct)
-        vmt_family = ("vmt", "vmt_lite", "shared_adapter")
-        for key, default in (("placement", "block"), ("budget_pct", 0.0)):
-            value = getattr(self, key)
-            check(
-                value == default or self.name in vmt_family,
-                f"{key}: used by {', '.join(vmt_family)} only; expected {default!r} for method {self.name!r}, "
-                f"got {value!r}",
+        check(isinstance(self.name, str) and bool(self.name), f"name: expected a method name, got {self.name!r}")
+        cls = options_of_method(self.name)
+        object.__setattr__(self, "options", method_options(self.name, cls, self.options, kind="adapters method"))
+
+    def options_as(self, cls: type[OptionsT]) -> OptionsT:
+        """``options`` typed as ``cls``; TypeError when ``cls`` is not exactly this method's options class."""
+        if type(self.options) is not cls:
+            raise TypeError(f"method {self.name!r} has {type(self.options).__name__}, not {cls.__name__}")
+        return cast(OptionsT, self.options)
+
+    def with_method(self, name: str) -> MethodConfig:
+        """Method ``name`` with the options it shares with this one carried over (the bench's common width ``r``)
+        and its own defaults for the rest; options it does not have are left behind."""
+        names = {f.name for f in fields(options_of_method(name))}
+        shared = {k: v for k, v in to_dict(self.options).items() if k in names}
+        return MethodConfig(name, shared)
+
+    @classmethod
+    def upgrade_config(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A config mapping with flat method options (``r: 4`` beside ``name``, the form before options were per
+        method) moved into ``options``; called by :func:`tailorkit.core.config.from_dict`. A flat key the method
+        lacks is dropped at its earlier default (``LEGACY_FLAT_DEFAULTS``: old dumps list every key) and refused
+        otherwise."""
+        method = data.get("name", "vmt")
+        if not isinstance(method, str):
+            return dict(data)
+        options_of = {name: m.options for name, m in METHODS.items()}
+        own = {f.name for f in fields(cls)}
+        cls_options = options_of.get(method) or options_of_method(method)  # the latter raises, naming the methods
+        mine = [f.name for f in fields(cls_options)]
+        kept = {
+            k: v
+            for k, v in data.items()
+            if k in own or k in mine or k not in LEGACY_FLAT_DEFAULTS or not _same_value(v, LEGACY_FLAT_DEFAULTS[k])
+        }
+        if "share_mode" in kept:  # chosen by the method itself (vmt / vmt_lite) since before issue 23
+            raise ConfigError(
+                f"option 'share_mode' is not an option of adapters method {method!r} (vmt_lite ties the projections, "
+                f"vmt does not); its options: {', '.join(mine) or 'none'}"
             )
-        check(
-            self.budget_pct == 0 or self.r == _DEFAULT_R,
-            f"r: unused when budget_pct is set (the width is derived from the budget); "
-            f"expected {_DEFAULT_R}, got {self.r!r}",
-        )
+        return lift_options(kept, own, method, options_of, kind="adapters method")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warm-up and cosine decay (MTLoRA's recipe, scaled down).
+    """AdamW with a linear warm-up ramp multiplying a cosine decay over all steps (MTLoRA's recipe, scaled down),
+    trained by tailorkit.core.train (docs/adapters.md#training-coretrain).
 
     Attributes:
         lr: Learning rate of everything but a fine-tuned backbone (adapters, prompts, decoders). 1e-2 was chosen
             over 1e-3 and 3e-3 for VMT at 150 steps on validation scenes (seed 1000), never the bench's test scenes.
         full_ft_lr: Learning rate of fine-tuned backbone weights (full fine-tuning methods); 1e-3 was chosen over
             2e-4 for single-task full fine-tuning on the same validation scenes.
+        weight_decay: AdamW's decoupled weight decay, on every trainable parameter.
+        warmup_steps: The ramp min(1, (s + 1) / warmup_steps) that multiplies the cosine (0: none).
+        grad_clip: Gradient-norm clipping (0: none).
     """
 
     steps: int = 300
@@ -190,7 +235,12 @@ class OptimConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
             _positive_int(name, getattr(self, name))
-        for name in ("lr", "full_ft_lr", "weight_decay", "warmup_steps", "grad_clip"):
+        check_int_at_least("warmup_steps", self.warmup_steps, 0)
+        check(
+            isinstance(self.lr, int | float) and not isinstance(self.lr, bool) and self.lr > 0,
+            f"lr: expected a number > 0, got {self.lr!r}",
+        )
+        for name in ("full_ft_lr", "weight_decay", "grad_clip"):
             _nonneg(name, getattr(self, name))
 
 

@@ -86,4 +86,5 @@ def cost_curve(
 
 
 def with_method(config: TrainConfig, name: str) -> TrainConfig:
-    return replace(config, method=replace(config.method, name=name))
+    """``config`` with method ``name``; the options the two methods share (the width ``r``) carry over."""
+    return replace(config, method=config.method.with_method(name))

@@ -23,7 +23,7 @@ from tailorkit.core.report import DemoSection
 
 DEMO_CONFIG = TrainConfig(
     data=DataConfig(n_train=300, n_test=60, image_size=64),
-    method=MethodConfig(name="vmt", r=8),
+    method=MethodConfig("vmt", {"r": 8}),
     optim=OptimConfig(steps=100, batch_size=12, lr=1e-2, warmup_steps=10),
 )
 

@@ -1,21 +1,23 @@
-"""The shared training loop, evaluation, and trainable-only checkpoints with a manifest.
+"""Training through the project's one loop, evaluation, and trainable-only checkpoints with a manifest.
 
-Every method trains in the same loop: all tasks every step (one forward yields every task's prediction), loss
-sum_t w_t L_t with the benchmark's weights, AdamW with linear warm-up and cosine decay, gradient clipping (per
-task for single-task full fine-tuning, whose task copies must not interact).
+Every method trains the same way, through :func:`tailorkit.core.train.train` (exact resume from a checkpoint,
+progress, torchrun DDP): all tasks every step (one forward yields every task's prediction), loss sum_t w_t L_t with
+the benchmark's weights, AdamW with a linear warm-up ramp multiplying a cosine over all steps (core's
+``decay_span="all_steps"``), gradient clipping (per task for single-task full fine-tuning, whose task copies must
+not interact). docs/adapters.md#training-coretrain says what changed against the loop this module had before.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import time
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from tailorkit.adapters.backbones import backbone_fingerprint, build_backbone
 from tailorkit.adapters.config import TrainConfig
@@ -25,19 +27,25 @@ from tailorkit.adapters.methods.baselines import SingleTaskFullFT
 from tailorkit.adapters.model import MultiTaskModel
 from tailorkit.adapters.tasks import TaskMeter, task_loss, task_spec
 from tailorkit.core.config import from_dict, to_dict
-from tailorkit.core.progress import bar
 from tailorkit.core.results import write_bytes_atomic, write_json_atomic
-from tailorkit.core.seeding import torch_generator
+from tailorkit.core.seeding import derive_seed
+from tailorkit.core.train import TrainConfig as CoreTrainConfig
+from tailorkit.core.train import train as core_train
 
 # MultiTaskData and make_data live in data.py; they stay importable from here (adapters/cli.py imports them so).
 __all__ = [
     "MultiTaskData",
+    "SceneIndex",
     "build_model",
+    "clip_groups",
+    "core_config",
     "evaluate",
     "load_run",
     "make_data",
+    "param_groups",
     "save_run",
     "train_model",
+    "train_step_loss",
 ]
 
 
@@ -67,7 +75,9 @@ def build_model(
         torch.random.set_rng_state(init_state)
 
 
-def _param_groups(model: MultiTaskModel, config: TrainConfig) -> list[dict[str, Any]]:
+def param_groups(model: MultiTaskModel, config: TrainConfig) -> list[dict[str, Any]]:
+    """core.train's optimiser groups: everything at ``optim.lr``; fine-tuned backbone weights (full fine-tuning
+    methods) at ``optim.full_ft_lr``, as an ``lr_scale`` on the one schedule."""
     backbone_ids = set()
     enc = model.encoder
     if enc.fine_tunes_backbone:
@@ -79,24 +89,27 @@ def _param_groups(model: MultiTaskModel, config: TrainConfig) -> list[dict[str, 
     trainable = [p for p in model.parameters() if p.requires_grad]
     full = [p for p in trainable if id(p) in backbone_ids]
     rest = [p for p in trainable if id(p) not in backbone_ids]
-    groups = [{"params": rest, "lr": config.optim.lr}]
+    groups: list[dict[str, Any]] = [{"params": rest, "lr_scale": 1.0}]
     if full:
-        groups.append({"params": full, "lr": config.optim.full_ft_lr})
+        groups.append({"params": full, "lr_scale": config.optim.full_ft_lr / config.optim.lr})
     return groups
 
 
-def _clip_groups(model: MultiTaskModel) -> list[list[nn.Parameter]]:
+def clip_groups(model: MultiTaskModel) -> list[list[nn.Parameter]] | None:
+    """Gradient-clipping sets: one per task for single-task full fine-tuning (its task copies must not interact
+    through one global norm); None (one norm over every trainable parameter) for every other method."""
     enc = model.encoder
     if isinstance(enc, SingleTaskFullFT):
         return [
             [*enc.backbone_for(t).parameters(), *model.decoders[task].parameters()] for t, task in enumerate(enc.tasks)
         ]
-    return [[p for p in model.parameters() if p.requires_grad]]
+    return None
 
 
 def train_step_loss(
-    model: MultiTaskModel, x: torch.Tensor, targets: dict[str, torch.Tensor]
+    model: nn.Module, x: torch.Tensor, targets: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training objective sum_t w_t L_t of one batch, and each task's loss."""
     preds = model(x)
     total = x.new_zeros(())
     parts = {}
@@ -105,6 +118,44 @@ def train_step_loss(
         parts[task] = float(loss.detach())
         total = total + task_spec(task).weight * loss
     return total, parts
+
+
+class SceneIndex(Dataset[int]):
+    """core.train's dataset view of a :class:`MultiTaskData`: item i is the index i; :meth:`collate` makes the
+    batch (images and every task's targets on ``device``) from a list of them."""
+
+    def __init__(self, data: MultiTaskData, device: torch.device) -> None:
+        self.data, self.device = data, device
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def collate(self, index: list[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.data.batch(torch.tensor(index, dtype=torch.long), self.device)
+
+
+def core_config(config: TrainConfig, n_scenes: int, checkpoint_every: int = 0) -> CoreTrainConfig:
+    """The core.train settings of a run: ``config.optim`` in effect unchanged (AdamW, decoupled weight decay on
+    every group, linear warm-up multiplying a cosine over all steps, clipping at ``grad_clip``, 0 = off), the batch
+    order seeded from ``derive_seed(config.seed, "adapters-train")``, a batch of at most ``n_scenes``."""
+    o = config.optim
+    return CoreTrainConfig(
+        steps=o.steps,
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        batch_size=min(o.batch_size, n_scenes),  # a training set smaller than a batch is one batch, as before
+        grad_clip=o.grad_clip if o.grad_clip > 0 else None,
+        log_every=0,
+        checkpoint_every=checkpoint_every,
+        seed=derive_seed(config.seed, "adapters-train"),
+        optimizer="adamw",
+        schedule="cosine",
+        warmup_steps=o.warmup_steps,
+        decay_span="all_steps",
+    )
 
 
 def train_model(
@@ -116,48 +167,44 @@ def train_model(
     progress: bool | None = None,
     label: str = "train",
     on_step: Callable[[int, MultiTaskModel], None] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 0,
 ) -> dict[str, Any]:
-    """Train ``model`` on ``data`` for ``config.optim.steps`` steps; returns the loss history and timings.
+    """Train ``model`` on ``data`` for ``config.optim.steps`` steps through :func:`tailorkit.core.train.train`;
+    returns ``{"loss": per-step losses, "seconds": this call's training time, "start_step": 0 or the resumed step}``.
 
     ``on_step(steps_done, model)``, if given, runs after every optimiser step (early stopping evaluates there; it
-    must leave the model in train mode and not draw from torch's global random stream).
+    must leave the model in train mode). A ``checkpoint`` file is resumed from when it exists and written at the
+    end (and every ``checkpoint_every`` steps), so an interrupted run continues exactly; torchrun runs it as DDP.
     """
-    opt_cfg = config.optim
     dev = device or torch.device("cpu")
     model.to(dev).train()
-    optimizer = torch.optim.AdamW(_param_groups(model, config), weight_decay=opt_cfg.weight_decay)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    clip_groups = _clip_groups(model)
-    gen = torch_generator(config.seed, "batches")
-    history: list[float] = []
-    step_seconds: list[float] = []
-    # Random ops in the forward pass (dropout, drop-connect) draw from torch's global stream: seed it for this fit,
-    # so that a fit does not depend on what ran before it in the process (the caller's stream is restored).
-    with torch.random.fork_rng(devices=[]), bar(label, total=opt_cfg.steps, enabled=progress) as pbar:
-        torch.manual_seed(config.seed)
-        for step in range(opt_cfg.steps):
-            warm = min(1.0, (step + 1) / max(1, opt_cfg.warmup_steps)) if opt_cfg.warmup_steps else 1.0
-            cosine = 0.5 * (1 + math.cos(math.pi * step / max(1, opt_cfg.steps)))
-            for g, lr in zip(optimizer.param_groups, base_lrs, strict=True):
-                g["lr"] = lr * warm * cosine
-            index = torch.randint(0, len(data), (min(opt_cfg.batch_size, len(data)),), generator=gen)
-            x, targets = data.batch(index, dev)
-            start = time.perf_counter()
-            loss, _ = train_step_loss(model, x, targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if opt_cfg.grad_clip > 0:
-                for params in clip_groups:
-                    torch.nn.utils.clip_grad_norm_(params, opt_cfg.grad_clip)
-            optimizer.step()
-            step_seconds.append(time.perf_counter() - start)
-            history.append(float(loss.detach()))
-            if on_step is not None:
-                on_step(step + 1, model)
-            pbar.update(1)
-            pbar.set_postfix(loss=f"{history[-1]:.3f}")
-    model.eval()
-    return {"loss": history, "step_seconds": step_seconds}
+    scenes = SceneIndex(data, dev)
+    callback = None
+    if on_step is not None:
+        user = on_step
+
+        def callback(done: int, loss: float) -> None:
+            user(done, model)
+
+    try:
+        out = core_train(
+            model,
+            lambda net, batch: train_step_loss(net, *batch)[0],
+            scenes,
+            core_config(config, len(data), checkpoint_every),
+            device=dev,
+            checkpoint=checkpoint,
+            progress=progress is not False,  # None or True: core.progress's policy
+            on_step=callback,
+            collate_fn=scenes.collate,
+            param_groups=param_groups(model, config),
+            clip_groups=clip_groups(model),
+            desc=label,
+        )
+    finally:
+        model.eval()
+    return {"loss": list(out.losses), "seconds": out.seconds, "start_step": out.start_step}
 
 
 @torch.no_grad()

@@ -5,7 +5,8 @@ the bench's method variants (docs/adapters.md#choosing-on-validation-scenes).
 - :func:`fit_with_early_stopping` trains one model for the usual step budget (same schedule), evaluates the
   weighted validation loss (the training objective) every ``eval_every`` steps and at the end, and restores the
   best checkpoint. [inferred: the issue asks for early stopping on a validation split; the criterion is ours]
-- :func:`parse_variant` reads a bench variant ``METHOD:KEY=VALUE+KEY=VALUE`` into a checked method config.
+- :func:`parse_variant` reads a bench variant ``METHOD:KEY=VALUE+KEY=VALUE`` (keys: the method's options) into a
+  checked method config.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from tailorkit.adapters.config import MethodConfig, TrainConfig
 from tailorkit.adapters.data import MultiTaskData
+from tailorkit.adapters.methods import METHODS
 from tailorkit.adapters.model import MultiTaskModel
 from tailorkit.adapters.tasks import task_loss, task_spec
 from tailorkit.core.config import from_dict, to_dict
@@ -97,25 +99,29 @@ def fit_with_early_stopping(
 
 
 def parse_variant(spec: str, base: MethodConfig | None = None) -> tuple[str, MethodConfig]:
-    """``METHOD:KEY=VALUE+KEY=VALUE`` -> (the spec as a row name, the checked method config: ``base`` (default
-    settings if None) with ``name=METHOD`` and the given keys).
+    """``METHOD:KEY=VALUE+KEY=VALUE`` -> (the spec as a row name, the checked method config: METHOD with the options
+    it shares with ``base`` (the default method config if None; the bench's width ``r``) and the given options).
 
     Raises:
-        ValueError: A malformed spec, an unknown method, key or value (one line, naming the spec).
+        ValueError: A malformed spec, an unknown method, an option the method does not have (naming the method and
+            its options) or a value its options refuse (one line, naming the spec).
     """
-    from tailorkit.adapters.methods import METHODS
-
     method, _, rest = spec.partition(":")
     method = method.strip()
     if method not in METHODS:
         raise ValueError(f"variants: {spec!r}: expected METHOD:KEY=VALUE+... with a method from {', '.join(METHODS)}")
-    values: dict[str, Any] = {**to_dict(base or MethodConfig()), "name": method}
+    options: dict[str, Any] = to_dict((base or MethodConfig()).with_method(method).options)
     for item in filter(None, (part.strip() for part in rest.split("+"))):
-        key, eq, value = item.partition("=")
-        if not eq or key.strip() not in values or key.strip() == "name":
-            raise ValueError(f"variants: {spec!r}: expected KEY=VALUE items with keys of MethodConfig, got {item!r}")
-        values[key.strip()] = value.strip()
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not eq or not key:
+            raise ValueError(f"variants: {spec!r}: expected KEY=VALUE items with the method's options, got {item!r}")
+        if key not in options:
+            raise ValueError(
+                f"variants: {spec!r}: option {key!r} is not an option of adapters method {method!r}; its options: "
+                f"{', '.join(options) or 'none'}"
+            )
+        options[key] = value
     try:
-        return spec, from_dict(MethodConfig, values, where="variants")
+        return spec, from_dict(MethodConfig, {"name": method, "options": options}, where="variants")
     except ValueError as err:
         raise ValueError(f"variants: {spec!r}: {err}") from None

@@ -69,6 +69,7 @@ _CHECKPOINT_FORMAT = "tailorkit.train/1"
 # Fields that shape the optimization trajectory: resuming under different values would silently produce a run that
 # matches neither the old nor the new configuration. `steps` may grow (extend a finished run); logging may change.
 SCHEDULES = ("constant", "linear", "cosine", "step")
+DECAY_SPANS = ("after_warmup", "all_steps")
 
 _TRAJECTORY_FIELDS = (
     "lr",
@@ -83,6 +84,7 @@ _TRAJECTORY_FIELDS = (
     "shuffle",
     "step_at",
     "step_factor",
+    "decay_span",
 )
 
 
@@ -112,6 +114,10 @@ class TrainConfig:
         schedule: Learning-rate decay after warmup: "constant", "linear" (to 0), "cosine" (to 0) or "step" (the
             rate times `step_factor` from step `round(step_at * steps)` on: DETR/QPIC's single drop).
         warmup_steps: Linear warmup from lr/warmup_steps to lr over this many steps.
+        decay_span: "after_warmup": the warm-up ramp comes first and the decay runs over the remaining steps.
+            "all_steps": the decay runs over all `steps` from step 0 and the ramp `min(1, (s + 1) / warmup_steps)`
+            multiplies it (MTLoRA's recipe, which adapters used before it moved here); `warmup_steps` may then
+            exceed `steps` (the ramp never completes).
         step_at: Fraction of `steps` at which the "step" schedule drops the rate (ignored by the other schedules).
         step_factor: What the "step" schedule multiplies the rate by after `step_at` (ignored by the others).
         shuffle: Reshuffle the dataset every epoch (per seed and epoch); False keeps index order.
@@ -132,6 +138,7 @@ class TrainConfig:
     shuffle: bool = True
     step_at: float = 0.8
     step_factor: float = 0.1
+    decay_span: Literal["after_warmup", "all_steps"] = "after_warmup"
 
     def __post_init__(self) -> None:
         if not _is_int(self.steps) or self.steps < 1:
@@ -160,8 +167,14 @@ class TrainConfig:
             raise ValueError(f"step_at: expected a number in (0, 1], got {self.step_at!r}")
         if not _is_number(self.step_factor) or not 0 < self.step_factor <= 1:
             raise ValueError(f"step_factor: expected a number in (0, 1], got {self.step_factor!r}")
-        if not _is_int(self.warmup_steps) or not 0 <= self.warmup_steps <= self.steps:
-            raise ValueError(f"warmup_steps: expected an int in [0, steps={self.steps}], got {self.warmup_steps!r}")
+        if self.decay_span not in DECAY_SPANS:
+            raise ValueError(
+                f"decay_span: expected one of {', '.join(map(repr, DECAY_SPANS))}, got {self.decay_span!r}"
+            )
+        ramp_only = self.decay_span == "all_steps"  # the ramp multiplies the decay: it may outlast the run
+        if not _is_int(self.warmup_steps) or not 0 <= self.warmup_steps <= (2**62 if ramp_only else self.steps):
+            limit = "an int >= 0" if ramp_only else f"an int in [0, steps={self.steps}]"
+            raise ValueError(f"warmup_steps: expected {limit}, got {self.warmup_steps!r}")
         if not isinstance(self.shuffle, bool):
             raise ValueError(f"shuffle: expected a bool, got {self.shuffle!r}")
 
@@ -292,6 +305,8 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
     A pure function of the step, so resuming needs no scheduler state.
     """
+    if config.decay_span == "all_steps":
+        return config.lr * _ramp(config, step) * _decay(config, step)
     if config.warmup_steps and step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     if config.schedule == "constant":
@@ -303,6 +318,23 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     if config.schedule == "linear":
         return config.lr * (1.0 - progress)
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _ramp(config: TrainConfig, step: int) -> float:
+    """decay_span="all_steps": the warm-up factor min(1, (step + 1) / warmup_steps) (1 without warm-up)."""
+    return min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+
+
+def _decay(config: TrainConfig, step: int) -> float:
+    """decay_span="all_steps": the schedule's factor at `step` of the whole run (0 from `steps` on)."""
+    if config.schedule == "constant":
+        return 1.0
+    if config.schedule == "step":
+        return config.step_factor if step >= round(config.step_at * config.steps) else 1.0
+    step = min(step, config.steps)  # a run extended past `steps` stays at the end of the decay
+    if config.schedule == "linear":
+        return 1.0 - step / max(1, config.steps)
+    return 0.5 * (1 + math.cos(math.pi * step / max(1, config.steps)))
 
 
 def _make_optimizer(
@@ -352,6 +384,31 @@ def _param_groups(
     if len(seen) != len(trainable):
         raise ValueError(f"param_groups: {len(trainable) - len(seen)} trainable parameter(s) are in no group")
     return specs
+
+
+def _clip_sets(params: list[nn.Parameter], groups: Sequence[Sequence[nn.Parameter]] | None) -> list[list[nn.Parameter]]:
+    """The parameter sets clipped one by one: all trainable parameters together when `groups` is None.
+
+    Like `param_groups`, every trainable parameter must be in exactly one set: a forgotten one would go unclipped.
+    """
+    if groups is None:
+        return [params]
+    trainable = {id(p) for p in params}
+    seen: set[int] = set()
+    sets = []
+    for i, group in enumerate(groups):
+        members = list(group)
+        for p in members:
+            if id(p) not in trainable:
+                raise ValueError(f"clip_groups[{i}]: holds a parameter that is frozen or not in the model")
+            if id(p) in seen:
+                raise ValueError(f"clip_groups[{i}]: holds a parameter already in an earlier set")
+            seen.add(id(p))
+        if members:
+            sets.append(members)
+    if len(seen) != len(trainable):
+        raise ValueError(f"clip_groups: {len(trainable) - len(seen)} trainable parameter(s) are in no set")
+    return sets
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -478,6 +535,8 @@ def train(
     on_step: StepCallback | None = None,
     collate_fn: Callable[[list[Any]], Any] | None = None,
     param_groups: Sequence[Mapping[str, Any]] | None = None,
+    clip_groups: Sequence[Sequence[nn.Parameter]] | None = None,
+    desc: str = "train",
 ) -> TrainResult:
     """Train `model` in place for `config.steps` optimizer steps, on one process or under torchrun.
 
@@ -506,6 +565,10 @@ def train(
         param_groups: Optimizer groups, each `{"params": [...], "lr_scale": x, "weight_decay": w}` (the last two
             optional; default 1 and `config.weight_decay`): the group's rate is the schedule's times `lr_scale`.
             Every trainable parameter must be in exactly one group. None: one group of all of them.
+        clip_groups: Parameter sets whose gradient norms are clipped to `config.grad_clip` each on its own
+            (independent model copies trained side by side, which must not interact through one global norm).
+            Every trainable parameter must be in exactly one set. None: one norm over all trainable parameters.
+        desc: The progress bar's label.
 
     Returns:
         The per-step losses, wall time and the trained (unwrapped) model.
@@ -526,7 +589,20 @@ def train(
     # Fork the RNG so the reseeding below neither depends on nor leaks into the caller's global RNG state.
     fork_devices = [] if device.type == "cpu" else [device]
     with torch.random.fork_rng(devices=fork_devices, device_type=device.type):
-        return _train(model, loss_fn, dataset, config, device, checkpoint, progress, on_step, collate_fn, param_groups)
+        return _train(
+            model,
+            loss_fn,
+            dataset,
+            config,
+            device,
+            checkpoint,
+            progress,
+            on_step,
+            collate_fn,
+            param_groups,
+            clip_groups,
+            desc,
+        )
 
 
 def _train(
@@ -540,6 +616,8 @@ def _train(
     on_step: StepCallback | None,
     collate_fn: Callable[[list[Any]], Any] | None,
     param_groups: Sequence[Mapping[str, Any]] | None = None,
+    clip_groups: Sequence[Sequence[nn.Parameter]] | None = None,
+    desc: str = "train",
 ) -> TrainResult:
     n_ranks, this_rank = world_size(), rank()
     main = this_rank == 0
@@ -550,6 +628,7 @@ def _train(
     if not params:
         raise ValueError("model: expected at least one parameter with requires_grad=True, got none")
     optimizer = _make_optimizer(params, config, param_groups)
+    clip_sets = _clip_sets(params, clip_groups)
 
     # DistributedSampler with one replica too: the same permutation code serves both cases, and it needs no group.
     sampler: DistributedSampler[int] = DistributedSampler(
@@ -587,7 +666,7 @@ def _train(
     bar = tqdm(
         total=config.steps,
         initial=start,
-        desc="train",
+        desc=desc,
         file=sys.stderr,
         disable=not (main and progress_enabled(progress)),  # the one policy (core.progress): a terminal
         dynamic_ncols=True,
@@ -602,7 +681,7 @@ def _train(
             for first in range(offset * config.batch_size, batches_per_epoch * config.batch_size, config.batch_size):
                 batch = collate([dataset[i] for i in order[first : first + config.batch_size]])
                 _seed_rngs(device, derive_seed(config.seed, "train-step", this_rank, step))
-                loss = _step(net, params, optimizer, loss_fn, _to_device(batch, device), config, step)
+                loss = _step(net, clip_sets, optimizer, loss_fn, _to_device(batch, device), config, step)
                 if n_ranks > 1:
                     loss = _all_sum(loss) / n_ranks
                 value = float(loss)
@@ -639,7 +718,7 @@ def _train(
 
 def _step(
     net: nn.Module,
-    params: list[nn.Parameter],
+    clip_sets: list[list[nn.Parameter]],
     optimizer: torch.optim.Optimizer,
     loss_fn: LossFn,
     batch: Any,
@@ -656,7 +735,8 @@ def _step(
         raise ValueError(f"loss_fn: expected a scalar tensor, got {shape}")
     loss.backward()
     if config.grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        for members in clip_sets:
+            torch.nn.utils.clip_grad_norm_(members, config.grad_clip)
     optimizer.step()
     return loss.detach().reshape(())
 

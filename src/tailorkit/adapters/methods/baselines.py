@@ -25,14 +25,15 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tailorkit.adapters.config import MethodConfig
-from tailorkit.adapters.methods.base import METHODS, MultiTaskEncoder, activation
+from tailorkit.adapters.methods.base import MultiTaskEncoder, NoOptions, activation, register
+from tailorkit.core.config import check, check_int_at_least, check_number_at_least
 from tailorkit.nets.vit import SlotHook
 
 __all__ = [
@@ -40,14 +41,78 @@ __all__ = [
     "DecodersOnly",
     "FullFineTune",
     "HyperformerLite",
+    "HyperformerOptions",
+    "LoRAOptions",
     "PerTaskAdapter",
+    "PerTaskAdapterOptions",
     "PerTaskLoRA",
     "SingleTaskFullFT",
     "VPTDeep",
+    "VPTOptions",
 ]
 
+LORA_TARGETS = ("qkv", "fc1", "fc2", "_expand_conv", "_project_conv")
 
-@METHODS.register("decoders_only")
+
+def _check_adapter(options: Any) -> None:
+    check_int_at_least("r", options.r, 1)
+    check(options.act in ("relu", "gelu"), f"act: expected one of relu, gelu, got {options.act!r}")
+    check_number_at_least("scale", options.scale, 0.0)
+
+
+@dataclass(frozen=True)
+class PerTaskAdapterOptions:
+    """``per_task_adapter``: bottleneck width ``r``, activation ``act``, output scale ``scale`` (AdaptFormer's 0.1)."""
+
+    r: int = 8
+    act: Literal["relu", "gelu"] = "relu"
+    scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_adapter(self)
+
+
+@dataclass(frozen=True)
+class LoRAOptions:
+    """``per_task_lora``: rank and alpha (scaling alpha / rank), and the module-name suffixes LoRA wraps (Linear
+    layers and 1x1 convs)."""
+
+    lora_rank: int = 4
+    lora_alpha: float = 8.0
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+
+    def __post_init__(self) -> None:
+        check_int_at_least("lora_rank", self.lora_rank, 1)
+        check_number_at_least("lora_alpha", self.lora_alpha, 0.0)
+        check(len(self.lora_targets) >= 1, "lora_targets: expected one or more module-name suffixes, got none")
+
+
+@dataclass(frozen=True)
+class VPTOptions:
+    """``vpt_deep``: prompt tokens per block."""
+
+    prompt_len: int = 4
+
+    def __post_init__(self) -> None:
+        check_int_at_least("prompt_len", self.prompt_len, 1)
+
+
+@dataclass(frozen=True)
+class HyperformerOptions:
+    """``hyperformer_lite``: the generated adapters' width ``r``, activation and output scale, and the task / block
+    embedding width ``hyper_dim``."""
+
+    r: int = 8
+    act: Literal["relu", "gelu"] = "relu"
+    scale: float = 0.1
+    hyper_dim: int = 8
+
+    def __post_init__(self) -> None:
+        _check_adapter(self)
+        check_int_at_least("hyper_dim", self.hyper_dim, 1)
+
+
+@register("decoders_only", NoOptions)
 class DecodersOnly(MultiTaskEncoder):
     """Frozen backbone; every task reads the same generic features."""
 
@@ -56,7 +121,7 @@ class DecodersOnly(MultiTaskEncoder):
         return {task: feats for task in self.tasks}
 
 
-@METHODS.register("mtl_full_ft")
+@register("mtl_full_ft", NoOptions)
 class FullFineTune(MultiTaskEncoder):
     """One backbone fine-tuned on all tasks (one pass)."""
 
@@ -67,15 +132,15 @@ class FullFineTune(MultiTaskEncoder):
         return {task: feats for task in self.tasks}
 
 
-@METHODS.register("single_task_full_ft")
+@register("single_task_full_ft", NoOptions)
 class SingleTaskFullFT(MultiTaskEncoder):
     """One fine-tuned backbone copy per task (the Delta_m reference)."""
 
     passes_per_batch = "T"
     fine_tunes_backbone = True
 
-    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
-        super().__init__(backbone, tasks, config)
+    def __init__(self, backbone: Any, tasks: Sequence[str], options: NoOptions | None = None) -> None:
+        super().__init__(backbone, tasks, options)
         self.copies = nn.ModuleList(copy.deepcopy(backbone) for _ in tasks[1:])
 
     def backbone_for(self, t: int) -> Any:
@@ -107,12 +172,13 @@ class _PerTaskSlots(MultiTaskEncoder):
         return out
 
 
-@METHODS.register("per_task_adapter")
+@register("per_task_adapter", PerTaskAdapterOptions)
 class PerTaskAdapter(_PerTaskSlots):
     """A parallel bottleneck adapter per task and block."""
 
-    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
-        super().__init__(backbone, tasks, config)
+    def __init__(self, backbone: Any, tasks: Sequence[str], options: PerTaskAdapterOptions) -> None:
+        super().__init__(backbone, tasks, options)
+        self.config = config = options
         self.act = activation(config.act)
         self.down = nn.ModuleDict()
         self.up = nn.ModuleDict()
@@ -136,8 +202,8 @@ class PerTaskAdapter(_PerTaskSlots):
 class _ModuleHooks(_PerTaskSlots):
     """Per-task methods that act through forward hooks on backbone modules (LoRA, BitFit)."""
 
-    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
-        super().__init__(backbone, tasks, config)
+    def __init__(self, backbone: Any, tasks: Sequence[str], options: Any = None) -> None:
+        super().__init__(backbone, tasks, options)
         self.active_task = 0
 
     def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
@@ -152,12 +218,13 @@ def _channel_dim(module: nn.Module) -> int:
     return 1 if isinstance(module, nn.Conv2d | nn.modules.batchnorm._BatchNorm) else -1
 
 
-@METHODS.register("per_task_lora")
+@register("per_task_lora", LoRAOptions)
 class PerTaskLoRA(_ModuleHooks):
     """LoRA per task on the target Linear / 1x1-conv layers: out += (alpha / rank) * B_t A_t x."""
 
-    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
-        super().__init__(backbone, tasks, config)
+    def __init__(self, backbone: Any, tasks: Sequence[str], options: LoRAOptions) -> None:
+        super().__init__(backbone, tasks, options)
+        config = options
         self.lora_a = nn.ParameterDict()
         self.lora_b = nn.ParameterDict()
         self.scaling = config.lora_alpha / config.lora_rank
@@ -198,12 +265,12 @@ class PerTaskLoRA(_ModuleHooks):
         return hook
 
 
-@METHODS.register("bitfit")
+@register("bitfit", NoOptions)
 class BitFitEncoder(_ModuleHooks):
     """Per-task bias deltas on every biased backbone module (Linear, conv with bias, LayerNorm, BatchNorm)."""
 
-    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
-        super().__init__(backbone, tasks, config)
+    def __init__(self, backbone: Any, tasks: Sequence[str], options: NoOptions | None = None) -> None:
+        super().__init__(backbone, tasks, options)
         self.bias_delta = nn.ParameterDict()
         for name, module in backbone.named_modules():
             bias = getattr(module, "bias", None)
@@ -227,16 +294,17 @@ class BitFitEncoder(_ModuleHooks):
         return hook
 
 
-@METHODS.register("vpt_deep")
+@register("vpt_deep", VPTOptions)
 class VPTDeep(_PerTaskSlots):
     """Per-task deep prompts (transformer backbones only)."""
 
-    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
+    def __init__(self, backbone: Any, tasks: Sequence[str], options: VPTOptions) -> None:
+        config = options
         if not getattr(backbone, "supports_prompts", False):
             raise ValueError(
                 "vpt_deep: expected a transformer backbone (vit or swin-less ViT); this one takes no prompts"
             )
-        super().__init__(backbone, tasks, config)
+        super().__init__(backbone, tasks, options)
         depth, dim = len(backbone.slots), backbone.slots[0].d_in
         bound = math.sqrt(6.0 / (3 * config.prompt_len + dim))  # VPT's xavier-uniform over the patch size
         self.prompts = nn.Parameter(torch.empty(len(tasks), depth, config.prompt_len, dim).uniform_(-bound, bound))
@@ -247,12 +315,13 @@ class VPTDeep(_PerTaskSlots):
         }
 
 
-@METHODS.register("hyperformer_lite")
+@register("hyperformer_lite", HyperformerOptions)
 class HyperformerLite(_PerTaskSlots):
     """Adapters generated per task and block by a shared hypernetwork (one per (d_in, d_out) pair)."""
 
-    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
-        super().__init__(backbone, tasks, config)
+    def __init__(self, backbone: Any, tasks: Sequence[str], options: HyperformerOptions) -> None:
+        super().__init__(backbone, tasks, options)
+        self.config = config = options
         e, r = config.hyper_dim, config.r
         self.act = activation(config.act)
         self.task_embed = nn.Parameter(torch.randn(len(tasks), e) * 0.1)

@@ -1,8 +1,9 @@
 """VMT-Adapter and VMT-Adapter-Lite (Xin et al., "VMT-Adapter: Parameter-Efficient Transfer Learning for
 Multi-Task Dense Scene Understanding", AAAI 2024, arXiv:2312.08733), plus the shared-adapter ablation.
 
-No official code exists; this is a reconstruction (docs/adapters.md#the-method-as-implemented), every choice a
-:class:`~tailorkit.adapters.config.MethodConfig` knob:
+No official code exists; this is a reconstruction (docs/adapters.md#the-method-as-implemented), every choice an
+option of the method (:class:`VMTOptions` for ``vmt``, :class:`VMTLiteOptions` for ``vmt_lite``,
+:class:`SharedAdapterOptions` for ``shared_adapter``; the encoder runs on the resolved :class:`VMTSettings`):
 
 - [verified] adapters parallel to each block's MLP; knowledge shared across tasks plus small task-specific
   knowledge-extraction modules; each task's decoder gets multi-scale task-generic and task-specific features; Lite
@@ -34,16 +35,153 @@ Options added for issue 19 (each [inferred], each off by default so the defaults
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from tailorkit.adapters.config import MethodConfig
-from tailorkit.adapters.methods.base import METHODS, MultiTaskEncoder, activation
+from tailorkit.adapters.methods.base import MultiTaskEncoder, activation, register
+from tailorkit.core.config import check, check_int_at_least, check_number_at_least
 
-__all__ = ["AdapterSite", "VMTEncoder", "VMTSlot", "adapter_sites", "vmt_parameter_count", "width_for_budget"]
+__all__ = [
+    "AdapterSite",
+    "SharedAdapterOptions",
+    "VMTEncoder",
+    "VMTLiteOptions",
+    "VMTOptions",
+    "VMTSettings",
+    "VMTSlot",
+    "adapter_sites",
+    "vmt_parameter_count",
+    "width_for_budget",
+]
+
+DEFAULT_R = 8  # the bottleneck width that puts VMT at ~1 % of EfficientNet-Lite0
+TASK_MODULES = ("scale_shift", "linear", "gate", "lowrank_up", "none")
+TaskModule = Literal["scale_shift", "linear", "gate", "lowrank_up", "none"]
+FeatureSource = Literal["all_blocks_in_stage", "last_block"]
+Combine = Literal["add", "replace_generic", "concat"]
+
+
+def _one_of(name: str, value: object, allowed: Sequence[str]) -> None:
+    check(value in allowed, f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
+
+
+def _check_shared(options: Any, method: str) -> None:
+    """Checks every VMT-family options class shares (width, activation, placement, budget, insert_last)."""
+    check_int_at_least("r", options.r, 1)
+    _one_of("act", options.act, ("relu", "gelu"))
+    _one_of("placement", options.placement, ("block", "conv"))
+    check_number_at_least("budget_pct", options.budget_pct, 0.0)
+    check_int_at_least("insert_last", options.insert_last, 0)
+    check(
+        options.budget_pct == 0 or options.r == DEFAULT_R,
+        f"r: unused by {method} when budget_pct is set (the width is derived from the budget); "
+        f"expected {DEFAULT_R}, got {options.r!r}",
+    )
+
+
+def _check_tasks(options: Any) -> None:
+    _one_of("task_module", options.task_module, TASK_MODULES)
+    _one_of("task_feature_source", options.task_feature_source, ("all_blocks_in_stage", "last_block"))
+    _one_of("combine", options.combine, ("add", "replace_generic", "concat"))
+    check_number_at_least("task_scale", options.task_scale, 0.0)
+
+
+@dataclass(frozen=True)
+class SharedAdapterOptions:
+    """``shared_adapter``: one parallel adapter per block shared by all tasks (no task modules).
+
+    Attributes:
+        r: Bottleneck width (8 puts VMT at ~1 % of EfficientNet-Lite0).
+        act: Bottleneck activation ("relu" as AdaptFormer, or "gelu").
+        scale: Scale s of the adapter output (AdaptFormer's 0.1).
+        learn_scale: Make s a learnable per-channel vector (initialised to ``scale``).
+        placement: Adapters parallel to the whole block ("block") or one parallel to each block's expansion and
+            projection layer ("conv": EfficientNet's expand / project 1x1 convs, the ViT MLP's fc1 / fc2).
+        budget_pct: 0 (off): the width is ``r``. Above 0: the largest r whose parameter count
+            (:func:`vmt_parameter_count`) is at most budget_pct % of the backbone's parameters, for the run's number
+            of tasks; ``r`` must then stay at its default.
+        insert_last: Insert adapters only in the last N blocks (0: every block).
+    """
+
+    r: int = DEFAULT_R
+    act: Literal["relu", "gelu"] = "relu"
+    scale: float = 0.1
+    learn_scale: bool = False
+    placement: Literal["block", "conv"] = "block"
+    budget_pct: float = 0.0
+    insert_last: int = 0
+
+    def __post_init__(self) -> None:
+        _check_shared(self, "shared_adapter")
+        check_number_at_least("scale", self.scale, 0.0)
+
+
+@dataclass(frozen=True)
+class VMTOptions(SharedAdapterOptions):
+    """``vmt``: the shared adapter's options plus the task-specific knowledge extraction.
+
+    Attributes:
+        task_module: Task t's extraction on the bottleneck: "scale_shift" (gamma, beta in R^r, init 1, 0), "linear"
+            (r x r, init identity), "gate" (SE-style sigmoid gate), "lowrank_up" (each task its own zero-init
+            r x d_out up-projection in place of the shared W_up) or "none" (the shared adapter ablation).
+        task_scale: Initial scale s_t of each task side output (a learnable scalar per site and task).
+        task_feature_source: "all_blocks_in_stage" (sum side outputs of every block of a stage whose width matches
+            the stage map) or "last_block" (only the last block of each stage, MTLoRA-like).
+        combine: How side outputs meet the stage map: "add", "replace_generic" (F + sum(h_t - s g)) or "concat".
+    """
+
+    task_module: TaskModule = "scale_shift"
+    task_scale: float = 0.1
+    task_feature_source: FeatureSource = "all_blocks_in_stage"
+    combine: Combine = "add"
+
+    def __post_init__(self) -> None:
+        _check_shared(self, "vmt")
+        check_number_at_least("scale", self.scale, 0.0)
+        _check_tasks(self)
+
+
+@dataclass(frozen=True)
+class VMTLiteOptions:
+    """``vmt_lite``: VMT's options without ``scale`` and ``learn_scale`` (Lite's tied W_up is not zero at init, so
+    its output scale is a learnable per-channel vector initialised to 0); see :class:`VMTOptions` for the rest.
+    ``task_scale`` is read only with ``task_module="lowrank_up"``: Lite's other task modules start from s_t = 0."""
+
+    r: int = DEFAULT_R
+    act: Literal["relu", "gelu"] = "relu"
+    placement: Literal["block", "conv"] = "block"
+    budget_pct: float = 0.0
+    insert_last: int = 0
+    task_module: TaskModule = "scale_shift"
+    task_scale: float = 0.1
+    task_feature_source: FeatureSource = "all_blocks_in_stage"
+    combine: Combine = "add"
+
+    def __post_init__(self) -> None:
+        _check_shared(self, "vmt_lite")
+        _check_tasks(self)
+        check(
+            self.task_scale == 0.1 or self.task_module == "lowrank_up",
+            f"task_scale: unused by vmt_lite unless task_module=lowrank_up (its side outputs start from s_t = 0); "
+            f"expected 0.1, got {self.task_scale!r}",
+        )
+
+
+@dataclass(frozen=True)
+class VMTSettings(VMTOptions):
+    """Every knob of :class:`VMTEncoder`, resolved from a method's options (what the encoder and the parameter
+    count read). ``share_mode``: "none" (VMT) or "transpose" (Lite: W_up = W_down^T with a channel cycle where
+    widths differ, plus a learnable per-channel scale initialised to 0 and an up bias)."""
+
+    share_mode: Literal["none", "transpose"] = "none"
+
+    def __post_init__(self) -> None:
+        _check_shared(self, "vmt")
+        _check_tasks(self)
+        _one_of("share_mode", self.share_mode, ("none", "transpose"))
 
 
 class VMTSlot(nn.Module):
@@ -53,7 +191,7 @@ class VMTSlot(nn.Module):
         tap: (..., d_in) -> delta (..., d_out), sides: T tensors (..., d_out) (none when task_module="none")
     """
 
-    def __init__(self, d_in: int, d_out: int, n_tasks: int, config: MethodConfig, r: int | None = None) -> None:
+    def __init__(self, d_in: int, d_out: int, n_tasks: int, config: VMTSettings, r: int | None = None) -> None:
         super().__init__()
         r = config.r if r is None else r
         self.d_in, self.d_out, self.n_tasks = d_in, d_out, n_tasks
@@ -151,7 +289,7 @@ def _widths(module: nn.Module) -> tuple[int, int]:
     raise ValueError(f"placement=conv: expected a Conv2d or Linear layer, got {type(module).__name__}")
 
 
-def adapter_sites(backbone: Any, config: MethodConfig) -> list[AdapterSite]:
+def adapter_sites(backbone: Any, config: VMTSettings) -> list[AdapterSite]:
     """The adapter sites of ``config`` on ``backbone`` (``placement``, ``insert_last``, ``task_feature_source``).
 
     Raises:
@@ -193,7 +331,7 @@ def _task_module_size(task_module: str, r: int, d_out: int) -> int:
     return {"scale_shift": 2 * r, "linear": r * r + r, "gate": r * r + r, "lowrank_up": r * d_out}[task_module]
 
 
-def vmt_parameter_count(sites: Sequence[AdapterSite], n_tasks: int, config: MethodConfig, r: int) -> int:
+def vmt_parameter_count(sites: Sequence[AdapterSite], n_tasks: int, config: VMTSettings, r: int) -> int:
     """Trainable VMT parameters at width r (docs/adapters.md#options-for-issue-19), exactly what the encoder builds:
 
     sum over sites of  r d_in + r + r d_out + d_out [+ d_out with learn_scale]   (Lite: r d_in + r + 2 d_out)
@@ -212,7 +350,7 @@ def vmt_parameter_count(sites: Sequence[AdapterSite], n_tasks: int, config: Meth
     return total
 
 
-def width_for_budget(sites: Sequence[AdapterSite], n_tasks: int, config: MethodConfig, backbone_params: int) -> int:
+def width_for_budget(sites: Sequence[AdapterSite], n_tasks: int, config: VMTSettings, backbone_params: int) -> int:
     """The largest r >= 1 whose :func:`vmt_parameter_count` fits ``config.budget_pct`` % of the backbone.
 
     Raises:
@@ -254,8 +392,9 @@ class VMTEncoder(MultiTaskEncoder):
 
     passes_per_batch = "1"
 
-    def __init__(self, backbone: Any, tasks: Sequence[str], config: MethodConfig) -> None:
+    def __init__(self, backbone: Any, tasks: Sequence[str], config: VMTSettings) -> None:
         super().__init__(backbone, tasks, config)
+        self.config = config
         self.sites = adapter_sites(backbone, config)
         #: the bottleneck width in use: config.r, or the one derived from config.budget_pct
         self.r = config.r
@@ -335,19 +474,19 @@ class VMTEncoder(MultiTaskEncoder):
         return out
 
 
-@METHODS.register("vmt")
-def vmt(backbone: Any, tasks: Sequence[str], config: MethodConfig) -> VMTEncoder:
-    """VMT-Adapter (untied projections; ``share_mode`` is forced to "none")."""
-    return VMTEncoder(backbone, tasks, replace(config, share_mode="none"))
+@register("vmt", VMTOptions)
+def vmt(backbone: Any, tasks: Sequence[str], options: VMTOptions) -> VMTEncoder:
+    """VMT-Adapter (untied projections)."""
+    return VMTEncoder(backbone, tasks, VMTSettings(**asdict(options), share_mode="none"))
 
 
-@METHODS.register("vmt_lite")
-def vmt_lite(backbone: Any, tasks: Sequence[str], config: MethodConfig) -> VMTEncoder:
+@register("vmt_lite", VMTLiteOptions)
+def vmt_lite(backbone: Any, tasks: Sequence[str], options: VMTLiteOptions) -> VMTEncoder:
     """VMT-Adapter-Lite: W_up tied to W_down^T (``share_mode="transpose"``)."""
-    return VMTEncoder(backbone, tasks, replace(config, share_mode="transpose"))
+    return VMTEncoder(backbone, tasks, VMTSettings(**asdict(options), share_mode="transpose"))
 
 
-@METHODS.register("shared_adapter")
-def shared_adapter(backbone: Any, tasks: Sequence[str], config: MethodConfig) -> VMTEncoder:
+@register("shared_adapter", SharedAdapterOptions)
+def shared_adapter(backbone: Any, tasks: Sequence[str], options: SharedAdapterOptions) -> VMTEncoder:
     """The ablation without task modules: one parallel adapter shared by all tasks (VL-Adapter-style sharing)."""
-    return VMTEncoder(backbone, tasks, replace(config, share_mode="none", task_module="none"))
+    return VMTEncoder(backbone, tasks, VMTSettings(**asdict(options), share_mode="none", task_module="none"))
