@@ -103,6 +103,15 @@ def test_bench_metrics_of_the_true_map_and_claims_from_rows() -> None:
     assert not claims["same_dice_vs_best_peer_easy"].holds and claims["same_dice_vs_best_peer_easy"].target == 0.85
     assert claims["same_faster_than_ants_syn"].holds and claims["same_folding_below_0.1pct"].holds
     assert all(claims[f"stage_{s}_improves"].holds for s in ("affine", "coarse", "deform", "io"))
+    assert "mindcvx_matches_convexadam" not in claims  # not run: no claim
+    # paired over pairs: a steady 0.01 deficit is within the 0.02 margin, a steady 0.05 one is not, and a noisy
+    # difference whose interval straddles the margin is undecided
+    cvx = {0: 0.85, 1: 0.80, 2: 0.90, 3: 0.70}
+    for shift, noise, expected in ((0.01, 0.0, "holds"), (0.05, 0.0, "fails"), (0.0, 0.2, "undecided")):
+        peer = {k: v + shift + (noise if k % 2 else -noise) + 0.001 * k for k, v in cvx.items()}
+        c = {c.id: c for c in _claims(rows, BenchConfig(), {"mindcvx": cvx, "convexadam": peer})}
+        claim = c["mindcvx_matches_convexadam"]
+        assert claim.verdict == expected and claim.n == 4 and claim.target == -0.02, (shift, noise, claim)
 
 
 def test_bench_jobs_share_the_work_and_keep_the_row_order(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,14 +121,15 @@ def test_bench_jobs_share_the_work_and_keep_the_row_order(monkeypatch: pytest.Mo
     import tailorkit.registration.bench as B
     from tailorkit.registration.config import BenchConfig
 
-    pairs = [B.BenchPair(tier, np.zeros(1), np.zeros(1), np.zeros(1)) for tier in B.TIERS for _ in range(2)]
+    pairs = [B.BenchPair(tier, np.zeros(1), np.zeros(1), np.zeros(1), 2 * t + i) for t, tier in enumerate(B.TIERS)
+             for i in range(2)]  # fmt: skip
     calls: list[str] = []
 
     def done(rows: list[dict], pid: int = 1, **extra: object) -> dict:
         return {"rows": rows, "cpu_seconds": 2.0, "pid": pid, **extra}
 
     def row(method: str, pair: B.BenchPair) -> dict:
-        return {"method": method, "tier": pair.tier}
+        return {"method": method, "tier": pair.tier, "pair": pair.index}
 
     def train_job(config: object, mode: str, seed: int, spacing: float, parts_dir: str) -> dict:
         calls.append("train")
@@ -132,6 +142,8 @@ def test_bench_jobs_share_the_work_and_keep_the_row_order(monkeypatch: pytest.Mo
     def steps_job(config: object, mode: str, spacing: float, ps: list, kind: str, parts: dict | None) -> dict:
         calls.append(kind)
         assert (parts is not None) == (kind == "same") and len({p.tier for p in ps}) == 1
+        if kind == "mindcvx":  # one row per pair
+            return done([row("mindcvx", p) for p in ps], pid=2)
         stages = B.SAME_STAGES if kind == "same" else ("affine", "coarse", "io")
         return done([row(f"{kind}_{s}", p) for p in ps for s in stages], pid=2)
 
@@ -149,11 +161,15 @@ def test_bench_jobs_share_the_work_and_keep_the_row_order(monkeypatch: pytest.Mo
     config = BenchConfig(peers=("ants_syn", "sitk_demons", "elastix"), workers=1)
     run = B._run_jobs(B._Inline(), config, "quick", 0, 3.0, pairs, "/parts")
     assert calls[:2] == ["train", "init"] and calls[-3:] == ["same"] * 3
-    assert calls.count("mind") == 3 and calls.count("ants_syn") == 6 and calls.count("sitk_demons") == 4
+    assert calls.count("mind") == 3 and calls.count("mindcvx") == 3
+    assert calls.count("ants_syn") == 6 and calls.count("sitk_demons") == 4
     mono = "mono-modal method (compares intensities directly)"
     assert run["skipped"] == {"elastix": "absent", "sitk_demons/cross": mono}
     names = list(dict.fromkeys(r["method"] for r in run["rows"]))
     assert names == [*(f"same_{s}" for s in B.SAME_STAGES), "mind_affine", "mind_coarse", "mind_io", "init",
-                     "ants_syn", "sitk_demons"]  # fmt: skip
-    assert run["cpu_by_part"] == {"training": 2.0, "same": 6.0, "mind": 6.0, "init": 2.0, "peers": 20.0}
-    assert run["cpu_by_worker"] == [4.0, 32.0]
+                     "ants_syn", "sitk_demons", "mindcvx"]  # fmt: skip
+    # every row names its pair, so methods can be compared pair by pair (the mindcvx-vs-convexAdam claim)
+    assert sorted(r["pair"] for r in run["rows"] if r["method"] == "mindcvx") == list(range(6))
+    assert run["cpu_by_part"] == {"training": 2.0, "same": 6.0, "mind": 6.0, "mindcvx": 6.0, "init": 2.0,
+                                  "peers": 20.0}  # fmt: skip
+    assert run["cpu_by_worker"] == [4.0, 38.0]

@@ -66,6 +66,7 @@ class BenchPair:
     moving: np.ndarray
     moving_labels: np.ndarray
     truth: np.ndarray  # (116, 3) true moving-world positions of the atlas landmarks
+    index: int = 0  # position in the run's pair list (rows of different methods are paired by it)
 
 
 def _deformation(atlas: Atlas, geometry: tuple[float, float, float, float], rng: np.random.Generator) -> Any:
@@ -92,6 +93,7 @@ def make_pairs(atlas: Atlas, config: BenchConfig, n_per_tier: int, seed: int) ->
                     to_tensor_order(d.warp(source, atlas.affine)),
                     to_tensor_order(d.warp(atlas.labels, atlas.affine, order=0)),
                     d.psi(landmarks).numpy(),
+                    len(pairs),
                 )
             )
     return pairs
@@ -211,11 +213,23 @@ def _train_job(config: BenchConfig, mode: str, seed: int, spacing: float, parts_
     )
 
 
+# What each `_steps_job` kind runs: its features, its steps, the instance optimisation, and which steps give rows
+# (None: every step, named f"{kind}_{step}"; a name: the last step only, under that name).
+STEP_KINDS: dict[str, tuple[str, tuple[str, ...], str, str | None]] = {
+    "same": ("sam", SAME_STAGES, "adam", None),
+    "mind": ("mind", ("affine", "coarse", "io"), "adam", None),
+    # The convexAdam-family IO on MIND features straight after the affine (the coarse step fits the affine's sparse
+    # matches again, which the convex search does better; docs/registration.md#convex-adam-instance-optimisation).
+    "mindcvx": ("mind", ("affine", "io"), "convex_adam", "mindcvx"),
+}
+
+
 def _steps_job(
     config: BenchConfig, mode: str, spacing: float, pairs: list[BenchPair], kind: str, parts: dict[str, str] | None
 ) -> dict[str, Any]:
-    """Worker: SAME++ (`kind` "same", with the trained parts' files) or the same steps on MIND-like features ("mind", no
-    deformation network) on some pairs; each row's time includes embedding the moving scan."""
+    """Worker: one `STEP_KINDS` kind on some pairs: SAME++ ("same", with the trained parts' files), the same steps on
+    MIND-like features ("mind", no deformation network), or affine + the convexAdam-family IO on MIND features
+    ("mindcvx", one row); each row's time includes the initialisation and embedding the moving scan."""
     from tailorkit.anatomy.train import load_model
     from tailorkit.registration.features import mind_features, sam_features
     from tailorkit.registration.models import load_deform_net
@@ -227,17 +241,21 @@ def _steps_job(
     aff = tensor_affine(atlas.affine)
     fixed = torch.as_tensor(to_tensor_order(atlas.t1))
     reg = _reg_config(config, mode, spacing)
+    features, steps, io_kind, single = STEP_KINDS[kind]
     model, net = None, None
     if kind == "same" and parts is not None:
         model, net = load_model(parts["model"]), load_deform_net(parts["net"])[0]
-    steps = SAME_STAGES if kind == "same" else ("affine", "coarse", "io")
     cfg = dataclasses.replace(
-        reg, steps=steps, features=dataclasses.replace(reg.features, kind="sam" if kind == "same" else "mind")
+        reg,
+        steps=steps,
+        features=dataclasses.replace(reg.features, kind=features),
+        io=dataclasses.replace(reg.io, kind=io_kind),
     )
-    feats = sam_features(to_volume(fixed, aff), model) if kind == "same" else mind_features(fixed, aff, reg.features)
+    feats = sam_features(to_volume(fixed, aff), model) if features == "sam" else mind_features(fixed, aff, reg.features)
+    label = {"same": "SAME++", "mind": "MIND", "mindcvx": "MIND + convex IO"}[kind]
     results: list[dict[str, Any]] = []
     for pair in pairs:
-        status(f"registration bench: {'SAME++' if kind == 'same' else 'MIND'} steps, a {pair.tier} pair")
+        status(f"registration bench: {label} steps, a {pair.tier} pair")
         moving = torch.as_tensor(pair.moving)
         c0 = time.process_time()
         prep = prepare(fixed, aff, moving, aff, cfg, model, fixed_features=feats)
@@ -252,9 +270,12 @@ def _steps_job(
             field = res.stages.get(stage, field)
             if field is None:
                 raise RuntimeError(f"registration bench: no field after step {stage!r} ({res.notes})")
+            if single is not None and stage != steps[-1]:
+                continue
             results.append(
-                {"method": f"{kind}_{stage}", "tier": pair.tier, "metrics": evaluate(field, atlas, pair),
-                 "seconds": elapsed, "cpu": cpu if stage == steps[-1] else float("nan"), "info": res.info,
+                {"method": single or f"{kind}_{stage}", "tier": pair.tier, "pair": pair.index,
+                 "metrics": evaluate(field, atlas, pair), "seconds": elapsed,
+                 "cpu": cpu if stage == steps[-1] else float("nan"), "info": res.info,
                  "skipped": stage not in res.stages}
             )  # fmt: skip
     return _done(start, rows=results)
@@ -278,7 +299,14 @@ def _init_job(config: BenchConfig, spacing: float, pairs: list[BenchPair]) -> di
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         disp = T.affine_displacement(matrix, tuple(fixed.shape), aff)
         results.append(
-            {"method": "init", "tier": pair.tier, "metrics": evaluate(disp, atlas, pair), "seconds": wall, "cpu": cpu}
+            {
+                "method": "init",
+                "tier": pair.tier,
+                "pair": pair.index,
+                "metrics": evaluate(disp, atlas, pair),
+                "seconds": wall,
+                "cpu": cpu,
+            }
         )
         inits.append((matrix, wall, cpu) if config.peer_init else (None, 0.0, 0.0))
     return _done(start, rows=results, inits=inits)
@@ -311,7 +339,14 @@ def _peer_job(
         init_margin_mm=config.registration.init.margin_mm, **options,
     )  # fmt: skip
     wall, cpu = time.perf_counter() - w0 + init_wall, time.process_time() - c0 + init_cpu
-    row = {"method": name, "tier": pair.tier, "metrics": evaluate(disp, atlas, pair), "seconds": wall, "cpu": cpu}
+    row = {
+        "method": name,
+        "tier": pair.tier,
+        "pair": pair.index,
+        "metrics": evaluate(disp, atlas, pair),
+        "seconds": wall,
+        "cpu": cpu,
+    }
     return _done(start, rows=[row])
 
 
@@ -331,8 +366,8 @@ def _run_jobs(
     training (SAM embedding + deformation network) first, the initialisations, the MIND rows per tier, then each
     peer on each pair, and SAME++ per tier once the training is done (queued behind what is left of the peers).
 
-    Returns the training job's result, the raw rows (SAME++, MIND, init, peers), the skipped peers, and the CPU
-    seconds per part and per worker process.
+    Returns the training job's result, the raw rows (SAME++, MIND, init, peers, MIND + convex IO), the skipped
+    peers, and the CPU seconds per part and per worker process.
     """
     from tailorkit.registration.peers import PEERS, peer_missing
 
@@ -340,6 +375,7 @@ def _run_jobs(
     train_f = pool.submit(_train_job, config, mode, seed, spacing, parts_dir)
     init_f = pool.submit(_init_job, config, spacing, pairs)
     mind_fs = [pool.submit(_steps_job, config, mode, spacing, group, "mind", None) for group in tiers if group]
+    cvx_fs = [pool.submit(_steps_job, config, mode, spacing, group, "mindcvx", None) for group in tiers if group]
     inits = init_f.result()["inits"]
     skipped: dict[str, str] = {}
     peer_fs = []
@@ -357,7 +393,8 @@ def _run_jobs(
     same_fs = [
         pool.submit(_steps_job, config, mode, spacing, group, "same", trained["parts"]) for group in tiers if group
     ]
-    parts = {"training": [train_f], "same": same_fs, "mind": mind_fs, "init": [init_f], "peers": peer_fs}
+    parts = {"training": [train_f], "same": same_fs, "mind": mind_fs, "mindcvx": cvx_fs, "init": [init_f],
+             "peers": peer_fs}  # fmt: skip
     done = {part: [f.result() for f in futures] for part, futures in parts.items()}
     per_worker: dict[int, float] = {}
     for results in done.values():
@@ -365,7 +402,8 @@ def _run_jobs(
             per_worker[d["pid"]] = per_worker.get(d["pid"], 0.0) + d["cpu_seconds"]
     return {
         "trained": trained,
-        "rows": [r for part in ("same", "mind", "init", "peers") for d in done[part] for r in d["rows"]],
+        # mindcvx last, so that its row sits beside the convexAdam peer's (the last peer) in every tier's table
+        "rows": [r for part in ("same", "mind", "init", "peers", "mindcvx") for d in done[part] for r in d["rows"]],
         "skipped": skipped,
         "cpu_by_part": {part: round(sum(d["cpu_seconds"] for d in results), 1) for part, results in done.items()},
         "cpu_by_worker": sorted(round(v, 1) for v in per_worker.values()),
@@ -412,6 +450,9 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
             if name.startswith(("same_", "mind_")):
                 params["features"] = "sam" if name.startswith("same_") else "mind"
                 params["stages"] = "+".join(SAME_STAGES[: SAME_STAGES.index(name.split("_")[1]) + 1])
+            if name in STEP_KINDS:  # a one-row kind (mindcvx)
+                features, steps, io_kind, _ = STEP_KINDS[name]
+                params.update(features=features, stages="+".join(steps), io=io_kind)
             rows.append(Row(name, metrics, params, float(np.mean([r["seconds"] for r in runs]))))
     extra: dict[str, Any] = {
         "spacing_mm": spacing,
@@ -432,7 +473,9 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
         n_train=1,
         n_test=len(pairs),
     )
-    return BenchOutcome(data, rows, _claims(rows, config), extra)
+    per_pair = {m: _per_pair(raw, m, "dice") for m in ("mindcvx", "convexadam")}
+    extra["dice_per_pair"] = {m: {str(k): v for k, v in values.items()} for m, values in per_pair.items()}
+    return BenchOutcome(data, rows, _claims(rows, config, per_pair), extra)
 
 
 def _mean(items: list[dict[str, float]]) -> dict[str, float]:
@@ -443,7 +486,12 @@ def _get(rows: list[Row], method: str, tier: str) -> Row | None:
     return next((r for r in rows if r.method == method and r.params.get("tier") == tier), None)
 
 
-def _claims(rows: list[Row], config: BenchConfig) -> list[Claim]:
+def _per_pair(raw: list[dict[str, Any]], method: str, metric: str) -> dict[int, float]:
+    """`metric` of `method` on each pair it ran on, keyed by the pair's index."""
+    return {int(r["pair"]): float(r["metrics"][metric]) for r in raw if r["method"] == method}
+
+
+def _claims(rows: list[Row], config: BenchConfig, per_pair: dict[str, dict[int, float]] | None = None) -> list[Claim]:
     claims = []
     peers = [p for p in config.peers]
     for tier in TIERS:
@@ -486,6 +534,21 @@ def _claims(rows: list[Row], config: BenchConfig) -> list[Claim]:
             )
         )
         previous = name
+    cvx, peer = (per_pair or {}).get("mindcvx", {}), (per_pair or {}).get("convexadam", {})
+    common = sorted(set(cvx) & set(peer))
+    if common:  # left out when either was not run (convexAdam not installed)
+        m = config.convex_margin_dice
+        claims.append(
+            Claim.beats(
+                "mindcvx_matches_convexadam",
+                f"MIND features + affine + convexAdam-family IO (io.kind=convex_adam) Dice at most {m:g} below the "
+                f"convexAdam peer's on the same pairs from the same initialisation (paired over the {len(common)} "
+                f"pairs of every tier, 95 % t interval of the difference > -{m:g})",
+                [cvx[i] for i in common],
+                [peer[i] for i in common],
+                margin=-m,
+            )
+        )
     return claims
 
 

@@ -351,6 +351,8 @@ class BenchConfig:
     threads: int = 1
     peer_init: bool = True
     use_cache: bool = True  # load the SAM embedding / deformation network from $TAILORKIT_HOME/registration/
+    # [inferred] claim `mindcvx_matches_convexadam`: "matches" = Dice not below the convexAdam peer's by more than this
+    convex_margin_dice: float = 0.02
 
     def __post_init__(self) -> None:
         for name in ("quick_spacing_mm", "full_spacing_mm"):
@@ -358,3 +360,4 @@ class BenchConfig:
         for name in ("quick_pairs_per_tier", "pairs_per_tier", "quick_sam_steps", "full_sam_steps", "workers"):
             check_int_at_least(name, getattr(self, name), 1)
         check_int_at_least("threads", self.threads, 0)
+        check_number_at_least("convex_margin_dice", self.convex_margin_dice, 0.0)
