@@ -152,15 +152,23 @@ def test_bench_jobs_share_the_work_and_keep_the_row_order(monkeypatch: pytest.Mo
         assert init[0][0, 0] == next(i for i, p in enumerate(pairs) if p is pair) + 1  # the pair's own init
         return done([row(name, pair)], pid=2)
 
+    def landmark_job(config: object, spacing: float, ps: list, parts: dict) -> dict:
+        calls.append("landmarks")
+        assert parts["model"].endswith("sam.pt")
+        return done([], landmarks=[{"tier": p.tier, "pair": p.index} for p in ps])
+
     for name, fn in (("_train_job", train_job), ("_init_job", init_job), ("_steps_job", steps_job),
-                     ("_peer_job", peer_job)):  # fmt: skip
+                     ("_peer_job", peer_job), ("_landmark_job", landmark_job)):  # fmt: skip
         monkeypatch.setattr(B, name, fn)
     monkeypatch.setattr(
         "tailorkit.registration.peers.peer_missing", lambda name: "absent" if name == "elastix" else None
     )
     config = BenchConfig(peers=("ants_syn", "sitk_demons", "elastix"), workers=1)
-    run = B._run_jobs(B._Inline(), config, "quick", 0, 3.0, pairs, "/parts")
-    assert calls[:2] == ["train", "init"] and calls[-3:] == ["same"] * 3
+    val = [B.BenchPair("easy", np.zeros(1), np.zeros(1), np.zeros(1), 0)]
+    run = B._run_jobs(B._Inline(), config, "quick", 0, 3.0, pairs, "/parts", val)
+    assert calls[:2] == ["train", "init"] and calls[-5:] == ["landmarks"] * 2 + ["same"] * 3
+    # the validation pairs (which choose the landmark confidence) and the test pairs are located apart
+    assert run["landmarks"]["validation"] == [{"tier": "easy", "pair": 0}] and len(run["landmarks"]["test"]) == 6
     assert calls.count("mind") == 3 and calls.count("mindcvx") == 3
     assert calls.count("ants_syn") == 6 and calls.count("sitk_demons") == 4
     mono = "mono-modal method (compares intensities directly)"
@@ -171,5 +179,5 @@ def test_bench_jobs_share_the_work_and_keep_the_row_order(monkeypatch: pytest.Mo
     # every row names its pair, so methods can be compared pair by pair (the mindcvx-vs-convexAdam claim)
     assert sorted(r["pair"] for r in run["rows"] if r["method"] == "mindcvx") == list(range(6))
     assert run["cpu_by_part"] == {"training": 2.0, "same": 6.0, "mind": 6.0, "mindcvx": 6.0, "init": 2.0,
-                                  "peers": 20.0}  # fmt: skip
-    assert run["cpu_by_worker"] == [4.0, 38.0]
+                                  "peers": 20.0, "landmarks": 4.0}  # fmt: skip
+    assert run["cpu_by_worker"] == [8.0, 38.0]

@@ -76,15 +76,18 @@ def _deformation(atlas: Atlas, geometry: tuple[float, float, float, float], rng:
     )
 
 
-def make_pairs(atlas: Atlas, config: BenchConfig, n_per_tier: int, seed: int) -> list[BenchPair]:
-    """The test pairs of every tier (random streams disjoint from training's)."""
+def make_pairs(
+    atlas: Atlas, config: BenchConfig, n_per_tier: int, seed: int, stream: str = "reg-bench-pair"
+) -> list[BenchPair]:
+    """The test pairs of every tier (random streams disjoint from training's); `stream` "reg-bench-val" draws the
+    validation pairs that choose the landmark confidence (never the test pairs)."""
     t2 = tissue_contrast(atlas.gm, atlas.wm, atlas.brain, T2_LIKE)
     landmarks = torch.as_tensor(atlas.landmarks, dtype=torch.float32)
     pairs = []
     for tier in TIERS:
         for i in range(n_per_tier):
             d = _deformation(
-                atlas, config.hard if tier == "hard" else config.easy, numpy_generator(seed, "reg-bench-pair", tier, i)
+                atlas, config.hard if tier == "hard" else config.easy, numpy_generator(seed, stream, tier, i)
             )
             source = t2 if tier == "cross" else atlas.t1
             pairs.append(
@@ -281,6 +284,37 @@ def _steps_job(
     return _done(start, rows=results)
 
 
+def _landmark_job(config: BenchConfig, spacing: float, pairs: list[BenchPair], parts: dict[str, str]) -> dict[str, Any]:
+    """Worker: locate the 116 atlas landmarks in each moving scan with the SAM embedding alone (as `anatomy locate`
+    does, matcher `landmark_matcher`, no registration) and score each found point: its error to the true position
+    and every confidence definition (`anatomy.calibration.CONFIDENCES`)."""
+    from tailorkit.anatomy.calibration import CONFIDENCES, confidence
+    from tailorkit.anatomy.config import MatchConfig
+    from tailorkit.anatomy.embed import embed
+    from tailorkit.anatomy.matching import MATCHERS
+    from tailorkit.anatomy.train import load_model
+    from tailorkit.registration.pipeline import to_volume
+
+    _threads(config.threads)
+    start = time.perf_counter(), time.process_time()
+    atlas = bench_atlas(spacing)
+    aff = tensor_affine(atlas.affine)
+    model = load_model(parts["model"])
+    heads = ("fine", "coarse", "semantic") if model.net.config.semantic else ("fine", "coarse")
+    match_cfg = MatchConfig(heads=heads)
+    atlas_emb = embed(to_volume(torch.as_tensor(to_tensor_order(atlas.t1)), aff), model.net, model.embed)
+    points = torch.as_tensor(atlas.landmarks, dtype=torch.float32)
+    found: list[dict[str, Any]] = []
+    for pair in pairs:
+        status(f"registration bench: landmarks, a {pair.tier} pair")
+        target = embed(to_volume(torch.as_tensor(pair.moving), aff), model.net, model.embed)
+        res = MATCHERS.get(config.landmark_matcher)(atlas_emb, target, points, match_cfg)
+        error = (res.points.float() - torch.as_tensor(pair.truth, dtype=torch.float32)).norm(dim=1)
+        conf = {k: confidence(k, atlas_emb, target, points, res, heads).tolist() for k in CONFIDENCES}
+        found.append({"tier": pair.tier, "pair": pair.index, "error": error.tolist(), "confidence": conf})
+    return _done(start, rows=[], landmarks=found)
+
+
 def _init_job(config: BenchConfig, spacing: float, pairs: list[BenchPair]) -> dict[str, Any]:
     """Worker: the initialisation alone (row `init`) of every pair; the peers start from it when `peer_init`."""
     from tailorkit.registration.pipeline import initialise
@@ -360,7 +394,14 @@ class _Inline:
 
 
 def _run_jobs(
-    pool: Any, config: BenchConfig, mode: str, seed: int, spacing: float, pairs: list[BenchPair], parts_dir: str
+    pool: Any,
+    config: BenchConfig,
+    mode: str,
+    seed: int,
+    spacing: float,
+    pairs: list[BenchPair],
+    parts_dir: str,
+    val_pairs: list[BenchPair],
 ) -> Any:
     """Submit every job as soon as what it needs exists, so the workers share the work whatever its order: the
     training (SAM embedding + deformation network) first, the initialisations, the MIND rows per tier, then each
@@ -390,11 +431,13 @@ def _run_jobs(
                 continue
             peer_fs.append(pool.submit(_peer_job, config, mode, spacing, name, pair, init))
     trained = train_f.result()
+    # the landmark confidence: chosen on validation pairs (their own random stream), then measured on the test pairs
+    mark_fs = [pool.submit(_landmark_job, config, spacing, ps, trained["parts"]) for ps in (val_pairs, pairs)]
     same_fs = [
         pool.submit(_steps_job, config, mode, spacing, group, "same", trained["parts"]) for group in tiers if group
     ]
     parts = {"training": [train_f], "same": same_fs, "mind": mind_fs, "mindcvx": cvx_fs, "init": [init_f],
-             "peers": peer_fs}  # fmt: skip
+             "peers": peer_fs, "landmarks": mark_fs}  # fmt: skip
     done = {part: [f.result() for f in futures] for part, futures in parts.items()}
     per_worker: dict[int, float] = {}
     for results in done.values():
@@ -402,6 +445,7 @@ def _run_jobs(
             per_worker[d["pid"]] = per_worker.get(d["pid"], 0.0) + d["cpu_seconds"]
     return {
         "trained": trained,
+        "landmarks": {"validation": done["landmarks"][0]["landmarks"], "test": done["landmarks"][1]["landmarks"]},
         # mindcvx last, so that its row sits beside the convexAdam peer's (the last peer) in every tier's table
         "rows": [r for part in ("same", "mind", "init", "peers", "mindcvx") for d in done[part] for r in d["rows"]],
         "skipped": skipped,
@@ -416,17 +460,18 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
     n_per_tier = config.quick_pairs_per_tier if quick else config.pairs_per_tier
     atlas = bench_atlas(spacing)
     pairs = make_pairs(atlas, config, n_per_tier, seed)
+    val_pairs = make_pairs(atlas, config, config.landmark_val_pairs, seed, "reg-bench-val")  # chooses the confidence
     status(f"registration bench: {len(pairs)} pairs at {spacing:g} mm, {config.workers} worker(s)")
     with tempfile.TemporaryDirectory(prefix="tailorkit-registration-bench-") as parts_dir:
         if config.workers > 1:
             with worker_pool(config.workers, threads=max(1, config.threads)) as pool:
                 try:
-                    run = _run_jobs(pool, config, mode, seed, spacing, pairs, parts_dir)
+                    run = _run_jobs(pool, config, mode, seed, spacing, pairs, parts_dir, val_pairs)
                 except BaseException:
                     pool.shutdown(wait=False, cancel_futures=True)  # a failed job: do not run the queued ones
                     raise
         else:
-            run = _run_jobs(_Inline(), config, mode, seed, spacing, pairs, parts_dir)
+            run = _run_jobs(_Inline(), config, mode, seed, spacing, pairs, parts_dir, val_pairs)
     same, raw = run["trained"], run["rows"]
     rows: list[Row] = []
     for tier in TIERS:
@@ -475,7 +520,78 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
     )
     per_pair = {m: _per_pair(raw, m, "dice") for m in ("mindcvx", "convexadam")}
     extra["dice_per_pair"] = {m: {str(k): v for k, v in values.items()} for m, values in per_pair.items()}
-    return BenchOutcome(data, rows, _claims(rows, config, per_pair), extra)
+    calibration = landmark_calibration(run["landmarks"], config)
+    extra["landmark_confidence"] = calibration
+    claims = [*_claims(rows, config, per_pair), _landmark_claim(calibration, config)]
+    return BenchOutcome(data, rows, claims, extra)
+
+
+def _pooled(found: list[dict[str, Any]], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence `kind`, error mm) of every landmark of every pair in `found` (`_landmark_job`'s results)."""
+    if not found:
+        return np.zeros(0), np.zeros(0)
+    conf = np.concatenate([np.asarray(f["confidence"][kind], dtype=np.float64) for f in found])
+    return conf, np.concatenate([np.asarray(f["error"], dtype=np.float64) for f in found])
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def landmark_calibration(marks: dict[str, list[dict[str, Any]]], config: BenchConfig) -> dict[str, Any]:
+    """Issue 26 item 4: is the landmark confidence calibrated? The definition is chosen by its AUC on the validation
+    pairs (`marks["validation"]`) alone; the test pairs (`marks["test"]`) then give the AUC the claim checks, the
+    per-tier mean error, and the reliability tables (equal-count confidence bins vs measured error) of the matcher's
+    own score and of the chosen definition. Every definition's test AUC is reported too, never used to choose."""
+    from tailorkit.anatomy.calibration import CONFIDENCES, reliability_table, select_confidence, separation_auc
+
+    good, bad = config.landmark_good_mm, config.landmark_bad_mm
+    val_auc = {k: separation_auc(*_pooled(marks["validation"], k), good, bad) for k in CONFIDENCES}
+    chosen = select_confidence(val_auc)
+    test = marks["test"]
+    test_auc = {k: separation_auc(*_pooled(test, k), good, bad) for k in CONFIDENCES}
+    tiers: dict[str, Any] = {}
+    for tier in TIERS:
+        conf, err = _pooled([f for f in test if f["tier"] == tier], chosen)
+        if len(err):
+            tiers[tier] = {"mre_mm": float(err.mean()), "auc": _finite(separation_auc(conf, err, good, bad)),
+                           "share_good": float((err <= good).mean()), "share_bad": float((err >= bad).mean()),
+                           "landmarks": len(err)}  # fmt: skip
+    _, err = _pooled(test, chosen)
+    return {
+        "matcher": config.landmark_matcher,
+        "good_mm": good,
+        "bad_mm": bad,
+        "validation": {
+            "stream": "reg-bench-val",
+            "pairs": len(marks["validation"]),
+            "auc": {k: _finite(v) for k, v in val_auc.items()},
+        },
+        "selected": chosen,
+        "test_auc": {k: _finite(v) for k, v in test_auc.items()},
+        "test_landmarks": len(err),
+        "test_share_good": float((err <= good).mean()) if len(err) else None,
+        "test_share_bad": float((err >= bad).mean()) if len(err) else None,
+        "tiers": tiers,
+        "reliability": {
+            k: reliability_table(*_pooled(test, k), config.landmark_bins, good, bad)
+            for k in dict.fromkeys(("score", chosen))
+            if len(err)
+        },
+    }
+
+
+def _landmark_claim(calibration: dict[str, Any], config: BenchConfig) -> Claim:
+    chosen = calibration["selected"]
+    auc = calibration["test_auc"][chosen]
+    good, bad = config.landmark_good_mm, config.landmark_bad_mm
+    return Claim.at_least(
+        "landmark-confidence-auc",
+        f"Landmark confidence ({chosen!r}, chosen on the validation pairs) separates test errors <= {good:g} mm from "
+        f"errors >= {bad:g} mm (AUC over the test pairs' landmarks, every tier)",
+        float("nan") if auc is None else auc,
+        config.landmark_auc_target,
+    )
 
 
 def _mean(items: list[dict[str, float]]) -> dict[str, float]:

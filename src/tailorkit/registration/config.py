@@ -353,6 +353,14 @@ class BenchConfig:
     use_cache: bool = True  # load the SAM embedding / deformation network from $TAILORKIT_HOME/registration/
     # [inferred] claim `mindcvx_matches_convexadam`: "matches" = Dice not below the convexAdam peer's by more than this
     convex_margin_dice: float = 0.02
+    # Landmark confidence (issue 26 item 4; anatomy/calibration.py): the SAM matcher that locates the landmarks, the
+    # validation pairs per tier that choose the confidence definition, the error classes, the claim's AUC, the bins.
+    landmark_matcher: Literal["nn", "cycle", "fixed_point"] = "nn"
+    landmark_val_pairs: int = 1
+    landmark_good_mm: float = 5.0
+    landmark_bad_mm: float = 15.0
+    landmark_auc_target: float = 0.8
+    landmark_bins: int = 5
 
     def __post_init__(self) -> None:
         for name in ("quick_spacing_mm", "full_spacing_mm"):
@@ -361,3 +369,15 @@ class BenchConfig:
             check_int_at_least(name, getattr(self, name), 1)
         check_int_at_least("threads", self.threads, 0)
         check_number_at_least("convex_margin_dice", self.convex_margin_dice, 0.0)
+        matchers = ("nn", "cycle", "fixed_point")
+        check(
+            self.landmark_matcher in matchers,
+            f"landmark_matcher: expected nn, cycle or fixed_point, got {self.landmark_matcher!r}",
+        )
+        check_int_at_least("landmark_val_pairs", self.landmark_val_pairs, 1)
+        check_int_at_least("landmark_bins", self.landmark_bins, 1)
+        _pos("landmark_good_mm", self.landmark_good_mm)
+        check(
+            self.landmark_bad_mm > self.landmark_good_mm,
+            f"landmark_bad_mm: expected > landmark_good_mm ({self.landmark_good_mm}), got {self.landmark_bad_mm!r}",
+        )
