@@ -107,3 +107,28 @@ def test_bench_chooses_the_confidence_on_validation_pairs_only() -> None:
     assert _landmark_claim(landmark_calibration(marks, config), config).holds
     assert select_confidence({"score": float("nan"), "margin": 0.7, "cycle": 0.7}) == "margin"  # tie: list order
     assert select_confidence({k: float("nan") for k in CONFIDENCES}) == "score"
+
+
+def test_landmark_job_scores_every_landmark_of_every_pair(tmp_path: object) -> None:
+    # An untrained embedding (the job's plumbing, not its accuracy): errors against the known positions, every
+    # confidence for every landmark.
+    from tailorkit.anatomy.config import BenchConfig as AnatomyBench
+    from tailorkit.anatomy.data import bench_atlas
+    from tailorkit.anatomy.network import NetConfig, SAMNet
+    from tailorkit.anatomy.train import TrainedModel, save_model
+    from tailorkit.registration.bench import _landmark_job, make_pairs
+    from tailorkit.registration.config import BenchConfig
+    from tests.conftest import load_or_skip
+
+    atlas = load_or_skip(bench_atlas, 3.0)
+    config = BenchConfig()
+    pairs = make_pairs(atlas, config, 1, 3)[:2]
+    torch.manual_seed(0)
+    path = save_model(TrainedModel(SAMNet(NetConfig(width=4, emb_dim=16)).eval(), AnatomyBench().train.embed),
+                      f"{tmp_path}/sam.pt")  # fmt: skip
+    out = _landmark_job(config, 3.0, pairs, {"model": str(path)})
+    assert [f["tier"] for f in out["landmarks"]] == ["easy", "hard"]
+    for f, pair in zip(out["landmarks"], pairs, strict=True):
+        assert len(f["error"]) == len(atlas.landmarks) == 116 and set(f["confidence"]) == set(CONFIDENCES)
+        assert all(len(v) == 116 and all(math.isfinite(x) for x in v) for v in f["confidence"].values())
+        assert f["pair"] == pair.index and min(f["error"]) >= 0
