@@ -139,9 +139,13 @@ def test_bench_jobs_share_the_work_and_keep_the_row_order(monkeypatch: pytest.Mo
         calls.append("init")
         return done([row("init", p) for p in ps], inits=[(np.eye(4) * (i + 1), 0.0, 0.0) for i in range(len(ps))])
 
-    def steps_job(config: object, mode: str, spacing: float, ps: list, kind: str, parts: dict | None) -> dict:
+    def steps_job(
+        config: object, mode: str, spacing: float, ps: list, kind: str, parts: dict | None, inits: list
+    ) -> dict:
         calls.append(kind)
         assert (parts is not None) == (kind == "same") and len({p.tier for p in ps}) == 1
+        # each pair's own initialisation from the init job, shared rather than recomputed
+        assert [m[0, 0] for m, _, _ in inits] == [pairs.index(p) + 1 for p in ps]
         if kind == "mindcvx":  # one row per pair
             return done([row("mindcvx", p) for p in ps], pid=2)
         stages = B.SAME_STAGES if kind == "same" else ("affine", "coarse", "io")

@@ -227,12 +227,24 @@ STEP_KINDS: dict[str, tuple[str, tuple[str, ...], str, str | None]] = {
 }
 
 
+Init = tuple[np.ndarray | None, float, float]  # a pair's initial matrix and the wall / CPU seconds it took
+
+
 def _steps_job(
-    config: BenchConfig, mode: str, spacing: float, pairs: list[BenchPair], kind: str, parts: dict[str, str] | None
+    config: BenchConfig,
+    mode: str,
+    spacing: float,
+    pairs: list[BenchPair],
+    kind: str,
+    parts: dict[str, str] | None,
+    inits: list[Init] | None = None,
 ) -> dict[str, Any]:
     """Worker: one `STEP_KINDS` kind on some pairs: SAME++ ("same", with the trained parts' files), the same steps on
     MIND-like features ("mind", no deformation network), or affine + the convexAdam-family IO on MIND features
-    ("mindcvx", one row); each row's time includes the initialisation and embedding the moving scan."""
+    ("mindcvx", one row); each row's time includes the initialisation and embedding the moving scan.
+
+    `inits` (one per pair): the initialisation the init job computed (the same function `prepare` would run, so
+    the result is the same); it is shared rather than recomputed, and its measured time is added to the rows'."""
     from tailorkit.anatomy.train import load_model
     from tailorkit.registration.features import mind_features, sam_features
     from tailorkit.registration.models import load_deform_net
@@ -257,14 +269,15 @@ def _steps_job(
     feats = sam_features(to_volume(fixed, aff), model) if features == "sam" else mind_features(fixed, aff, reg.features)
     label = {"same": "SAME++", "mind": "MIND", "mindcvx": "MIND + convex IO"}[kind]
     results: list[dict[str, Any]] = []
-    for pair in pairs:
+    for i, pair in enumerate(pairs):
         status(f"registration bench: {label} steps, a {pair.tier} pair")
         moving = torch.as_tensor(pair.moving)
+        matrix, init_wall, init_cpu = inits[i] if inits is not None else (None, 0.0, 0.0)
         c0 = time.process_time()
-        prep = prepare(fixed, aff, moving, aff, cfg, model, fixed_features=feats)
+        prep = prepare(fixed, aff, moving, aff, cfg, model, fixed_features=feats, init=matrix)
         res = register_arrays(fixed, aff, moving, aff, cfg, model=model, net=net, prepared=prep)
-        cpu = time.process_time() - c0
-        elapsed = res.seconds["prepare"]
+        cpu = time.process_time() - c0 + init_cpu
+        elapsed = res.seconds["prepare"] + init_wall
         field = None
         for stage in steps:
             # A step the pipeline skipped (coarse after a refused affine fit; the notes say why) leaves the field of
@@ -326,7 +339,7 @@ def _init_job(config: BenchConfig, spacing: float, pairs: list[BenchPair]) -> di
     fixed = torch.as_tensor(to_tensor_order(atlas.t1))
     reg = dataclasses.replace(config.registration, spacing_mm=spacing, threads=0)
     results: list[dict[str, Any]] = []
-    inits: list[tuple[np.ndarray | None, float, float]] = []
+    inits: list[Init] = []
     for pair in pairs:
         c0, w0 = time.process_time(), time.perf_counter()
         matrix, _ = initialise(fixed, aff, torch.as_tensor(pair.moving), aff, reg)
@@ -342,7 +355,7 @@ def _init_job(config: BenchConfig, spacing: float, pairs: list[BenchPair]) -> di
                 "cpu": cpu,
             }
         )
-        inits.append((matrix, wall, cpu) if config.peer_init else (None, 0.0, 0.0))
+        inits.append((matrix, wall, cpu))
     return _done(start, rows=results, inits=inits)
 
 
@@ -415,9 +428,13 @@ def _run_jobs(
     tiers = [[p for p in pairs if p.tier == tier] for tier in TIERS]
     train_f = pool.submit(_train_job, config, mode, seed, spacing, parts_dir)
     init_f = pool.submit(_init_job, config, spacing, pairs)
-    mind_fs = [pool.submit(_steps_job, config, mode, spacing, group, "mind", None) for group in tiers if group]
-    cvx_fs = [pool.submit(_steps_job, config, mode, spacing, group, "mindcvx", None) for group in tiers if group]
-    inits = init_f.result()["inits"]
+    computed = init_f.result()["inits"]  # every pair's initialisation, shared by the steps jobs (not recomputed)
+    by_tier = [[computed[pairs.index(p)] for p in group] for group in tiers]
+    mind_fs = [pool.submit(_steps_job, config, mode, spacing, group, "mind", None, init)
+               for group, init in zip(tiers, by_tier, strict=True) if group]  # fmt: skip
+    cvx_fs = [pool.submit(_steps_job, config, mode, spacing, group, "mindcvx", None, init)
+              for group, init in zip(tiers, by_tier, strict=True) if group]  # fmt: skip
+    inits = computed if config.peer_init else [(None, 0.0, 0.0)] * len(pairs)
     skipped: dict[str, str] = {}
     peer_fs = []
     for name in config.peers:
@@ -433,9 +450,8 @@ def _run_jobs(
     trained = train_f.result()
     # the landmark confidence: chosen on validation pairs (their own random stream), then measured on the test pairs
     mark_fs = [pool.submit(_landmark_job, config, spacing, ps, trained["parts"]) for ps in (val_pairs, pairs)]
-    same_fs = [
-        pool.submit(_steps_job, config, mode, spacing, group, "same", trained["parts"]) for group in tiers if group
-    ]
+    same_fs = [pool.submit(_steps_job, config, mode, spacing, group, "same", trained["parts"], init)
+               for group, init in zip(tiers, by_tier, strict=True) if group]  # fmt: skip
     parts = {"training": [train_f], "same": same_fs, "mind": mind_fs, "mindcvx": cvx_fs, "init": [init_f],
              "peers": peer_fs, "landmarks": mark_fs}  # fmt: skip
     done = {part: [f.result() for f in futures] for part, futures in parts.items()}

@@ -259,6 +259,9 @@ def _elastix(
         pmap = params.GetDefaultParameterMap(name)
         if iterations is not None:
             pmap["MaximumNumberOfIterations"] = [str(int(iterations))]
+        # The resampled moving image is never used (the map is read back through transformix below); elastix's
+        # stages pass transforms, not images, to each other, so skipping it leaves the transform unchanged.
+        pmap["WriteResultImage"] = ["false"]
         params.AddParameterMap(pmap)
     f, m = image(fixed, fa), image(moving, ma)
     _, result = itk.elastix_registration_method(f, m, parameter_object=params, log_to_console=False)
