@@ -36,7 +36,7 @@ import tempfile
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -83,7 +83,7 @@ def make_pairs(
     validation pairs that choose the landmark confidence (never the test pairs)."""
     t2 = tissue_contrast(atlas.gm, atlas.wm, atlas.brain, T2_LIKE)
     landmarks = torch.as_tensor(atlas.landmarks, dtype=torch.float32)
-    pairs = []
+    pairs: list[BenchPair] = []
     for tier in TIERS:
         for i in range(n_per_tier):
             d = _deformation(
@@ -218,7 +218,7 @@ def _train_job(config: BenchConfig, mode: str, seed: int, spacing: float, parts_
 
 # What each `_steps_job` kind runs: its features, its steps, the instance optimisation, and which steps give rows
 # (None: every step, named f"{kind}_{step}"; a name: the last step only, under that name).
-STEP_KINDS: dict[str, tuple[str, tuple[str, ...], str, str | None]] = {
+STEP_KINDS: dict[str, tuple[Literal["sam", "mind"], tuple[str, ...], Literal["adam", "convex_adam"], str | None]] = {
     "same": ("sam", SAME_STAGES, "adam", None),
     "mind": ("mind", ("affine", "coarse", "io"), "adam", None),
     # The convexAdam-family IO on MIND features straight after the affine (the coarse step fits the affine's sparse
@@ -380,6 +380,8 @@ def _peer_job(
     options: dict[str, Any] = {}
     if name == "elastix" and mode == "quick":
         options["iterations"] = config.quick_elastix_iterations
+        if config.quick_elastix_estimation:
+            options["estimation"] = config.quick_elastix_estimation
     c0, w0 = time.process_time(), time.perf_counter()
     disp = run_peer(
         name, fixed, aff, pair.moving, aff, max(1, config.threads), pair.tier == "cross", init=matrix,
@@ -506,6 +508,8 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
             params: dict[str, Any] = {"tier": tier, "pairs": len(runs), "threads": config.threads}
             if name == "elastix" and quick:
                 params["iterations"] = config.quick_elastix_iterations
+                if config.quick_elastix_estimation:
+                    params["estimation"] = config.quick_elastix_estimation
             if name in config.peers or name == "init":
                 params["init"] = config.registration.init.kind if (config.peer_init or name == "init") else "none"
             if name.startswith(("same_", "mind_")):
