@@ -11,7 +11,9 @@ Rows (per tier, mean over its pairs): identity; `init` (the initial transform al
 cumulatively (`same_affine`, `same_coarse`, `same_deform`, `same_io`) with a SAM embedding; the same steps on
 MIND-like features (`mind_*`, no deformation network); the peers ANTs affine, ANTs SyN, SimpleITK affine + demons
 (mono-modal tiers only), elastix affine + B-spline, convexAdam, each starting from the same initialisation
-(`peer_init`). Every SAME++ / MIND row includes the initialisation and the affine acceptance test.
+(`peer_init`); `mindcvx` (MIND features, affine + the convexAdam-family IO `io.kind=convex_adam`, one row, beside
+the convexAdam peer). Every SAME++ / MIND row includes the initialisation (computed once per pair by the init job
+and shared, its time added to each row) and the affine acceptance test.
 Metrics: `dice` (mean over the 116 AAL labels, moving labels warped by nearest neighbour), `tre_mm`
 (mean over the 116 landmarks), `folding_pct` and `sdlogj` (inside the atlas brain mask), `seconds` (wall per pair,
 same run) and `cpu_seconds`. SAME++ times include embedding the moving scan; training is reported separately.
@@ -25,7 +27,11 @@ per tier, each peer on each pair, and SAME++ per tier once the training is done.
 seconds / workers (`extra.cpu_seconds_by_part`, `extra.worker_cpu_seconds`), at least the training plus one tier.
 
 Claims: (1) per tier, full SAME++ Dice >= the best peer's; (2) SAME++ time per pair below ANTs SyN's; (3) SAME++
-folding below 0.1 %; (4) each SAME++ stage improves the mean Dice on the previous one.
+folding below 0.1 %; (4) each SAME++ stage improves the mean Dice on the previous one; (5) `mindcvx` Dice at most
+`convex_margin_dice` below the convexAdam peer's, paired over the pairs (t interval); (6) `landmark-confidence-auc`:
+the SAM embedding locates the 116 landmarks in each moving scan (`_landmark_job`), and the confidence definition
+chosen on validation pairs (stream "reg-bench-val", never the test pairs) separates test errors <= 5 mm from
+>= 15 mm with AUC >= 0.8 (`extra.landmark_confidence`: the AUCs, the choice, per-tier errors, reliability tables).
 """
 
 from __future__ import annotations
