@@ -40,12 +40,12 @@ def test_coordinate_images_hold_world_coordinates_beyond_the_grid() -> None:
 
 
 @pytest.mark.parametrize("name", ["ants_affine", "sitk_demons", "convexadam"])
-def test_peer_recovers_a_translation(name: str) -> None:
+def test_peer_recovers_a_translation(name: str, **options: object) -> None:
     reason = peer_missing(name)
     if reason:
         pytest.skip(reason)
     fixed, moving, aff, truth = _shifted_pair()
-    disp = run_peer(name, fixed, aff, moving, aff, threads=1)
+    disp = run_peer(name, fixed, aff, moving, aff, threads=1, **options)
     assert disp.shape == truth.shape
     inner = (slice(None),) + (slice(8, -8),) * 3
     err = (disp[inner] - truth[inner]).norm(dim=0).mean()
@@ -56,6 +56,11 @@ def test_peer_recovers_a_translation(name: str) -> None:
 @pytest.mark.parametrize("name", ["ants_syn", "elastix"])
 def test_slow_peer_recovers_a_translation(name: str) -> None:
     test_peer_recovers_a_translation(name)
+
+
+@pytest.mark.slow
+def test_elastix_with_quick_modes_step_size_estimation_recovers_a_translation() -> None:
+    test_peer_recovers_a_translation("elastix", iterations=64, estimation="DisplacementDistribution")
 
 
 def test_peer_registry_and_reasons(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -386,8 +386,7 @@ def _peer_job(
     options: dict[str, Any] = {}
     if name == "elastix" and mode == "quick":
         options["iterations"] = config.quick_elastix_iterations
-        if config.quick_elastix_estimation:
-            options["estimation"] = config.quick_elastix_estimation
+        options["estimation"] = config.quick_elastix_estimation
     c0, w0 = time.process_time(), time.perf_counter()
     disp = run_peer(
         name, fixed, aff, pair.moving, aff, max(1, config.threads), pair.tier == "cross", init=matrix,
@@ -514,8 +513,7 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
             params: dict[str, Any] = {"tier": tier, "pairs": len(runs), "threads": config.threads}
             if name == "elastix" and quick:
                 params["iterations"] = config.quick_elastix_iterations
-                if config.quick_elastix_estimation:
-                    params["estimation"] = config.quick_elastix_estimation
+                params["estimation"] = config.quick_elastix_estimation
             if name in config.peers or name == "init":
                 params["init"] = config.registration.init.kind if (config.peer_init or name == "init") else "none"
             if name.startswith(("same_", "mind_")):

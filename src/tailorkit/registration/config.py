@@ -347,9 +347,10 @@ class BenchConfig:
     quick_deform_steps: int = 60  # quick mode: deformation-network steps and training pairs [CPU]
     quick_deform_pairs: int = 4
     quick_elastix_iterations: int = 64  # quick mode only (elastix default 256 per resolution; ~90 CPU-s per pair)
-    # quick mode only: elastix's step-size estimation ("" = its default, Original; "DisplacementDistribution" is
-    # elastix's faster one), a lever for quick mode's time that has not been measured yet (docs/registration.md)
-    quick_elastix_estimation: Literal["", "Original", "DisplacementDistribution"] = ""
+    # [CPU] quick mode only: elastix's step-size estimation (ASGDParameterEstimationMethod). Its default, Original,
+    # is computed per resolution whatever the iterations; DisplacementDistribution, elastix's faster method, halved
+    # elastix's CPU time on one pair at equal or better Dice (docs/registration.md#the-benchmark). Full mode: Original.
+    quick_elastix_estimation: Literal["Original", "DisplacementDistribution"] = "DisplacementDistribution"
     workers: int = 2  # processes sharing the jobs (training, SAME++ / MIND per tier, each peer on each pair)
     threads: int = 1
     peer_init: bool = True
@@ -372,7 +373,7 @@ class BenchConfig:
             check_int_at_least(name, getattr(self, name), 1)
         check_int_at_least("threads", self.threads, 0)
         check_number_at_least("convex_margin_dice", self.convex_margin_dice, 0.0)
-        estimations = ("", "Original", "DisplacementDistribution")
+        estimations = ("Original", "DisplacementDistribution")
         check(
             self.quick_elastix_estimation in estimations,
             "quick_elastix_estimation: expected Original or DisplacementDistribution, "
