@@ -151,6 +151,13 @@ def test_cli_train_embed_locate(tmp_path, capsys):
     lines = (out / "points.csv").read_text().splitlines()
     assert lines[0] == "name,x,y,z,confidence,consistent" and len(lines) == 3
     assert (out / "centre.png").stat().st_size > 1000
+    # --confidence margin: the same points, another confidence column (a margin, not the similarity)
+    margin_out = tmp_path / "found_margin"
+    margin_args = [*args[:-1], str(margin_out), "--method", "cycle", "--confidence", "margin"]
+    assert main(margin_args) == 0
+    rows = [line.split(",") for line in (margin_out / "points.csv").read_text().splitlines()[1:]]
+    assert [r[:4] for r in rows] == [line.split(",")[:4] for line in lines[1:]]
+    assert [r[4] for r in rows] != [line.split(",")[4] for line in lines[1:]]
     cross = ["anatomy", "cross", "--model", str(run / "model.pt"), "--fixed", str(tmp_path / "atlas.nii.gz")]
     cross += ["--moving", str(tmp_path / "atlas.nii.gz"), "--steps", "1", "--out", str(tmp_path / "cross")]
     assert main(cross) == 0

@@ -40,12 +40,12 @@ def test_coordinate_images_hold_world_coordinates_beyond_the_grid() -> None:
 
 
 @pytest.mark.parametrize("name", ["ants_affine", "sitk_demons", "convexadam"])
-def test_peer_recovers_a_translation(name: str) -> None:
+def test_peer_recovers_a_translation(name: str, **options: object) -> None:
     reason = peer_missing(name)
     if reason:
         pytest.skip(reason)
     fixed, moving, aff, truth = _shifted_pair()
-    disp = run_peer(name, fixed, aff, moving, aff, threads=1)
+    disp = run_peer(name, fixed, aff, moving, aff, threads=1, **options)
     assert disp.shape == truth.shape
     inner = (slice(None),) + (slice(8, -8),) * 3
     err = (disp[inner] - truth[inner]).norm(dim=0).mean()
@@ -56,6 +56,11 @@ def test_peer_recovers_a_translation(name: str) -> None:
 @pytest.mark.parametrize("name", ["ants_syn", "elastix"])
 def test_slow_peer_recovers_a_translation(name: str) -> None:
     test_peer_recovers_a_translation(name)
+
+
+@pytest.mark.slow
+def test_elastix_with_quick_modes_step_size_estimation_recovers_a_translation() -> None:
+    test_peer_recovers_a_translation("elastix", iterations=64, estimation="DisplacementDistribution")
 
 
 def test_peer_registry_and_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,6 +108,15 @@ def test_bench_metrics_of_the_true_map_and_claims_from_rows() -> None:
     assert not claims["same_dice_vs_best_peer_easy"].holds and claims["same_dice_vs_best_peer_easy"].target == 0.85
     assert claims["same_faster_than_ants_syn"].holds and claims["same_folding_below_0.1pct"].holds
     assert all(claims[f"stage_{s}_improves"].holds for s in ("affine", "coarse", "deform", "io"))
+    assert "mindcvx_matches_convexadam" not in claims  # not run: no claim
+    # paired over pairs: a steady 0.01 deficit is within the 0.02 margin, a steady 0.05 one is not, and a noisy
+    # difference whose interval straddles the margin is undecided
+    cvx = {0: 0.85, 1: 0.80, 2: 0.90, 3: 0.70}
+    for shift, noise, expected in ((0.01, 0.0, "holds"), (0.05, 0.0, "fails"), (0.0, 0.2, "undecided")):
+        peer = {k: v + shift + (noise if k % 2 else -noise) + 0.001 * k for k, v in cvx.items()}
+        c = {c.id: c for c in _claims(rows, BenchConfig(), {"mindcvx": cvx, "convexadam": peer})}
+        claim = c["mindcvx_matches_convexadam"]
+        assert claim.verdict == expected and claim.n == 4 and claim.target == -0.02, (shift, noise, claim)
 
 
 def test_bench_jobs_share_the_work_and_keep_the_row_order(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,14 +126,15 @@ def test_bench_jobs_share_the_work_and_keep_the_row_order(monkeypatch: pytest.Mo
     import tailorkit.registration.bench as B
     from tailorkit.registration.config import BenchConfig
 
-    pairs = [B.BenchPair(tier, np.zeros(1), np.zeros(1), np.zeros(1)) for tier in B.TIERS for _ in range(2)]
+    pairs = [B.BenchPair(tier, np.zeros(1), np.zeros(1), np.zeros(1), 2 * t + i) for t, tier in enumerate(B.TIERS)
+             for i in range(2)]  # fmt: skip
     calls: list[str] = []
 
     def done(rows: list[dict], pid: int = 1, **extra: object) -> dict:
         return {"rows": rows, "cpu_seconds": 2.0, "pid": pid, **extra}
 
     def row(method: str, pair: B.BenchPair) -> dict:
-        return {"method": method, "tier": pair.tier}
+        return {"method": method, "tier": pair.tier, "pair": pair.index}
 
     def train_job(config: object, mode: str, seed: int, spacing: float, parts_dir: str) -> dict:
         calls.append("train")
@@ -129,9 +144,15 @@ def test_bench_jobs_share_the_work_and_keep_the_row_order(monkeypatch: pytest.Mo
         calls.append("init")
         return done([row("init", p) for p in ps], inits=[(np.eye(4) * (i + 1), 0.0, 0.0) for i in range(len(ps))])
 
-    def steps_job(config: object, mode: str, spacing: float, ps: list, kind: str, parts: dict | None) -> dict:
+    def steps_job(
+        config: object, mode: str, spacing: float, ps: list, kind: str, parts: dict | None, inits: list
+    ) -> dict:
         calls.append(kind)
         assert (parts is not None) == (kind == "same") and len({p.tier for p in ps}) == 1
+        # each pair's own initialisation from the init job, shared rather than recomputed
+        assert [m[0, 0] for m, _, _ in inits] == [pairs.index(p) + 1 for p in ps]
+        if kind == "mindcvx":  # one row per pair
+            return done([row("mindcvx", p) for p in ps], pid=2)
         stages = B.SAME_STAGES if kind == "same" else ("affine", "coarse", "io")
         return done([row(f"{kind}_{s}", p) for p in ps for s in stages], pid=2)
 
@@ -140,20 +161,32 @@ def test_bench_jobs_share_the_work_and_keep_the_row_order(monkeypatch: pytest.Mo
         assert init[0][0, 0] == next(i for i, p in enumerate(pairs) if p is pair) + 1  # the pair's own init
         return done([row(name, pair)], pid=2)
 
+    def landmark_job(config: object, spacing: float, ps: list, parts: dict) -> dict:
+        calls.append("landmarks")
+        assert parts["model"].endswith("sam.pt")
+        return done([], landmarks=[{"tier": p.tier, "pair": p.index} for p in ps])
+
     for name, fn in (("_train_job", train_job), ("_init_job", init_job), ("_steps_job", steps_job),
-                     ("_peer_job", peer_job)):  # fmt: skip
+                     ("_peer_job", peer_job), ("_landmark_job", landmark_job)):  # fmt: skip
         monkeypatch.setattr(B, name, fn)
     monkeypatch.setattr(
         "tailorkit.registration.peers.peer_missing", lambda name: "absent" if name == "elastix" else None
     )
     config = BenchConfig(peers=("ants_syn", "sitk_demons", "elastix"), workers=1)
-    run = B._run_jobs(B._Inline(), config, "quick", 0, 3.0, pairs, "/parts")
-    assert calls[:2] == ["train", "init"] and calls[-3:] == ["same"] * 3
-    assert calls.count("mind") == 3 and calls.count("ants_syn") == 6 and calls.count("sitk_demons") == 4
+    val = [B.BenchPair("easy", np.zeros(1), np.zeros(1), np.zeros(1), 0)]
+    run = B._run_jobs(B._Inline(), config, "quick", 0, 3.0, pairs, "/parts", val)
+    assert calls[:2] == ["train", "init"] and calls[-5:] == ["landmarks"] * 2 + ["same"] * 3
+    # the validation pairs (which choose the landmark confidence) and the test pairs are located apart
+    assert run["landmarks"]["validation"] == [{"tier": "easy", "pair": 0}] and len(run["landmarks"]["test"]) == 6
+    assert calls.count("mind") == 3 and calls.count("mindcvx") == 3
+    assert calls.count("ants_syn") == 6 and calls.count("sitk_demons") == 4
     mono = "mono-modal method (compares intensities directly)"
     assert run["skipped"] == {"elastix": "absent", "sitk_demons/cross": mono}
     names = list(dict.fromkeys(r["method"] for r in run["rows"]))
     assert names == [*(f"same_{s}" for s in B.SAME_STAGES), "mind_affine", "mind_coarse", "mind_io", "init",
-                     "ants_syn", "sitk_demons"]  # fmt: skip
-    assert run["cpu_by_part"] == {"training": 2.0, "same": 6.0, "mind": 6.0, "init": 2.0, "peers": 20.0}
-    assert run["cpu_by_worker"] == [4.0, 32.0]
+                     "ants_syn", "sitk_demons", "mindcvx"]  # fmt: skip
+    # every row names its pair, so methods can be compared pair by pair (the mindcvx-vs-convexAdam claim)
+    assert sorted(r["pair"] for r in run["rows"] if r["method"] == "mindcvx") == list(range(6))
+    assert run["cpu_by_part"] == {"training": 2.0, "same": 6.0, "mind": 6.0, "mindcvx": 6.0, "init": 2.0,
+                                  "peers": 20.0, "landmarks": 4.0}  # fmt: skip
+    assert run["cpu_by_worker"] == [8.0, 38.0]

@@ -61,6 +61,13 @@ def add_parser(sub: Any) -> None:
     lo.add_argument("--target", type=Path, required=True, help="the scan to search")
     lo.add_argument("--out", type=Path, required=True, help="output folder (points.csv and one PNG per point)")
     lo.add_argument("--method", choices=("nn", "fixed_point", "cycle"), default="fixed_point")
+    lo.add_argument(
+        "--confidence",
+        choices=("score", "margin", "cycle"),
+        default="score",
+        help="what the confidence column holds: the match's similarity (default), its margin over the best match "
+        "farther than 15 mm, or forward-backward consistency (anatomy/calibration.py; docs/registration.md)",
+    )
     lo.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     lo.set_defaults(func=locate_cmd)
 
@@ -196,6 +203,7 @@ def read_points(path: Path) -> tuple[list[str], list[list[float]]]:
 def locate_cmd(args: argparse.Namespace) -> int:
     import torch
 
+    from tailorkit.anatomy.calibration import confidence
     from tailorkit.anatomy.config import MatchConfig
     from tailorkit.anatomy.embed import embed
     from tailorkit.anatomy.matching import MATCHERS
@@ -217,13 +225,14 @@ def locate_cmd(args: argparse.Namespace) -> int:
     atlas, target = embed(atlas_vol, model.net, model.embed), embed(target_vol, model.net, model.embed)
     points = torch.tensor(coords, dtype=torch.float32, device=device)
     result = MATCHERS.get(args.method)(atlas, target, points, MatchConfig(heads=heads))
+    conf = confidence(args.confidence, atlas, target, points, result, heads)
     found = result.points.cpu().numpy()
     lines = ["name,x,y,z,confidence,consistent"]
     args.out.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):
         ok = "" if result.consistent is None else str(bool(result.consistent[i])).lower()
         x, y, z = found[i]
-        lines.append(f"{name},{x:.2f},{y:.2f},{z:.2f},{float(result.score[i]):.4f},{ok}")
+        lines.append(f"{name},{x:.2f},{y:.2f},{z:.2f},{float(conf[i]):.4f},{ok}")
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
         save_point_views(target_vol, found[i], args.out / f"{safe}.png", title=f"{name} ({args.method})")
     write_text_atomic(args.out / "points.csv", "\n".join(lines) + "\n")

@@ -11,7 +11,9 @@ Rows (per tier, mean over its pairs): identity; `init` (the initial transform al
 cumulatively (`same_affine`, `same_coarse`, `same_deform`, `same_io`) with a SAM embedding; the same steps on
 MIND-like features (`mind_*`, no deformation network); the peers ANTs affine, ANTs SyN, SimpleITK affine + demons
 (mono-modal tiers only), elastix affine + B-spline, convexAdam, each starting from the same initialisation
-(`peer_init`). Every SAME++ / MIND row includes the initialisation and the affine acceptance test.
+(`peer_init`); `mindcvx` (MIND features, affine + the convexAdam-family IO `io.kind=convex_adam`, one row, beside
+the convexAdam peer). Every SAME++ / MIND row includes the initialisation (computed once per pair by the init job
+and shared, its time added to each row) and the affine acceptance test.
 Metrics: `dice` (mean over the 116 AAL labels, moving labels warped by nearest neighbour), `tre_mm`
 (mean over the 116 landmarks), `folding_pct` and `sdlogj` (inside the atlas brain mask), `seconds` (wall per pair,
 same run) and `cpu_seconds`. SAME++ times include embedding the moving scan; training is reported separately.
@@ -25,7 +27,11 @@ per tier, each peer on each pair, and SAME++ per tier once the training is done.
 seconds / workers (`extra.cpu_seconds_by_part`, `extra.worker_cpu_seconds`), at least the training plus one tier.
 
 Claims: (1) per tier, full SAME++ Dice >= the best peer's; (2) SAME++ time per pair below ANTs SyN's; (3) SAME++
-folding below 0.1 %; (4) each SAME++ stage improves the mean Dice on the previous one.
+folding below 0.1 %; (4) each SAME++ stage improves the mean Dice on the previous one; (5) `mindcvx` Dice at most
+`convex_margin_dice` below the convexAdam peer's, paired over the pairs (t interval); (6) `landmark-confidence-auc`:
+the SAM embedding locates the 116 landmarks in each moving scan (`_landmark_job`), and the confidence definition
+chosen on validation pairs (stream "reg-bench-val", never the test pairs) separates test errors <= 5 mm from
+>= 15 mm with AUC >= 0.8 (`extra.landmark_confidence`: the AUCs, the choice, per-tier errors, reliability tables).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import tempfile
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -66,6 +72,7 @@ class BenchPair:
     moving: np.ndarray
     moving_labels: np.ndarray
     truth: np.ndarray  # (116, 3) true moving-world positions of the atlas landmarks
+    index: int = 0  # position in the run's pair list (rows of different methods are paired by it)
 
 
 def _deformation(atlas: Atlas, geometry: tuple[float, float, float, float], rng: np.random.Generator) -> Any:
@@ -75,15 +82,18 @@ def _deformation(atlas: Atlas, geometry: tuple[float, float, float, float], rng:
     )
 
 
-def make_pairs(atlas: Atlas, config: BenchConfig, n_per_tier: int, seed: int) -> list[BenchPair]:
-    """The test pairs of every tier (random streams disjoint from training's)."""
+def make_pairs(
+    atlas: Atlas, config: BenchConfig, n_per_tier: int, seed: int, stream: str = "reg-bench-pair"
+) -> list[BenchPair]:
+    """The test pairs of every tier (random streams disjoint from training's); `stream` "reg-bench-val" draws the
+    validation pairs that choose the landmark confidence (never the test pairs)."""
     t2 = tissue_contrast(atlas.gm, atlas.wm, atlas.brain, T2_LIKE)
     landmarks = torch.as_tensor(atlas.landmarks, dtype=torch.float32)
-    pairs = []
+    pairs: list[BenchPair] = []
     for tier in TIERS:
         for i in range(n_per_tier):
             d = _deformation(
-                atlas, config.hard if tier == "hard" else config.easy, numpy_generator(seed, "reg-bench-pair", tier, i)
+                atlas, config.hard if tier == "hard" else config.easy, numpy_generator(seed, stream, tier, i)
             )
             source = t2 if tier == "cross" else atlas.t1
             pairs.append(
@@ -92,6 +102,7 @@ def make_pairs(atlas: Atlas, config: BenchConfig, n_per_tier: int, seed: int) ->
                     to_tensor_order(d.warp(source, atlas.affine)),
                     to_tensor_order(d.warp(atlas.labels, atlas.affine, order=0)),
                     d.psi(landmarks).numpy(),
+                    len(pairs),
                 )
             )
     return pairs
@@ -211,11 +222,35 @@ def _train_job(config: BenchConfig, mode: str, seed: int, spacing: float, parts_
     )
 
 
+# What each `_steps_job` kind runs: its features, its steps, the instance optimisation, and which steps give rows
+# (None: every step, named f"{kind}_{step}"; a name: the last step only, under that name).
+STEP_KINDS: dict[str, tuple[Literal["sam", "mind"], tuple[str, ...], Literal["adam", "convex_adam"], str | None]] = {
+    "same": ("sam", SAME_STAGES, "adam", None),
+    "mind": ("mind", ("affine", "coarse", "io"), "adam", None),
+    # The convexAdam-family IO on MIND features straight after the affine (the coarse step fits the affine's sparse
+    # matches again, which the convex search does better; docs/registration.md#convex-adam-instance-optimisation).
+    "mindcvx": ("mind", ("affine", "io"), "convex_adam", "mindcvx"),
+}
+
+
+Init = tuple[np.ndarray | None, float, float]  # a pair's initial matrix and the wall / CPU seconds it took
+
+
 def _steps_job(
-    config: BenchConfig, mode: str, spacing: float, pairs: list[BenchPair], kind: str, parts: dict[str, str] | None
+    config: BenchConfig,
+    mode: str,
+    spacing: float,
+    pairs: list[BenchPair],
+    kind: str,
+    parts: dict[str, str] | None,
+    inits: list[Init] | None = None,
 ) -> dict[str, Any]:
-    """Worker: SAME++ (`kind` "same", with the trained parts' files) or the same steps on MIND-like features ("mind", no
-    deformation network) on some pairs; each row's time includes embedding the moving scan."""
+    """Worker: one `STEP_KINDS` kind on some pairs: SAME++ ("same", with the trained parts' files), the same steps on
+    MIND-like features ("mind", no deformation network), or affine + the convexAdam-family IO on MIND features
+    ("mindcvx", one row); each row's time includes the initialisation and embedding the moving scan.
+
+    `inits` (one per pair): the initialisation the init job computed (the same function `prepare` would run, so
+    the result is the same); it is shared rather than recomputed, and its measured time is added to the rows'."""
     from tailorkit.anatomy.train import load_model
     from tailorkit.registration.features import mind_features, sam_features
     from tailorkit.registration.models import load_deform_net
@@ -227,23 +262,28 @@ def _steps_job(
     aff = tensor_affine(atlas.affine)
     fixed = torch.as_tensor(to_tensor_order(atlas.t1))
     reg = _reg_config(config, mode, spacing)
+    features, steps, io_kind, single = STEP_KINDS[kind]
     model, net = None, None
     if kind == "same" and parts is not None:
         model, net = load_model(parts["model"]), load_deform_net(parts["net"])[0]
-    steps = SAME_STAGES if kind == "same" else ("affine", "coarse", "io")
     cfg = dataclasses.replace(
-        reg, steps=steps, features=dataclasses.replace(reg.features, kind="sam" if kind == "same" else "mind")
+        reg,
+        steps=steps,
+        features=dataclasses.replace(reg.features, kind=features),
+        io=dataclasses.replace(reg.io, kind=io_kind),
     )
-    feats = sam_features(to_volume(fixed, aff), model) if kind == "same" else mind_features(fixed, aff, reg.features)
+    feats = sam_features(to_volume(fixed, aff), model) if features == "sam" else mind_features(fixed, aff, reg.features)
+    label = {"same": "SAME++", "mind": "MIND", "mindcvx": "MIND + convex IO"}[kind]
     results: list[dict[str, Any]] = []
-    for pair in pairs:
-        status(f"registration bench: {'SAME++' if kind == 'same' else 'MIND'} steps, a {pair.tier} pair")
+    for i, pair in enumerate(pairs):
+        status(f"registration bench: {label} steps, a {pair.tier} pair")
         moving = torch.as_tensor(pair.moving)
+        matrix, init_wall, init_cpu = inits[i] if inits is not None else (None, 0.0, 0.0)
         c0 = time.process_time()
-        prep = prepare(fixed, aff, moving, aff, cfg, model, fixed_features=feats)
+        prep = prepare(fixed, aff, moving, aff, cfg, model, fixed_features=feats, init=matrix)
         res = register_arrays(fixed, aff, moving, aff, cfg, model=model, net=net, prepared=prep)
-        cpu = time.process_time() - c0
-        elapsed = res.seconds["prepare"]
+        cpu = time.process_time() - c0 + init_cpu
+        elapsed = res.seconds["prepare"] + init_wall
         field = None
         for stage in steps:
             # A step the pipeline skipped (coarse after a refused affine fit; the notes say why) leaves the field of
@@ -252,12 +292,46 @@ def _steps_job(
             field = res.stages.get(stage, field)
             if field is None:
                 raise RuntimeError(f"registration bench: no field after step {stage!r} ({res.notes})")
+            if single is not None and stage != steps[-1]:
+                continue
             results.append(
-                {"method": f"{kind}_{stage}", "tier": pair.tier, "metrics": evaluate(field, atlas, pair),
-                 "seconds": elapsed, "cpu": cpu if stage == steps[-1] else float("nan"), "info": res.info,
+                {"method": single or f"{kind}_{stage}", "tier": pair.tier, "pair": pair.index,
+                 "metrics": evaluate(field, atlas, pair), "seconds": elapsed,
+                 "cpu": cpu if stage == steps[-1] else float("nan"), "info": res.info,
                  "skipped": stage not in res.stages}
             )  # fmt: skip
     return _done(start, rows=results)
+
+
+def _landmark_job(config: BenchConfig, spacing: float, pairs: list[BenchPair], parts: dict[str, str]) -> dict[str, Any]:
+    """Worker: locate the 116 atlas landmarks in each moving scan with the SAM embedding alone (as `anatomy locate`
+    does, matcher `landmark_matcher`, no registration) and score each found point: its error to the true position
+    and every confidence definition (`anatomy.calibration.CONFIDENCES`)."""
+    from tailorkit.anatomy.calibration import CONFIDENCES, confidence
+    from tailorkit.anatomy.config import MatchConfig
+    from tailorkit.anatomy.embed import embed
+    from tailorkit.anatomy.matching import MATCHERS
+    from tailorkit.anatomy.train import load_model
+    from tailorkit.registration.pipeline import to_volume
+
+    _threads(config.threads)
+    start = time.perf_counter(), time.process_time()
+    atlas = bench_atlas(spacing)
+    aff = tensor_affine(atlas.affine)
+    model = load_model(parts["model"])
+    heads = ("fine", "coarse", "semantic") if model.net.config.semantic else ("fine", "coarse")
+    match_cfg = MatchConfig(heads=heads)
+    atlas_emb = embed(to_volume(torch.as_tensor(to_tensor_order(atlas.t1)), aff), model.net, model.embed)
+    points = torch.as_tensor(atlas.landmarks, dtype=torch.float32)
+    found: list[dict[str, Any]] = []
+    for pair in pairs:
+        status(f"registration bench: landmarks, a {pair.tier} pair")
+        target = embed(to_volume(torch.as_tensor(pair.moving), aff), model.net, model.embed)
+        res = MATCHERS.get(config.landmark_matcher)(atlas_emb, target, points, match_cfg)
+        error = (res.points.float() - torch.as_tensor(pair.truth, dtype=torch.float32)).norm(dim=1)
+        conf = {k: confidence(k, atlas_emb, target, points, res, heads).tolist() for k in CONFIDENCES}
+        found.append({"tier": pair.tier, "pair": pair.index, "error": error.tolist(), "confidence": conf})
+    return _done(start, rows=[], landmarks=found)
 
 
 def _init_job(config: BenchConfig, spacing: float, pairs: list[BenchPair]) -> dict[str, Any]:
@@ -271,16 +345,23 @@ def _init_job(config: BenchConfig, spacing: float, pairs: list[BenchPair]) -> di
     fixed = torch.as_tensor(to_tensor_order(atlas.t1))
     reg = dataclasses.replace(config.registration, spacing_mm=spacing, threads=0)
     results: list[dict[str, Any]] = []
-    inits: list[tuple[np.ndarray | None, float, float]] = []
+    inits: list[Init] = []
     for pair in pairs:
         c0, w0 = time.process_time(), time.perf_counter()
         matrix, _ = initialise(fixed, aff, torch.as_tensor(pair.moving), aff, reg)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         disp = T.affine_displacement(matrix, tuple(fixed.shape), aff)
         results.append(
-            {"method": "init", "tier": pair.tier, "metrics": evaluate(disp, atlas, pair), "seconds": wall, "cpu": cpu}
+            {
+                "method": "init",
+                "tier": pair.tier,
+                "pair": pair.index,
+                "metrics": evaluate(disp, atlas, pair),
+                "seconds": wall,
+                "cpu": cpu,
+            }
         )
-        inits.append((matrix, wall, cpu) if config.peer_init else (None, 0.0, 0.0))
+        inits.append((matrix, wall, cpu))
     return _done(start, rows=results, inits=inits)
 
 
@@ -305,13 +386,21 @@ def _peer_job(
     options: dict[str, Any] = {}
     if name == "elastix" and mode == "quick":
         options["iterations"] = config.quick_elastix_iterations
+        options["estimation"] = config.quick_elastix_estimation
     c0, w0 = time.process_time(), time.perf_counter()
     disp = run_peer(
         name, fixed, aff, pair.moving, aff, max(1, config.threads), pair.tier == "cross", init=matrix,
         init_margin_mm=config.registration.init.margin_mm, **options,
     )  # fmt: skip
     wall, cpu = time.perf_counter() - w0 + init_wall, time.process_time() - c0 + init_cpu
-    row = {"method": name, "tier": pair.tier, "metrics": evaluate(disp, atlas, pair), "seconds": wall, "cpu": cpu}
+    row = {
+        "method": name,
+        "tier": pair.tier,
+        "pair": pair.index,
+        "metrics": evaluate(disp, atlas, pair),
+        "seconds": wall,
+        "cpu": cpu,
+    }
     return _done(start, rows=[row])
 
 
@@ -325,22 +414,34 @@ class _Inline:
 
 
 def _run_jobs(
-    pool: Any, config: BenchConfig, mode: str, seed: int, spacing: float, pairs: list[BenchPair], parts_dir: str
+    pool: Any,
+    config: BenchConfig,
+    mode: str,
+    seed: int,
+    spacing: float,
+    pairs: list[BenchPair],
+    parts_dir: str,
+    val_pairs: list[BenchPair],
 ) -> Any:
     """Submit every job as soon as what it needs exists, so the workers share the work whatever its order: the
     training (SAM embedding + deformation network) first, the initialisations, the MIND rows per tier, then each
     peer on each pair, and SAME++ per tier once the training is done (queued behind what is left of the peers).
 
-    Returns the training job's result, the raw rows (SAME++, MIND, init, peers), the skipped peers, and the CPU
-    seconds per part and per worker process.
+    Returns the training job's result, the raw rows (SAME++, MIND, init, peers, MIND + convex IO), the skipped
+    peers, and the CPU seconds per part and per worker process.
     """
     from tailorkit.registration.peers import PEERS, peer_missing
 
     tiers = [[p for p in pairs if p.tier == tier] for tier in TIERS]
     train_f = pool.submit(_train_job, config, mode, seed, spacing, parts_dir)
     init_f = pool.submit(_init_job, config, spacing, pairs)
-    mind_fs = [pool.submit(_steps_job, config, mode, spacing, group, "mind", None) for group in tiers if group]
-    inits = init_f.result()["inits"]
+    computed = init_f.result()["inits"]  # every pair's initialisation, shared by the steps jobs (not recomputed)
+    by_tier = [[computed[pairs.index(p)] for p in group] for group in tiers]
+    mind_fs = [pool.submit(_steps_job, config, mode, spacing, group, "mind", None, init)
+               for group, init in zip(tiers, by_tier, strict=True) if group]  # fmt: skip
+    cvx_fs = [pool.submit(_steps_job, config, mode, spacing, group, "mindcvx", None, init)
+              for group, init in zip(tiers, by_tier, strict=True) if group]  # fmt: skip
+    inits = computed if config.peer_init else [(None, 0.0, 0.0)] * len(pairs)
     skipped: dict[str, str] = {}
     peer_fs = []
     for name in config.peers:
@@ -354,10 +455,12 @@ def _run_jobs(
                 continue
             peer_fs.append(pool.submit(_peer_job, config, mode, spacing, name, pair, init))
     trained = train_f.result()
-    same_fs = [
-        pool.submit(_steps_job, config, mode, spacing, group, "same", trained["parts"]) for group in tiers if group
-    ]
-    parts = {"training": [train_f], "same": same_fs, "mind": mind_fs, "init": [init_f], "peers": peer_fs}
+    # the landmark confidence: chosen on validation pairs (their own random stream), then measured on the test pairs
+    mark_fs = [pool.submit(_landmark_job, config, spacing, ps, trained["parts"]) for ps in (val_pairs, pairs)]
+    same_fs = [pool.submit(_steps_job, config, mode, spacing, group, "same", trained["parts"], init)
+               for group, init in zip(tiers, by_tier, strict=True) if group]  # fmt: skip
+    parts = {"training": [train_f], "same": same_fs, "mind": mind_fs, "mindcvx": cvx_fs, "init": [init_f],
+             "peers": peer_fs, "landmarks": mark_fs}  # fmt: skip
     done = {part: [f.result() for f in futures] for part, futures in parts.items()}
     per_worker: dict[int, float] = {}
     for results in done.values():
@@ -365,7 +468,9 @@ def _run_jobs(
             per_worker[d["pid"]] = per_worker.get(d["pid"], 0.0) + d["cpu_seconds"]
     return {
         "trained": trained,
-        "rows": [r for part in ("same", "mind", "init", "peers") for d in done[part] for r in d["rows"]],
+        "landmarks": {"validation": done["landmarks"][0]["landmarks"], "test": done["landmarks"][1]["landmarks"]},
+        # mindcvx last, so that its row sits beside the convexAdam peer's (the last peer) in every tier's table
+        "rows": [r for part in ("same", "mind", "init", "peers", "mindcvx") for d in done[part] for r in d["rows"]],
         "skipped": skipped,
         "cpu_by_part": {part: round(sum(d["cpu_seconds"] for d in results), 1) for part, results in done.items()},
         "cpu_by_worker": sorted(round(v, 1) for v in per_worker.values()),
@@ -378,17 +483,18 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
     n_per_tier = config.quick_pairs_per_tier if quick else config.pairs_per_tier
     atlas = bench_atlas(spacing)
     pairs = make_pairs(atlas, config, n_per_tier, seed)
+    val_pairs = make_pairs(atlas, config, config.landmark_val_pairs, seed, "reg-bench-val")  # chooses the confidence
     status(f"registration bench: {len(pairs)} pairs at {spacing:g} mm, {config.workers} worker(s)")
     with tempfile.TemporaryDirectory(prefix="tailorkit-registration-bench-") as parts_dir:
         if config.workers > 1:
             with worker_pool(config.workers, threads=max(1, config.threads)) as pool:
                 try:
-                    run = _run_jobs(pool, config, mode, seed, spacing, pairs, parts_dir)
+                    run = _run_jobs(pool, config, mode, seed, spacing, pairs, parts_dir, val_pairs)
                 except BaseException:
                     pool.shutdown(wait=False, cancel_futures=True)  # a failed job: do not run the queued ones
                     raise
         else:
-            run = _run_jobs(_Inline(), config, mode, seed, spacing, pairs, parts_dir)
+            run = _run_jobs(_Inline(), config, mode, seed, spacing, pairs, parts_dir, val_pairs)
     same, raw = run["trained"], run["rows"]
     rows: list[Row] = []
     for tier in TIERS:
@@ -407,11 +513,15 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
             params: dict[str, Any] = {"tier": tier, "pairs": len(runs), "threads": config.threads}
             if name == "elastix" and quick:
                 params["iterations"] = config.quick_elastix_iterations
+                params["estimation"] = config.quick_elastix_estimation
             if name in config.peers or name == "init":
                 params["init"] = config.registration.init.kind if (config.peer_init or name == "init") else "none"
             if name.startswith(("same_", "mind_")):
                 params["features"] = "sam" if name.startswith("same_") else "mind"
                 params["stages"] = "+".join(SAME_STAGES[: SAME_STAGES.index(name.split("_")[1]) + 1])
+            if name in STEP_KINDS:  # a one-row kind (mindcvx)
+                features, steps, io_kind, _ = STEP_KINDS[name]
+                params.update(features=features, stages="+".join(steps), io=io_kind)
             rows.append(Row(name, metrics, params, float(np.mean([r["seconds"] for r in runs]))))
     extra: dict[str, Any] = {
         "spacing_mm": spacing,
@@ -432,7 +542,80 @@ def run_registration_bench(config: BenchConfig, mode: str, seed: int, device: to
         n_train=1,
         n_test=len(pairs),
     )
-    return BenchOutcome(data, rows, _claims(rows, config), extra)
+    per_pair = {m: _per_pair(raw, m, "dice") for m in ("mindcvx", "convexadam")}
+    extra["dice_per_pair"] = {m: {str(k): v for k, v in values.items()} for m, values in per_pair.items()}
+    calibration = landmark_calibration(run["landmarks"], config)
+    extra["landmark_confidence"] = calibration
+    claims = [*_claims(rows, config, per_pair), _landmark_claim(calibration, config)]
+    return BenchOutcome(data, rows, claims, extra)
+
+
+def _pooled(found: list[dict[str, Any]], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence `kind`, error mm) of every landmark of every pair in `found` (`_landmark_job`'s results)."""
+    if not found:
+        return np.zeros(0), np.zeros(0)
+    conf = np.concatenate([np.asarray(f["confidence"][kind], dtype=np.float64) for f in found])
+    return conf, np.concatenate([np.asarray(f["error"], dtype=np.float64) for f in found])
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def landmark_calibration(marks: dict[str, list[dict[str, Any]]], config: BenchConfig) -> dict[str, Any]:
+    """Issue 26 item 4: is the landmark confidence calibrated? The definition is chosen by its AUC on the validation
+    pairs (`marks["validation"]`) alone; the test pairs (`marks["test"]`) then give the AUC the claim checks, the
+    per-tier mean error, and the reliability tables (equal-count confidence bins vs measured error) of the matcher's
+    own score and of the chosen definition. Every definition's test AUC is reported too, never used to choose."""
+    from tailorkit.anatomy.calibration import CONFIDENCES, reliability_table, select_confidence, separation_auc
+
+    good, bad = config.landmark_good_mm, config.landmark_bad_mm
+    val_auc = {k: separation_auc(*_pooled(marks["validation"], k), good, bad) for k in CONFIDENCES}
+    chosen = select_confidence(val_auc)
+    test = marks["test"]
+    test_auc = {k: separation_auc(*_pooled(test, k), good, bad) for k in CONFIDENCES}
+    tiers: dict[str, Any] = {}
+    for tier in TIERS:
+        conf, err = _pooled([f for f in test if f["tier"] == tier], chosen)
+        if len(err):
+            tiers[tier] = {"mre_mm": float(err.mean()), "auc": _finite(separation_auc(conf, err, good, bad)),
+                           "share_good": float((err <= good).mean()), "share_bad": float((err >= bad).mean()),
+                           "landmarks": len(err)}  # fmt: skip
+    _, err = _pooled(test, chosen)
+    return {
+        "matcher": config.landmark_matcher,
+        "good_mm": good,
+        "bad_mm": bad,
+        "validation": {
+            "stream": "reg-bench-val",
+            "pairs": len(marks["validation"]),
+            "auc": {k: _finite(v) for k, v in val_auc.items()},
+        },
+        "selected": chosen,
+        "test_auc": {k: _finite(v) for k, v in test_auc.items()},
+        "test_landmarks": len(err),
+        "test_share_good": float((err <= good).mean()) if len(err) else None,
+        "test_share_bad": float((err >= bad).mean()) if len(err) else None,
+        "tiers": tiers,
+        "reliability": {
+            k: reliability_table(*_pooled(test, k), config.landmark_bins, good, bad)
+            for k in dict.fromkeys(("score", chosen))
+            if len(err)
+        },
+    }
+
+
+def _landmark_claim(calibration: dict[str, Any], config: BenchConfig) -> Claim:
+    chosen = calibration["selected"]
+    auc = calibration["test_auc"][chosen]
+    good, bad = config.landmark_good_mm, config.landmark_bad_mm
+    return Claim.at_least(
+        "landmark-confidence-auc",
+        f"Landmark confidence ({chosen!r}, chosen on the validation pairs) separates test errors <= {good:g} mm from "
+        f"errors >= {bad:g} mm (AUC over the test pairs' landmarks, every tier)",
+        float("nan") if auc is None else auc,
+        config.landmark_auc_target,
+    )
 
 
 def _mean(items: list[dict[str, float]]) -> dict[str, float]:
@@ -443,7 +626,12 @@ def _get(rows: list[Row], method: str, tier: str) -> Row | None:
     return next((r for r in rows if r.method == method and r.params.get("tier") == tier), None)
 
 
-def _claims(rows: list[Row], config: BenchConfig) -> list[Claim]:
+def _per_pair(raw: list[dict[str, Any]], method: str, metric: str) -> dict[int, float]:
+    """`metric` of `method` on each pair it ran on, keyed by the pair's index."""
+    return {int(r["pair"]): float(r["metrics"][metric]) for r in raw if r["method"] == method}
+
+
+def _claims(rows: list[Row], config: BenchConfig, per_pair: dict[str, dict[int, float]] | None = None) -> list[Claim]:
     claims = []
     peers = [p for p in config.peers]
     for tier in TIERS:
@@ -486,6 +674,21 @@ def _claims(rows: list[Row], config: BenchConfig) -> list[Claim]:
             )
         )
         previous = name
+    cvx, peer = (per_pair or {}).get("mindcvx", {}), (per_pair or {}).get("convexadam", {})
+    common = sorted(set(cvx) & set(peer))
+    if common:  # left out when either was not run (convexAdam not installed)
+        m = config.convex_margin_dice
+        claims.append(
+            Claim.beats(
+                "mindcvx_matches_convexadam",
+                f"MIND features + affine + convexAdam-family IO (io.kind=convex_adam) Dice at most {m:g} below the "
+                f"convexAdam peer's on the same pairs from the same initialisation (paired over the {len(common)} "
+                f"pairs of every tier, 95 % t interval of the difference > -{m:g})",
+                [cvx[i] for i in common],
+                [peer[i] for i in common],
+                margin=-m,
+            )
+        )
     return claims
 
 

@@ -347,10 +347,24 @@ class BenchConfig:
     quick_deform_steps: int = 60  # quick mode: deformation-network steps and training pairs [CPU]
     quick_deform_pairs: int = 4
     quick_elastix_iterations: int = 64  # quick mode only (elastix default 256 per resolution; ~90 CPU-s per pair)
+    # [CPU] quick mode only: elastix's step-size estimation (ASGDParameterEstimationMethod). Its default, Original,
+    # is computed per resolution whatever the iterations; DisplacementDistribution, elastix's faster method, halved
+    # elastix's CPU time on one pair at equal or better Dice (docs/registration.md#the-benchmark). Full mode: Original.
+    quick_elastix_estimation: Literal["Original", "DisplacementDistribution"] = "DisplacementDistribution"
     workers: int = 2  # processes sharing the jobs (training, SAME++ / MIND per tier, each peer on each pair)
     threads: int = 1
     peer_init: bool = True
     use_cache: bool = True  # load the SAM embedding / deformation network from $TAILORKIT_HOME/registration/
+    # [inferred] claim `mindcvx_matches_convexadam`: "matches" = Dice not below the convexAdam peer's by more than this
+    convex_margin_dice: float = 0.02
+    # Landmark confidence (issue 26 item 4; anatomy/calibration.py): the SAM matcher that locates the landmarks, the
+    # validation pairs per tier that choose the confidence definition, the error classes, the claim's AUC, the bins.
+    landmark_matcher: Literal["nn", "cycle", "fixed_point"] = "nn"
+    landmark_val_pairs: int = 1
+    landmark_good_mm: float = 5.0
+    landmark_bad_mm: float = 15.0
+    landmark_auc_target: float = 0.8
+    landmark_bins: int = 5
 
     def __post_init__(self) -> None:
         for name in ("quick_spacing_mm", "full_spacing_mm"):
@@ -358,3 +372,22 @@ class BenchConfig:
         for name in ("quick_pairs_per_tier", "pairs_per_tier", "quick_sam_steps", "full_sam_steps", "workers"):
             check_int_at_least(name, getattr(self, name), 1)
         check_int_at_least("threads", self.threads, 0)
+        check_number_at_least("convex_margin_dice", self.convex_margin_dice, 0.0)
+        estimations = ("Original", "DisplacementDistribution")
+        check(
+            self.quick_elastix_estimation in estimations,
+            "quick_elastix_estimation: expected Original or DisplacementDistribution, "
+            f"got {self.quick_elastix_estimation!r}",
+        )
+        matchers = ("nn", "cycle", "fixed_point")
+        check(
+            self.landmark_matcher in matchers,
+            f"landmark_matcher: expected nn, cycle or fixed_point, got {self.landmark_matcher!r}",
+        )
+        check_int_at_least("landmark_val_pairs", self.landmark_val_pairs, 1)
+        check_int_at_least("landmark_bins", self.landmark_bins, 1)
+        _pos("landmark_good_mm", self.landmark_good_mm)
+        check(
+            self.landmark_bad_mm > self.landmark_good_mm,
+            f"landmark_bad_mm: expected > landmark_good_mm ({self.landmark_good_mm}), got {self.landmark_bad_mm!r}",
+        )

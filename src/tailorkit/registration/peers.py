@@ -239,9 +239,12 @@ def _elastix(
     threads: int,
     multimodal: bool,
     iterations: int | None = None,
+    estimation: str | None = None,
 ) -> torch.Tensor:
     """itk-elastix default `affine` + `bspline` parameter maps (Mattes MI, 4 resolutions; mono and multi-modal);
-    `iterations` overrides MaximumNumberOfIterations (default 256 per resolution) in both maps."""
+    `iterations` overrides MaximumNumberOfIterations (default 256 per resolution) in both maps, `estimation` the
+    optimiser's step-size estimation (ASGDParameterEstimationMethod: Original, the default, or
+    DisplacementDistribution, which elastix offers as the faster one for B-splines with many parameters)."""
     import itk
 
     itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(max(1, threads))
@@ -259,6 +262,11 @@ def _elastix(
         pmap = params.GetDefaultParameterMap(name)
         if iterations is not None:
             pmap["MaximumNumberOfIterations"] = [str(int(iterations))]
+        # The resampled moving image is never used (the map is read back through transformix below); elastix's
+        # stages pass transforms, not images, to each other, so skipping it leaves the transform unchanged.
+        pmap["WriteResultImage"] = ["false"]
+        if estimation:
+            pmap["ASGDParameterEstimationMethod"] = [estimation]
         params.AddParameterMap(pmap)
     f, m = image(fixed, fa), image(moving, ma)
     _, result = itk.elastix_registration_method(f, m, parameter_object=params, log_to_console=False)
