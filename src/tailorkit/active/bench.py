@@ -27,10 +27,10 @@ seeds when the runner pairs one-seed calls; one seed: `undecided`):
 - `gate-selection-beats-random-<d>` (validity gate): the mean of entropy's and core-set's Dice minus random's > 0.
   If it fails, selection does not matter on that pool and no selection method (TESLA included) can be judged there.
 Modes. Quick: 1 seed (indicative), LiTS + SynthLiver rare, budget 5 %, 150 tuning steps at 48 px, arms random,
-entropy, core-set, TESLA; measured 7.1 min on an earlier, slower machine (docs/results/active-quick-oldloop.json; 2.4 min on the issue-23 rerun, docs/results/active-quick.json). Evidence (the plan): 5 paired seeds of
-quick mode (36 min), plus a step-budget curve x1, x2 of the decisive pairs (TESLA vs random, SLPT vs full
-fine-tuning, on SynthLiver rare, no reference; about 1.1 + 2.2 min per seed, 17 min): about 53 min. Full: 5 seeds
-in one call, budgets 5 % and 10 %, 2x steps, BALD and USL added.
+entropy, core-set, TESLA; measured 2.4 min (docs/results/active-quick.json; 7.1 min on an earlier, slower machine).
+Evidence: 5 paired seeds of quick mode plus a step-budget curve x1, x2 of the decisive pairs (TESLA vs random, SLPT
+vs full fine-tuning, on SynthLiver rare, no reference): measured 13.9 min (docs/results/active-evidence.json).
+Full: 5 seeds in one call, budgets 5 % and 10 %, 2x steps, BALD and USL added.
 """
 
 from __future__ import annotations
