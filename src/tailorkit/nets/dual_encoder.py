@@ -14,6 +14,13 @@ symmetric InfoNCE so that the embedding of ``"a photo of a {name}."`` for each t
 prototype; every comma-separated synonym in the ImageNet list is a training sentence. A seeded 10 % of the classes
 is held out and only evaluated (text -> prototype retrieval), measuring zero-shot generalisation to unseen names.
 
+Second stage, an option (``AlignConfig(pairs=...)``, ``load_dual_encoder("pairs")``; issue 20 item 3): a
+zero-initialised linear head on the pooled image features (``image_adapter``) is trained through
+tailorkit.core.train on image-caption pairs no bench task draws from (font-rendered digits, Fashion-MNIST's train
+split; nets/align_pairs.py) plus the first stage's name -> prototype term, starting from the first stage's cached
+projections. Without pairs (the default, ``ENCODERS["imagenet"]``) the encoder and its cache name are exactly those
+of every result before issue 20.
+
 The result is cached under ``tailorkit_home()/converted/`` (like the MiniLM-L3 conversion of nets/text.py),
 tagged with the alignment settings and a digest of both towers' weights, so it is computed once (about a minute
 on 2 cores: one frozen MiniLM pass over ~2,400 sentences plus ~1,500 small Adam steps) and reused by tests, bench
