@@ -56,6 +56,7 @@ def test_repair_options_reach_the_learners_only_when_set() -> None:
         ({"mmap_d_s": -1}, "mmap_d_s"),
         ({"mmap_budget": 1.5}, "mmap_budget"),
         ({"mmap_d_s": 8, "mmap_budget": 0.001}, "both set"),
+        ({"encoder": "clip"}, "encoder"),
     ]
     for kwargs, match in bad:
         with pytest.raises(ValueError, match=match):

@@ -14,6 +14,13 @@ symmetric InfoNCE so that the embedding of ``"a photo of a {name}."`` for each t
 prototype; every comma-separated synonym in the ImageNet list is a training sentence. A seeded 10 % of the classes
 is held out and only evaluated (text -> prototype retrieval), measuring zero-shot generalisation to unseen names.
 
+Second stage, an option (``AlignConfig(pairs=...)``, ``load_dual_encoder("pairs")``; issue 20 item 3): a
+zero-initialised linear head on the pooled image features (``image_adapter``) is trained through
+tailorkit.core.train on image-caption pairs no bench task draws from (font-rendered digits, Fashion-MNIST's train
+split; nets/align_pairs.py) plus the first stage's name -> prototype term, starting from the first stage's cached
+projections. Without pairs (the default, ``ENCODERS["imagenet"]``) the encoder and its cache name are exactly those
+of every result before issue 20.
+
 The result is cached under ``tailorkit_home()/converted/`` (like the MiniLM-L3 conversion of nets/text.py),
 tagged with the alignment settings and a digest of both towers' weights, so it is computed once (about a minute
 on 2 cores: one frozen MiniLM pass over ~2,400 sentences plus ~1,500 small Adam steps) and reused by tests, bench
@@ -52,7 +59,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +76,17 @@ from tailorkit.nets.text import SentenceEncoder, mean_pool
 
 __all__ = [
     "ALIGN_CACHE_PREFIX",
+    "ENCODERS",
     "TEMPLATE",
     "AlignConfig",
     "AlignReport",
     "DualEncoder",
     "OpenCLIPDualEncoder",
     "align_projections",
+    "heldout_classes",
     "imagenet_names",
     "load_dual_encoder",
+    "retrieval_report",
     "to_model_input",
     "zero_shot_accuracy",
 ]
@@ -143,7 +153,15 @@ class DualEncoder(nn.Module):
     image_basis: torch.Tensor
     image_center: torch.Tensor
 
-    def __init__(self, image_tower: EfficientNetLite0, text: SentenceEncoder, *, dim: int = 256, text_hidden: int = 0):
+    def __init__(
+        self,
+        image_tower: EfficientNetLite0,
+        text: SentenceEncoder,
+        *,
+        dim: int = 256,
+        text_hidden: int = 0,
+        image_adapter: bool = False,
+    ):
         super().__init__()
         if not 8 <= dim <= 1000:
             raise ValueError(f"dim: expected 8..1000, got {dim}")
@@ -166,6 +184,11 @@ class DualEncoder(nn.Module):
         self.register_buffer("image_basis", basis * signs, persistent=False)
         self.register_buffer("image_center", center.clone(), persistent=False)
         self.image_scale = nn.Parameter(torch.ones(dim))
+        # The image-pair stage's linear head on the pooled features (zero: the ImageNet-only projection, exactly).
+        self.image_adapter: nn.Linear | None = None
+        if image_adapter:
+            self.image_adapter = nn.Linear(weight.shape[1], dim, bias=False)
+            nn.init.zeros_(self.image_adapter.weight)
         self.text_hidden = text_hidden
         if text_hidden:
             self.text_proj: nn.Module = nn.Sequential(
@@ -181,6 +204,8 @@ class DualEncoder(nn.Module):
             "text_hidden": text_hidden,
             "template": TEMPLATE,
         }
+        if image_adapter:  # only when on, so the ImageNet-only encoder's manifest is unchanged
+            self.manifest["image_adapter"] = True
         ids = self.tokenizer([TEMPLATE.format("cat")])["input_ids"][0]
         if len(ids) != N_TEMPLATE_CTX + 4:  # [CLS] a photo of a cat . [SEP]
             raise ValueError(f"the tokenizer splits the template unexpectedly: {ids}")
@@ -199,9 +224,14 @@ class DualEncoder(nn.Module):
 
     def freeze_projections(self, frozen: bool = True) -> DualEncoder:
         """Stop (or allow) gradients into the projections and temperature; towers are always frozen."""
-        for p in (self.image_scale, self.logit_scale, *self.text_proj.parameters()):
+        for p in self.projection_parameters():
             p.requires_grad_(not frozen)
         return self
+
+    def projection_parameters(self) -> list[nn.Parameter]:
+        """The learned projection parameters: image scale (and adapter), temperature, text projection."""
+        adapter = list(self.image_adapter.parameters()) if self.image_adapter is not None else []
+        return [self.image_scale, *adapter, self.logit_scale, *self.text_proj.parameters()]
 
     def projection_state(self) -> dict[str, torch.Tensor]:
         """The learned projection tensors (what alignment trains and :meth:`save_projections` writes)."""
@@ -223,11 +253,11 @@ class DualEncoder(nn.Module):
 
         with safe_open(str(path), framework="pt") as f:
             manifest = json.loads((f.metadata() or {}).get("manifest", "{}"))
-        for key in ("image_tower", "text_tower", "dim", "text_hidden"):
-            if manifest.get(key) != self.manifest[key]:
+        for key in ("image_tower", "text_tower", "dim", "text_hidden", "image_adapter"):
+            if manifest.get(key, False) != self.manifest.get(key, False):
                 raise ValueError(
-                    f"{path}: projections were made for {key}={manifest.get(key)!r}, this model has "
-                    f"{self.manifest[key]!r}"
+                    f"{path}: projections were made for {key}={manifest.get(key, False)!r}, this model has "
+                    f"{self.manifest.get(key, False)!r}"
                 )
         tensors = load_file(str(path), device=str(self.device))
         missing = set(self.projection_state()) - set(tensors)
@@ -294,7 +324,10 @@ class DualEncoder(nn.Module):
         Shapes:
             features: (N, 1280) -> (N, D)
         """
-        z = ((features - self.image_center) @ self.image_basis.T) * self.image_scale
+        centred = features - self.image_center
+        z = (centred @ self.image_basis.T) * self.image_scale
+        if self.image_adapter is not None:
+            z = z + self.image_adapter(centred)
         return F.normalize(z, dim=-1) if normalize else z
 
     def encode_image(
@@ -441,6 +474,14 @@ class AlignConfig:
         lr, weight_decay: Adam(W) settings of the projections.
         max_synonyms: Synonyms per class used as training sentences.
         seed: Seeds the held-out split and the initialisation.
+        pairs: Image-caption pair sources of the second stage (nets/align_pairs.py: "glyphs", "fashion-train");
+            empty (default) = the ImageNet-only encoder, exactly as before issue 20. Non-empty adds a zero-initialised
+            linear image head (``image_adapter``) trained through tailorkit.core.train on the pairs plus the
+            ImageNet name -> prototype term, from the first stage's projections.
+        pair_per_class: Images per class per source; pair_steps, pair_batch, pair_lr: the second stage's steps,
+            pairs per step and AdamW rate (cosine, no warm-up); pair_imagenet_batch: ImageNet sentences per step.
+        pair_train: "adapter" (only the image head learns in the second stage; the text side stays the first
+            stage's) or "all" (text projection, image scale and temperature too).
     """
 
     dim: int = 256
@@ -452,12 +493,35 @@ class AlignConfig:
     weight_decay: float = 1e-4
     max_synonyms: int = 3
     seed: int = 0
+    pairs: tuple[str, ...] = ()
+    pair_per_class: int = 300
+    pair_steps: int = 300
+    pair_batch: int = 256
+    pair_imagenet_batch: int = 256
+    pair_lr: float = 1e-3
+    pair_train: str = "adapter"
 
     def __post_init__(self) -> None:
         if not 0 < self.held_out < 0.5:
             raise ValueError(f"held_out: expected (0, 0.5), got {self.held_out!r}")
         if self.steps < 1 or self.batch < 2 or self.max_synonyms < 1:
             raise ValueError("steps, batch, max_synonyms: expected >= 1, >= 2, >= 1")
+        from tailorkit.nets.align_pairs import PAIR_SOURCES
+
+        if not isinstance(self.pairs, tuple) or not set(self.pairs) <= set(PAIR_SOURCES):
+            raise ValueError(f"pairs: expected a tuple of names from {', '.join(PAIR_SOURCES)}; got {self.pairs!r}")
+        if self.pair_train not in ("adapter", "all"):
+            raise ValueError(f"pair_train: expected adapter or all; got {self.pair_train!r}")
+        if min(self.pair_per_class, self.pair_steps, self.pair_imagenet_batch) < 1 or self.pair_batch < 2:
+            raise ValueError("pair_per_class, pair_steps, pair_imagenet_batch, pair_batch: expected >= 1 (batch >= 2)")
+
+
+# Named encoders (what `encoder=` selects in the prompts bench and CLI): "imagenet" is the encoder every result
+# before issue 20 used; "pairs" adds the image-caption stage (digits rendered from fonts, Fashion-MNIST's train split).
+ENCODERS: dict[str, AlignConfig] = {
+    "imagenet": AlignConfig(),
+    "pairs": AlignConfig(pairs=("glyphs", "fashion-train")),
+}
 
 
 @dataclass
@@ -514,7 +578,6 @@ def align_projections(model: DualEncoder, config: AlignConfig = AlignConfig()) -
     t0 = time.perf_counter()
     feats = _sentence_features(model, sentences)
     _log(f"alignment: {len(sentences)} sentence features in {time.perf_counter() - t0:.0f} s")
-    first = _sentence_features(model, [synonyms[c][0] for c in range(1000)])
     labels_t = torch.tensor(labels, device=feats.device)
     remap = torch.full((1000,), -1, dtype=torch.long, device=feats.device)
     remap[torch.tensor(train_cls, device=feats.device)] = torch.arange(len(train_cls), device=feats.device)
@@ -553,16 +616,24 @@ def align_projections(model: DualEncoder, config: AlignConfig = AlignConfig()) -
         opt.step()
         sched.step()
     model.eval()
-    with torch.no_grad():
-        sims = model.project_text(first) @ model.prototypes().T  # (1000 texts, 1000 prototypes)
-        top5 = sims.topk(5, dim=1).indices.cpu()
-        truth = torch.arange(1000)[:, None]
-        hit1 = (top5[:, :1] == truth).any(1).float()
-        hit5 = (top5 == truth).any(1).float()
-        held_l = sorted(held)
-        held_t = torch.tensor(held_l)
-        among = sims[held_t][:, held_t].argmax(1).cpu() == torch.arange(len(held_l))
-        train_t = torch.tensor(train_cls)
+    return retrieval_report(model, config, time.perf_counter() - began)
+
+
+@torch.no_grad()
+def retrieval_report(model: DualEncoder, config: AlignConfig, seconds: float) -> AlignReport:
+    """Text -> prototype retrieval of every class's first name: training classes vs the held-out ones."""
+    synonyms = imagenet_names()
+    held_l = heldout_classes(config)
+    train_cls = [c for c in range(1000) if c not in set(held_l)]
+    first = _sentence_features(model, [synonyms[c][0] for c in range(1000)])
+    sims = model.project_text(first) @ model.prototypes().T  # (1000 texts, 1000 prototypes)
+    top5 = sims.topk(5, dim=1).indices.cpu()
+    truth = torch.arange(1000)[:, None]
+    hit1 = (top5[:, :1] == truth).any(1).float()
+    hit5 = (top5 == truth).any(1).float()
+    held_t = torch.tensor(held_l)
+    among = sims[held_t][:, held_t].argmax(1).cpu() == torch.arange(len(held_l))
+    train_t = torch.tensor(train_cls)
     return AlignReport(
         train_top1=float(hit1[train_t].mean()),
         train_top5=float(hit5[train_t].mean()),
@@ -571,7 +642,7 @@ def align_projections(model: DualEncoder, config: AlignConfig = AlignConfig()) -
         heldout_top1_among_heldout=float(among.float().mean()),
         n_train=len(train_cls),
         n_heldout=len(held_l),
-        seconds=time.perf_counter() - began,
+        seconds=seconds,
         heldout_classes=held_l,
     )
 
@@ -586,13 +657,21 @@ def _weights_digest(model: DualEncoder) -> str:
     return h.hexdigest()[:16]
 
 
+def _config_key(config: AlignConfig) -> dict[str, Any]:
+    """The settings that name the cache; without pairs, exactly the pre-issue-20 fields (old caches stay valid)."""
+    fields = asdict(config)
+    if not config.pairs:
+        fields = {k: v for k, v in fields.items() if not k.startswith("pair")}
+    return fields
+
+
 def _cache_path(config: AlignConfig, folder: Path) -> Path:
-    key = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:10]
+    key = hashlib.sha256(json.dumps(_config_key(config), sort_keys=True).encode()).hexdigest()[:10]
     return folder / f"{ALIGN_CACHE_PREFIX}-{key}.safetensors"
 
 
 def load_dual_encoder(
-    config: AlignConfig = AlignConfig(),
+    config: AlignConfig | str = AlignConfig(),
     *,
     device: Device | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -601,7 +680,7 @@ def load_dual_encoder(
     """The aligned dual encoder, aligning once and caching the projections (with the report) on disk.
 
     Args:
-        config: Alignment settings (part of the cache key).
+        config: Alignment settings (part of the cache key), or a name from ``ENCODERS``.
         device: Where to put the model; default CPU.
         cache_dir: Folder of the cache; default ``tailorkit_home() / "converted"``.
         refresh: Re-align even when a valid cache exists.
@@ -616,7 +695,17 @@ def load_dual_encoder(
     from tailorkit.nets.efficientnet_lite import load_efficientnet_lite0
     from tailorkit.nets.text import load_minilm_l6
 
-    model = DualEncoder(load_efficientnet_lite0(), load_minilm_l6(), dim=config.dim, text_hidden=config.text_hidden)
+    if isinstance(config, str):
+        if config not in ENCODERS:
+            raise ValueError(f"encoder: expected one of {', '.join(ENCODERS)}; got {config!r}")
+        config = ENCODERS[config]
+    model = DualEncoder(
+        load_efficientnet_lite0(),
+        load_minilm_l6(),
+        dim=config.dim,
+        text_hidden=config.text_hidden,
+        image_adapter=bool(config.pairs),
+    )
     if device is not None:
         model.to(device)
     folder = Path(cache_dir) if cache_dir is not None else tailorkit_home() / "converted"
@@ -630,13 +719,28 @@ def load_dual_encoder(
                 return model, manifest
         except (SafetensorError, OSError, ValueError, json.JSONDecodeError):
             pass  # unreadable or stale: rebuild
-    report = align_projections(model, config)
-    extra = {
+    if config.pairs:  # the first stage is the ImageNet-only encoder of the same settings: its cache, or built
+        base, base_manifest = load_dual_encoder(
+            replace(config, pairs=()), device=device, cache_dir=cache_dir, refresh=refresh
+        )
+        model.load_state_dict(base.projection_state(), strict=False)
+        report = AlignReport(**base_manifest["align_report"])
+        del base
+    else:
+        report = align_projections(model, config)
+    extra: dict[str, Any] = {
         "version": _ALIGN_VERSION,
         "towers_digest": digest,
-        "align_config": asdict(config),
+        "align_config": _config_key(config),
         "align_report": report.to_dict(),
     }
+    if config.pairs:
+        from tailorkit.nets.align_pairs import align_to_pairs
+
+        extra["imagenet_stage_report"] = extra["align_report"]
+        extra["pair_report"] = align_to_pairs(model, config)
+        seconds = report.seconds + extra["pair_report"]["seconds"]
+        extra["align_report"] = retrieval_report(model, config, seconds).to_dict()
     model.save_projections(path, extra)
     model.freeze_projections().eval()
     return model, {**model.manifest, **extra}

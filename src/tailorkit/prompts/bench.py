@@ -66,6 +66,8 @@ class PromptsBenchConfig:
         workers: processes running independent fits side by side on CPU (1: all in this process).
         full_seeds: Seeds (offsets from --seed) averaged in full mode; quick mode uses one.
         baselines: The baseline methods run beside MmAP (multi-task forms; zero-shot and the linear probe always).
+        encoder: The dual encoder (nets/dual_encoder.py ENCODERS): "imagenet" (default; every result before issue
+            20) or "pairs" (adds the image-caption stage: font-rendered digits and Fashion-MNIST's train split).
     """
 
     tasks: tuple[str, ...] = DEFAULT_TASKS
@@ -96,6 +98,7 @@ class PromptsBenchConfig:
     full_shots: int = 16
     full_test_per_class: int = 50
     baselines: tuple[str, ...] = BASELINES
+    encoder: str = "imagenet"
 
     def __post_init__(self) -> None:
         for name in (
@@ -117,6 +120,7 @@ class PromptsBenchConfig:
             "group_wrt": ("params", "prompts"),
             "image_slot": ("additive", "film"),
             "mmap_source_init": ("zeros", "normal"),
+            "encoder": ("imagenet", "pairs"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -187,7 +191,7 @@ def _engine(config: PromptsBenchConfig, mode: str, seed: int, device: torch.devi
     if _ENGINE.get("key") != key:
         _ENGINE.clear()
         full = mode == "full"
-        encoder, manifest = load_dual_encoder(device=device)
+        encoder, manifest = load_dual_encoder(config.encoder, device=device)
         tasks = make_tasks(
             config.tasks,
             shots=config.full_shots if full else config.shots,

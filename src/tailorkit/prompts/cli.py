@@ -1,6 +1,6 @@
 """`tailorkit prompts align|train|group` (`run` is the older name of `train`).
 
-tailorkit prompts align [--refresh]
+tailorkit prompts align [--refresh] [--encoder imagenet|pairs]
     aligns (or loads the cached) dual encoder and prints its retrieval report and zero-shot accuracy on real
     labelled images (digits, Fashion-MNIST, the sample photos) next to chance.
 tailorkit prompts train METHOD [--form st|mt|group+task] [--tasks a,b] [--task-folder DIR ...] [--steps N]
@@ -40,6 +40,13 @@ def add_parser(sub: Any) -> None:
 
     align = verbs.add_parser("align", help="align (or load) the dual encoder and report zero-shot accuracy")
     align.add_argument("--refresh", action="store_true", help="re-align even if the cache is valid")
+    align.add_argument(
+        "--encoder",
+        default="imagenet",
+        choices=("imagenet", "pairs"),
+        help="imagenet (default: names -> ImageNet classifier rows only) or pairs (+ an image head trained on "
+        "font-rendered digits and Fashion-MNIST's train split); docs/prompts.md",
+    )
     align.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     align.set_defaults(func=align_cmd)
 
@@ -124,7 +131,7 @@ def align_cmd(args: argparse.Namespace) -> int:
     from tailorkit.nets.dual_encoder import imagenet_names, load_dual_encoder, to_model_input, zero_shot_accuracy
     from tailorkit.prompts.data import DIGIT_NAMES, FASHION_NAMES
 
-    model, manifest = load_dual_encoder(device=device_from(args.device), refresh=args.refresh)
+    model, manifest = load_dual_encoder(args.encoder, device=device_from(args.device), refresh=args.refresh)
     r = manifest["align_report"]
     print(f"towers: {manifest['image_tower']} + {manifest['text_tower']}; shared space {manifest['dim']}-d")
     print(

@@ -173,7 +173,7 @@ def full_ft(
     image = [
         k
         for k, _ in encoder.named_parameters()
-        if k in ("image_scale",)
+        if k in ("image_scale", "image_adapter.weight")  # the pairs encoder's image head is part of the projection
         or k.startswith(("image_tower._conv_head.", "image_tower._bn1."))
         or any(k.startswith(f"image_tower._blocks.{b}.") for b in blocks)
     ]
