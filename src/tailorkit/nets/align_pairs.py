@@ -182,12 +182,7 @@ def align_to_pairs(model: DualEncoder, config: AlignConfig) -> dict[str, Any]:
         A JSON-able report: sources, image counts, seconds, first and last loss.
     """
     from tailorkit.core.train import TrainConfig, train
-    from tailorkit.nets.dual_encoder import (
-        _sentence_features,
-        heldout_classes,
-        imagenet_names,
-        to_model_input,
-    )
+    from tailorkit.nets.encoder_inputs import heldout_classes, imagenet_names, sentence_features, to_model_input
 
     began = time.perf_counter()
     synonyms = imagenet_names()
@@ -197,11 +192,11 @@ def align_to_pairs(model: DualEncoder, config: AlignConfig) -> dict[str, Any]:
     model.eval()
     with torch.no_grad():
         feats = [_pooled(model, to_model_input, s.images) for s in sets]
-        captions = [[_sentence_features(model, list(names)) for names in s.captions] for s in sets]
+        captions = [[sentence_features(model, list(names)) for names in s.captions] for s in sets]
     labels = [torch.as_tensor(s.labels, device=model.device) for s in sets]
     train_cls = [c for c in range(1000) if c not in set(held)]
     sentences = [(n, c) for c in train_cls for n in synonyms[c][: config.max_synonyms]]
-    sent_feats = _sentence_features(model, [n for n, _ in sentences])
+    sent_feats = sentence_features(model, [n for n, _ in sentences])
     remap = torch.full((1000,), -1, dtype=torch.long)
     remap[torch.tensor(train_cls)] = torch.arange(len(train_cls))
     sent_targets = remap[torch.tensor([c for _, c in sentences])].to(model.device)

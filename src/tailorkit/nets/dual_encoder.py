@@ -71,7 +71,9 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from tailorkit.core.results import atomic_open, write_text_atomic
+from tailorkit.nets.align_pairs import PAIR_SOURCES, align_to_pairs
 from tailorkit.nets.efficientnet_lite import STAGES, EfficientNetLite0
+from tailorkit.nets.encoder_inputs import heldout_classes, imagenet_names, sentence_features, to_model_input
 from tailorkit.nets.text import SentenceEncoder, mean_pool
 
 __all__ = [
@@ -102,34 +104,6 @@ ImageDelta = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # an additive map
 STAGE_STARTS: tuple[int, ...] = tuple(int(x) for x in np.cumsum([0] + [s[4] for s in STAGES])[:-1])
 STAGE_IN_CHANNELS: tuple[int, ...] = (32, *(s[3] for s in STAGES[:-1]))
 N_IMAGE_STAGES = len(STAGES)
-
-
-def imagenet_names() -> list[list[str]]:
-    """The 1000 ImageNet classes as synonym lists (``"tench, Tinca tinca"`` -> ``["tench", "Tinca tinca"]``)."""
-    from tailorkit.assets import class_names
-
-    return [[s.strip() for s in line.split(",") if s.strip()] for line in class_names("imagenet")]
-
-
-def to_model_input(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
-    """Grey or RGB uint8 images of any size -> the image tower's normalised square input.
-
-    Resized bicubic with antialiasing (as :func:`tailorkit.nets.preprocess`, which is fixed at 224), grey
-    replicated to 3 channels, scaled to [0, 1] and normalised TF-style ``(x - 0.5) / 0.5``.
-
-    Shapes:
-        images: (N, H, W) or (N, H, W, 3) uint8 -> (N, 3, size, size) float32
-    """
-    t = torch.as_tensor(np.asarray(images)) if isinstance(images, np.ndarray) else images
-    if t.dtype != torch.uint8 or t.ndim not in (3, 4) or (t.ndim == 4 and t.shape[-1] != 3):
-        raise ValueError(f"expected uint8 images (N, H, W) or (N, H, W, 3); got {t.dtype} {tuple(t.shape)}")
-    if not 16 <= size <= 512:
-        raise ValueError(f"size: expected 16..512, got {size}")
-    x = t.to(torch.float32) / 255.0
-    x = x.unsqueeze(1).expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-    return ((x - 0.5) / 0.5).contiguous()
 
 
 class DualEncoder(nn.Module):
@@ -506,8 +480,6 @@ class AlignConfig:
             raise ValueError(f"held_out: expected (0, 0.5), got {self.held_out!r}")
         if self.steps < 1 or self.batch < 2 or self.max_synonyms < 1:
             raise ValueError("steps, batch, max_synonyms: expected >= 1, >= 2, >= 1")
-        from tailorkit.nets.align_pairs import PAIR_SOURCES
-
         if not isinstance(self.pairs, tuple) or not set(self.pairs) <= set(PAIR_SOURCES):
             raise ValueError(f"pairs: expected a tuple of names from {', '.join(PAIR_SOURCES)}; got {self.pairs!r}")
         if self.pair_train not in ("adapter", "all"):
@@ -542,21 +514,6 @@ class AlignReport:
         return asdict(self)
 
 
-def heldout_classes(config: AlignConfig) -> list[int]:
-    """The seeded held-out class indices (sorted)."""
-    rng = np.random.default_rng(config.seed)
-    n = round(1000 * config.held_out)
-    return sorted(int(i) for i in rng.permutation(1000)[:n])
-
-
-@torch.no_grad()
-def _sentence_features(model: DualEncoder, names: list[str], batch: int = 128) -> torch.Tensor:
-    out = []
-    for i in range(0, len(names), batch):
-        out.append(model.text_features(model.tokenize(names[i : i + batch])))
-    return torch.cat(out)
-
-
 def align_projections(model: DualEncoder, config: AlignConfig = AlignConfig()) -> AlignReport:
     """Train the text projection, image scale and temperature; return the retrieval report (in place).
 
@@ -576,7 +533,7 @@ def align_projections(model: DualEncoder, config: AlignConfig = AlignConfig()) -
             sentences.append(name)
             labels.append(c)
     t0 = time.perf_counter()
-    feats = _sentence_features(model, sentences)
+    feats = sentence_features(model, sentences)
     _log(f"alignment: {len(sentences)} sentence features in {time.perf_counter() - t0:.0f} s")
     labels_t = torch.tensor(labels, device=feats.device)
     remap = torch.full((1000,), -1, dtype=torch.long, device=feats.device)
@@ -625,7 +582,7 @@ def retrieval_report(model: DualEncoder, config: AlignConfig, seconds: float) ->
     synonyms = imagenet_names()
     held_l = heldout_classes(config)
     train_cls = [c for c in range(1000) if c not in set(held_l)]
-    first = _sentence_features(model, [synonyms[c][0] for c in range(1000)])
+    first = sentence_features(model, [synonyms[c][0] for c in range(1000)])
     sims = model.project_text(first) @ model.prototypes().T  # (1000 texts, 1000 prototypes)
     top5 = sims.topk(5, dim=1).indices.cpu()
     truth = torch.arange(1000)[:, None]
@@ -735,8 +692,6 @@ def load_dual_encoder(
         "align_report": report.to_dict(),
     }
     if config.pairs:
-        from tailorkit.nets.align_pairs import align_to_pairs
-
         extra["imagenet_stage_report"] = extra["align_report"]
         extra["pair_report"] = align_to_pairs(model, config)
         seconds = report.seconds + extra["pair_report"]["seconds"]
