@@ -179,29 +179,8 @@ def _site_energy(o, k, s, skip, nbr, occ, ids, vals, p, spec):
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _rate(sv, d, nbr, occ, ids, vals, p, spec, site_rows):
-    """w0 exp(-(E0 + dE/2)/T) for the hop into void site sv from direction d; 0 when no particle can hop."""
-    m = nbr[sv, d]
-    if m < 0:
-        return 0.0
-    k = occ[m]
-    if k < 0:
-        return 0.0
-    o = m if site_rows else k
-    e_new = _site_energy(o, k, sv, m, nbr, occ, ids, vals, p, spec)
-    e_old = _site_energy(o, k, m, sv, nbr, occ, ids, vals, p, spec)
-    return p.pref * math.exp(-(e_new - e_old) * p.inv2T)
-
-
-@nb.njit(cache=True, inline="always", error_model="numpy")
-def _set_void_rates(v, vsite, nbr, occ, ids, vals, tree, p, spec, site_rows):
-    """Recompute the nd leaves of void v and the sums above them."""
-    nd = len(spec[0])
-    B = p.B
-    sv = vsite[v]
-    base = p.P + v * B
-    for d in range(nd):
-        tree[base + d] = _rate(sv, d, nbr, occ, ids, vals, p, spec, site_rows)
+def _propagate(tree, base, B):
+    """The sums above the aligned leaf block [base, base + B), each recomputed from its two children."""
     lo = base >> 1
     n = B >> 1
     while n >= 1 and lo >= 1:
@@ -212,6 +191,54 @@ def _set_void_rates(v, vsite, nbr, occ, ids, vals, tree, p, spec, site_rows):
     while lo >= 1:
         tree[lo] = tree[2 * lo] + tree[2 * lo + 1]
         lo >>= 1
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _set_void_rates(v, vsite, nbr, occ, ids, vals, tree, p, spec, site_rows, hk, he):
+    """Recompute the nd leaves of void v and the sums above them. hk, he: scratch of length nd.
+
+    The bonds the hoppers would form at the void are looked up once per pair of the void's neighbours and counted for
+    both (V is symmetric: hashed by the unordered pair, overrides stored in both particles with one value, and the
+    config keeps periodic neighbours distinct), but each hopper's sum still adds its terms in direction order, as
+    _site_energy does, so the rates are the same bit for bit with half the lookups for the energy at the void."""
+    nd = len(spec[0])
+    pinned = len(spec[1]) != 0
+    B = p.B
+    sv = vsite[v]
+    base = p.P + v * B
+    for d in range(nd):
+        a = nbr[sv, d]
+        he[d] = 0.0
+        hk[d] = occ[a] if a >= 0 else a  # particle id, -1 (empty or free) or -2 (substrate)
+    for d in range(nd):  # row d adds the term of direction d to every later hopper, and its own later terms
+        k = hk[d]
+        if k >= 0:
+            o = nbr[sv, d] if site_rows else k
+            for d2 in range(d + 1, nd):
+                j = hk[d2]
+                if j >= 0:
+                    b = _bond(o, k, j, ids, vals, p, spec)
+                    he[d] += b
+                    he[d2] += b
+                elif j == -2:
+                    he[d] += _bond(o, k, p.N + sv % p.area, ids, vals, p, spec) if pinned else p.vsub
+        elif k == -2:
+            for d2 in range(d + 1, nd):
+                j = hk[d2]
+                if j >= 0:
+                    if pinned:
+                        he[d2] += _bond(nbr[sv, d2] if site_rows else j, j, p.N + sv % p.area, ids, vals, p, spec)
+                    else:
+                        he[d2] += p.vsub
+    for d in range(nd):
+        k = hk[d]
+        if k >= 0:
+            m = nbr[sv, d]
+            e_old = _site_energy(m if site_rows else k, k, m, sv, nbr, occ, ids, vals, p, spec)
+            tree[base + d] = p.pref * math.exp(-(he[d] - e_old) * p.inv2T)
+        else:
+            tree[base + d] = 0.0
+    _propagate(tree, base, B)
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -277,11 +304,13 @@ def _event(
     stamp,
     counters,
     near,
+    hk,
+    he,
     p,
     spec,
     site_rows,
 ):
-    """Perform event `leaf` = (void, direction) at time t and refresh the affected rates (`near`: scratch)."""
+    """Perform event `leaf` = (void, direction) at time t and refresh the affected rates (near, hk, he: scratch)."""
     nd = len(spec[0])
     dim = nd // 2
     v = leaf // p.B
@@ -312,7 +341,7 @@ def _event(
     n_near = _gather_near(s, ev, stamp, void_at, nbr, near, 0, nd)
     n_near = _gather_near(m, ev, stamp, void_at, nbr, near, n_near, nd)
     for i in range(n_near):
-        _set_void_rates(near[i], vsite, nbr, occ, ids, vals, tree, p, spec, site_rows)
+        _set_void_rates(near[i], vsite, nbr, occ, ids, vals, tree, p, spec, site_rows, hk, he)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -342,6 +371,8 @@ def _run(
     nd = len(spec[0])
     P = p.P
     near = np.empty(2 * (1 + nd * (1 + nd)), dtype=np.int64)
+    hk = np.empty(nd, dtype=np.int64)
+    he = np.empty(nd)
     n = 0
     t_next = clock[1]
     while n < max_events:
@@ -370,6 +401,8 @@ def _run(
             stamp,
             counters,
             near,
+            hk,
+            he,
             p,
             spec,
             True,
@@ -476,21 +509,6 @@ def fill_energy_sums(esum, pos, nbr, occ, ids, vals, p, spec):
                 else:
                     e += _bond_q(s, k, p.N + s % p.area, ids, vals, p, spec)
         esum[k] = e
-
-
-@nb.njit(cache=True, inline="always", error_model="numpy")
-def _propagate(tree, base, B):
-    """The sums above the aligned leaf block [base, base + B) (as _set_void_rates does after its leaves)."""
-    lo = base >> 1
-    n = B >> 1
-    while n >= 1 and lo >= 1:
-        for j in range(lo, lo + n):
-            tree[j] = tree[2 * j] + tree[2 * j + 1]
-        lo >>= 1
-        n >>= 1
-    while lo >= 1:
-        tree[lo] = tree[2 * lo] + tree[2 * lo + 1]
-        lo >>= 1
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
