@@ -194,8 +194,53 @@ def _propagate(tree, base, B):
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _set_void_rates(v, vsite, nbr, occ, ids, vals, tree, p, spec, site_rows, hk, he):
-    """Recompute the nd leaves of void v and the sums above them. hk, he: scratch of length nd.
+def _propagate4(tree, base, B, odd):
+    """The 4-way tree's sums above the aligned leaf block [base, base + B): only the nodes an even number of levels
+    above the leaves (and the root) are kept, each as (g0 + g1) + (g2 + g3) of its four grandchildren, which is
+    bit for bit the binary tree's tree[2j] + tree[2j + 1]; the levels between are stale until rebuild_sums. `odd`:
+    log2(P) is odd, so the root is the sum of its two children (kept nodes)."""
+    lo = base >> 2
+    n = B >> 2
+    while lo >= 1:
+        for j in range(lo, lo + n):
+            g = 4 * j
+            tree[j] = (tree[g] + tree[g + 1]) + (tree[g + 2] + tree[g + 3])
+        lo >>= 2
+        n = (n >> 2) if n >= 4 else 1
+    if odd:
+        tree[1] = tree[2] + tree[3]
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _select_leaf4(tree, P, r, odd):
+    """_select_leaf on the 4-way tree of _propagate4: the same comparisons and subtractions as the binary descent
+    (its left child's value is g0 + g1, computed here from the kept grandchildren), so the same leaf for any r."""
+    i = 1
+    if odd:
+        left = tree[2]
+        right = r >= left
+        r = r - left if right else r
+        i = 2 + (1 if right else 0)
+    while i < P:
+        g = 4 * i
+        g0 = tree[g]
+        g2 = tree[g + 2]
+        left = g0 + tree[g + 1]
+        right = r >= left
+        r = r - left if right else r
+        h = g2 if right else g0
+        right2 = r >= h
+        r = r - h if right2 else r
+        i = g + (2 if right else 0) + (1 if right2 else 0)
+    leaf = i - P
+    while tree[P + leaf] <= 0.0 and leaf > 0:  # rounding can push r past the last non-zero leaf
+        leaf -= 1
+    return leaf
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _set_void_rates(v, vsite, nbr, occ, ids, vals, tree, p, spec, site_rows, hk, he, odd):
+    """Recompute the nd leaves of void v and the 4-way sums above them (_propagate4). hk, he: scratch of length nd.
 
     The bonds the hoppers would form at the void are looked up once per pair of the void's neighbours and counted for
     both (V is symmetric: hashed by the unordered pair, overrides stored in both particles with one value, and the
@@ -238,7 +283,7 @@ def _set_void_rates(v, vsite, nbr, occ, ids, vals, tree, p, spec, site_rows, hk,
             tree[base + d] = p.pref * math.exp(-(he[d] - e_old) * p.inv2T)
         else:
             tree[base + d] = 0.0
-    _propagate(tree, base, B)
+    _propagate4(tree, base, B, odd)
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -306,6 +351,7 @@ def _event(
     near,
     hk,
     he,
+    odd,
     p,
     spec,
     site_rows,
@@ -341,7 +387,7 @@ def _event(
     n_near = _gather_near(s, ev, stamp, void_at, nbr, near, 0, nd)
     n_near = _gather_near(m, ev, stamp, void_at, nbr, near, n_near, nd)
     for i in range(n_near):
-        _set_void_rates(near[i], vsite, nbr, occ, ids, vals, tree, p, spec, site_rows, hk, he)
+        _set_void_rates(near[i], vsite, nbr, occ, ids, vals, tree, p, spec, site_rows, hk, he, odd)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -367,9 +413,15 @@ def _run(
     p,
     spec,
 ):
-    """The event loop, compiled once per configuration `spec` (see kernel_spec)."""
+    """The event loop, compiled once per configuration `spec` (see kernel_spec). It keeps the sum tree 4-way
+    (_propagate4, _select_leaf4) and leaves it a complete binary tree again on return."""
     nd = len(spec[0])
     P = p.P
+    odd = False  # log2(P) is odd
+    q = P
+    while q > 1:
+        q >>= 1
+        odd = not odd
     near = np.empty(2 * (1 + nd * (1 + nd)), dtype=np.int64)
     hk = np.empty(nd, dtype=np.int64)
     he = np.empty(nd)
@@ -379,10 +431,11 @@ def _run(
         if t_next > t_stop:
             if t_stop > clock[0]:
                 clock[0] = t_stop
+            rebuild_sums(tree, P)
             return n
         t = t_next
         clock[0] = t
-        leaf = _select_leaf(tree, P, uniform(rng) * tree[1])
+        leaf = _select_leaf4(tree, P, uniform(rng) * tree[1], odd)
         _event(
             leaf,
             t,
@@ -403,6 +456,7 @@ def _run(
             near,
             hk,
             he,
+            odd,
             p,
             spec,
             True,
@@ -416,6 +470,7 @@ def _run(
         t_next = t - math.log(uniform_open(rng)) / R if R > 0.0 else np.inf
         clock[1] = t_next
         n += 1
+    rebuild_sums(tree, P)
     return n
 
 
@@ -801,6 +856,28 @@ def build_tree(vsite, nbr, occ, ovr_id, ovr_v, tree, fpar, ipar, vseed):
 def select_leaf(tree, P, r):
     """The leaf i with cumsum(leaves)[i-1] <= r < cumsum(leaves)[i], for r in [0, root)."""
     return _select_leaf(tree, P, r)
+
+
+@nb.njit(cache=True)
+def select_leaf4(tree, P, r):
+    """select_leaf by the event loop's 4-way descent (tests: the same leaf as the binary descent)."""
+    odd = False
+    q = P
+    while q > 1:
+        q >>= 1
+        odd = not odd
+    return _select_leaf4(tree, P, r, odd)
+
+
+@nb.njit(cache=True)
+def propagate4(tree, base, B, P):
+    """_propagate4 (tests: its kept nodes equal the binary sums)."""
+    odd = False
+    q = P
+    while q > 1:
+        q >>= 1
+        odd = not odd
+    _propagate4(tree, base, B, odd)
 
 
 @nb.njit(cache=True)
