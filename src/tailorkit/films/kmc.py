@@ -246,17 +246,13 @@ def _select_leaf4(tree, P, r, odd):
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _set_void_rates(v, vsite, nbr, occ, ids, vals, tree, p, spec, site_rows, hk, he, odd, eform, back_d, e_back):
+def _set_void_rates(v, vsite, nbr, occ, ids, vals, tree, p, spec, site_rows, hk, he, odd):
     """Recompute the nd leaves of void v and the 4-way sums above them (_propagate4). hk, he: scratch of length nd.
 
     The bonds the hoppers would form at the void are looked up once per pair of the void's neighbours and counted for
     both (V is symmetric: hashed by the unordered pair, overrides stored in both particles with one value, and the
     config keeps periodic neighbours distinct), but each hopper's sum still adds its terms in direction order, as
-    _site_energy does, so the rates are the same bit for bit with half the lookups for the energy at the void.
-
-    eform[leaf] keeps each hopper's energy at the void (he). The particle that just hopped into a void can hop back
-    (direction back_d of the moved void): its energy at its site is the one it was going to form there, e_back (the
-    same terms in the same order, none of those sites changed), so it costs no lookup; e_back is NaN when unknown."""
+    _site_energy does, so the rates are the same bit for bit with half the lookups for the energy at the void."""
     nd = len(spec[0])
     pinned = len(spec[1]) != 0
     B = p.B
@@ -290,11 +286,7 @@ def _set_void_rates(v, vsite, nbr, occ, ids, vals, tree, p, spec, site_rows, hk,
         k = hk[d]
         if k >= 0:
             m = nbr[sv, d]
-            if d == back_d and e_back == e_back:
-                e_old = e_back
-            else:
-                e_old = _site_energy(m if site_rows else k, k, m, sv, nbr, occ, ids, vals, p, spec)
-            eform[base - p.P + d] = he[d]
+            e_old = _site_energy(m if site_rows else k, k, m, sv, nbr, occ, ids, vals, p, spec)
             tree[base + d] = p.pref * math.exp(-(he[d] - e_old) * p.inv2T)
         else:
             tree[base + d] = 0.0
@@ -367,7 +359,6 @@ def _event(
     hk,
     he,
     odd,
-    eform,
     p,
     spec,
     site_rows,
@@ -377,7 +368,6 @@ def _event(
     dim = nd // 2
     v = leaf // p.B
     d = leaf - v * p.B
-    e_back = eform[leaf]  # the hopper's energy at s without m (NaN: unknown yet)
     s = vsite[v]
     m = nbr[s, d]
     k = occ[m]
@@ -404,9 +394,7 @@ def _event(
     n_near = _gather_near(s, ev, stamp, void_at, nbr, near, 0, nd)
     n_near = _gather_near(m, ev, stamp, void_at, nbr, near, n_near, nd)
     for i in range(n_near):
-        w = near[i]
-        back_d = (d ^ 1) if w == v else -1  # directions come in opposite pairs (d, d ^ 1)
-        _set_void_rates(w, vsite, nbr, occ, ids, vals, tree, p, spec, site_rows, hk, he, odd, eform, back_d, e_back)
+        _set_void_rates(near[i], vsite, nbr, occ, ids, vals, tree, p, spec, site_rows, hk, he, odd)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -444,7 +432,6 @@ def _run(
     near = np.empty(2 * (1 + nd * (1 + nd)), dtype=np.int64)
     hk = np.empty(nd, dtype=np.int64)
     he = np.empty(nd)
-    eform = np.full(P, np.nan)  # derived per call: known for a void once its leaves are recomputed
     n = 0
     t_next = clock[1]
     while n < max_events:
@@ -477,7 +464,6 @@ def _run(
             hk,
             he,
             odd,
-            eform,
             p,
             spec,
             True,
