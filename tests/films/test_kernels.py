@@ -108,6 +108,34 @@ def test_tree_sampling_frequencies() -> None:
     assert stats.chisquare(counts[:7], wrong).pvalue < 1e-6
 
 
+@pytest.mark.parametrize("P,B", [(4, 4), (8, 4), (64, 4), (128, 4), (8, 8), (256, 8)])
+def test_four_way_tree_equals_binary(P: int, B: int) -> None:
+    """The event loop's 4-way tree (kept nodes every second level) gives the binary tree's sums and leaves bit for
+    bit: after random block updates its root equals rebuild_sums' root, and its descent picks the binary leaf for
+    every r, boundaries and rounding fallbacks included."""
+    rng = np.random.default_rng(P + B)
+    binary = np.zeros(2 * P)
+    binary[P:] = rng.exponential(size=P) * (rng.random(P) < 0.7)
+    kmc.rebuild_sums(binary, P)
+    four = binary.copy()
+    for _ in range(50):
+        base = P + B * int(rng.integers(P // B))
+        binary[base : base + B] = four[base : base + B] = rng.exponential(size=B) * (rng.random(B) < 0.7)
+        kmc.rebuild_sums(binary, P)
+        kmc.propagate4(four, base, B, P)
+        assert four[1] == binary[1]
+        if binary[1] == 0.0:
+            continue
+        cum = np.cumsum(binary[P:])
+        rs = np.concatenate([rng.random(200) * binary[1], cum[:-1], np.nextafter(cum[:-1], 0.0), [binary[1]]])
+        for r in rs[rs <= binary[1]]:
+            assert kmc.select_leaf4(four, P, r) == kmc.select_leaf(binary, P, r)
+    # the test can fail: summing the four grandchildren left to right, ((g0 + g1) + g2) + g3, changes the last bits
+    leaves = rng.exponential(size=(200, 4))
+    paired = (leaves[:, 0] + leaves[:, 1]) + (leaves[:, 2] + leaves[:, 3])
+    assert (((leaves[:, 0] + leaves[:, 1]) + leaves[:, 2]) + leaves[:, 3] != paired).any()
+
+
 def test_exponential_waiting_times() -> None:
     tree = np.zeros(4)
     tree[1] = 2.5
