@@ -126,7 +126,8 @@ def test_bench_jobs_share_the_work_and_keep_the_row_order(monkeypatch: pytest.Mo
     import tailorkit.registration.bench as B
     from tailorkit.registration.config import BenchConfig
 
-    pairs = [B.BenchPair(tier, np.zeros(1), np.zeros(1), np.zeros(1), 2 * t + i) for t, tier in enumerate(B.TIERS)
+    # arrays of 2 elements, as real volumes: `pairs.index(p)` (array `==`) would raise on them, identity must be used
+    pairs = [B.BenchPair(tier, np.zeros(2), np.zeros(2), np.zeros(2), 2 * t + i) for t, tier in enumerate(B.TIERS)
              for i in range(2)]  # fmt: skip
     calls: list[str] = []
 
@@ -150,7 +151,7 @@ def test_bench_jobs_share_the_work_and_keep_the_row_order(monkeypatch: pytest.Mo
         calls.append(kind)
         assert (parts is not None) == (kind == "same") and len({p.tier for p in ps}) == 1
         # each pair's own initialisation from the init job, shared rather than recomputed
-        assert [m[0, 0] for m, _, _ in inits] == [pairs.index(p) + 1 for p in ps]
+        assert [m[0, 0] for m, _, _ in inits] == [next(i for i, q in enumerate(pairs) if q is p) + 1 for p in ps]
         if kind == "mindcvx":  # one row per pair
             return done([row("mindcvx", p) for p in ps], pid=2)
         stages = B.SAME_STAGES if kind == "same" else ("affine", "coarse", "io")

@@ -436,7 +436,8 @@ def _run_jobs(
     train_f = pool.submit(_train_job, config, mode, seed, spacing, parts_dir)
     init_f = pool.submit(_init_job, config, spacing, pairs)
     computed = init_f.result()["inits"]  # every pair's initialisation, shared by the steps jobs (not recomputed)
-    by_tier = [[computed[pairs.index(p)] for p in group] for group in tiers]
+    position = {id(p): i for i, p in enumerate(pairs)}  # by identity: pairs hold arrays, `==` is ambiguous on them
+    by_tier = [[computed[position[id(p)]] for p in group] for group in tiers]
     mind_fs = [pool.submit(_steps_job, config, mode, spacing, group, "mind", None, init)
                for group, init in zip(tiers, by_tier, strict=True) if group]  # fmt: skip
     cvx_fs = [pool.submit(_steps_job, config, mode, spacing, group, "mindcvx", None, init)
