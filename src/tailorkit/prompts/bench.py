@@ -34,7 +34,7 @@ from tailorkit.core.bench import EvidencePlan, register_bench
 from tailorkit.core.progress import status
 from tailorkit.core.results import BenchOutcome, Claim, DataInfo, Row
 from tailorkit.core.workers import worker_pool
-from tailorkit.prompts.data import DEFAULT_TASKS, PLANTED_PAIRS, make_tasks
+from tailorkit.prompts.data import DEFAULT_TASKS, PLANTED_PAIRS, make_tasks, planted_partition, recovers_planted
 
 __all__ = ["PromptsBenchConfig", "prompts_bench"]
 
@@ -158,14 +158,6 @@ def _options(config: PromptsBenchConfig, method: str) -> dict[str, Any]:
             if value != default:
                 out[key] = value
     return out
-
-
-def _planted_partition(tasks: tuple[str, ...]) -> list[list[int]] | None:
-    index = {t: i for i, t in enumerate(tasks)}
-    groups = [sorted(index[a] for a in pair if a in index) for pair in PLANTED_PAIRS]
-    groups = [g for g in groups if g]
-    covered = sorted(i for g in groups for i in g)
-    return sorted(groups) if covered == list(range(len(tasks))) else None
 
 
 # Relative cost of each fit in the quick run (CPU seconds, docs/prompts.md): the submission order.
@@ -451,10 +443,8 @@ def _claims(rows: list[Row], runs: list[dict[str, Any]], config: PromptsBenchCon
             0.5,
         )
     )
-    planted = _planted_partition(config.tasks)
-    if planted is not None:
-        found = [sorted(map(sorted, r["groups"])) for r in runs]
-        recovered = statistics.fmean(float(f == sorted(planted)) for f in found)
+    if planted_partition(config.tasks) is not None:
+        recovered = statistics.fmean(float(bool(recovers_planted(config.tasks, r["groups"]))) for r in runs)
         claims.append(
             Claim.at_least(
                 "grouping-recovers-planted-pairs",

@@ -8,7 +8,10 @@ tailorkit prompts train METHOD [--form st|mt|group+task] [--tasks a,b] [--task-f
     trains one method on the cross-domain tasks and prints per-task test accuracy; MmAP in group+task form
     first discovers the task groups (prints the affinity matrix).
 tailorkit prompts group [--tasks a,b] [--task-folder DIR ...] [--steps N] [--affinity cosine|lookahead]
-    prints the gradient affinity matrix and the partition.
+                        [--wrt params|prompts] [--seed S] [--seeds N] [--out FILE.json]
+    prints the gradient affinity matrix and the partition for seeds S..S+N-1 (data and warm-up both seeded as
+    the bench's grouping: training splits only), whether each partition is the planted pairs (prompts/data.py;
+    "n/a" when the tasks carry none) and the count over the seeds; --out writes the same as JSON.
 
 Your own images: `--task-folder DIR` (repeat it, one per task) reads DIR/<class>/<image>.png; class names come from
 the sub-folder names, and per class --shots images train and the rest test. With --task-folder, the built-in tasks
@@ -73,12 +76,21 @@ def add_parser(sub: Any) -> None:
     group.add_argument("--shots", type=int, default=8, help="training images per class (the rest test)")
     group.add_argument("--steps", type=int, default=15)
     group.add_argument("--affinity", default="cosine", choices=("cosine", "lookahead"))
-    group.add_argument("--seed", type=int, default=0)
+    group.add_argument(
+        "--wrt",
+        default="params",
+        choices=("params", "prompts"),
+        help="gradients on the MmAP's raw parameters (default) or on the prompts it generates",
+    )
+    group.add_argument("--seed", type=int, default=0, help="the first seed")
+    group.add_argument("--seeds", type=int, default=1, help="number of seeds: --seed .. --seed + N - 1 (default 1)")
+    group.add_argument("--out", type=Path, default=None, help="write per-seed groups, matrices and flags (JSON)")
     group.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     group.set_defaults(func=group_cmd)
 
 
-def _engine(args: argparse.Namespace, shots: int = 8) -> Any:
+def _engine(args: argparse.Namespace, shots: int = 8, seed: int | None = None, encoder: Any = None) -> Any:
+    """The Engine on the chosen tasks drawn with ``seed`` (default --seed); ``encoder`` reuses a loaded one."""
     from tailorkit.cli.main import UsageError, device_from
     from tailorkit.nets.dual_encoder import load_dual_encoder
     from tailorkit.prompts.data import DEFAULT_TASKS, DOMAINS, make_tasks
@@ -91,9 +103,11 @@ def _engine(args: argparse.Namespace, shots: int = 8) -> Any:
         raise UsageError(f"tailorkit prompts: error: --tasks: unknown {bad}; expected names from {sorted(DOMAINS)}")
     if shots < 1:
         raise UsageError("tailorkit prompts: error: --shots: expected >= 1")
-    own = _folder_tasks(folders, tuple(tasks), shots, args.seed)  # every folder and image checked before any loading
-    encoder, _ = load_dual_encoder(device=device_from(args.device))
-    data = [*make_tasks(tuple(tasks), shots=shots, seed=args.seed), *own] if tasks else own
+    seed = args.seed if seed is None else seed
+    own = _folder_tasks(folders, tuple(tasks), shots, seed)  # every folder and image checked before any loading
+    if encoder is None:
+        encoder, _ = load_dual_encoder(device=device_from(args.device))
+    data = [*make_tasks(tuple(tasks), shots=shots, seed=seed), *own] if tasks else own
     return Engine(encoder, data, 64), tuple(t.name for t in data)
 
 
@@ -200,13 +214,71 @@ def run_cmd(args: argparse.Namespace) -> int:
 
 
 def group_cmd(args: argparse.Namespace) -> int:
-    from tailorkit.cli.main import UsageError
-    from tailorkit.prompts.api import discover_groups
+    import os
+    import time
 
-    if args.steps < 1:
-        raise UsageError(f"tailorkit prompts group: error: --steps: expected an integer >= 1, got {args.steps}")
+    import torch
+
+    from tailorkit.cli.main import UsageError
+    from tailorkit.core.errors import check_output_file
+    from tailorkit.core.results import write_json_atomic
+    from tailorkit.prompts.api import discover_groups
+    from tailorkit.prompts.data import planted_partition, recovers_planted
+
+    if args.steps < 1 or args.seeds < 1:
+        raise UsageError(
+            f"tailorkit prompts group: error: --steps and --seeds: expected integers >= 1, got {args.steps}, "
+            f"{args.seeds}"
+        )
+    if args.out is not None:
+        check_output_file(args.out, what="--out")
+    load = os.getloadavg()[0]
+    began = time.perf_counter()
     engine, names = _engine(args, args.shots)
-    grouping = discover_groups(engine, steps=args.steps, affinity=args.affinity, seed=args.seed)
-    _print_matrix(names, grouping.matrix())
-    print("groups:", [[names[t] for t in g] for g in grouping.groups])
+    runs = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        if seed != args.seed:
+            engine, _ = _engine(args, args.shots, seed=seed, encoder=engine.encoder)
+        with torch.random.fork_rng(devices=[]):  # seeded as the bench's grouping job (prompts/bench.py)
+            torch.manual_seed(seed)
+            grouping = discover_groups(engine, steps=args.steps, affinity=args.affinity, seed=seed, wrt=args.wrt)
+        recovered = recovers_planted(names, grouping.groups)
+        print(f"seed {seed}:")
+        _print_matrix(names, grouping.matrix())
+        flag = "n/a" if recovered is None else "yes" if recovered else "no"
+        print(f"groups: {[[names[t] for t in g] for g in grouping.groups]}  planted pairs recovered: {flag}")
+        runs.append(
+            {
+                "seed": seed,
+                "groups": [[names[t] for t in g] for g in grouping.groups],
+                "recovered": recovered,
+                "affinity_cosine": grouping.affinity.cosine.tolist(),
+                "affinity_lookahead": None
+                if grouping.affinity.lookahead is None
+                else grouping.affinity.lookahead.tolist(),
+                "seconds": round(grouping.seconds, 2),
+            }
+        )
+    planted = planted_partition(names)
+    hits = sum(bool(r["recovered"]) for r in runs)
+    if planted is not None:
+        print(f"planted pairs recovered on {hits}/{len(runs)} seeds (wrt={args.wrt}, affinity={args.affinity})")
+    if args.out is not None:
+        doc = {
+            "tasks": list(names),
+            "planted": None if planted is None else [[names[t] for t in g] for g in planted],
+            "settings": {
+                "wrt": args.wrt,
+                "affinity": args.affinity,
+                "steps": args.steps,
+                "shots": args.shots,
+                "seeds": [r["seed"] for r in runs],
+                "torch_threads": torch.get_num_threads(),
+            },
+            "recovered": None if planted is None else hits,
+            "runs": runs,
+            "load_average_start": round(load, 2),
+            "wall_seconds": round(time.perf_counter() - began, 1),
+        }
+        print(f"wrote {write_json_atomic(args.out, doc)}")
     return 0

@@ -26,6 +26,7 @@ Shapes:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,8 @@ __all__ = [
     "check_folder_task",
     "folder_task",
     "make_tasks",
+    "planted_partition",
+    "recovers_planted",
     "render",
 ]
 
@@ -86,6 +89,27 @@ PLANTED_PAIRS = (
     ("fashion-sketch", "fashion-pencil"),
     ("fashion-photo", "fashion-clipart"),
 )
+
+
+def planted_partition(tasks: Sequence[str]) -> list[list[int]] | None:
+    """The planted pairs as a partition of task indices (a task of a pair whose mate is absent stands alone), or
+    None when some task belongs to no planted pair (then there is nothing to recover)."""
+    index = {t: i for i, t in enumerate(tasks)}
+    groups = [sorted(index[a] for a in pair if a in index) for pair in PLANTED_PAIRS]
+    groups = [g for g in groups if g]
+    covered = sorted(i for g in groups for i in g)
+    return sorted(groups) if covered == list(range(len(tasks))) else None
+
+
+def recovers_planted(tasks: Sequence[str], groups: Sequence[Sequence[int]]) -> bool | None:
+    """Whether a grouping of ``tasks`` (task indices) equals the planted partition exactly (group order and order
+    within a group ignored); None when the tasks carry no planted partition."""
+    planted = planted_partition(tasks)
+    if planted is None:
+        return None
+    return sorted(sorted(int(t) for t in g) for g in groups) == planted
+
+
 _TEXTURE_PHOTOS = ("fruits.jpg", "starry_night.jpg", "baboon.jpg", "home.jpg", "building.jpg")
 _PALETTE = np.array(
     [[220, 40, 40], [40, 120, 220], [30, 160, 70], [240, 170, 20], [150, 60, 190], [20, 170, 180], [230, 90, 150]],
