@@ -80,3 +80,21 @@ def interrupt_after(step: int) -> Callable[[int, float], None]:
             raise Interrupted(f"interrupted after step {done}")
 
     return on_step
+
+
+def crash_then_resume(
+    monkeypatch: pytest.MonkeyPatch, owner: object, name: str, command: Callable[[], int], crash_at: int = 2
+) -> list[int]:
+    """Run a CLI `command` whose training goes through `owner.name` (a function taking `on_step`) twice: first
+    crashing it at step `crash_at` (the command must fail), then letting it finish (the command must succeed).
+    Returns the steps the second run trained, so a test can check that it resumed instead of starting over."""
+    import functools
+
+    real = getattr(owner, name)
+    monkeypatch.setattr(owner, name, functools.partial(real, on_step=interrupt_after(crash_at)))
+    assert command() != 0
+    steps_done: list[int] = []
+    monkeypatch.setattr(owner, name, functools.partial(real, on_step=lambda done, _: steps_done.append(done)))
+    assert command() == 0
+    monkeypatch.setattr(owner, name, real)
+    return steps_done

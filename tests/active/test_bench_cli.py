@@ -211,11 +211,9 @@ def test_cli_propose_rounds_on_a_nifti_folder(tmp_path: Path, monkeypatch: pytes
 def test_cli_tune_resumes_after_an_interruption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An `active tune` that crashes mid-fit, rerun with the same --out, continues from OUT/resume.pt (the selection
     is redone from the seed, the same labels) and ends with the uninterrupted run's model: equal Dice and bytes."""
-    import functools
-
     import tailorkit.active.tuning as tuning
     from tailorkit.cli.main import main
-    from tests.conftest import interrupt_after
+    from tests.conftest import crash_then_resume
 
     monkeypatch.setenv("TAILORKIT_HOME", str(tmp_path / "home"))
     config = tmp_path / "run.yaml"
@@ -228,17 +226,10 @@ def test_cli_tune_resumes_after_an_interruption(tmp_path: Path, monkeypatch: pyt
     )
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert main(["active", "tune", str(config), "--out", str(whole)]) == 0
-    real_train = tuning.core_train
-    monkeypatch.setattr(tuning, "core_train", functools.partial(real_train, on_step=interrupt_after(2)))
-    assert main(["active", "tune", str(config), "--out", str(split), "--checkpoint-every", "1"]) != 0
-    assert (split / "resume.pt").is_file() and not (split / "model.safetensors").exists()
-    steps_done: list[int] = []
-    monkeypatch.setattr(
-        tuning, "core_train", functools.partial(real_train, on_step=lambda done, _: steps_done.append(done))
-    )
-    assert main(["active", "tune", str(config), "--out", str(split), "--checkpoint-every", "1"]) == 0
+    run = ["active", "tune", str(config), "--out", str(split), "--checkpoint-every", "1"]
+    steps_done = crash_then_resume(monkeypatch, tuning, "core_train", lambda: main(run))
     # resumed from step 1's checkpoint (the crash came in step 2's callback, before its checkpoint), not from 0
-    assert steps_done == [2, 3, 4]
+    assert steps_done == [2, 3, 4] and (split / "resume.pt").is_file()
     a, b = (json.loads((run / "metrics.json").read_text()) for run in (whole, split))
     assert a["dice_global"] == b["dice_global"]
     assert (whole / "model.safetensors").read_bytes() == (split / "model.safetensors").read_bytes()

@@ -230,12 +230,11 @@ def test_cli_train_resumes_after_an_interruption(
 ) -> None:
     """A `video train` that crashes mid-fit, rerun with the same --out, continues from OUT/resume.pt and ends with
     the uninterrupted run's loss and accuracies exactly."""
-    import functools
     import json
 
     from tailorkit.cli.main import main
     from tailorkit.video import runner
-    from tests.conftest import interrupt_after
+    from tests.conftest import crash_then_resume
 
     config = tmp_path / "tiny.yaml"
     config.write_text(
@@ -247,15 +246,10 @@ def test_cli_train_resumes_after_an_interruption(
     )
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert main(["video", "train", str(config), "--out", str(whole)]) == 0
-    real_fit = runner.fit
-    monkeypatch.setattr(runner, "fit", functools.partial(real_fit, on_step=interrupt_after(2)))
-    assert main(["video", "train", str(config), "--out", str(split), "--checkpoint-every", "1"]) != 0
-    assert (split / "resume.pt").is_file() and not (split / "metrics.json").exists()
-    steps_done: list[int] = []
-    monkeypatch.setattr(runner, "fit", functools.partial(real_fit, on_step=lambda done, _: steps_done.append(done)))
-    assert main(["video", "train", str(config), "--out", str(split), "--checkpoint-every", "1"]) == 0
+    run = ["video", "train", str(config), "--out", str(split), "--checkpoint-every", "1"]
+    steps_done = crash_then_resume(monkeypatch, runner, "fit", lambda: main(run))
     # resumed from step 1's checkpoint (the crash came in step 2's callback, before its checkpoint), not from 0
-    assert steps_done == [2, 3, 4]
+    assert steps_done == [2, 3, 4] and (split / "resume.pt").is_file()
     keys = ("final_loss", "accuracy", "train_accuracy")
     a, b = (json.loads((run / "metrics.json").read_text()) for run in (whole, split))
     assert [a[k] for k in keys] == [b[k] for k in keys]
