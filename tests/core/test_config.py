@@ -102,3 +102,23 @@ def test_shared_validators_name_the_setting_and_the_expected_form() -> None:
     for bad in (-1e-9, float("nan"), float("inf"), False, "1"):
         with pytest.raises(ValueError, match=r"lr: expected a finite number >= 0, got"):
             check_number_at_least("lr", bad)
+
+
+def test_options_as_returns_the_method_options_and_refuses_another_class() -> None:
+    from dataclasses import dataclass
+
+    from tailorkit.core.config import options_as
+
+    @dataclass(frozen=True)
+    class A:
+        x: int = 1
+
+    @dataclass(frozen=True)
+    class B(A):
+        pass
+
+    assert options_as("m", A(2), A).x == 2
+    with pytest.raises(TypeError, match="method 'm' has A, not B"):
+        options_as("m", A(), B)
+    with pytest.raises(TypeError, match="has B, not A"):  # exact class: a subclass is another method's options
+        options_as("m", B(), A)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 
 from tailorkit.adapters.methods import METHODS
 from tailorkit.adapters.tasks import TASKS
@@ -20,6 +20,7 @@ from tailorkit.core.config import (
     check_number_at_least,
     lift_options,
     method_options,
+    options_as,
     to_dict,
 )
 from tailorkit.core.registry import RegistryError
@@ -171,10 +172,8 @@ class MethodConfig:
         object.__setattr__(self, "options", method_options(self.name, cls, self.options, kind="adapters method"))
 
     def options_as(self, cls: type[OptionsT]) -> OptionsT:
-        """``options`` typed as ``cls``; TypeError when ``cls`` is not exactly this method's options class."""
-        if type(self.options) is not cls:
-            raise TypeError(f"method {self.name!r} has {type(self.options).__name__}, not {cls.__name__}")
-        return cast(OptionsT, self.options)
+        """``options`` typed as ``cls`` (``tailorkit.core.config.options_as``)."""
+        return options_as(self.name, self.options, cls)
 
     def with_method(self, name: str) -> MethodConfig:
         """Method ``name`` with the options it shares with this one carried over (the bench's common width ``r``)

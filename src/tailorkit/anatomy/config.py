@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from tailorkit.core.config import ConfigError, check, check_int_at_least, from_dict, lift_options, method_options
+from tailorkit.core.config import (
+    ConfigError,
+    check,
+    check_int_at_least,
+    from_dict,
+    lift_options,
+    method_options,
+    options_as,
+)
 
 __all__ = [
     "METHOD_OPTIONS",
@@ -243,10 +251,8 @@ class SAMTrainConfig:
         object.__setattr__(self, "options", method_options(method, METHOD_OPTIONS[method], self.options))
 
     def options_as(self, cls: type[OptionsT]) -> OptionsT:
-        """`options` typed as `cls`; TypeError when `cls` is not exactly this method's options class."""
-        if type(self.options) is not cls:
-            raise TypeError(f"method {self.method!r} has {type(self.options).__name__}, not {cls.__name__}")
-        return self.options
+        """`options` typed as `cls` (`tailorkit.core.config.options_as`)."""
+        return options_as(self.method, self.options, cls)
 
     @classmethod
     def upgrade_config(cls, data: Mapping[str, Any]) -> dict[str, Any]:

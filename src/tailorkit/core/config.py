@@ -118,6 +118,14 @@ def from_dict(cls: type[C], data: Mapping[str, Any], *, where: str = "") -> C:
         raise ConfigError(f"{where + ': ' if where else ''}{err}") from err
 
 
+def options_as(method: str, options: object, cls: type[OptionsT]) -> OptionsT:
+    """`options` (the options of `method`) typed as `cls`: what a method calls to read its own options. TypeError when
+    `cls` is not exactly that options class (a method reading another method's options is a bug, not a user error)."""
+    if type(options) is not cls:
+        raise TypeError(f"method {method!r} has {type(options).__name__}, not {cls.__name__}")
+    return cast(OptionsT, options)
+
+
 def method_options(method: str, cls: type[OptionsT], value: Any, *, kind: str = "method") -> OptionsT:
     """`value` as the options of `method`, the frozen dataclass `cls`.
 

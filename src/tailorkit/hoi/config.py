@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from tailorkit.core.config import check, check_int_at_least, check_number_at_least
+from tailorkit.core.config import check, check_int_at_least, check_number_at_least, options_as
 from tailorkit.core.train import SCHEDULES
 
 Variant = Literal["single", "cascade", "hodn", "cascade_deep", "single_deep"]
@@ -307,11 +307,8 @@ class ModelConfig:
         return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
 
     def options_as(self, cls: type[OptionsT]) -> OptionsT:
-        """`options()` typed as `cls`; raises if `cls` is not this variant's options class."""
-        opts = self.options()
-        if not isinstance(opts, cls):
-            raise TypeError(f"variant {self.variant!r} has {type(opts).__name__}, not {cls.__name__}")
-        return opts
+        """`options()` typed as `cls` (`tailorkit.core.config.options_as`)."""
+        return options_as(self.variant, self.options(), cls)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
 
-from tailorkit.core.config import ConfigError, lift_options, method_options
+from tailorkit.core.config import ConfigError, lift_options, method_options, options_as
 from tailorkit.core.registry import RegistryError
 from tailorkit.patching.methods import METHODS
 from tailorkit.patching.methods._common import TopkScope
@@ -138,10 +138,8 @@ class PatchConfig:
         object.__setattr__(self, "options", method_options(self.method, spec.options, self.options, kind="method"))
 
     def options_as(self, cls: type[OptionsT]) -> OptionsT:
-        """`options` typed as `cls`; TypeError when `cls` is not exactly this method's options class."""
-        if type(self.options) is not cls:
-            raise TypeError(f"method {self.method!r} has {type(self.options).__name__}, not {cls.__name__}")
-        return self.options
+        """`options` typed as `cls` (`tailorkit.core.config.options_as`)."""
+        return options_as(self.method, self.options, cls)
 
     @classmethod
     def upgrade_config(cls, data: Mapping[str, Any]) -> dict[str, Any]:
